@@ -1,0 +1,81 @@
+"""The binomial family (R's ``binomial()``).
+
+y is the proportion of successes and ``wt`` the number of trials (for
+``cbind(s, f)`` the parse stage gives y = s / (s + f), wt = s + f).
+
+Example
+-------
+>>> import numpy as np
+>>> fam = BinomialFamily(link="probit")
+>>> fam.fast_path
+('binomial', 'probit')
+>>> float(fam.initialize(np.array([0.5]), np.array([3.0]))[0])
+0.5
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import special
+
+from interlace.families.base import ExponentialFamily, _check_unit_interval, binomial_dev_resids
+from interlace.families.links import Link, LogitLink
+from interlace.families.variance import BinomialVariance
+
+__all__ = ["BinomialFamily"]
+
+
+class BinomialFamily(ExponentialFamily):
+    """Binomial: V(mu) = mu (1 - mu), links logit (default), probit, cauchit, cloglog, log.
+
+    A custom :class:`Link` instance is accepted too: ``BinomialFamily(link=MyLink())``.
+
+    >>> BinomialFamily().canonical
+    True
+    """
+
+    canonical_link = LogitLink
+    allowed_links = ("logit", "probit", "cauchit", "cloglog", "log")
+    _fast_links = ("logit", "probit", "cloglog")
+
+    def __init__(self, link: str | Link = "logit") -> None:
+        super().__init__(link=link, variance=BinomialVariance(), name="binomial")
+
+    def dev_resids(self, y, mu, wt):
+        return binomial_dev_resids(y, mu, wt)
+
+    def loglik(self, y, mu, wt, scale: float = 1.0):
+        """log dbinom(round(wt y), round(wt), mu), as R's ``binomial()$aic``.
+
+        ``scale`` is ignored (the binomial has no dispersion). Rows with
+        ``wt == 0`` contribute 0, as in R.
+        """
+        y, mu, wt = (np.asarray(a, dtype=np.float64) for a in (y, mu, wt))
+        m = np.rint(wt)
+        k = np.rint(wt * y)
+        lchoose = special.gammaln(m + 1.0) - special.gammaln(k + 1.0) - special.gammaln(m - k + 1.0)
+        ll = lchoose + special.xlogy(k, mu) + special.xlog1py(m - k, -mu)
+        return np.where(m > 0, ll, 0.0)
+
+    def initialize(self, y, wt):
+        """(wt y + 0.5) / (wt + 1), R's binomial ``mustart``."""
+        y, wt = np.asarray(y, dtype=np.float64), np.asarray(wt, dtype=np.float64)
+        return (wt * y + 0.5) / (wt + 1.0)
+
+    def validate_response(self, y, wt, column: str) -> None:
+        """y in [0, 1], weights >= 0; warns for non-integer successes (as R)."""
+        y, wt = np.asarray(y, dtype=np.float64), np.asarray(wt, dtype=np.float64)
+        if not np.all(np.isfinite(y)):
+            raise ValueError(f"response {column!r} has non-finite values")
+        _check_unit_interval(y, column, "binomial")
+        if np.any(wt < 0):
+            raise ValueError(f"weights (number of trials) for {column!r} must be non-negative")
+        k = wt * y
+        if np.any(np.abs(k - np.rint(k)) > 1e-7 * np.maximum(1.0, np.abs(k))):
+            warnings.warn(
+                f"non-integer #successes in a binomial glmm (response {column!r})",
+                UserWarning,
+                stacklevel=3,
+            )

@@ -1,0 +1,46 @@
+"""The built-in families, registered through the same hook a third-party plugin uses.
+
+interlace's own ``pyproject.toml`` declares this module as the entry point
+``builtin`` of the group ``interlace.families``; the plugin manager also
+registers it directly, so it works from a source checkout.
+
+Example
+-------
+>>> from interlace.plugins import get_registry
+>>> get_registry().get("gamma").distribution
+'interlace'
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from interlace.families.binomial import BinomialFamily
+from interlace.families.gamma import GammaFamily
+from interlace.families.gaussian import GaussianFamily
+from interlace.families.inverse_gaussian import InverseGaussianFamily
+from interlace.families.poisson import PoissonFamily
+from interlace.plugins import hookimpl
+
+if TYPE_CHECKING:
+    from interlace.plugins.registry import FamilyRegistry
+
+
+@hookimpl
+def interlace_register_families(registry: FamilyRegistry) -> None:
+    """Register binomial, poisson, gaussian, gamma and inverse_gaussian."""
+    # Exponential families (PIRLS engine; numba fast path where fast_path is set).
+    registry.add("binomial", BinomialFamily)
+    registry.add("poisson", PoissonFamily)
+    registry.add("gaussian", GaussianFamily)
+    registry.add("gamma", GammaFamily, aliases=("Gamma",))
+    registry.add("inverse_gaussian", InverseGaussianFamily, aliases=("inverse.gaussian",))
+
+    # Non-exponential families (issue 13, general-likelihood engine) register
+    # here, one line each, e.g.:
+    #   registry.add("negativebinomial", NegativeBinomial2Family, aliases=("nbinom2",))
+    #   registry.add("nbinom1", NegativeBinomial1Family)
+    #   registry.add("beta", BetaFamily)
+    #   registry.add("zip", ZeroInflatedPoissonFamily)
+    #   registry.add("zinb", ZeroInflatedNB2Family)
+    #   registry.add("hurdle_poisson", HurdlePoissonFamily)

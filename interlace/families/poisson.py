@@ -1,0 +1,71 @@
+"""The Poisson family (R's ``poisson()``).
+
+Example
+-------
+>>> import numpy as np
+>>> fam = PoissonFamily()
+>>> fam.fast_path
+('poisson', 'log')
+>>> float(fam.initialize(np.array([0.0]), np.ones(1))[0])
+0.1
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import special
+
+from interlace.families.base import ExponentialFamily, poisson_dev_resids
+from interlace.families.links import Link, LogLink
+from interlace.families.variance import MuVariance
+
+__all__ = ["PoissonFamily"]
+
+
+class PoissonFamily(ExponentialFamily):
+    """Poisson: V(mu) = mu, links log (default), identity, sqrt or a custom Link.
+
+    >>> PoissonFamily(link="sqrt").fast_path is None
+    True
+    """
+
+    canonical_link = LogLink
+    allowed_links = ("log", "identity", "sqrt")
+    _fast_links = ("log",)
+
+    def __init__(self, link: str | Link = "log") -> None:
+        super().__init__(link=link, variance=MuVariance(), name="poisson")
+
+    def dev_resids(self, y, mu, wt):
+        return poisson_dev_resids(y, mu, wt)
+
+    def loglik(self, y, mu, wt, scale: float = 1.0):
+        """wt * log dpois(y, mu), as R's ``poisson()$aic`` weights it.
+
+        Non-integer y use lgamma(y + 1) (R's dpois would give -Inf).
+        """
+        y, mu, wt = (np.asarray(a, dtype=np.float64) for a in (y, mu, wt))
+        return wt * (special.xlogy(y, mu) - mu - special.gammaln(y + 1.0))
+
+    def initialize(self, y, wt):
+        """y + 0.1, R's poisson ``mustart``."""
+        return np.asarray(y, dtype=np.float64) + 0.1
+
+    def validate_response(self, y, wt, column: str) -> None:
+        """Counts must be finite and >= 0; non-integer counts warn."""
+        y = np.asarray(y, dtype=np.float64)
+        if not np.all(np.isfinite(y)):
+            raise ValueError(f"response {column!r} has non-finite values")
+        if np.any(y < 0):
+            raise ValueError(
+                f"negative values not allowed for the 'poisson' family: response {column!r} "
+                f"has {int((y < 0).sum())} negative count(s)"
+            )
+        if np.any(y != np.rint(y)):
+            warnings.warn(
+                f"non-integer counts in response {column!r} for the poisson family",
+                UserWarning,
+                stacklevel=3,
+            )
