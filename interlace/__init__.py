@@ -1,3 +1,14 @@
 """interlace: generalized linear mixed models with lme4's numbers, faster."""
 
 __version__ = "0.1.0"
+
+from interlace.families import (  # noqa: E402
+    BinomialFamily,
+    ExponentialFamily,
+    GammaFamily,
+    GaussianFamily,
+    GLMMFamily,
+    InverseGaussianFamily,
+    PoissonFamily,
+    family,
+)
