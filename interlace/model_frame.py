@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 
 @dataclass
@@ -107,3 +108,288 @@ class ModelFrame:
     @property
     def p(self) -> int:
         return int(self.X.shape[1])
+
+
+_CONTEXT = {"np": np, "numpy": np}
+
+
+def _as_list(v: Any, arg: str) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [v]
+    if isinstance(v, (list, tuple)) and all(isinstance(s, str) for s in v):
+        return list(v)
+    raise TypeError(f"{arg} must be a string or a list of strings, got {type(v).__name__}")
+
+
+def _side_formula(text: str | None, arg: str) -> str | None:
+    """The right-hand side of ``dispformula`` / ``ziformula`` (``"~ z"`` -> ``"z"``)."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise TypeError(f"{arg} must be a formula string such as '~ 1', got {type(text).__name__}")
+    s = text.strip()
+    if "~" in s:
+        lhs, _, rhs = s.partition("~")
+        if lhs.strip():
+            raise ValueError(f"{arg} must be one-sided (e.g. '~ z'), got {text!r}")
+        s = rhs.strip()
+    if "|" in s:
+        raise ValueError(f"{arg} cannot have random-effect terms: {text!r}")
+    return s or "1"
+
+
+def build_model_frame(
+    formula: str,
+    data: Any,
+    *,
+    family: Any,
+    groups: str | list[str] | None = None,
+    random: list[str] | None = None,
+    weights: Any = None,
+    offset: Any = None,
+    dispformula: str | None = None,
+    ziformula: str | None = None,
+    missing: str = "drop",
+) -> ModelFrame:
+    """Parse ``formula`` on ``data`` into a validated :class:`ModelFrame` (lme4's ``glFormula``).
+
+    Random terms come from the formula's bars, from ``random=`` (lme4 strings,
+    taking precedence over ``groups``) or from ``groups=`` (random intercepts);
+    all forms build the identical model. ``weights`` / ``offset`` are arrays of
+    the data's length, column names or expressions. Rows with missing values in
+    the used columns are dropped with a warning (``missing="raise"`` raises).
+
+    Example
+    -------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"s": [1, 3, 2, 5, 0, 4], "n": [6] * 6,
+    ...                    "x": [0.1, 0.4, 0.2, 0.9, 0.0, 0.7], "g": list("aabbcc")})
+    >>> mf = build_model_frame("cbind(s, n - s) ~ x + (1 | g)", df, family="binomial")
+    >>> mf.fe_names, mf.terms[0].nlevels, mf.weights[:2].tolist()
+    (['Intercept', 'x'], 3, [6.0, 6.0])
+    """
+    import warnings
+
+    from .data import frame_columns, frame_len, identifiers, missing_mask, to_pandas_columns
+    from .formula.bars import Bar, expand_bars, group_parts, parse_bar, scan_formula
+    from .formula.fixed import aliased_columns, build_fixed, evaluate_expression
+    from .formula.response import cbind_args, evaluate_response
+    from .formula.spec import FrameSpec
+    from .formula.terms import build_term, order_terms, vc_names
+    from .validation import (
+        check_finite,
+        check_response,
+        check_terms,
+        check_vector,
+        family_name,
+        scale_message,
+    )
+
+    if missing not in ("drop", "raise"):
+        raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
+    fam = family_name(family)
+    columns = frame_columns(data)  # TypeError naming `data` for a non-frame
+    n_full = frame_len(data)
+    if n_full == 0 or not columns:
+        raise ValueError("data is empty (no rows or no columns)")
+
+    parsed = scan_formula(formula)
+    if parsed.response is None:
+        raise ValueError(f"formula {formula!r} has no response (write 'y ~ ...')")
+    random_list = _as_list(random, "random")
+    groups_list = _as_list(groups, "groups")
+    if random_list:
+        extra = [parse_bar(r) for r in random_list]
+    else:
+        for g in groups_list:
+            group_parts(g)  # a malformed name is a ValueError here
+        extra = [Bar("1", g) for g in groups_list]
+    written = expand_bars(parsed.bars + extra)
+    seen: set[tuple[str, str]] = set()
+    for b in written:
+        key = (" ".join(b.lhs.split()), b.group.replace(" ", ""))
+        if key in seen:
+            raise ValueError(f"random-effect term {b.text()} is given twice (formula and groups=/random=?)")
+        seen.add(key)
+
+    disp_rhs = _side_formula(dispformula, "dispformula")
+    zi_rhs = _side_formula(ziformula, "ziformula")
+    have = set(columns)
+
+    # Which columns each part reads; unknown names are errors naming the part.
+    def need(texts: list[str], role: str) -> list[str]:
+        names: list[str] = []
+        for t in texts:
+            names += identifiers(t)
+        unknown = [c for c in dict.fromkeys(names) if c not in have]
+        if unknown:
+            raise ValueError(f"{role} refers to column(s) not in data: {', '.join(unknown)}")
+        return names
+
+    used: list[str] = []
+    resp_cols = need([parsed.response], f"response {parsed.response!r}")
+    used += resp_cols
+    pred_cols = need([parsed.fixed] if parsed.fixed else [], "fixed-effects formula")
+    pred_cols += need(parsed.offsets, "offset() in the formula")
+    for b in written:
+        pred_cols += need([b.lhs], f"random-effect term {b.text()}")
+        gp = group_parts(b.group)
+        miss = [g for g in gp if g not in have]
+        if miss:
+            raise ValueError(f"grouping factor {', '.join(miss)} of term {b.text()} is not a column of data")
+        pred_cols += gp
+    disp_cols = need([disp_rhs], "dispformula") if disp_rhs else []
+    zi_cols = need([zi_rhs], "ziformula") if zi_rhs else []
+    used += pred_cols + disp_cols + zi_cols
+
+    def vec_arg(v: Any, arg: str) -> tuple[np.ndarray | None, str | None, list[str]]:
+        """(array of full length, or None; expression; columns read)."""
+        if v is None:
+            return None, None, []
+        if isinstance(v, str):
+            cols = [v] if v in have else need([v], arg)
+            return None, v, cols
+        return check_vector(v, n_full, arg), None, []
+
+    w_arr, w_expr, w_cols = vec_arg(weights, "weights")
+    o_arr, o_expr, o_cols = vec_arg(offset, "offset")
+    used += w_cols + o_cols
+
+    frame = to_pandas_columns(data, list(dict.fromkeys(used)))
+    mask, na_cols = missing_mask(frame)
+    for arr, arg in ((w_arr, "weights"), (o_arr, "offset")):
+        if arr is not None and np.isnan(arr).any():
+            mask |= np.isnan(arr)
+            na_cols.append(arg)
+    messages: list[str] = []
+    row_index = np.arange(n_full)
+    n_dropped = int(mask.sum())
+    if n_dropped:
+        where = ", ".join(na_cols)
+        if missing == "raise":
+            raise ValueError(f"{n_dropped} row(s) have missing values in: {where} (missing='raise')")
+        msg = f"{n_dropped} row(s) with missing values dropped (columns: {where})"
+        warnings.warn(msg, UserWarning, stacklevel=2)
+        messages.append(msg)
+        keep = ~mask
+        frame = frame.loc[keep].reset_index(drop=True)
+        row_index = row_index[keep]
+        w_arr = None if w_arr is None else w_arr[keep]
+        o_arr = None if o_arr is None else o_arr[keep]
+    n = len(frame)
+    if n == 0:
+        raise ValueError("no rows left after dropping rows with missing values")
+    # lme4's model frame drops unused factor levels (drop.unused.levels = TRUE).
+    for c in frame.columns:
+        if isinstance(frame[c].dtype, pd.CategoricalDtype):
+            frame[c] = frame[c].cat.remove_unused_categories()
+
+    # Response, weights, offsets.
+    resp = evaluate_response(parsed.response, frame, _CONTEXT)
+    prior = np.ones(n)
+    if w_arr is not None:
+        prior = w_arr
+    elif w_expr is not None:
+        prior = evaluate_expression(w_expr, frame, _CONTEXT, "weights")
+    check_finite(prior, "weights", nonnegative=True)
+    wts = prior * resp.trials if resp.trials is not None else prior.copy()
+    off = np.zeros(n)
+    for expr in parsed.offsets:
+        v = evaluate_expression(expr, frame, _CONTEXT, "offset")
+        check_finite(v, f"offset({expr})")
+        off = off + v
+    if o_arr is not None:
+        check_finite(o_arr, "offset")
+        off = off + o_arr
+    elif o_expr is not None:
+        v = evaluate_expression(o_expr, frame, _CONTEXT, "offset")
+        check_finite(v, f"offset {o_expr!r}")
+        off = off + v
+
+    # Fixed effects, with lme4's rank-deficiency drop and scale check.
+    X, names, fixed_spec = build_fixed(parsed.fixed, frame, _CONTEXT)
+    bad = [nm for j, nm in enumerate(names) if not np.all(np.isfinite(X[:, j]))]
+    if bad:
+        raise ValueError(f"fixed-effects column(s) with non-finite values: {', '.join(bad)}")
+    drop = aliased_columns(X)
+    keep_cols = [j for j in range(X.shape[1]) if j not in set(drop)]
+    dropped_names = [names[j] for j in drop]
+    if drop:
+        k = len(drop)
+        msg = (
+            f"fixed-effect model matrix is rank deficient so dropping {k} column{'s' if k > 1 else ''} / "
+            f"coefficient{'s' if k > 1 else ''}: {', '.join(dropped_names)}"
+        )
+        warnings.warn(msg, UserWarning, stacklevel=2)
+        messages.append(msg)
+    X = np.ascontiguousarray(X[:, keep_cols])
+    fe_names = [names[j] for j in keep_cols]
+    smsg = scale_message(X, fe_names)
+    if smsg:
+        warnings.warn(smsg, UserWarning, stacklevel=2)
+        messages.append(smsg)
+
+    # Random-effect terms, ordered as lme4's mkReTrms orders them.
+    built = [build_term(frame, b, _CONTEXT) for b in written]
+    order = order_terms([t.nlevels for t, _ in built])
+    built = [built[i] for i in order]
+    terms = [t for t, _ in built]
+    for t, name in zip(terms, vc_names([t.group for t in terms])):
+        t.vc_name = name
+        if not np.all(np.isfinite(t.z)):
+            raise ValueError(f"random-effect term ({t.lhs} | {t.group}) has non-finite covariates")
+    check_terms(terms, n, fam)
+
+    rmsg = check_response(
+        family,
+        resp.y,
+        wts,
+        parsed.response,
+        failures=resp.failures if cbind_args(parsed.response) is not None else None,
+    )
+    messages += rmsg
+
+    disp_X = disp_names = zi_X = zi_names = None
+    disp_spec = zi_spec = None
+    if disp_rhs is not None:
+        disp_X, disp_names, disp_spec = build_fixed(disp_rhs, frame, _CONTEXT)
+    if zi_rhs is not None:
+        zi_X, zi_names, zi_spec = build_fixed(zi_rhs, frame, _CONTEXT)
+
+    o_cols_spec = [c for c in o_cols]
+    spec = FrameSpec(
+        formula=formula,
+        fixed=parsed.fixed,
+        fixed_spec=fixed_spec,
+        keep_columns=keep_cols,
+        fe_names=fe_names,
+        terms=[s for _, s in built],
+        formula_offsets=list(parsed.offsets),
+        offset_expr=o_expr,
+        offset_columns=o_cols_spec,
+        columns=list(dict.fromkeys(pred_cols)),
+        context=_CONTEXT,
+        disp_spec=disp_spec,
+        zi_spec=zi_spec,
+    )
+    return ModelFrame(
+        y=np.ascontiguousarray(resp.y, dtype=np.float64),
+        X=X,
+        fe_names=fe_names,
+        terms=terms,
+        weights=np.ascontiguousarray(wts, dtype=np.float64),
+        offset=np.ascontiguousarray(off, dtype=np.float64),
+        response_name=parsed.response,
+        formula=formula,
+        spec=spec,
+        row_index=row_index,
+        n_dropped=n_dropped,
+        dropped_columns=dropped_names,
+        messages=messages,
+        disp_X=disp_X,
+        disp_names=disp_names,
+        zi_X=zi_X,
+        zi_names=zi_names,
+    )

@@ -1,0 +1,91 @@
+"""The fixed-effects part: formulaic's model matrix, then lme4's rank check.
+
+formulaic builds X with treatment contrasts and R-like term order; aliased
+columns that survive its structural full-rank coding (exact collinearity in
+the numbers) are found with a pivoted QR in R's (LINPACK ``dqrdc2``) manner:
+a column whose residual after the earlier kept columns is negligible is
+dropped, so earlier columns are kept.
+
+Example
+-------
+>>> import numpy as np
+>>> X = np.array([[1.0, 1.0, 2.0], [1.0, 2.0, 4.0], [1.0, 3.0, 6.0]])
+>>> aliased_columns(X)
+[2]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["build_fixed", "aliased_columns", "evaluate_expression"]
+
+
+def aliased_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+    """Indices of columns linearly dependent on earlier ones (R's ``qr(X, tol = 1e-7)``).
+
+    Gram-Schmidt with reorthogonalisation: column j is aliased when the norm of
+    its residual is at most ``tol`` times its own norm (dqrdc2's criterion).
+    """
+    n, p = X.shape
+    basis: list[np.ndarray] = []
+    dropped: list[int] = []
+    for j in range(p):
+        v = np.asarray(X[:, j], dtype=np.float64).copy()
+        norm0 = float(np.linalg.norm(v))
+        if norm0 == 0.0 or not np.isfinite(norm0):
+            if norm0 == 0.0:
+                dropped.append(j)
+            continue
+        for _ in range(2):  # twice is enough (Kahan-Parlett)
+            for q in basis:
+                v -= (q @ v) * q
+        r = float(np.linalg.norm(v))
+        if r <= tol * norm0:
+            dropped.append(j)
+        else:
+            basis.append(v / r)
+    return dropped
+
+
+def build_fixed(fixed: str, frame: pd.DataFrame, context: dict) -> tuple[np.ndarray, list[str], Any]:
+    """X (float64, n x p), its formulaic column names and the formulaic ``ModelSpec``."""
+    from formulaic import model_matrix
+
+    text = fixed.strip() or "1"
+    try:
+        mm = model_matrix(text, frame, na_action="ignore", context=context)
+    except Exception as exc:
+        raise ValueError(f"cannot build the fixed-effects matrix from {text!r}: {exc}") from exc
+    X = np.asarray(mm, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.shape[0] != len(frame):
+        X = np.broadcast_to(X, (len(frame), X.shape[1])).copy()
+    return np.ascontiguousarray(X), [str(c) for c in mm.columns], mm.model_spec
+
+
+def evaluate_expression(expr: str, frame: pd.DataFrame, context: dict, what: str) -> np.ndarray:
+    """A numeric vector from a column name or an expression formulaic evaluates (``log(t)``)."""
+    from formulaic import model_matrix
+
+    name = expr.strip().strip("`")
+    if name in frame.columns:
+        s = frame[name]
+        if not (pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)):
+            raise TypeError(f"{what} column {name!r} must be numeric, got dtype {s.dtype}")
+        return np.asarray(s.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+    try:
+        mm = model_matrix(f"0 + I({expr})", frame, na_action="ignore", context=context)
+    except Exception as exc:
+        raise ValueError(f"cannot evaluate {what} {expr!r}: {exc}") from exc
+    v = np.asarray(mm, dtype=np.float64)
+    if v.ndim == 2 and v.shape[1] != 1:
+        raise ValueError(f"{what} {expr!r} must evaluate to one numeric column, got {v.shape[1]}")
+    v = v.reshape(-1)
+    if v.shape[0] != len(frame):
+        v = np.broadcast_to(v, (len(frame),)).copy()
+    return v

@@ -1,0 +1,104 @@
+"""FrameSpec: everything predict needs to rebuild X, the term blocks and the offset on new data.
+
+formulaic's ``ModelSpec`` objects are kept, so factor levels, contrasts and
+stateful transforms (``center(x)``, ``scale(x)``) are the training ones.
+
+Example
+-------
+>>> import pandas as pd
+>>> from interlace.model_frame import build_model_frame
+>>> df = pd.DataFrame({"y": [0.0, 1, 3, 2, 5, 4], "x": [1.0, 2, 3, 4, 5, 6], "g": list("aabbcc")})
+>>> mf = build_model_frame("y ~ x + (1 | g)", df, family="poisson")
+>>> X, blocks, off = mf.spec.transform(pd.DataFrame({"x": [2.0], "g": ["b"]}))
+>>> X.tolist(), blocks[0][0].tolist()
+([[1.0, 2.0]], [1])
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..data import to_pandas_columns
+from .fixed import evaluate_expression
+from .terms import TermSpec
+
+__all__ = ["FrameSpec"]
+
+
+@dataclass
+class FrameSpec:
+    """The training-time recipe of a model frame (see ``transform``)."""
+
+    formula: str
+    fixed: str
+    fixed_spec: Any
+    keep_columns: list[int]
+    fe_names: list[str]
+    terms: list[TermSpec]
+    formula_offsets: list[str] = field(default_factory=list)
+    offset_expr: str | None = None
+    offset_columns: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+    context: dict = field(default_factory=dict)
+    disp_spec: Any = None
+    zi_spec: Any = None
+
+    def transform(
+        self, newdata: Any, allow_new_levels: bool = False, offset: Any = None
+    ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+        """``(X, [(codes, z) per term], offset)`` for ``newdata`` (the response is not needed).
+
+        ``codes`` is -1 for a level not seen in training when
+        ``allow_new_levels`` is True; otherwise such a level is a ValueError
+        naming the factor. ``offset`` (an array, a column name or an
+        expression) replaces the training ``offset=`` argument; the formula's
+        ``offset()`` terms are always evaluated on ``newdata``.
+        """
+        from formulaic.errors import DataMismatchWarning
+
+        need = list(self.columns)
+        if offset is None and self.offset_expr is not None:
+            need += self.offset_columns
+        if isinstance(offset, str):
+            from ..data import frame_columns, identifiers
+
+            have = set(frame_columns(newdata, "newdata"))
+            need += [c for c in ([offset] if offset in have else identifiers(offset))]
+        frame = to_pandas_columns(newdata, need, arg="newdata")
+        m = len(frame)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DataMismatchWarning)
+            try:
+                mm = self.fixed_spec.get_model_matrix(frame)
+            except DataMismatchWarning as exc:
+                raise ValueError(f"newdata has levels of a fixed-effect factor not seen in training: {exc}") from exc
+        X = np.asarray(mm, dtype=np.float64)
+        if X.ndim == 1:
+            X = X[:, None]
+        if X.shape[0] != m:
+            X = np.broadcast_to(X, (m, X.shape[1])).copy()
+        X = np.ascontiguousarray(X[:, self.keep_columns])
+        blocks = []
+        for t in self.terms:
+            z = t.z_for(frame)
+            if z.shape[0] != m:
+                z = np.broadcast_to(z, (m, z.shape[1])).copy()
+            blocks.append((t.codes_for(frame, allow_new_levels), z))
+        off = np.zeros(m)
+        for expr in self.formula_offsets:
+            off = off + evaluate_expression(expr, frame, self.context, "offset")
+        if offset is not None:
+            if isinstance(offset, str):
+                off = off + evaluate_expression(offset, frame, self.context, "offset")
+            else:
+                arr = np.asarray(offset, dtype=np.float64).reshape(-1)
+                if arr.shape[0] != m:
+                    raise ValueError(f"offset has length {arr.shape[0]}, but newdata has {m} rows")
+                off = off + arr
+        elif self.offset_expr is not None:
+            off = off + evaluate_expression(self.offset_expr, frame, self.context, "offset")
+        return X, blocks, off

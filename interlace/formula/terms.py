@@ -1,0 +1,182 @@
+"""Random-effect terms: grouping-factor coding and the left side's covariates.
+
+A term ``(lhs | group)`` becomes a typed block (``ReTerm``): per-row level codes
+of the grouping factor and the ``n x k`` matrix of the left side, built by
+formulaic (so stateful transforms and factor contrasts can be replayed on new
+data through the kept ``ModelSpec``).
+
+Example
+-------
+>>> import pandas as pd
+>>> codes, levels = factor_codes(pd.Series([3, 1, 3, 2]))
+>>> codes.tolist(), levels
+([2, 0, 2, 1], ['1', '2', '3'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .bars import Bar, group_parts
+
+__all__ = ["factor_codes", "level_labels", "TermSpec", "build_term", "order_terms"]
+
+
+def _label(v: Any) -> str:
+    """One level label as R's ``as.character`` would print it."""
+    if isinstance(v, (bool, np.bool_)):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        if f.is_integer() and abs(f) < 1e15:
+            return str(int(f))
+        return format(f, ".15g")
+    return str(v)
+
+
+def level_labels(series: pd.Series) -> np.ndarray:
+    """Per-row level labels (object array of str) of a grouping variable."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        cats = [_label(c) for c in series.cat.categories]
+        codes = series.cat.codes.to_numpy()
+        return np.array([cats[c] if c >= 0 else None for c in codes], dtype=object)
+    return np.array([_label(v) for v in series.to_numpy()], dtype=object)
+
+
+def factor_codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Level codes (int64) and labels of a grouping variable, as R's ``factor()`` makes them.
+
+    Categoricals keep their category order with unused levels dropped (lme4
+    drops them for grouping factors); numbers sort numerically; anything else
+    sorts as strings.
+    """
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        raw = series.cat.codes.to_numpy().astype(np.int64)
+        used = np.unique(raw[raw >= 0])
+        remap = np.full(len(series.cat.categories), -1, dtype=np.int64)
+        remap[used] = np.arange(len(used))
+        codes = np.where(raw >= 0, remap[np.maximum(raw, 0)], -1)
+        levels = [_label(series.cat.categories[i]) for i in used]
+        return codes.astype(np.int64), levels
+    values = series.to_numpy()
+    if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
+        uniq, codes = np.unique(values, return_inverse=True)
+        return codes.astype(np.int64).ravel(), [_label(u) for u in uniq]
+    labels = np.array([str(v) for v in values], dtype=object)
+    uniq, codes = np.unique(labels, return_inverse=True)
+    return codes.astype(np.int64).ravel(), [str(u) for u in uniq]
+
+
+def group_codes(frame: pd.DataFrame, group: str) -> tuple[np.ndarray, list[str]]:
+    """Codes and labels of a grouping factor ``a`` or interaction ``a:b`` (present combinations only)."""
+    parts = group_parts(group)
+    if len(parts) == 1:
+        return factor_codes(frame[parts[0]])
+    coded = [factor_codes(frame[p]) for p in parts]
+    keys = np.stack([c for c, _ in coded], axis=1)
+    # R's a:b orders levels with the first factor varying slowest; factor() drops absent ones.
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    levels = [":".join(coded[j][1][row[j]] for j in range(len(parts))) for row in uniq]
+    return inverse.astype(np.int64).ravel(), levels
+
+
+@dataclass
+class TermSpec:
+    """What is needed to rebuild one term on new data."""
+
+    group: str
+    parts: list[str]
+    levels: list[str]
+    lhs: str
+    lhs_spec: Any  # formulaic ModelSpec of the left side
+    cnames: list[str]
+
+    def codes_for(self, frame: pd.DataFrame, allow_new_levels: bool) -> np.ndarray:
+        """Level codes of new rows; -1 (or a ValueError) for levels not seen in training."""
+        labels = [level_labels(frame[p]) for p in self.parts]
+        rows = labels[0] if len(labels) == 1 else np.array(
+            [":".join(str(x) for x in t) for t in zip(*labels)], dtype=object
+        )
+        index = {lev: i for i, lev in enumerate(self.levels)}
+        codes = np.fromiter((index.get(r, -1) for r in rows), dtype=np.int64, count=len(rows))
+        if not allow_new_levels and (codes < 0).any():
+            new = list(dict.fromkeys(str(r) for r, c in zip(rows, codes) if c < 0))
+            raise ValueError(
+                f"new level(s) of grouping factor {self.group!r}: {', '.join(new[:10])}"
+                f"{' ...' if len(new) > 10 else ''}; use allow_new_levels=True to predict them "
+                "at the population level"
+            )
+        return codes
+
+    def z_for(self, frame: pd.DataFrame) -> np.ndarray:
+        """The left side's covariates for new rows."""
+        mm = self.lhs_spec.get_model_matrix(frame)
+        return np.ascontiguousarray(np.asarray(mm, dtype=np.float64))
+
+
+def build_term(frame: pd.DataFrame, bar: Bar, context: dict) -> tuple[Any, TermSpec]:
+    """Build the ``ReTerm`` of one expanded (single-bar, no ``/``) term and its ``TermSpec``."""
+    from formulaic import model_matrix
+
+    from ..model_frame import ReTerm
+
+    codes, levels = group_codes(frame, bar.group)
+    try:
+        mm = model_matrix(bar.lhs, frame, na_action="ignore", context=context)
+    except Exception as exc:
+        raise ValueError(f"cannot build the left side of random-effect term {bar.text()}: {exc}") from exc
+    z = np.ascontiguousarray(np.asarray(mm, dtype=np.float64))
+    if z.ndim != 2 or z.shape[1] == 0:
+        raise ValueError(f"random-effect term {bar.text()} has no columns on its left side")
+    if z.shape[0] != len(frame):
+        z = np.broadcast_to(z, (len(frame), z.shape[1])).copy()
+    cnames = [str(c) for c in mm.columns]
+    spec = TermSpec(bar.group, group_parts(bar.group), levels, bar.lhs, mm.model_spec, cnames)
+    term = ReTerm(group=bar.group, vc_name=bar.group, codes=codes, levels=levels, z=z, cnames=cnames, lhs=bar.lhs)
+    return term, spec
+
+
+def order_terms(nlevels: list[int]) -> list[int]:
+    """lme4's mkReTrms ordering: if any later term has more levels, ``rev(order(nl))``.
+
+    ``order`` is R's stable ascending sort, reversed, so the result is
+    decreasing in the number of levels (ties then come out in reverse order, as
+    in lme4); when the terms are already non-increasing they are left as written.
+
+    >>> order_terms([118, 403, 63])
+    [1, 0, 2]
+    >>> order_terms([18, 18])
+    [0, 1]
+    """
+    if not any(b > a for a, b in zip(nlevels, nlevels[1:])):
+        return list(range(len(nlevels)))
+    asc = sorted(range(len(nlevels)), key=lambda i: nlevels[i])
+    return asc[::-1]
+
+
+def vc_names(groups: list[str]) -> list[str]:
+    """R's ``make.unique``: ``["Subject", "Subject"]`` -> ``["Subject", "Subject.1"]``."""
+    seen: dict[str, int] = {}
+    out = []
+    taken = set(groups)
+    for g in groups:
+        if g not in seen:
+            seen[g] = 0
+            out.append(g)
+            continue
+        k = seen[g]
+        while True:
+            k += 1
+            cand = f"{g}.{k}"
+            if cand not in taken:
+                break
+        seen[g] = k
+        taken.add(cand)
+        out.append(cand)
+    return out
