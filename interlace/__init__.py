@@ -12,3 +12,7 @@ from interlace.families import (  # noqa: E402
     PoissonFamily,
     family,
 )
+
+from interlace import datasets  # noqa: E402,F401
+from interlace.api import ConvergenceWarning, SingularFitWarning, glmer  # noqa: E402,F401
+from interlace.results import GLMMResult  # noqa: E402,F401

@@ -1,0 +1,150 @@
+"""Weighted cross-products per random-effect block, one pass over the rows.
+
+The random-effects design U = Z Lambda is held as typed blocks: per term j a
+level code per row (codes[j]) and the k_j columns of z_j Lambda_j (zl[:, kcol[j]:
+kcol[j] + kdim[j]]). Term 0 has the most levels; its block of U'WU is
+block-diagonal (A11, one k0 x k0 block per level). The blocks between term 0
+and later terms are sparse: their nonzero (level_j, level_0) pairs were found
+once (pairidx) and only their values are summed here (V21). Blocks among the
+later terms are summed into a dense matrix (A22), small by construction.
+
+Everything is a sum over rows, so chunks of rows can be added.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def accumulate_re(w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A22, rhs):
+    """Add U'WU (in blocks) and U'W zw to the output arrays (zeroed by the caller)."""
+    n = w.shape[0]
+    m = codes.shape[0]
+    k0 = kdim[0]
+    q0 = uoff[1] if m > 1 else 0
+    for i in range(n):
+        wi = w[i]
+        if wi == 0.0:
+            continue
+        wz = wi * zw[i]
+        c0 = codes[0, i]
+        for a in range(k0):
+            za = zl[i, a]
+            rhs[c0 * k0 + a] += za * wz
+            for b in range(k0):
+                A11[c0, a, b] += wi * za * zl[i, b]
+        for j in range(1, m):
+            cj = codes[j, i]
+            kj = kdim[j]
+            colj = kcol[j]
+            base = poff[j] + pairidx[j, i] * kj * k0
+            rowj = uoff[j] - q0 + cj * kj
+            for a in range(kj):
+                za = zl[i, colj + a]
+                wza = wi * za
+                rhs[uoff[j] + cj * kj + a] += za * wz
+                for b in range(k0):
+                    V21[base + a * k0 + b] += wza * zl[i, b]
+                for jj in range(1, m):
+                    cjj = codes[jj, i]
+                    kjj = kdim[jj]
+                    coljj = kcol[jj]
+                    rowjj = uoff[jj] - q0 + cjj * kjj
+                    for b in range(kjj):
+                        A22[rowj + a, rowjj + b] += wza * zl[i, coljj + b]
+
+
+@njit(cache=True)
+def accumulate_x(w, zw, X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs):
+    """Add U'WX, X'WX and X'W zw (the fixed-effects parts of the joint system)."""
+    n = w.shape[0]
+    m = codes.shape[0]
+    p = X.shape[1]
+    for i in range(n):
+        wi = w[i]
+        if wi == 0.0:
+            continue
+        for c in range(p):
+            wx = wi * X[i, c]
+            xrhs[c] += wx * zw[i]
+            for d in range(c + 1):
+                XtWX[c, d] += wx * X[i, d]
+        for j in range(m):
+            cj = codes[j, i]
+            kj = kdim[j]
+            colj = kcol[j]
+            r0 = uoff[j] + cj * kj
+            for a in range(kj):
+                wza = wi * zl[i, colj + a]
+                for c in range(p):
+                    UtWX[r0 + a, c] += wza * X[i, c]
+    for c in range(p):
+        for d in range(c + 1, p):
+            XtWX[c, d] = XtWX[d, c]
+
+
+@njit(cache=True)
+def block_cholesky_diag(A11):
+    """In-place Cholesky of each k x k block (lower); returns log det sum
+    (sum of 2 log diag) or -inf... raises via NaN if not positive definite."""
+    nl, k, _ = A11.shape
+    logdet = 0.0
+    for l in range(nl):
+        for j in range(k):
+            s = A11[l, j, j]
+            for t in range(j):
+                s -= A11[l, j, t] * A11[l, j, t]
+            if s <= 0.0:
+                return np.nan
+            d = np.sqrt(s)
+            A11[l, j, j] = d
+            logdet += 2.0 * np.log(d)
+            for i in range(j + 1, k):
+                s2 = A11[l, i, j]
+                for t in range(j):
+                    s2 -= A11[l, i, t] * A11[l, j, t]
+                A11[l, i, j] = s2 / d
+            for i in range(j):
+                A11[l, i, j] = 0.0
+    return logdet
+
+
+@njit(cache=True)
+def block_solve_lower(L11, x, transpose):
+    """Solve L x = b (or L' x = b) in place, L block-diagonal with k x k lower blocks;
+    x has shape (nl * k, ncol)."""
+    nl, k, _ = L11.shape
+    ncol = x.shape[1]
+    for l in range(nl):
+        o = l * k
+        for c in range(ncol):
+            if not transpose:
+                for i in range(k):
+                    s = x[o + i, c]
+                    for t in range(i):
+                        s -= L11[l, i, t] * x[o + t, c]
+                    x[o + i, c] = s / L11[l, i, i]
+            else:
+                for i in range(k - 1, -1, -1):
+                    s = x[o + i, c]
+                    for t in range(i + 1, k):
+                        s -= L11[l, t, i] * x[o + t, c]
+                    x[o + i, c] = s / L11[l, i, i]
+
+
+@njit(cache=True)
+def pairs_times_linv_t(V21, poff_j, npairs, kj, k0, paircol, L11, out):
+    """L21 blocks = A21 blocks @ L11[l]^{-T}: for each nonzero pair block
+    B (kj x k0) with column level l, solve X L11[l]' = B row by row."""
+    for p in range(npairs):
+        l = paircol[p]
+        base = poff_j + p * kj * k0
+        for a in range(kj):
+            # x L' = b  <=>  L x' = b'  (forward substitution)
+            for i in range(k0):
+                s = V21[base + a * k0 + i]
+                for t in range(i):
+                    s -= L11[l, i, t] * out[base + a * k0 + t]
+                out[base + a * k0 + i] = s / L11[l, i, i]

@@ -1,0 +1,256 @@
+"""The predictor module (lme4's merPredD): X, the typed random-effect blocks,
+theta -> Lambda, and the blocked Cholesky factor L of Lambda'Z'WZLambda + I.
+
+Layout of the spherical random effects u: term j occupies u[uoff[j]:uoff[j+1]],
+level l of term j the k_j entries starting at uoff[j] + l * k_j (lme4's order).
+b = Lambda u, blockwise b_j[l] = Lambda_j u_j[l].
+
+The factor is blocked as in MixedModels.jl: term 0 (most levels) gives a
+block-diagonal L11 (one k0 x k0 block per level); its cross block L21 with the
+other terms is sparse (pattern fixed once from the data, only values change);
+the rest L22 is dense and small. Nothing here grows like n x q.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from interlace.kernels import crossprod as kx
+from interlace.kernels import glm as kg
+from interlace.model_frame import ReTerm
+
+
+class ReStructure:
+    """Numeric layout of the random-effect terms, independent of theta."""
+
+    def __init__(self, terms: list[ReTerm]):
+        if not terms:
+            raise ValueError("at least one random-effect term is required")
+        self.terms = terms
+        self.m = len(terms)
+        self.n = int(terms[0].codes.shape[0])
+        self.kdim = np.array([t.k for t in terms], dtype=np.int64)
+        self.nlev = np.array([t.nlevels for t in terms], dtype=np.int64)
+        qj = self.kdim * self.nlev
+        self.uoff = np.concatenate([[0], np.cumsum(qj)]).astype(np.int64)
+        self.q = int(self.uoff[-1])
+        self.q0 = int(qj[0])
+        self.q2 = self.q - self.q0
+        self.kcol = np.concatenate([[0], np.cumsum(self.kdim)]).astype(np.int64)
+        self.codes = np.ascontiguousarray(np.stack([np.asarray(t.codes, dtype=np.int64) for t in terms]))
+        self.z = np.ascontiguousarray(np.hstack([np.asarray(t.z, dtype=np.float64) for t in terms]))
+        # theta layout: per term the lower triangle of Lambda_j, column-major (lme4)
+        th_term, th_a, th_b, lower = [], [], [], []
+        for j, k in enumerate(self.kdim):
+            for b in range(k):
+                for a in range(b, k):
+                    th_term.append(j)
+                    th_a.append(a)
+                    th_b.append(b)
+                    lower.append(0.0 if a == b else -np.inf)
+        self.theta_term = np.array(th_term, dtype=np.int64)
+        self.theta_a = np.array(th_a, dtype=np.int64)
+        self.theta_b = np.array(th_b, dtype=np.int64)
+        self.theta_lower = np.array(lower)
+        self.ntheta = len(lower)
+        self._build_pattern()
+
+    def theta_start(self) -> np.ndarray:
+        """lme4's default start: identity Lambda (ones on diagonals, zeros off)."""
+        return np.where(self.theta_a == self.theta_b, 1.0, 0.0)
+
+    def _build_pattern(self) -> None:
+        """Find the nonzero (level_j, level_0) pairs of the cross blocks once."""
+        m, n = self.m, self.n
+        k0 = int(self.kdim[0])
+        n0 = int(self.nlev[0])
+        self.pairidx = np.zeros((m, n), dtype=np.int64)
+        self.poff = np.zeros(m + 1, dtype=np.int64)
+        self.npairs = np.zeros(m, dtype=np.int64)
+        self.pair_rows: list[np.ndarray] = [np.zeros(0, np.int64)]
+        self.pair_cols: list[np.ndarray] = [np.zeros(0, np.int64)]
+        rows, cols, idx = [], [], []
+        for j in range(1, m):
+            key = self.codes[j] * n0 + self.codes[0]
+            uniq, inv = np.unique(key, return_inverse=True)
+            self.pairidx[j] = inv
+            pr, pc = uniq // n0, uniq % n0
+            self.pair_rows.append(pr)
+            self.pair_cols.append(pc)
+            kj = int(self.kdim[j])
+            self.npairs[j] = len(uniq)
+            self.poff[j + 1] = self.poff[j] + len(uniq) * kj * k0
+            a = np.arange(kj)
+            b = np.arange(k0)
+            r = (self.uoff[j] - self.q0) + pr[:, None, None] * kj + a[None, :, None] + 0 * b[None, None, :]
+            c = pc[:, None, None] * k0 + b[None, None, :] + 0 * a[None, :, None]
+            rows.append(r.ravel())
+            cols.append(c.ravel())
+            idx.append(self.poff[j] + np.arange(len(uniq) * kj * k0))
+        if m > 1:
+            rows = np.concatenate(rows)
+            cols = np.concatenate(cols)
+            idx = np.concatenate(idx).astype(np.float64)
+            # CSR with data = position in V21: permutation reused every iteration
+            csr = sp.csr_matrix((idx + 1.0, (rows, cols)), shape=(self.q2, self.q0))
+            csr.sort_indices()
+            self.l21_perm = (csr.data - 1.0).astype(np.int64)
+            self.l21_template = csr
+            self.nv21 = int(self.poff[m])
+        else:
+            self.l21_perm = np.zeros(0, np.int64)
+            self.l21_template = None
+            self.nv21 = 0
+
+    def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
+        out = [np.zeros((k, k)) for k in self.kdim]
+        for t in range(self.ntheta):
+            out[self.theta_term[t]][self.theta_a[t], self.theta_b[t]] = theta[t]
+        return out
+
+    def zlambda(self, theta: np.ndarray) -> np.ndarray:
+        """Rows of U = Z Lambda in block form: (n, sum k_j)."""
+        lams = self.lambdas(theta)
+        if self.m == 1 and self.kdim[0] == 1:
+            return self.z * theta[0]
+        parts = []
+        for j, lam in enumerate(lams):
+            parts.append(self.z[:, self.kcol[j]:self.kcol[j + 1]] @ lam)
+        return np.ascontiguousarray(np.hstack(parts))
+
+    def u_to_b(self, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
+        """Per term an (nlevels, k) array of b = Lambda u."""
+        out = []
+        for j, lam in enumerate(self.lambdas(theta)):
+            k = int(self.kdim[j])
+            uj = u[self.uoff[j]:self.uoff[j + 1]].reshape(-1, k)
+            out.append(uj @ lam.T)
+        return out
+
+    def eta_re(self, zl: np.ndarray, u: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
+        base = np.zeros(self.n) if base is None else base
+        out = np.empty(self.n)
+        kg.linear_predictor(base, self.codes, zl, self.kcol, self.kdim, self.uoff, u, out)
+        return out
+
+
+class BlockedCholesky:
+    """Cholesky factor L of A = U'WU + I in blocks, and solves with it."""
+
+    def __init__(self, re: ReStructure):
+        self.re = re
+        k0 = int(re.kdim[0])
+        self.A11 = np.zeros((int(re.nlev[0]), k0, k0))
+        self.V21 = np.zeros(re.nv21)
+        self.A22 = np.zeros((re.q2, re.q2))
+        self.rhs = np.zeros(re.q)
+        self.L21vals = np.zeros(re.nv21)
+        self.L21: sp.csr_matrix | None = None
+        self.L22: np.ndarray | None = None
+        self.logdet = 0.0
+
+    def accumulate(self, w: np.ndarray, zw: np.ndarray, zl: np.ndarray) -> None:
+        """Sum U'WU and U'W zw over the rows (zeroes the buffers first)."""
+        re = self.re
+        self.A11.fill(0.0)
+        self.V21.fill(0.0)
+        self.A22.fill(0.0)
+        self.rhs.fill(0.0)
+        kx.accumulate_re(w, zw, re.codes, zl, re.kcol, re.kdim, re.uoff, re.pairidx, re.poff,
+                         self.A11, self.V21, self.A22, self.rhs)
+
+    def factor(self) -> float:
+        """Factor A (adds the identity); returns log|L|^2. Raises on failure."""
+        re = self.re
+        k0 = int(re.kdim[0])
+        idx = np.arange(k0)
+        self.A11[:, idx, idx] += 1.0
+        ld = kx.block_cholesky_diag(self.A11)
+        if not np.isfinite(ld):
+            raise np.linalg.LinAlgError("random-effects system is not positive definite")
+        if re.m > 1:
+            for j in range(1, re.m):
+                kx.pairs_times_linv_t(self.V21, re.poff[j], re.npairs[j], re.kdim[j], k0,
+                                      re.pair_cols[j], self.A11, self.L21vals)
+            L21 = re.l21_template.copy()
+            L21.data = self.L21vals[re.l21_perm]
+            self.L21 = L21
+            S = self.A22 + np.eye(re.q2)
+            S -= (L21 @ L21.T).toarray()
+            self.L22 = sla.cholesky(S, lower=True, check_finite=False)
+            ld += 2.0 * np.sum(np.log(np.diag(self.L22)))
+        self.logdet = float(ld)
+        return self.logdet
+
+    @property
+    def L11(self) -> np.ndarray:
+        return self.A11  # factored in place
+
+    def solve_L(self, b: np.ndarray) -> np.ndarray:
+        """x = L^{-1} b for b of shape (q,) or (q, c)."""
+        re = self.re
+        x = np.array(b, dtype=np.float64, copy=True)
+        vec = x.ndim == 1
+        if vec:
+            x = x[:, None]
+        x1 = x[: re.q0]
+        kx.block_solve_lower(self.A11, x1, False)
+        if re.m > 1:
+            x2 = x[re.q0:] - self.L21 @ x1
+            x[re.q0:] = sla.solve_triangular(self.L22, x2, lower=True, check_finite=False)
+        return x[:, 0] if vec else x
+
+    def solve_Lt(self, b: np.ndarray) -> np.ndarray:
+        """x = L^{-T} b."""
+        re = self.re
+        x = np.array(b, dtype=np.float64, copy=True)
+        vec = x.ndim == 1
+        if vec:
+            x = x[:, None]
+        if re.m > 1:
+            x[re.q0:] = sla.solve_triangular(self.L22, x[re.q0:], lower=True, trans="T", check_finite=False)
+            x[: re.q0] -= self.L21.T @ x[re.q0:]
+        x1 = np.ascontiguousarray(x[: re.q0])
+        kx.block_solve_lower(self.A11, x1, True)
+        x[: re.q0] = x1
+        return x[:, 0] if vec else x
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        return self.solve_Lt(self.solve_L(b))
+
+    def selected_inverse(self):
+        """Blocks of A^{-1} touched by any row: the k0 x k0 diagonal blocks for
+        term 0, the dense cross block (q2 x q0) and the dense block among the
+        other terms (q2 x q2). Used for gradients and conditional variances."""
+        re = self.re
+        nl, k0, _ = self.A11.shape
+        # (L11 L11')^{-1} per block
+        Ainv11 = np.empty_like(self.A11)
+        eye = np.eye(k0)
+        for l in range(nl):
+            li = sla.solve_triangular(self.A11[l], eye, lower=True, check_finite=False)
+            Ainv11[l] = li.T @ li
+        if re.m == 1:
+            return Ainv11, np.zeros((0, re.q0)), np.zeros((0, 0))
+        Linv22 = sla.solve_triangular(self.L22, np.eye(re.q2), lower=True, check_finite=False)
+        Ainv22 = Linv22.T @ Linv22
+        # M = L21 L11^{-1} (same sparsity): each block row times L11[l]^{-1}
+        M = self.L21.tocsc(copy=True)
+        Md = M.toarray() if re.q0 * re.q2 <= 4e7 else None
+        if Md is None:
+            raise MemoryError("cross block too large for the dense selected inverse")
+        # right-multiply by block-diagonal L11^{-1}: solve X L11 = Md  <=> L11' X' = Md'
+        Xt = np.ascontiguousarray(Md.T)
+        kx.block_solve_lower(self.A11, Xt, True)
+        M = Xt.T
+        Ainv21 = -Ainv22 @ M
+        # diagonal blocks: Ainv11 += M_l' Ainv22 M_l = -M_l' Ainv21_l
+        if k0 == 1:
+            Ainv11[:, 0, 0] -= np.einsum("rl,rl->l", M, Ainv21)
+        else:
+            M3 = M.reshape(re.q2, nl, k0)
+            A3 = Ainv21.reshape(re.q2, nl, k0)
+            Ainv11 -= np.einsum("rla,rlb->lab", M3, A3)
+        return Ainv11, np.ascontiguousarray(Ainv21), Ainv22

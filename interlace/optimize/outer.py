@@ -1,0 +1,241 @@
+"""Outer optimization, as lme4's optimizeGlmer: stage 1 over theta with beta
+inside PIRLS (nAGQ = 0), stage 2 over (theta, beta) on the Laplace (or AGQ)
+deviance with exact gradients where the family allows.
+
+Optimizers: "lbfgsb" (scipy L-BFGS-B with gradients, default), "bobyqa"
+(derivative-free with bounds: scipy's COBYQA, the successor of Powell's
+BOBYQA by the same school, so no extra dependency), "nelder-mead" (scipy,
+bounded).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import optimize as sopt
+
+KNOWN_OPTIMIZERS = ("lbfgsb", "bobyqa", "nelder-mead")
+
+
+@dataclass
+class OptResult:
+    theta: np.ndarray
+    beta: np.ndarray
+    deviance: float
+    converged: bool
+    optimizer: str
+    nfev: int
+    ngev: int
+    messages: list[str] = field(default_factory=list)
+    hessian: np.ndarray | None = None
+    gradient: np.ndarray | None = None
+    stage1: dict = field(default_factory=dict)
+    opt_message: str = ""
+
+
+def _fd_grad(f, x, lower, h_rel=1e-5):
+    """Central differences, one-sided where the lower bound forbids."""
+    g = np.empty_like(x)
+    f0 = None
+    for i in range(len(x)):
+        h = h_rel * max(1.0, abs(x[i]))
+        xp, xm = x.copy(), x.copy()
+        xp[i] += h
+        if x[i] - h >= lower[i]:
+            xm[i] -= h
+            g[i] = (f(xp) - f(xm)) / (2 * h)
+        else:
+            if f0 is None:
+                f0 = f(x)
+            g[i] = (f(xp) - f0) / h
+    return g
+
+
+def _minimize(fun, jac, x0, lower, optimizer, maxiter=2000):
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    x0 = np.maximum(x0, lower)
+    if optimizer == "lbfgsb":
+        if jac is None:
+            jac = lambda x: _fd_grad(fun, x, lower)  # noqa: E731  measured stopgap for non-canonical links
+        res = sopt.minimize(fun, x0, jac=jac, method="L-BFGS-B", bounds=bounds,
+                            options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-7, "maxls": 60})
+    elif optimizer == "bobyqa":
+        res = sopt.minimize(fun, x0, method="COBYQA", bounds=sopt.Bounds(
+            np.where(np.isfinite(lower), lower, -np.inf), np.full(len(x0), np.inf)),
+            options={"maxfev": 20000, "final_tr_radius": 1e-9})
+    elif optimizer == "nelder-mead":
+        res = sopt.minimize(fun, x0, method="Nelder-Mead", bounds=bounds,
+                            options={"maxfev": 20000, "xatol": 1e-9, "fatol": 1e-12, "adaptive": True})
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}; known: {', '.join(KNOWN_OPTIMIZERS)}")
+    return res
+
+
+def hessian_from_gradient(grad, x, lower, h_rel=1e-4):
+    """Central differences of an exact gradient (one-sided at a bound)."""
+    k = len(x)
+    H = np.empty((k, k))
+    for i in range(k):
+        h = h_rel * max(1.0, abs(x[i]))
+        xp = x.copy()
+        xp[i] += h
+        gp = grad(xp)
+        if x[i] - h >= lower[i]:
+            xm = x.copy()
+            xm[i] -= h
+            H[:, i] = (gp - grad(xm)) / (2 * h)
+        else:
+            H[:, i] = (gp - grad(x)) / h
+    return 0.5 * (H + H.T)
+
+
+def hessian_from_function(f, x, lower, h_rel=1e-3):
+    """Second central differences of f (lme4's deriv12 idea), shifted off bounds."""
+    k = len(x)
+    xc = x.copy()
+    hs = np.array([h_rel * max(1.0, abs(v)) for v in x])
+    for i in range(k):
+        if xc[i] - hs[i] < lower[i]:
+            xc[i] = lower[i] + hs[i]
+    f0 = f(xc)
+    H = np.empty((k, k))
+    for i in range(k):
+        ei = np.zeros(k)
+        ei[i] = hs[i]
+        H[i, i] = (f(xc + ei) - 2 * f0 + f(xc - ei)) / hs[i] ** 2
+        for j in range(i):
+            ej = np.zeros(k)
+            ej[j] = hs[j]
+            H[i, j] = H[j, i] = (f(xc + ei + ej) - f(xc + ei - ej) - f(xc - ei + ej) + f(xc - ei - ej)) / (
+                4 * hs[i] * hs[j])
+    return H
+
+
+def check_convergence(grad, hess, at_bound, tol_grad=0.002, tol_hess=1e-6):
+    """lme4's checkConv: scaled gradient and Hessian eigenvalue checks."""
+    msgs = []
+    free = ~at_bound
+    if hess is None or not np.any(free):
+        return msgs
+    H = hess[np.ix_(free, free)]
+    g = grad[free]
+    try:
+        ev = np.linalg.eigvalsh(H)
+    except np.linalg.LinAlgError:
+        return ["Model failed to converge: Hessian could not be evaluated"]
+    if np.any(ev <= 0):
+        nneg = int(np.sum(ev < 0))
+        msgs.append(f"Model failed to converge: degenerate  Hessian with {nneg} negative eigenvalues")
+        return msgs
+    try:
+        scgrad = np.linalg.solve(np.linalg.cholesky(H), g)
+    except np.linalg.LinAlgError:
+        scgrad = g
+    mg = float(np.max(np.abs(scgrad))) if scgrad.size else 0.0
+    if mg > tol_grad:
+        comp = int(np.argmax(np.abs(scgrad))) + 1
+        msgs.append(f"Model failed to converge with max|grad| = {mg:.6g} (tol = {tol_grad}, component {comp})")
+    if ev.min() / ev.max() < tol_hess:
+        msgs.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
+    return msgs
+
+
+def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, agq=None) -> OptResult:
+    """Two-stage optimization of a LaplaceObjective (or AGQ through `agq`)."""
+    re = obj.re
+    lower_t = re.theta_lower
+    theta = re.theta_start() if theta0 is None else np.asarray(theta0, dtype=float)
+    nt, p = re.ntheta, obj.p
+
+    # stage 1: theta only, beta inside PIRLS (nAGQ = 0)
+    f1 = lambda t: obj.pirls_joint(t)  # noqa: E731
+    obj.pirls_joint(theta)
+    res1 = _minimize(f1, None, theta, lower_t, optimizer if optimizer != "lbfgsb" else "lbfgsb")
+    theta1 = np.maximum(res1.x, lower_t)
+    dev1 = obj.pirls_joint(theta1)
+    beta1 = obj.beta.copy()
+    stage1 = {"theta": theta1, "beta": beta1, "deviance": dev1, "nfev": int(res1.nfev),
+              "message": str(res1.message)}
+    if nAGQ == 0:
+        hess = None
+        x = np.concatenate([theta1, beta1])
+        return OptResult(theta1, beta1, dev1, bool(res1.success) and obj.pirls_converged, optimizer,
+                         obj.nfev, obj.ngev, [], hess, None, stage1, str(res1.message))
+
+    lower = np.concatenate([lower_t, np.full(p, -np.inf)])
+    dev_fn = agq.deviance if agq is not None else (lambda t, b: obj.deviance(t, b))
+    grad_fn = None
+    if agq is not None and agq.has_exact_gradient():
+        grad_fn = agq.gradient
+    elif agq is None and obj.has_exact_gradient():
+        grad_fn = lambda t, b: obj.gradient(t, b)  # noqa: E731
+
+    def fun(x):
+        return dev_fn(x[:nt], x[nt:])
+
+    if grad_fn is not None:
+        cache = {}
+
+        def fg(x):
+            d = dev_fn(x[:nt], x[nt:])
+            g = grad_fn(x[:nt], x[nt:])
+            return d, g
+
+        def f_only(x):
+            return fg(x)[0]
+
+        if optimizer == "lbfgsb":
+            x0 = np.concatenate([theta1, beta1])
+            res = sopt.minimize(fg, np.maximum(x0, lower), jac=True, method="L-BFGS-B",
+                                bounds=[(lo if np.isfinite(lo) else None, None) for lo in lower],
+                                options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-7, "maxls": 60})
+        else:
+            res = _minimize(fun, None, np.concatenate([theta1, beta1]), lower, optimizer)
+    else:
+        res = _minimize(fun, None, np.concatenate([theta1, beta1]), lower, optimizer)
+    x = np.maximum(res.x, lower)
+    dev = fun(x)
+    if grad_fn is not None:
+        g = grad_fn(x[:nt], x[nt:])
+        hess = hessian_from_gradient(lambda z: (fun(z), grad_fn(z[:nt], z[nt:]))[1], x, lower)
+    else:
+        g = _fd_grad(fun, x, lower)
+        hess = hessian_from_function(fun, x, lower)
+    dev = fun(x)  # leave the objective's state at the optimum
+    at_bound = np.zeros(len(x), bool)
+    at_bound[:nt] = (np.isfinite(lower_t)) & (x[:nt] <= lower_t + 1e-4)
+    msgs = []
+    if not res.success:
+        msgs.append(f"optimizer ({optimizer}) convergence code: {getattr(res, 'status', -1)} ({res.message})")
+    msgs += check_convergence(g, hess, at_bound)
+    if not obj.pirls_converged:
+        msgs.append("PIRLS did not converge at the optimum")
+    converged = bool(res.success) and obj.pirls_converged and not any("failed to converge" in m for m in msgs)
+    return OptResult(x[:nt].copy(), x[nt:].copy(), float(dev), converged, optimizer, obj.nfev, obj.ngev,
+                     msgs, hess, g, stage1, str(res.message))
+
+
+def optimize_lmm(obj, optimizer: str = "lbfgsb", theta0=None) -> OptResult:
+    """Optimize the profiled ML deviance of an LMM over theta."""
+    re = obj.re
+    lower = re.theta_lower
+    theta = re.theta_start() if theta0 is None else np.asarray(theta0, dtype=float)
+    f = obj.deviance
+    res = _minimize(f, None, theta, lower, optimizer)
+    x = np.maximum(res.x, lower)
+    if optimizer == "lbfgsb":
+        # polish with a derivative-free pass: FD gradients limit L-BFGS-B's precision
+        res2 = _minimize(f, None, x, lower, "nelder-mead")
+        if res2.fun < f(x):
+            x = np.maximum(res2.x, lower)
+    dev = f(x)
+    at_bound = np.isfinite(lower) & (x <= lower + 1e-4)
+    g = _fd_grad(f, x, lower)
+    hess = hessian_from_function(f, x, lower)
+    msgs = [] if res.success else [f"optimizer ({optimizer}) convergence code: {getattr(res, 'status', -1)}"]
+    msgs += check_convergence(g, hess, at_bound)
+    converged = bool(res.success) or not any("failed" in m for m in msgs)
+    return OptResult(x, obj.beta.copy(), float(dev), converged, optimizer, obj.nfev, obj.ngev, msgs,
+                     hess, g, {}, str(res.message))
