@@ -98,10 +98,12 @@ def check_response(
     messages: list[str] = []
     if not np.all(np.isfinite(y)):
         raise ValueError(f"response {column!r} has non-finite values")
+    name = family_name(family)
+    if failures is not None and np.any(failures < 0):
+        raise ValueError(f"{name} response {column!r}: cbind() has negative numbers of failures")
     validate = getattr(family, "validate_response", None)
     if callable(validate) and not isinstance(family, str):
         validate(y, weights, column)
-    name = family_name(family)
     if name in ("binomial", "betabinomial"):
         if failures is not None and np.any(failures < 0):
             raise ValueError(f"binomial response {column!r}: cbind() has negative numbers of failures")
@@ -112,7 +114,7 @@ def check_response(
             )
         # R's binomial initialize: "non-integer #successes in a binomial glm!"
         succ = y * weights
-        if np.any(np.abs(succ - np.round(succ)) > 1e-7 * np.maximum(1.0, np.abs(succ))):
+        if np.any(np.abs(succ - np.round(succ)) > 0.001):
             messages.append(f"non-integer #successes in binomial response {column!r}")
     elif name in _COUNT:
         if np.any(y < 0):
