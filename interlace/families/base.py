@@ -230,7 +230,7 @@ def quasi_dev_resids(y, mu, wt, variance: Callable[[np.ndarray], np.ndarray]) ->
     d = (y - mu)[:, None]
     t = mu[:, None] + d * s[None, :]
     integrand = (d * (1.0 - s[None, :])) / _arr(variance(t.ravel())).reshape(t.shape)
-    return 2.0 * wt * (integrand * d) @ w
+    return 2.0 * wt * ((integrand * d) @ w)
 
 
 # --------------------------------------------------------------------------- base class

@@ -158,8 +158,9 @@ class ProbitLink(Link):
         return special.ndtri(_arr(mu))
 
     def linkinv(self, eta):
+        # R clamps eta at -qnorm(eps); lme4 also caps mu at 1 - eps.
         eta = np.clip(_arr(eta), -_PROBIT_THRESH, _PROBIT_THRESH)
-        return special.ndtr(eta)
+        return np.clip(special.ndtr(eta), EPS, 1.0 - EPS)
 
     def mu_eta(self, eta):
         eta = _arr(eta)
@@ -184,8 +185,9 @@ class CauchitLink(Link):
         return np.tan(np.pi * (_arr(mu) - 0.5))
 
     def linkinv(self, eta):
+        # R clamps eta at -qcauchy(eps); lme4 also caps mu at 1 - eps.
         eta = np.clip(_arr(eta), -_CAUCHIT_THRESH, _CAUCHIT_THRESH)
-        return 0.5 + np.arctan(eta) / np.pi
+        return np.clip(0.5 + np.arctan(eta) / np.pi, EPS, 1.0 - EPS)
 
     def mu_eta(self, eta):
         eta = _arr(eta)
