@@ -57,7 +57,8 @@ def build_fixed(fixed: str, frame: pd.DataFrame, context: dict) -> tuple[np.ndar
 
     text = fixed.strip() or "1"
     try:
-        mm = model_matrix(text, frame, na_action="ignore", context=context)
+        with np.errstate(all="ignore"):  # non-finite values are reported by the caller
+            mm = model_matrix(text, frame, na_action="ignore", context=context)
     except Exception as exc:
         raise ValueError(f"cannot build the fixed-effects matrix from {text!r}: {exc}") from exc
     X = np.asarray(mm, dtype=np.float64)
@@ -79,7 +80,8 @@ def evaluate_expression(expr: str, frame: pd.DataFrame, context: dict, what: str
             raise TypeError(f"{what} column {name!r} must be numeric, got dtype {s.dtype}")
         return np.asarray(s.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
     try:
-        mm = model_matrix(f"0 + I({expr})", frame, na_action="ignore", context=context)
+        with np.errstate(all="ignore"):  # non-finite values are reported by the caller
+            mm = model_matrix(f"0 + I({expr})", frame, na_action="ignore", context=context)
     except Exception as exc:
         raise ValueError(f"cannot evaluate {what} {expr!r}: {exc}") from exc
     v = np.asarray(mm, dtype=np.float64)
