@@ -54,16 +54,15 @@ _COUNT = {"poisson", "negativebinomial", "nbinom2", "nbinom1", "zip", "zinb", "h
 
 
 def known_families() -> list[str]:
-    """Registered family names: ``interlace.families.available()`` when present, else the built-ins."""
+    """Known family names: ``interlace.families.available()`` (when importable) and the built-ins."""
     try:
         from interlace.families import available  # type: ignore[attr-defined]
 
-        names = list(available())
-        if names:
-            return sorted(set(names))
+        names = set(available())
     except Exception:
-        pass
-    return list(_BUILTIN_FAMILIES)
+        names = set()
+    # The registry may not have every built-in registered yet; list both.
+    return sorted(names | set(_BUILTIN_FAMILIES))
 
 
 def family_name(family: Any) -> str:
@@ -71,7 +70,7 @@ def family_name(family: Any) -> str:
     if isinstance(family, str):
         name = family.strip().lower()
         known = known_families()
-        if name not in known and name not in _BUILTIN_FAMILIES:
+        if name not in known:
             raise ValueError(f"unknown family {family!r}; known families: {', '.join(known)}")
         return name
     name = getattr(family, "name", None)

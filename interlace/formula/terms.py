@@ -116,6 +116,8 @@ class TermSpec:
 
     def z_for(self, frame: pd.DataFrame) -> np.ndarray:
         """The left side's covariates for new rows."""
+        if self.lhs_spec is None:  # plain numeric columns (the fast path of build_term)
+            return _plain_lhs(frame, self.cnames)
         mm = self.lhs_spec.get_model_matrix(frame)
         return np.ascontiguousarray(np.asarray(mm, dtype=np.float64))
 
@@ -127,6 +129,13 @@ def build_term(frame: pd.DataFrame, bar: Bar, context: dict) -> tuple[Any, TermS
     from ..model_frame import ReTerm
 
     codes, levels = group_codes(frame, bar.group)
+    plain = _plain_cnames(bar.lhs, frame)
+    if plain is not None:
+        # Intercepts and numeric columns need no formulaic pass (most terms are like this).
+        z = _plain_lhs(frame, plain)
+        spec = TermSpec(bar.group, group_parts(bar.group), levels, bar.lhs, None, plain)
+        term = ReTerm(group=bar.group, vc_name=bar.group, codes=codes, levels=levels, z=z, cnames=plain, lhs=bar.lhs)
+        return term, spec
     try:
         mm = model_matrix(bar.lhs, frame, na_action="ignore", context=context)
     except Exception as exc:
@@ -140,6 +149,35 @@ def build_term(frame: pd.DataFrame, bar: Bar, context: dict) -> tuple[Any, TermS
     spec = TermSpec(bar.group, group_parts(bar.group), levels, bar.lhs, mm.model_spec, cnames)
     term = ReTerm(group=bar.group, vc_name=bar.group, codes=codes, levels=levels, z=z, cnames=cnames, lhs=bar.lhs)
     return term, spec
+
+
+def _plain_cnames(lhs: str, frame: pd.DataFrame) -> list[str] | None:
+    """Column names of a left side made only of 1/0 and numeric columns, as formulaic names them."""
+    pieces = [p.strip() for p in lhs.split("+")]
+    if any(not p for p in pieces):
+        return None
+    intercept = True
+    names: list[str] = []
+    for p in pieces:
+        if p == "1":
+            continue
+        if p in ("0", "-1"):
+            intercept = False
+            continue
+        if p not in frame.columns or p in names:
+            return None
+        dt = frame[p].dtype
+        if not pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt):
+            return None
+        names.append(p)
+    return (["Intercept"] if intercept else []) + names
+
+
+def _plain_lhs(frame: pd.DataFrame, cnames: list[str]) -> np.ndarray:
+    z = np.empty((len(frame), len(cnames)), dtype=np.float64)
+    for j, c in enumerate(cnames):
+        z[:, j] = 1.0 if c == "Intercept" else frame[c].to_numpy(dtype=np.float64, na_value=np.nan)
+    return z
 
 
 def order_terms(nlevels: list[int]) -> list[int]:
