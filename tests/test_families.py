@@ -430,3 +430,31 @@ def test_binomial_zero_successes_loglik_no_nan():
     ll = fam.loglik(np.zeros(3), np.array([1e-300, 0.5, 1 - 1e-16]), np.full(3, 5.0))
     assert np.all(np.isfinite(ll))
     assert math.isclose(ll[1], 5 * math.log(0.5))
+
+
+# --------------------------------------------------------------------------- generic path == fast path
+
+
+def test_generic_numpy_path_gives_the_fast_path_numbers():
+    """A subclass of a built-in has no fast path; fitted, it gives the kernels' numbers."""
+    import interlace
+
+    glmer = getattr(interlace, "glmer", None)
+    if glmer is None:
+        pytest.skip("interlace.glmer (the Laplace engine, issue 4) is not available yet")
+    case = load_case("cbpp_laplace")
+    df = pd.read_csv(case_data_path(case))
+    df["period"] = pd.Categorical(df["period"].astype(str), categories=case["factor_levels"]["period"]["levels"])
+    df["herd"] = df["herd"].astype(str)
+
+    class SlowBinomial(BinomialFamily):
+        """Same maths, no fast path (a subclass may change anything)."""
+
+    assert SlowBinomial(link="probit").fast_path is None
+    for link in ("logit", "probit"):
+        fast = glmer(case["python_call"]["formula"], df, family=BinomialFamily(link=link))
+        slow = glmer(case["python_call"]["formula"], df, family=SlowBinomial(link=link))
+        assert abs(fast.llf - slow.llf) < 1e-8
+        np.testing.assert_allclose(slow.fe_params, fast.fe_params, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(slow.fe_bse, fast.fe_bse, rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(slow.theta), np.asarray(fast.theta), rtol=1e-6)
