@@ -234,6 +234,7 @@ def optimize_lmm(obj, optimizer: str = "lbfgsb", theta0=None) -> OptResult:
     at_bound = np.isfinite(lower) & (x <= lower + 1e-4)
     g = _fd_grad(f, x, lower)
     hess = hessian_from_function(f, x, lower)
+    dev = f(x)  # leave the objective's state (u, beta, sigma) at the optimum
     msgs = [] if res.success else [f"optimizer ({optimizer}) convergence code: {getattr(res, 'status', -1)}"]
     msgs += check_convergence(g, hess, at_bound)
     converged = bool(res.success) or not any("failed" in m for m in msgs)

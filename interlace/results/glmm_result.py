@@ -126,6 +126,49 @@ class GLMMResult:
             col += t.k
         raise KeyError(term.group)
 
+    # ------------------------------------------------------------------ post-fit (delegating)
+    def resid(self, type: str = "deviance") -> np.ndarray:
+        """Residuals as R's residuals(m, type=...): deviance, pearson, response, working."""
+        from interlace.results.residuals import resid
+
+        return resid(self, type=type)
+
+    def simulate(self, nsim: int = 1, seed=None, re: str = "conditional") -> np.ndarray:
+        """(nsim, n) responses simulated from the fitted model (lme4's simulate)."""
+        from interlace.results.simulate import simulate
+
+        return simulate(self, nsim=nsim, seed=seed, re=re)
+
+    def scaled_residuals(self, nsim: int = 250, seed=None):
+        """DHARMa-style randomized quantile residuals."""
+        from interlace.results.residuals import scaled_residuals
+
+        return scaled_residuals(self, nsim=nsim, seed=seed)
+
+    def confint(self, parm=None, level: float = 0.95, method: str = "Wald", **kwargs) -> pd.DataFrame:
+        """Confidence intervals like lme4's confint.merMod (Wald, profile, boot)."""
+        from interlace.inference.confint import confint
+
+        return confint(self, parm=parm, level=level, method=method, **kwargs)
+
+    def bootstrap(self, nsim: int, fn=None, seed=None, n_jobs: int = 1, **kwargs):
+        """Parametric bootstrap (lme4's bootMer)."""
+        from interlace.inference.bootstrap import bootstrap
+
+        return bootstrap(self, nsim=nsim, fn=fn, seed=seed, n_jobs=n_jobs, **kwargs)
+
+    def plot_caterpillar(self, **kwargs):
+        """Caterpillar plot of the conditional modes (needs interlace[plot])."""
+        from interlace.results.plots import caterpillar
+
+        return caterpillar(self, **kwargs)
+
+    def plot_residuals(self, **kwargs):
+        """Residual diagnostic figure (needs interlace[plot])."""
+        from interlace.results.plots import residual_figure
+
+        return residual_figure(self, **kwargs)
+
     # ------------------------------------------------------------------ summary
     def summary(self) -> "Summary":
         return Summary(self)
