@@ -271,3 +271,14 @@ def test_no_warnings_for_clean_model(df):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         build_model_frame(FORMULA, df, family="binomial")
+
+
+def test_aliased_columns_keep_earlier_like_r():
+    from interlace.formula.fixed import aliased_columns
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=50), rng.normal(size=50)
+    X = np.column_stack([np.ones(50), a, b, a + b, np.zeros(50), 3 * a - b + 2])
+    # R: qr(X)$pivot moves columns 4, 5, 6 (1-based) to the end; rank 3.
+    assert aliased_columns(X) == [3, 4, 5]
+    assert aliased_columns(X[:, [0, 3, 1, 2]]) == [3]

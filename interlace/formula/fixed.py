@@ -28,28 +28,35 @@ __all__ = ["build_fixed", "aliased_columns", "evaluate_expression"]
 def aliased_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
     """Indices of columns linearly dependent on earlier ones (R's ``qr(X, tol = 1e-7)``).
 
-    Gram-Schmidt with reorthogonalisation: column j is aliased when the norm of
-    its residual is at most ``tol`` times its own norm (dqrdc2's criterion).
+    dqrdc2's criterion: column j is aliased when the norm of its residual after
+    the earlier kept columns is at most ``tol`` times its own norm. Householder
+    QR gives those residual norms as ``|R[j, j]|``; after each aliased column is
+    found it is removed and the QR redone, so a noise direction never enters
+    the basis (dqrdc2 moves such columns to the end for the same reason).
     """
-    n, p = X.shape
-    basis: list[np.ndarray] = []
+    X = np.asarray(X, dtype=np.float64)
+    cols = list(range(X.shape[1]))
     dropped: list[int] = []
-    for j in range(p):
-        v = np.asarray(X[:, j], dtype=np.float64).copy()
-        norm0 = float(np.linalg.norm(v))
-        if norm0 == 0.0 or not np.isfinite(norm0):
-            if norm0 == 0.0:
-                dropped.append(j)
-            continue
-        for _ in range(2):  # twice is enough (Kahan-Parlett)
-            for q in basis:
-                v -= (q @ v) * q
-        r = float(np.linalg.norm(v))
-        if r <= tol * norm0:
+    norms = np.linalg.norm(X, axis=0) if X.size else np.zeros(X.shape[1])
+    for j in list(cols):
+        if norms[j] == 0.0:
             dropped.append(j)
-        else:
-            basis.append(v / r)
-    return dropped
+            cols.remove(j)
+    while cols:
+        A = X[:, cols]
+        if A.shape[0] >= A.shape[1]:
+            R = np.linalg.qr(A, mode="r")
+            diag = np.abs(np.diag(R))
+        else:  # more columns than rows: the trailing ones are aliased regardless
+            R = np.linalg.qr(A[:, : A.shape[0]], mode="r")
+            diag = np.concatenate([np.abs(np.diag(R)), np.zeros(A.shape[1] - A.shape[0])])
+        bad = np.nonzero(diag <= tol * norms[cols])[0]
+        if bad.size == 0:
+            break
+        j = cols[int(bad[0])]
+        dropped.append(j)
+        cols.remove(j)
+    return sorted(dropped)
 
 
 def build_fixed(fixed: str, frame: pd.DataFrame, context: dict) -> tuple[np.ndarray, list[str], Any]:

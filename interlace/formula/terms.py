@@ -64,13 +64,17 @@ def factor_codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
         codes = np.where(raw >= 0, remap[np.maximum(raw, 0)], -1)
         levels = [_label(series.cat.categories[i]) for i in used]
         return codes.astype(np.int64), levels
-    values = series.to_numpy()
     if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
-        uniq, codes = np.unique(values, return_inverse=True)
-        return codes.astype(np.int64).ravel(), [_label(u) for u in uniq]
-    labels = np.array([str(v) for v in values], dtype=object)
-    uniq, codes = np.unique(labels, return_inverse=True)
-    return codes.astype(np.int64).ravel(), [str(u) for u in uniq]
+        codes, uniq = pd.factorize(series, sort=True, use_na_sentinel=True)
+        return codes.astype(np.int64), [_label(u) for u in np.asarray(uniq)]
+    # Hash first, then sort only the distinct labels (as R's factor() sorts them).
+    codes, uniq = pd.factorize(series.astype(str) if series.dtype == object else series, use_na_sentinel=True)
+    labels = [str(u) for u in np.asarray(uniq, dtype=object)]
+    order = sorted(range(len(labels)), key=labels.__getitem__)
+    remap = np.empty(len(labels), dtype=np.int64)
+    remap[order] = np.arange(len(labels))
+    codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1).astype(np.int64)
+    return codes, [labels[i] for i in order]
 
 
 def group_codes(frame: pd.DataFrame, group: str) -> tuple[np.ndarray, list[str]]:
