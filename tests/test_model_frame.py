@@ -282,3 +282,28 @@ def test_aliased_columns_keep_earlier_like_r():
     # R: qr(X)$pivot moves columns 4, 5, 6 (1-based) to the end; rank 3.
     assert aliased_columns(X) == [3, 4, 5]
     assert aliased_columns(X[:, [0, 3, 1, 2]]) == [3]
+
+
+def test_lme4_term_order_reverses_ties_when_reordering(df):
+    # lme4's mkReTrms uses rev(order(nlevels)) when any later term has more levels:
+    # the two g terms (tied) come out reversed, and VarCorr names follow that order.
+    mf = build_model_frame("y ~ x + (1 | h) + (0 + x | h) + (1 | g)", df, family="poisson")
+    assert [(t.group, t.lhs, t.vc_name) for t in mf.terms] == [
+        ("g", "1", "g"),
+        ("h", "0 + x", "h"),
+        ("h", "1", "h.1"),
+    ]
+
+
+def test_polars_categorical_sorted_like_strings(df):
+    plf = pl.from_pandas(df).with_columns(pl.col("f").cast(pl.Categorical))
+    a = build_model_frame("y ~ f + (1 | h)", df, family="poisson")
+    b = build_model_frame("y ~ f + (1 | h)", plf, family="poisson")
+    _same(a, b)
+    assert a.fe_names == ["Intercept", "f[T.lo]", "f[T.mid]"]
+
+
+def test_factor_response_for_binomial(df):
+    d = df.assign(ok=pd.Categorical(np.where(df["y"] > 2, "yes", "no"), categories=["no", "yes"]))
+    mf = build_model_frame("ok ~ x + (1 | g)", d, family="binomial")
+    np.testing.assert_array_equal(mf.y, (df["y"] > 2).to_numpy(dtype=float))
