@@ -114,7 +114,8 @@ def test_pyproject_metadata_and_dependencies():
     assert project["name"] == "interlace"
     assert project["requires-python"] == ">=3.11"
     names = {re.split(r"[<>=!\[ ;]", d, maxsplit=1)[0] for d in project["dependencies"]}
-    assert names == {"numba", "numpy", "scipy", "pandas", "narwhals", "formulaic", "pluggy"}
+    assert names == {"numba", "numpy", "scipy", "pandas", "narwhals", "formulaic", "pluggy",
+                     "threadpoolctl"}
     extras = project["optional-dependencies"]
     def extra(name: str) -> set[str]:
         return {re.split(r"[<>=!\[ ;]", d, maxsplit=1)[0] for d in extras[name]}
