@@ -30,13 +30,14 @@ from interlace.families import (
     MuVariance,
     NegBinVariance,
     PoissonFamily,
+    PowerVariance,
     ProtocolFamilyAdapter,
     SupportsEtaDerivatives,
     SupportsLogLik,
     VarianceFunction,
     get_family,
 )
-from interlace.families.base import negbin_dev_resids, quasi_dev_resids
+from interlace.families.base import negbin_dev_resids, power_dev_resids, quasi_dev_resids
 
 RNG = np.random.default_rng(20240611)
 N = 40
@@ -162,12 +163,14 @@ class Power15(VarianceFunction):
 
 def test_quasi_deviance_of_custom_variance_is_tweedie_formula():
     y, mu, wt = _positive_data()
+    y[:5] = 0.0  # the integrand (y - t) / t^1.5 is singular at t = y = 0
     p = 1.5
     expect = 2 * wt * (
         y ** (2 - p) / ((1 - p) * (2 - p)) - y * mu ** (1 - p) / (1 - p) + mu ** (2 - p) / (2 - p)
     )
     fam = ExponentialFamily(link=LogLink(), variance=Power15(), name="tweedie15")
     np.testing.assert_allclose(fam.dev_resids(y, mu, wt), expect, rtol=1e-10)
+    np.testing.assert_allclose(power_dev_resids(y, mu, wt, 1.5), expect, rtol=1e-12)
     # no full loglik given: quasi-likelihood -dev / (2 scale)
     np.testing.assert_allclose(fam.loglik(y, mu, wt, 2.0), -expect / 4.0, rtol=1e-10)
     assert not fam.has_full_loglik
@@ -175,7 +178,7 @@ def test_quasi_deviance_of_custom_variance_is_tweedie_formula():
 
 
 @pytest.mark.parametrize(
-    "var", [ConstantVariance(), MuVariance(), BinomialVariance(), MuSquaredVariance(), MuCubedVariance(), NegBinVariance(2.5)]
+    "var", [ConstantVariance(), MuVariance(), BinomialVariance(), MuSquaredVariance(), MuCubedVariance(), NegBinVariance(2.5), PowerVariance(1.5), PowerVariance(2.5)]
 )
 def test_closed_form_quasi_deviance_matches_quadrature(var):
     """The closed forms used for the built-in variances equal the quasi-deviance integral."""
@@ -200,7 +203,7 @@ def test_negbin_deviance_formula():
     expect = 2 * wt * (
         np.where(y > 0, y * np.log(np.where(y > 0, y, 1) / mu), 0) - (y + th) * np.log((y + th) / (mu + th))
     )
-    np.testing.assert_allclose(negbin_dev_resids(y, mu, wt, th), expect, rtol=1e-12)
+    np.testing.assert_allclose(negbin_dev_resids(y, mu, wt, th), expect, rtol=1e-12, atol=1e-13)
 
 
 # --------------------------------------------------------------------------- derivatives in eta

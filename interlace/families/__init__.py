@@ -51,6 +51,7 @@ from interlace.families.variance import (
     MuSquaredVariance,
     MuVariance,
     NegBinVariance,
+    PowerVariance,
     VarianceFunction,
 )
 
@@ -87,6 +88,7 @@ __all__ = [
     "MuSquaredVariance",
     "MuCubedVariance",
     "NegBinVariance",
+    "PowerVariance",
     "get_family",
     "family",
     "available",

@@ -49,6 +49,7 @@ from interlace.families.variance import (
     MuSquaredVariance,
     MuVariance,
     NegBinVariance,
+    PowerVariance,
     VarianceFunction,
 )
 
@@ -224,13 +225,35 @@ def quasi_dev_resids(y, mu, wt, variance: Callable[[np.ndarray], np.ndarray]) ->
         return inverse_gaussian_dev_resids(y, mu, wt)
     if kind is NegBinVariance:
         return negbin_dev_resids(y, mu, wt, variance.theta)  # type: ignore[attr-defined]
-    # t runs from mu to y: t = mu + (y - mu) s, s in [0, 1]
-    s = 0.5 * (_GL_X + 1.0)
-    w = 0.5 * _GL_W
+    if kind is PowerVariance:
+        return power_dev_resids(y, mu, wt, variance.p)  # type: ignore[attr-defined]
+    # t runs from mu to y: t = mu + (y - mu) s. With s = 1 - w^2 the nodes crowd
+    # towards t = y, where the integrand can be singular (y = 0 under V = mu^p):
+    # the integral becomes int_0^1 (y - mu)^2 w^2 / V(t) 2 w dw.
+    w = 0.5 * (_GL_X + 1.0)
+    gw = 0.5 * _GL_W
+    s = 1.0 - w * w
     d = (y - mu)[:, None]
     t = mu[:, None] + d * s[None, :]
-    integrand = (d * (1.0 - s[None, :])) / _arr(variance(t.ravel())).reshape(t.shape)
-    return 2.0 * wt * ((integrand * d) @ w)
+    v = _arr(variance(t.ravel())).reshape(t.shape)
+    integrand = d * d * (w * w)[None, :] / v * (2.0 * w)[None, :]
+    return 2.0 * wt * (integrand @ gw)
+
+
+def power_dev_resids(y, mu, wt, p: float) -> np.ndarray:
+    """Quasi-deviance of V(mu) = mu^p (the Tweedie deviance; p = 0, 1, 2 as gaussian, poisson, gamma)."""
+    y, mu, wt = _arr(y), _arr(mu), _arr(wt)
+    if p == 0:
+        return gaussian_dev_resids(y, mu, wt)
+    if p == 1:
+        return poisson_dev_resids(y, mu, wt)
+    if p == 2:
+        return gamma_dev_resids(y, mu, wt)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y2p = np.where(y == 0, 0.0, np.abs(y) ** (2 - p))
+        return 2.0 * wt * (
+            y2p / ((1 - p) * (2 - p)) - y * mu ** (1 - p) / (1 - p) + mu ** (2 - p) / (2 - p)
+        )
 
 
 # --------------------------------------------------------------------------- base class

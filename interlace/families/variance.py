@@ -28,6 +28,7 @@ __all__ = [
     "MuSquaredVariance",
     "MuCubedVariance",
     "NegBinVariance",
+    "PowerVariance",
 ]
 
 
@@ -206,3 +207,32 @@ class NegBinVariance(VarianceFunction):
 
     def __repr__(self) -> str:
         return f"NegBinVariance(theta={self.theta!r})"
+
+
+class PowerVariance(VarianceFunction):
+    """V(mu) = mu^p (Tweedie-type quasi-likelihood; p = 1.5 between Poisson and Gamma).
+
+    >>> import numpy as np
+    >>> float(PowerVariance(1.5)(np.array([4.0]))[0])
+    8.0
+    """
+
+    name = "mu^p"
+
+    def __init__(self, p: float) -> None:
+        if not np.isfinite(p):
+            raise ValueError(f"power p must be finite, got {p!r}")
+        self.p = float(p)
+
+    def __call__(self, mu):
+        return _arr(mu) ** self.p
+
+    def deriv(self, mu):
+        return self.p * _arr(mu) ** (self.p - 1.0)
+
+    def validmu(self, mu):
+        mu = _arr(mu)
+        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+
+    def __repr__(self) -> str:
+        return f"PowerVariance(p={self.p!r})"
