@@ -192,8 +192,9 @@ def test_user_link_fit_matches_lme4_cauchit(cauchit_fit):
     """BinomialFamily(link=<user-defined link>) on cbpp vs R's glmer(binomial("cauchit")).
 
     The cauchit likelihood is flat along the fixed effects (period4's SE is 2.6):
-    R's Nelder-Mead stops about 2e-5 below our maximum, which moves the
-    estimates by up to 0.02 of their standard errors (0.7 % relative). So
+    R's Nelder-Mead stops below our maximum (by 2e-5 to 3e-4 in llf, depending
+    on the engine's optimizer settings), which moves the estimates by up to
+    0.02 of their standard errors (0.7 % relative). So
     llf is held to 1e-4 (and may be higher than R's), the fixed effects to
     0.05 standard errors, theta to 1e-3 and the fitted probabilities to 1e-2.
     """
@@ -206,12 +207,8 @@ def test_user_link_fit_matches_lme4_cauchit(cauchit_fit):
     np.testing.assert_allclose(np.asarray(res.fittedvalues, float), case["fitted"], rtol=1e-2)
 
 
-@pytest.mark.xfail(
-    reason="engine: vcov for non-canonical links on the generic path comes from a finite-"
-    "difference Hessian of the PIRLS-profiled deviance; on cbpp_cauchit the SEs are 8-18 % "
-    "below lme4's (reported to the engine owner)",
-    strict=False,
-)
 def test_user_link_fit_standard_errors_match_lme4(cauchit_fit):
+    """SEs from the Hessian of the Laplace deviance, as lme4's vcov; 1e-2 relative
+    because R's estimates sit slightly off the (flat) maximum, see above."""
     case, res = cauchit_fit
     np.testing.assert_allclose(np.asarray(res.fe_bse, float), _r_vector(case, "se"), rtol=1e-2)
