@@ -80,7 +80,7 @@ def compare(res, case: dict) -> dict[str, float]:
     # VarCorr: match rows by (grp, var1, var2) with R's '(Intercept)' -> 'Intercept'
     vc = res.varcorr.copy()
     fix = lambda s: None if s is None or (isinstance(s, float) and np.isnan(s)) else (  # noqa: E731
-        "Intercept" if s == "(Intercept)" else s)
+        r_to_formulaic(s, case))
     ours = {(r.grp, fix(r.var1), fix(r.var2)): r.sdcor for r in vc.itertuples()}
     errs = []
     for row in case["varcorr"]:

@@ -54,8 +54,8 @@ def test_double_bar_interaction_lhs_expands_terms():
 
 
 def test_nesting_slash():
-    assert [b.text() for b in expand_bars([parse_bar("(1 | a/b)")])] == ["(1 | a)", "(1 | a:b)"]
-    assert [b.group for b in expand_bars([parse_bar("(1 | a/b/c)")])] == ["a", "a:b", "a:b:c"]
+    assert [b.text() for b in expand_bars([parse_bar("(1 | a/b)")])] == ["(1 | a)", "(1 | b:a)"]
+    assert [b.group for b in expand_bars([parse_bar("(1 | a/b/c)")])] == ["a", "b:a", "c:b:a"]
 
 
 def test_interaction_group_kept():

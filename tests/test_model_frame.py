@@ -115,13 +115,13 @@ def test_random_terms_grammar(df):
     unc = build_model_frame("y ~ x + (1 + x || g)", df, family="poisson")
     assert [(t.lhs, t.vc_name, t.cnames) for t in unc.terms] == [("1", "g", ["Intercept"]), ("0 + x", "g.1", ["x"])]
     nest = build_model_frame("y ~ x + (1 | h/g)", df, family="poisson")
-    inter = build_model_frame("y ~ x + (1 | h) + (1 | h:g)", df, family="poisson")
+    inter = build_model_frame("y ~ x + (1 | h) + (1 | g:h)", df, family="poisson")
     _same(nest, inter)
-    # a:b: only combinations present, labelled "h_level:g_level", first factor slowest.
-    t = next(t for t in inter.terms if t.group == "h:g")
-    present = sorted({(h, g) for h, g in zip(df["h"], df["g"])})
-    assert t.levels == [f"{h}:{g}" for h, g in present]
-    labels = [f"{h}:{g}" for h, g in zip(df["h"], df["g"])]
+    # a:b: only combinations present, labelled "g_level:h_level", first factor slowest.
+    t = next(t for t in inter.terms if t.group == "g:h")
+    present = sorted({(g, h) for h, g in zip(df["h"], df["g"])})
+    assert t.levels == [f"{g}:{h}" for g, h in present]
+    labels = [f"{g}:{h}" for h, g in zip(df["h"], df["g"])]
     assert [t.levels[c] for c in t.codes] == labels
 
 

@@ -228,15 +228,17 @@ def group_parts(group: str) -> list[str]:
 
 
 def _expand_group(group: str) -> list[str]:
-    """lme4's expandSlash: ``a/b`` -> ``a``, ``a:b``; ``a/b/c`` -> ``a``, ``a:b``, ``a:b:c``."""
+    """lme4's expandSlash: ``a/b`` -> ``a``, ``b:a``; ``a/b/c`` -> ``a``, ``b:a``, ``c:b:a``
+    (lme4 names the nested factor inner-first, e.g. VarCorr's ``BROOD:LOCATION``)."""
     g = group.strip()
     while g.startswith("(") and g.endswith(")") and _matching_paren(g, 0) == len(g) - 1:
         g = g[1:-1].strip()
     nests = [n.strip() for n in g.split("/")]
-    out, prefix = [], ""
+    out: list[str] = []
+    acc: list[str] = []
     for n in nests:
-        prefix = f"{prefix}:{n}" if prefix else n
-        out.append(":".join(p.strip() for p in prefix.split(":")))
+        acc = [":".join(p.strip() for p in n.split(":"))] + acc
+        out.append(":".join(acc))
     return out
 
 
@@ -260,10 +262,10 @@ def lhs_terms(lhs: str) -> tuple[bool, list[str]]:
 
 
 def expand_bars(bars: list[Bar]) -> list[Bar]:
-    """Expand ``||`` into uncorrelated terms and ``a/b`` into ``a`` and ``a:b`` (as lme4 does).
+    """Expand ``||`` into uncorrelated terms and ``a/b`` into ``a`` and ``b:a`` (as lme4 does).
 
     >>> [b.text() for b in expand_bars([Bar("x", "a/b", True)])]
-    ['(1 | a)', '(0 + x | a)', '(1 | a:b)', '(0 + x | a:b)']
+    ['(1 | a)', '(0 + x | a)', '(1 | b:a)', '(0 + x | b:a)']
     """
     out: list[Bar] = []
     for bar in bars:

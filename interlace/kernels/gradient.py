@@ -51,9 +51,11 @@ def leverage_pass(wd, codes, zl, kcol, kdim, uoff, Ainv11, Ainv21, Ainv22, v, Ut
 
 
 @njit(cache=True)
-def gradient_pass(s, w, v, X, z, codes, zl, kcol, kdim, uoff, u, xi,
+def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, u, xi,
                   Ainv11, Ainv21, Ainv22, th_term, th_a, th_b, gbeta, gtheta, with_beta):
-    """Accumulate dD/dbeta (if with_beta) and dD/dtheta (both zeroed by caller)."""
+    """Accumulate dD/dbeta (if with_beta) and dD/dtheta (both zeroed by caller).
+    w: Fisher working weights (those in L); hh: observed information (equal to w
+    for canonical links); xi solves (I + U'HU) xi = U'v."""
     n = s.shape[0]
     m = codes.shape[0]
     p = X.shape[1]
@@ -66,7 +68,7 @@ def gradient_pass(s, w, v, X, z, codes, zl, kcol, kdim, uoff, u, xi,
             l = codes[j, i]
             for a in range(kdim[j]):
                 uxi += zl[i, kcol[j] + a] * xi[uoff[j] + l * kdim[j] + a]
-        g = -2.0 * s[i] + v[i] - w[i] * uxi
+        g = -2.0 * s[i] + v[i] - hh[i] * uxi
         if with_beta:
             for c in range(p):
                 gbeta[c] += g * X[i, c]

@@ -49,6 +49,7 @@ class LaplaceObjective:
         self.last_logdet = np.nan
         self._zl_theta = None
         self._zl = None
+        self._chol_h = None
 
     # ---------------------------------------------------------------- helpers
     def zl(self, theta: np.ndarray) -> np.ndarray:
@@ -116,7 +117,7 @@ class LaplaceObjective:
 
     # ---------------------------------------------------------------- gradient
     def has_exact_gradient(self) -> bool:
-        return self.resp.canonical
+        return self.resp.has_derivatives()
 
     def gradient(self, theta: np.ndarray, beta: np.ndarray, with_beta: bool = True) -> np.ndarray:
         """Exact dD/d(theta, beta) at the current PIRLS state (call deviance first)."""
@@ -128,10 +129,23 @@ class LaplaceObjective:
         v = np.empty(re.n)
         Utv = np.zeros(re.q)
         kgr.leverage_pass(wd, re.codes, zl, re.kcol, re.kdim, re.uoff, Ainv11, Ainv21, Ainv22, v, Utv)
-        xi = chol.solve(Utv)
+        if resp.canonical:
+            xi = chol.solve(Utv)
+            hh = resp.w
+        else:
+            # u* moves with the observed information H, while L holds the Fisher
+            # weights (as lme4's Laplace does): the implicit derivative needs
+            # a factor of I + U'HU of its own.
+            if self._chol_h is None:
+                self._chol_h = BlockedCholesky(re)
+            ch = self._chol_h
+            ch.accumulate(h, np.zeros(re.n), zl)
+            ch.factor()
+            xi = ch.solve(Utv)
+            hh = h
         gb = np.zeros(self.p)
         gt = np.zeros(re.ntheta)
-        kgr.gradient_pass(s, resp.w, v, self.X, re.z, re.codes, zl, re.kcol, re.kdim, re.uoff,
+        kgr.gradient_pass(s, resp.w, hh, v, self.X, re.z, re.codes, zl, re.kcol, re.kdim, re.uoff,
                           self.u, xi, Ainv11, Ainv21, Ainv22, re.theta_term, re.theta_a, re.theta_b,
                           gb, gt, with_beta)
         return np.concatenate([gt, gb]) if with_beta else gt

@@ -77,11 +77,29 @@ class GLMResponse:
         mu = self.mu if mu is None else mu
         return float(-2.0 * np.sum(self.family.loglik(self.y, mu, self.wt)))
 
+    def has_derivatives(self) -> bool:
+        """Exact derivatives available: a canonical fast-path pair, or a family
+        whose link gives d2mu/deta2 and whose variance gives dV/dmu."""
+        if self.canonical:
+            return True
+        fam = self.family
+        return hasattr(getattr(fam, "link", None), "d2mu_deta2") and hasattr(fam, "variance_deriv")
+
     def loglik_terms(self):
-        """(s, h, dw) per row: score and information in eta, and d w / d eta
-        (canonical built-in links only; None otherwise)."""
+        """(s, h, dw) per row: the score d loglik/d eta, the observed information
+        h = -d^2 loglik/d eta^2 and d w/d eta of the Fisher weight w."""
         if not self.canonical:
-            return None
+            fam, eta, y, wt = self.family, self.eta, self.y, self.wt
+            mu = np.asarray(fam.linkinv(eta), dtype=float)
+            me = np.asarray(fam.mu_eta(eta), dtype=float)
+            me2 = np.asarray(fam.link.d2mu_deta2(eta), dtype=float)
+            v = np.asarray(fam.variance(mu), dtype=float)
+            vp = np.asarray(fam.variance_deriv(mu), dtype=float)
+            s = wt * (y - mu) * me / v
+            w = wt * me * me / v
+            h = w - wt * (y - mu) * (me2 / v - me * me * vp / (v * v))
+            wd = wt * (2.0 * me * me2 / v - me ** 3 * vp / (v * v))
+            return s, h, wd
         n = self.y.shape[0]
         s, h, wd = np.empty(n), np.empty(n), np.empty(n)
         kg.glm_score_terms(self.codes[0], self.codes[1], self.y, self.wt, self.eta, s, h, wd)
