@@ -7,15 +7,11 @@ reference level and random-effect rows come out in lme4's order. The factor
 metadata (``data/metadata.json``) was read from the R packages themselves by
 ``make_metadata.R``; nothing is looked up outside the package at run time.
 
-=============  ==================  ===========================================
-name           R source            rows, used for
-=============  ==================  ===========================================
-cbpp           ``lme4::cbpp``      56; binomial, herd random intercept
-sleepstudy     ``lme4::sleepstudy``  180; Gaussian, random slope on Subject
-grouseticks    ``lme4::grouseticks`` 403; Poisson / NB, nested BROOD/INDEX
-owls           ``glmmTMB::Owls``   599; NB2 with an offset, Nest
-salamanders    ``glmmTMB::Salamanders`` 644; zero-inflated Poisson, site
-=============  ==================  ===========================================
+- ``cbpp`` (``lme4::cbpp``, 56 rows): binomial incidence, herd random intercept;
+- ``sleepstudy`` (``lme4::sleepstudy``, 180 rows): reaction times, random slope on Subject;
+- ``grouseticks`` (``lme4::grouseticks``, 403 rows): tick counts, BROOD / INDEX / LOCATION;
+- ``owls`` (``glmmTMB::Owls``, 599 rows): sibling negotiation counts with an offset, Nest;
+- ``salamanders`` (``glmmTMB::Salamanders``, 644 rows): zero-inflated counts, site.
 
 Example
 -------
