@@ -1,0 +1,331 @@
+"""summary(): the text of lme4's summary(glmer) / summary(lmer), plus the
+same pieces as DataFrames for programs and HTML for notebooks.
+
+Example
+-------
+>>> import interlace
+>>> m = interlace.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+...                     interlace.datasets.load("cbpp"), family="binomial")
+>>> s = m.summary()
+>>> print(str(s).splitlines()[1])
+ Family: binomial  ( logit )
+>>> list(s.fe_table.columns)
+['Estimate', 'Std. Error', 'z value', 'Pr(>|z|)']
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = ["Summary", "fe_table", "abbreviate", "format_common"]
+
+
+# --------------------------------------------------------------------------- formatting helpers
+
+
+def abbreviate(name: str, minlength: int = 6) -> str:
+    """R's ``abbreviate(name, minlength)`` as lme4 uses it for the fixed-effect
+    correlation header: drop lower-case vowels from the right, then lower-case
+    letters from the right, never the first character, then truncate.
+
+    >>> abbreviate("(Intercept)"), abbreviate("period2")
+    ('(Intr)', 'perid2')
+    """
+    s = name.replace(" ", "")
+    if len(s) <= minlength:
+        return s
+    chars = list(s)
+    for test in (lambda c: c in "aeiou", lambda c: c.islower()):
+        i = len(chars) - 1
+        while len(chars) > minlength and i > 0:
+            if test(chars[i]):
+                del chars[i]
+            i -= 1
+    return "".join(chars[:minlength]) if len(chars) > minlength else "".join(chars)
+
+
+def _decimals(x: float, digits: int) -> int:
+    if not np.isfinite(x) or x == 0:
+        return 0
+    d = digits - 1 - int(math.floor(math.log10(abs(x))))
+    # R drops trailing zeros: use the fewest decimals that keep `digits` significant digits
+    while d > 0 and abs(round(x, d - 1) - x) <= 10 ** (-digits) * abs(x) * 0.5:
+        d -= 1
+    return max(d, 0)
+
+
+def format_common(values, digits: int = 4) -> list[str]:
+    """Format a column as R's ``format(x, digits=)``: common decimals, enough
+    for each element to show ``digits`` significant digits (capped at 15).
+
+    >>> format_common([565.48, 32.68, 654.94])
+    ['565.48', '32.68', '654.94']
+    """
+    vals = [float(v) for v in values]
+    fin = [v for v in vals if np.isfinite(v)]
+    if not fin:
+        return ["NA" if not np.isfinite(v) else f"{v}" for v in vals]
+    dec = min(max(_decimals(v, digits) for v in fin), 15)
+    big = max(abs(v) for v in fin)
+    if big >= 1e15 or (big > 0 and big < 10 ** (-digits - 4)):
+        return [f"{v:.{digits - 1}e}" for v in vals]
+    return [f"{v:.{dec}f}" if np.isfinite(v) else "NA" for v in vals]
+
+
+def _pformat(p: float) -> str:
+    """R's format.pval with digits = 3 (printCoefmat's default here)."""
+    if not np.isfinite(p):
+        return "NA"
+    if p < 2e-16:
+        return "< 2e-16"
+    if p < 1e-4:
+        return f"{p:.2e}"
+    return f"{p:.3g}" if p >= 1e-3 else f"{p:.6f}".rstrip("0")
+
+
+def _stars(p: float) -> str:
+    if not np.isfinite(p):
+        return ""
+    for cut, s in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
+        if p < cut:
+            return s
+    return ""
+
+
+def _table(rows: list[tuple[str, ...]], align: list[str]) -> list[str]:
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        cells = [s.ljust(w) if a == "l" else s.rjust(w) for s, w, a in zip(r, widths, align)]
+        out.append(" ".join(cells).rstrip())
+    return out
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def is_lmm(result) -> bool:
+    """True for the Gaussian identity model fitted by the LMM path (lmer)."""
+    return result.optinfo.get("engine") == "lmm"
+
+
+def fe_table(result) -> pd.DataFrame:
+    """Fixed-effects table: Estimate, Std. Error, z value, Pr(>|z|) (lme4's
+    coef(summary(m))); for a linear mixed model ``t value`` without p-values,
+    as lmer prints it."""
+    est, se = result.fe_params, result.fe_bse
+    z = est / se
+    if is_lmm(result):
+        return pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": z})
+    return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": z,
+                         "Pr(>|z|)": 2 * stats.norm.sf(np.abs(z))})
+
+
+def re_table(result) -> pd.DataFrame:
+    """The random-effects table: Groups, Name, Variance, Std.Dev., Corr
+    (correlations with the earlier terms of the same block, as a list)."""
+    vc = result.varcorr
+    rows = []
+    for grp, sub in vc.groupby("grp", sort=False):
+        var_rows = sub[sub["var2"].isna()]
+        cor_rows = sub[sub["var2"].notna()]
+        names = [None if pd.isna(v) else str(v) for v in var_rows["var1"]]
+        for i, (_, row) in enumerate(var_rows.iterrows()):
+            corr = []
+            for prev in names[:i]:
+                mm = cor_rows[(cor_rows["var1"] == prev) & (cor_rows["var2"] == names[i])]
+                corr.append(float(mm["sdcor"].iloc[0]) if len(mm) else np.nan)
+            rows.append({"Groups": grp, "Name": "" if names[i] is None else _r_name(names[i]),
+                         "Variance": float(row["vcov"]), "Std.Dev.": float(row["sdcor"]), "Corr": corr})
+    return pd.DataFrame(rows, columns=["Groups", "Name", "Variance", "Std.Dev.", "Corr"])
+
+
+def _r_name(name: str) -> str:
+    return "(Intercept)" if name == "Intercept" else name
+
+
+def scaled_pearson(result) -> np.ndarray:
+    """lme4's residuals(m, "pearson", scaled = TRUE): Pearson residuals over sigma."""
+    from interlace.results.residuals import resid
+
+    r = resid(result, type="pearson")
+    if is_lmm(result):
+        r = r / math.sqrt(result.scale)
+    return r
+
+
+# --------------------------------------------------------------------------- Summary
+
+
+class Summary:
+    """lme4's summary(glmer): ``str()`` is the text, ``_repr_html_`` renders it
+    in a notebook; the parts are attributes (``header``, ``residual_quantiles``,
+    ``re_table``, ``fe_table``, ``fe_corr``, ``messages``)."""
+
+    def __init__(self, result: Any):
+        self.result = result
+        r = result
+        self.header = pd.Series({"AIC": r.aic, "BIC": r.bic, "logLik": r.llf, "deviance": -2.0 * r.llf,
+                                 "df.resid": r.df_resid})
+        try:
+            q = np.quantile(scaled_pearson(r), [0, 0.25, 0.5, 0.75, 1.0])
+            self.residual_quantiles = pd.Series(q, index=["Min", "1Q", "Median", "3Q", "Max"])
+        except Exception:  # families without Pearson residuals: the block is left out
+            self.residual_quantiles = None
+        self.re_table = re_table(r)
+        self.fe_table = fe_table(r)
+        se = r.fe_bse.to_numpy(dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = r.vcov.to_numpy(dtype=float) / np.outer(se, se)
+        self.fe_corr = pd.DataFrame(corr, index=r.fe_params.index, columns=r.fe_params.index)
+        self.messages = self._messages()
+        self.text = self._text()
+
+    # ------------------------------------------------------------ text
+    def _messages(self) -> list[str]:
+        r = self.result
+        out = []
+        code = 0 if r.converged else 1
+        out.append(f"optimizer ({r.optinfo.get('optimizer', '?')}) convergence code: {code} "
+                   f"({'OK' if code == 0 else 'see optinfo'})")
+        for m in r.optinfo.get("messages", []):
+            if m not in out:
+                out.append(m)
+        return out
+
+    def _title(self) -> list[str]:
+        r = self.result
+        fam = r.family
+        link = getattr(getattr(fam, "link", None), "name", "?")
+        if is_lmm(r):
+            return ["Linear mixed model fit by maximum likelihood  ['lmerMod']"]
+        if r.nAGQ > 1:
+            method = f"Adaptive Gauss-Hermite Quadrature, nAGQ = {r.nAGQ}"
+        elif r.nAGQ == 0:
+            method = "nAGQ = 0 (PIRLS only)"
+        else:
+            method = "Laplace Approximation"
+        return [f"Generalized linear mixed model fit by maximum likelihood ({method}) ['glmerMod']",
+                f" Family: {getattr(fam, 'name', '?')}  ( {link} )"]
+
+    def _text(self) -> str:
+        r = self.result
+        lines = self._title()
+        lines.append(f"Formula: {r.formula}")
+        if r.disp_params is not None and not is_lmm(r):
+            lines.append("Dispersion:        ~ " + " + ".join(map(str, r.disp_params.index)))
+        lines.append("")
+        h = self.header
+        vals = [f"{h['AIC']:.1f}", f"{h['BIC']:.1f}", f"{h['logLik']:.1f}", f"{h['deviance']:.1f}",
+                f"{int(h['df.resid'])}"]
+        w = [max(len(a), len(b)) + 1 for a, b in zip(h.index, vals)]
+        lines.append(" ".join(a.rjust(k) for a, k in zip(h.index, w)))
+        lines.append(" ".join(b.rjust(k) for b, k in zip(vals, w)))
+        lines.append("")
+        if self.residual_quantiles is not None:
+            q = self.residual_quantiles
+            vs = [f"{v:.4f}" for v in q]
+            ww = [max(len(a), len(b)) for a, b in zip(q.index, vs)]
+            lines.append("Scaled residuals: ")
+            lines.append(" ".join(a.rjust(k) for a, k in zip(q.index, ww)))
+            lines.append(" ".join(b.rjust(k) for b, k in zip(vs, ww)))
+            lines.append("")
+        lines.append("Random effects:")
+        rt = self.re_table
+        var_s = format_common(rt["Variance"], 4)
+        sd_s = format_common(rt["Std.Dev."], 4)
+        has_corr = any(len(c) for c in rt["Corr"])
+        rows = [("Groups", "Name", "Variance", "Std.Dev.") + (("Corr",) if has_corr else ())]
+        prev = None
+        for i, row in rt.iterrows():
+            cells = (row["Groups"] if row["Groups"] != prev else "", row["Name"], var_s[i], sd_s[i])
+            if has_corr:
+                cells += (" ".join("  NA " if not np.isfinite(c) else f"{c:5.2f}" for c in row["Corr"]),)
+            rows.append(cells)
+            prev = row["Groups"]
+        lines += [" " + s for s in _table(rows, ["l", "l", "l", "l", "l"][:len(rows[0])])]
+        ng = "; ".join(f"{g}, {n}" for g, n in r.ngroups.items())
+        lines.append(f"Number of obs: {r.nobs}, groups:  {ng}")
+        lines.append("")
+        lines += self._fixed_lines()
+        if r.zi_params is not None:
+            lines.append("")
+            lines.append("Zero-inflation model:")
+            lines += self._coef_lines(r.zi_params, getattr(r, "zi_bse", None))
+        if r.disp_params is not None and not is_lmm(r):
+            lines.append("")
+            lines.append("Dispersion model (log scale):")
+            lines += self._coef_lines(r.disp_params, getattr(r, "disp_bse", None))
+        fp = {k: v for k, v in (r.family_params or {}).items() if np.isscalar(v) and not isinstance(v, str)}
+        if fp:
+            lines.append("")
+            lines.append("Family parameters: " + ", ".join(f"{k} = {float(v):.4g}" for k, v in fp.items()))
+        if len(r.fe_params) > 1:
+            lines.append("")
+            lines.append("Correlation of Fixed Effects:")
+            names = [_r_name(n) for n in r.fe_params.index]
+            short = [abbreviate(n) for n in names]
+            cw = max(6, max(len(s) for s in short[:-1]))
+            nw = max(len(n) for n in names[1:])
+            corr = self.fe_corr.to_numpy()
+            lines.append(" " * nw + " " + " ".join(s.rjust(cw) for s in short[:-1]))
+            for i in range(1, len(names)):
+                cells = [f"{corr[i, j]:.3f}" for j in range(i)]
+                lines.append((names[i].ljust(nw) + " " + " ".join(c.rjust(cw) for c in cells)).rstrip())
+        tail = self.messages[1:] if self.result.converged else self.messages
+        if tail:
+            lines.append("")
+            lines += tail
+        return "\n".join(lines)
+
+    def _fixed_lines(self) -> list[str]:
+        ft = self.fe_table
+        lines = ["Fixed effects:"]
+        est = format_common(ft["Estimate"], 4)
+        se = format_common(ft["Std. Error"], 4)
+        zc = "t value" if "t value" in ft.columns else "z value"
+        zs = [f"{v:.3f}" for v in ft[zc]]
+        head = ("", "Estimate", "Std. Error", zc)
+        with_p = "Pr(>|z|)" in ft.columns
+        if with_p:
+            head += ("Pr(>|z|)", "")
+        rows = [head]
+        for i, name in enumerate(ft.index):
+            cells = (_r_name(name), est[i], se[i], zs[i])
+            if with_p:
+                p = float(ft["Pr(>|z|)"].iloc[i])
+                cells += (_pformat(p), _stars(p))
+            rows.append(cells)
+        lines += _table(rows, ["l", "r", "r", "r", "r", "l"][:len(head)])
+        if with_p:
+            lines.append("---")
+            lines.append("Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
+        return lines
+
+    @staticmethod
+    def _coef_lines(params: pd.Series, bse) -> list[str]:
+        if bse is None:
+            return [f"{_r_name(k)}: {float(v):.4g}" for k, v in params.items()]
+        z = params / bse
+        df = pd.DataFrame({"Estimate": params, "Std. Error": bse, "z value": z,
+                           "Pr(>|z|)": 2 * stats.norm.sf(np.abs(z))})
+        return df.to_string(float_format=lambda v: f"{v:.4g}").splitlines()
+
+    # ------------------------------------------------------------ display
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        """The text as preformatted HTML followed by the tables as HTML tables."""
+        parts = [f"<pre>{html.escape(self.text)}</pre>",
+                 "<h4>Random effects</h4>", self.re_table.to_html(index=False),
+                 "<h4>Fixed effects</h4>", self.fe_table.to_html(float_format=lambda v: f"{v:.4g}")]
+        return "<div class='interlace-summary'>" + "".join(parts) + "</div>"
