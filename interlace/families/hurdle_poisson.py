@@ -1,0 +1,47 @@
+"""Hurdle Poisson (glmmTMB's ``truncated_poisson`` with ``ziformula``).
+
+P(Y = 0) = p with logit(p) = X_zi @ gamma; positives follow a zero-truncated
+Poisson with (untruncated) mean mu = exp(eta). Fitted values are the true mean
+E[Y] = (1 - p) mu / (1 - exp(-mu)).
+
+Example
+-------
+>>> HurdlePoissonFamily().aux_blocks
+('zi',)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from interlace.families.likelihood import LikelihoodFamily, hurdle, poisson_parts
+
+__all__ = ["HurdlePoissonFamily"]
+
+
+class HurdlePoissonFamily(LikelihoodFamily):
+    """Hurdle Poisson with log link.
+
+    >>> HurdlePoissonFamily().name
+    'hurdle_poisson'
+    """
+
+    name = "hurdle_poisson"
+    aux_blocks = ("zi",)
+
+    def derivs(self, y, wt, eta, aux, order=2):
+        P = poisson_parts(y, eta, order)
+        P0 = poisson_parts(np.zeros_like(y), eta, order)
+        return hurdle(P, P0, y, wt, aux["zi"], order, False)
+
+    def mean(self, eta, aux):
+        mu = np.exp(eta)
+        return (1.0 - special.expit(aux["zi"])) * mu / -np.expm1(-mu)
+
+    def row_dispersion(self, aux):
+        return None
+
+    def natural_params(self, coefs):
+        z = coefs.get("zi", {})
+        return {"pi": float(special.expit(z["Intercept"]))} if list(z) == ["Intercept"] else {}

@@ -1,0 +1,340 @@
+"""Families outside the exponential-family/PIRLS world (glmmTMB's families).
+
+A :class:`LikelihoodFamily` supplies the per-observation log-likelihood
+l_i(eta_i, aux_i) and its derivatives, where ``aux`` are per-row linear
+predictors of the family's own parameters ("disp": log theta, log phi, log
+shape, log sigma^2; "zi": logit of the zero-inflation / hurdle probability;
+others such as zoib's "coi"). The general engine (``interlace.engine_general``)
+runs Newton on the spherical random effects and Laplace's approximation on
+top, with exact outer gradients built from:
+
+    l, dl/deta, d2l/deta2, d3l/deta3,
+    and per aux block a: dl/da, d2l/deta da, d3l/deta2 da.
+
+Base distributions return a :class:`Parts` (log density g and derivatives in
+eta and in its dispersion); the zero-inflation and hurdle wrappers combine
+them by the chain rule, so ZINB, ZIP and hurdle models need no new calculus.
+
+Example
+-------
+>>> import numpy as np
+>>> from interlace.families.negbin2 import NegativeBinomial2Family
+>>> fam = NegativeBinomial2Family()
+>>> d = fam.derivs(np.array([3.0]), np.ones(1), np.array([0.5]), {"disp": np.array([0.2])}, order=1)
+>>> bool(d.ee[0] < 0)
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+from interlace.families.links import Link, get_link
+
+__all__ = ["Parts", "Derivs", "LikelihoodFamily", "zero_inflate", "hurdle", "check_counts",
+           "check_open_unit", "check_positive"]
+
+
+def _arr(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+@dataclass
+class Parts:
+    """Log density g of one component per row, with derivatives in eta (e, ee,
+    eee) and in the log-dispersion (p, ep, eep; None without dispersion)."""
+
+    g: np.ndarray
+    e: np.ndarray | None = None
+    ee: np.ndarray | None = None
+    eee: np.ndarray | None = None
+    p: np.ndarray | None = None
+    ep: np.ndarray | None = None
+    eep: np.ndarray | None = None
+
+
+@dataclass
+class Derivs:
+    """Weighted per-row log-likelihood and derivatives the engine needs.
+
+    ``aux[name] = (dl/da, d2l/deta da, d3l/deta2 da)`` per aux block."""
+
+    l: np.ndarray
+    e: np.ndarray | None = None
+    ee: np.ndarray | None = None
+    eee: np.ndarray | None = None
+    aux: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+def _fit_engine(mf, fam, **kw):
+    from interlace.engine_general import fit_general
+
+    return fit_general(mf, fam, **kw)
+
+
+class LikelihoodFamily:
+    """Base class of the general-likelihood families.
+
+    Subclasses set ``name``, ``aux_blocks`` (e.g. ``("disp",)``), the default
+    link and implement :meth:`parts` (the base distribution) and :meth:`mean`.
+    A parameter given to the constructor (``theta=2.0``) is held fixed: its
+    block is then not estimated (``fixed_aux``).
+    """
+
+    name: str = "likelihood"
+    aux_blocks: tuple[str, ...] = ()
+    allowed_links: tuple[str, ...] = ("log",)
+    fast_path = None
+    estimates_scale = False
+    canonical = False
+    #: glmer dispatches here (glmmTMB's model) instead of PIRLS
+    fit_engine = staticmethod(_fit_engine)
+    #: what the raw "disp" coefficients model, for the result's description
+    disp_meaning: str = "log dispersion"
+
+    def __init__(self, link: str | Link | None = None) -> None:
+        link = self.allowed_links[0] if link is None else link
+        if isinstance(link, str) and link not in self.allowed_links:
+            raise ValueError(f"link {link!r} is not available for the {self.name} family; "
+                             f"use one of {', '.join(self.allowed_links)}")
+        self.link: Link = get_link(link)
+        if self.link.name not in self.allowed_links:
+            raise ValueError(f"link {self.link.name!r} is not supported by the {self.name} family")
+        self.fixed_aux: dict[str, float] = {}
+        self.params: dict[str, float] = {}
+        self.param_bounds: dict[str, tuple[float, float]] = {}
+        self.param_start: dict[str, float] = {}
+
+    # ---- protocol pieces (GLMMFamily) -------------------------------------------
+    def linkfun(self, mu):
+        return self.link.link(mu)
+
+    def linkinv(self, eta):
+        return self.link.linkinv(eta)
+
+    def mu_eta(self, eta):
+        return self.link.mu_eta(eta)
+
+    def variance(self, mu):
+        """Variance function at the fitted (or fixed) family parameters."""
+        return _arr(mu)
+
+    def dev_resids(self, y, mu, wt):
+        """-2 (loglik(y | mu) - loglik(y | y)) is not defined for every family here;
+        the Poisson-type deviance is returned as a descriptive quantity."""
+        from interlace.families.base import poisson_dev_resids
+
+        return poisson_dev_resids(y, mu, wt)
+
+    def initialize(self, y, wt):
+        return _arr(y) + 0.1
+
+    def loglik(self, y, mu, wt, scale: float = 1.0):
+        """Per-row log-likelihood at mean mu with the family's current parameters
+        (aux blocks at ``self.params``' values; zero-inflation not included)."""
+        eta = _arr(self.linkfun(_arr(mu)))
+        aux = {k: np.full(eta.shape, v) for k, v in self._aux_values().items()}
+        return self.derivs(_arr(y), _arr(wt), eta, aux, order=0).l
+
+    def _aux_values(self) -> dict[str, float]:
+        return {b: self.fixed_aux.get(b, self.aux_default(b)) for b in self.aux_blocks}
+
+    # ---- what the engine uses -------------------------------------------------------
+    def aux_default(self, block: str, y: np.ndarray | None = None) -> float:
+        """Start value of an aux block's intercept (glmmTMB starts at 0)."""
+        return 0.0
+
+    def start_eta(self, y: np.ndarray) -> np.ndarray:
+        """A rough linear predictor per row for the starting fixed effects."""
+        return np.log(np.maximum(_arr(y), 0.0) + 0.5)
+
+    def parts(self, y: np.ndarray, eta: np.ndarray, lphi: np.ndarray | None, order: int) -> Parts:
+        raise NotImplementedError
+
+    def derivs(self, y, wt, eta, aux: dict[str, np.ndarray], order: int = 2) -> Derivs:
+        """Weighted derivatives; ``order`` 0: l only, 1: + e, ee, 2: everything."""
+        P = self.parts(y, eta, aux.get("disp"), order)
+        return _from_parts(P, wt, order, "disp" in self.aux_blocks)
+
+    def mean(self, eta: np.ndarray, aux: dict[str, np.ndarray]) -> np.ndarray:
+        """E[Y] per row (the result's fitted values)."""
+        return _arr(self.linkinv(eta))
+
+    def row_dispersion(self, aux: dict[str, np.ndarray]) -> np.ndarray | None:
+        """The per-row family parameter on its natural scale (theta, phi, shape, sigma^2)."""
+        d = aux.get("disp")
+        return None if d is None else np.exp(d)
+
+    def natural_params(self, coefs: dict[str, dict[str, float]]) -> dict[str, float]:
+        """Named natural-scale parameters for intercept-only aux blocks."""
+        return {}
+
+    def validate_response(self, y, wt, column: str) -> None:
+        check_counts(y, column, self.name)
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}(link={self.link.name!r}{extra})"
+
+
+def _from_parts(P: Parts, wt, order: int, has_disp: bool) -> Derivs:
+    wt = _arr(wt)
+    d = Derivs(l=wt * P.g)
+    if order >= 1:
+        d.e, d.ee = wt * P.e, wt * P.ee
+    if order >= 2:
+        d.eee = wt * P.eee
+        if has_disp:
+            d.aux["disp"] = (wt * P.p, wt * P.ep, wt * P.eep)
+    return d
+
+
+# --------------------------------------------------------------------------- wrappers
+
+
+def zero_inflate(P: Parts, y: np.ndarray, wt, z: np.ndarray, order: int, has_disp: bool) -> Derivs:
+    """Structural zeros with probability plogis(z): P(0) = p + (1-p) f(0).
+
+    With r = plogis(g - z) (the probability that a zero is a sampling zero),
+    d/deta log(p + (1-p) e^g) = r g_e, and r' = r (1 - r) g' - so every
+    derivative follows from the base ones."""
+    wt = _arr(wt)
+    zero = y == 0
+    lse = np.logaddexp(z, P.g)
+    l = np.where(zero, lse, P.g) - np.logaddexp(0.0, z)
+    out = Derivs(l=wt * l)
+    if order == 0:
+        return out
+    r = np.where(zero, special.expit(P.g - z), 1.0)
+    rr = r * (1.0 - r)
+    e = r * P.e
+    ee = r * P.ee + rr * P.e ** 2
+    out.e, out.ee = wt * e, wt * ee
+    if order == 1:
+        return out
+    eee = r * P.eee + 3.0 * rr * P.e * P.ee + (1.0 - 2.0 * r) * rr * P.e ** 3
+    out.eee = wt * eee
+    pz = special.expit(z)
+    out.aux["zi"] = (wt * (np.where(zero, 1.0 - r, 0.0) - pz), wt * (-rr * P.e),
+                     wt * (-rr * P.ee - (1.0 - 2.0 * r) * rr * P.e ** 2))
+    if has_disp:
+        lp = r * P.p
+        lep = r * P.ep + rr * P.p * P.e
+        leep = (rr * P.p * P.ee + r * P.eep + (1.0 - 2.0 * r) * rr * P.p * P.e ** 2
+                + 2.0 * rr * P.e * P.ep)
+        out.aux["disp"] = (wt * lp, wt * lep, wt * leep)
+    return out
+
+
+def hurdle(P: Parts, P0: Parts, y: np.ndarray, wt, z: np.ndarray, order: int, has_disp: bool) -> Derivs:
+    """Hurdle: P(0) = plogis(z); positives from f truncated at zero:
+    log(1 - p) + g - log(1 - f(0)). With q = f(0) / (1 - f(0)),
+    d/dg0 [-log(1 - e^g0)] = q and dq/dg0 = q (1 + q)."""
+    wt = _arr(wt)
+    zero = y == 0
+    pos = ~zero
+    with np.errstate(over="ignore", divide="ignore"):
+        h = -np.log(-np.expm1(np.minimum(P0.g, -1e-300)))
+    l = np.where(zero, -np.logaddexp(0.0, -z), -np.logaddexp(0.0, z) + P.g + h)
+    out = Derivs(l=wt * l)
+    if order == 0:
+        return out
+    with np.errstate(over="ignore", divide="ignore"):
+        q = 1.0 / np.expm1(-P0.g)
+    q = np.where(pos, q, 0.0)
+    qq = q * (1.0 + q)
+    e = np.where(pos, P.e + q * P0.e, 0.0)
+    ee = np.where(pos, P.ee + q * P0.ee + qq * P0.e ** 2, 0.0)
+    out.e, out.ee = wt * e, wt * ee
+    if order == 1:
+        return out
+    eee = np.where(pos, P.eee + q * P0.eee + 3.0 * qq * P0.e * P0.ee + qq * (1.0 + 2.0 * q) * P0.e ** 3, 0.0)
+    out.eee = wt * eee
+    pz = special.expit(z)
+    zeros = np.zeros_like(pz)
+    out.aux["zi"] = (wt * np.where(zero, 1.0 - pz, -pz), zeros, zeros)
+    if has_disp:
+        lp = np.where(pos, P.p + q * P0.p, 0.0)
+        lep = np.where(pos, P.ep + q * P0.ep + qq * P0.p * P0.e, 0.0)
+        leep = np.where(pos, P.eep + qq * P0.p * P0.ee + q * P0.eep + qq * (1.0 + 2.0 * q) * P0.p * P0.e ** 2
+                        + 2.0 * qq * P0.e * P0.ep, 0.0)
+        out.aux["disp"] = (wt * lp, wt * lep, wt * leep)
+    return out
+
+
+# --------------------------------------------------------------------------- base distributions
+
+
+def poisson_parts(y: np.ndarray, eta: np.ndarray, order: int) -> Parts:
+    """Poisson with log link: g = y eta - e^eta - lgamma(y + 1)."""
+    mu = np.exp(np.minimum(eta, 700.0))
+    P = Parts(g=y * eta - mu - special.gammaln(y + 1.0))
+    if order >= 1:
+        P.e, P.ee = y - mu, -mu
+    if order >= 2:
+        P.eee = -mu
+    return P
+
+
+def nbinom2_parts(y: np.ndarray, eta: np.ndarray, lth: np.ndarray, order: int) -> Parts:
+    """NB2 with log link, theta = exp(lth): Var = mu + mu^2 / theta.
+
+    With m = mu / (mu + theta): dl/deta = y - (y + theta) m, dm/deta = m (1 - m),
+    dm/dlog(theta) = -m (1 - m)."""
+    th = np.exp(lth)
+    lmt = np.logaddexp(eta, lth)  # log(mu + theta)
+    g = (special.gammaln(y + th) - special.gammaln(th) - special.gammaln(y + 1.0)
+         + th * (lth - lmt) + y * (eta - lmt))
+    P = Parts(g=g)
+    if order >= 1:
+        m = np.exp(eta - lmt)
+        mm = m * (1.0 - m)
+        yt = y + th
+        P.e = y - yt * m
+        P.ee = -yt * mm
+        if order >= 2:
+            P.eee = -yt * mm * (1.0 - 2.0 * m)
+            P.p = th * (special.digamma(yt) - special.digamma(th) + lth - lmt + 1.0 - yt * np.exp(-lmt))
+            P.ep = -th * m + yt * mm
+            P.eep = -th * mm + yt * (1.0 - 2.0 * m) * mm
+    return P
+
+
+# --------------------------------------------------------------------------- response checks
+
+
+def check_counts(y, column: str, family: str) -> None:
+    y = _arr(y)
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"response {column!r} has non-finite values")
+    if np.any(y < 0):
+        raise ValueError(f"{family} response {column!r} has negative counts "
+                         f"({int((y < 0).sum())} value(s) < 0)")
+
+
+def check_open_unit(y, column: str, family: str) -> None:
+    y = _arr(y)
+    if np.any(~np.isfinite(y)) or np.any(y <= 0) or np.any(y >= 1):
+        raise ValueError(f"{family} response {column!r} must lie strictly inside (0, 1) "
+                         f"({int(((y <= 0) | (y >= 1)).sum())} value(s) outside)")
+
+
+def check_positive(y, column: str, family: str) -> None:
+    y = _arr(y)
+    if np.any(~np.isfinite(y)) or np.any(y <= 0):
+        raise ValueError(f"{family} response {column!r} must be positive "
+                         f"({int((y <= 0).sum())} non-positive value(s))")
+
+
+def as_fixed(value: Any, name: str, positive: bool = True) -> float | None:
+    """A user-fixed family parameter: None, or a positive finite float."""
+    if value is None:
+        return None
+    v = float(value)
+    if not np.isfinite(v) or (positive and v <= 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return v

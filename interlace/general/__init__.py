@@ -1,0 +1,1 @@
+"""The general-likelihood Laplace engine (glmmTMB's model): objective, optimization, result."""
