@@ -13,6 +13,14 @@ from interlace.families import (  # noqa: E402
     family,
 )
 
+from interlace.families.beta import BetaFamily  # noqa: E402
+from interlace.families.hurdle_poisson import HurdlePoissonFamily  # noqa: E402
+from interlace.families.negbin1 import NegativeBinomial1Family  # noqa: E402
+from interlace.families.negbin2 import NegativeBinomial2Family  # noqa: E402
+from interlace.families.zinb import ZeroInflatedNB2Family  # noqa: E402
+from interlace.families.zip import ZeroInflatedPoissonFamily  # noqa: E402
+from interlace.families.zoib import ZeroOneInflatedBetaFamily  # noqa: E402
+
 from interlace import datasets  # noqa: E402,F401
 from interlace.api import ConvergenceWarning, SingularFitWarning, glmer  # noqa: E402,F401
 from interlace.results import GLMMResult  # noqa: E402,F401

@@ -115,8 +115,9 @@ def _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nA
         opt = optimize_lmm(obj, optimizer, theta0)
         res = build_result(mf, fam, obj, opt, nAGQ=1, engine="lmm", formula=formula, optimizer=optimizer,
                            extra_messages=mf.messages)
-    elif dispformula is not None:
-        from interlace.engine_general import fit_general  # glmmTMB-style engine
+    elif dispformula is not None or ziformula is not None or getattr(fam, "name", None) == "gamma":
+        # glmmTMB's model: dispersion / zero-inflation models, Gamma with its shape estimated by ML
+        from interlace.engine_general import fit_general
 
         res = fit_general(mf, fam, optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, formula=formula)
     else:

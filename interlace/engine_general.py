@@ -26,7 +26,7 @@ from interlace.model_frame import ModelFrame
 __all__ = ["fit_general", "as_likelihood_family"]
 
 
-def as_likelihood_family(fam: Any) -> Any:
+def as_likelihood_family(fam: Any, zero_inflated: bool = False) -> Any:
     """The general-engine version of ``fam`` (exponential families with an
     estimated dispersion are translated: gaussian -> sigma^2 model, gamma ->
     shape model). Raises ValueError for families it cannot handle.
@@ -35,10 +35,21 @@ def as_likelihood_family(fam: Any) -> Any:
     >>> type(as_likelihood_family(GammaFamily(link="log"))).__name__
     'GammaShapeFamily'
     """
-    if hasattr(fam, "derivs") and hasattr(fam, "aux_blocks"):
-        return fam
     name = getattr(fam, "name", None)
     link = getattr(getattr(fam, "link", None), "name", None)
+    if zero_inflated and name in ("poisson", "negativebinomial"):
+        # glmmTMB's family + ziformula: the zero-inflated version of the family
+        if link != "log":
+            raise ValueError(f"ziformula with the {name} family needs the log link, not {link!r}")
+        if name == "poisson":
+            from interlace.families.zip import ZeroInflatedPoissonFamily
+
+            return ZeroInflatedPoissonFamily()
+        from interlace.families.zinb import ZeroInflatedNB2Family
+
+        return ZeroInflatedNB2Family(theta=fam.params.get("theta"))
+    if hasattr(fam, "derivs") and hasattr(fam, "aux_blocks"):
+        return fam
     if name == "gaussian":
         if link != "identity":
             raise ValueError(f"dispformula with the gaussian family needs the identity link, not {link!r}")
@@ -51,6 +62,9 @@ def as_likelihood_family(fam: Any) -> Any:
         if link not in GammaShapeFamily.allowed_links:
             raise ValueError(f"the gamma family supports the links log and inverse here, not {link!r}")
         return GammaShapeFamily(link=link)
+    if zero_inflated:
+        raise ValueError(f"ziformula is not available for the {name!r} family (use poisson, negativebinomial, "
+                         "zip, zinb, hurdle_poisson or zoib)")
     raise ValueError(f"the {name!r} family has no dispersion parameter to model: dispformula is not "
                      "available for it (use negativebinomial, nbinom1, gamma, beta or gaussian)")
 
@@ -65,7 +79,7 @@ def fit_general(mf: ModelFrame, fam: Any, *, optimizer: str = "lbfgsb", theta0: 
     if int(nAGQ) != 1:
         what = "dispformula" if mf.disp_X is not None else f"the {getattr(fam, 'name', '?')} family"
         raise ValueError(f"{what} is fitted by the Laplace approximation only (nAGQ = 1), got nAGQ = {nAGQ}")
-    lf = as_likelihood_family(fam)
+    lf = as_likelihood_family(fam, zero_inflated=mf.zi_X is not None)
     obj = GeneralObjective(mf, lf)
     opt = optimize_general(obj, optimizer, theta0)
     return build_general_result(mf, lf, obj, opt, formula=formula or mf.formula, optimizer=optimizer,

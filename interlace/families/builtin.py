@@ -36,11 +36,19 @@ def interlace_register_families(registry: FamilyRegistry) -> None:
     registry.add("gamma", GammaFamily, aliases=("Gamma",))
     registry.add("inverse_gaussian", InverseGaussianFamily, aliases=("inverse.gaussian",))
 
-    # Non-exponential families (issue 13, general-likelihood engine) register
-    # here, one line each, e.g.:
-    #   registry.add("negativebinomial", NegativeBinomial2Family, aliases=("nbinom2",))
-    #   registry.add("nbinom1", NegativeBinomial1Family)
-    #   registry.add("beta", BetaFamily)
-    #   registry.add("zip", ZeroInflatedPoissonFamily)
-    #   registry.add("zinb", ZeroInflatedNB2Family)
-    #   registry.add("hurdle_poisson", HurdlePoissonFamily)
+    # Non-exponential families (issue 13): glmmTMB's model on the general-likelihood engine.
+    from interlace.families.beta import BetaFamily
+    from interlace.families.hurdle_poisson import HurdlePoissonFamily
+    from interlace.families.negbin1 import NegativeBinomial1Family
+    from interlace.families.negbin2 import NegativeBinomial2Family
+    from interlace.families.zinb import ZeroInflatedNB2Family
+    from interlace.families.zip import ZeroInflatedPoissonFamily
+    from interlace.families.zoib import ZeroOneInflatedBetaFamily
+
+    registry.add("negativebinomial", NegativeBinomial2Family, aliases=("nbinom2",))
+    registry.add("nbinom1", NegativeBinomial1Family)
+    registry.add("beta", BetaFamily)
+    registry.add("zip", ZeroInflatedPoissonFamily)
+    registry.add("zinb", ZeroInflatedNB2Family)
+    registry.add("hurdle_poisson", HurdlePoissonFamily)
+    registry.add("zoib", ZeroOneInflatedBetaFamily)
