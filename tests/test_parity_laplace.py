@@ -79,6 +79,18 @@ def test_r_loose_pirls_case():
     assert res.llf > r_loglik(case)
 
 
+@pytest.mark.slow
+def test_three_factor_crossed_insteval():
+    """InstEval as a binary response: 73,421 rows, crossed s x d x dept
+    (2,972 x 1,128 x 14 levels, q = 4,114). Term s gives the diagonal block,
+    the cross block with d and dept is sparse, and only the small d + dept
+    block (1,142 x 1,142) is dense: no q x q matrix, nothing growing with n."""
+    res, case = _check("instevel_binary")
+    re = res.objective.re
+    assert re.q == 4114 and re.q0 == 2972 and re.q2 == 1142
+    assert res.objective.chol.L22.shape == (1142, 1142)
+
+
 def test_nagq0_fast_mode_runs_and_is_close():
     case = load_case("cbpp_laplace")
     res0 = fit_case(case, nAGQ=0)

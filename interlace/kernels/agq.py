@@ -28,13 +28,54 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from interlace.kernels.glm import _linkinv_mueta, _variance_devres
+from interlace.kernels.glm import EPS, EXP_MAX, LOGIT_THRESH, _linkinv_mueta, _variance_devres
+
+LOG_EPS = math.log(EPS)  # below it R clamps exp(eta) at EPS
+FACT_MAX = 700.0  # |log| range in which exp(base) exp(lambda t) is safe
 
 
 @njit(cache=True, inline="always")
 def _score(y: float, wt: float, mu: float, d: float, v: float) -> float:
     """d loglik / d eta = wt (y - mu) mu_eta / V (equal to wt (y - mu) for canonical links)."""
     return wt * (y - mu) * d / v
+
+
+@njit(cache=True, inline="always")
+def _dev_score(fam, link, y, wt, c, eta, want_score):
+    """(unit deviance minus its constant part c, score d loglik/d eta).
+
+    The node loop is dominated by transcendental functions, so the two
+    canonical pairs get one exp (and one log1p) per row: with
+    c = 2 wt (y log y + (1 - y) log(1 - y)) (binomial) or 2 wt (y log y - y)
+    (Poisson), dev - c = 2 wt (softplus(eta) - y eta) or 2 wt (mu - y eta).
+    Outside R's clamping range, and for every other pair, the general
+    formulas run (with c = 0 for the pairs without a constant split).
+    """
+    if fam == 0 and link == 0 and -LOGIT_THRESH <= eta <= LOGIT_THRESH:
+        e = math.exp(-abs(eta))
+        sp = max(eta, 0.0) + math.log1p(e)
+        mu = 1.0 / (1.0 + e) if eta >= 0.0 else e / (1.0 + e)
+        return 2.0 * wt * (sp - y * eta), wt * (y - mu)
+    if fam == 1 and link == 3 and LOG_EPS < eta < EXP_MAX:
+        mu = math.exp(eta)
+        return 2.0 * wt * (mu - y * eta), wt * (y - mu)
+    mu, d = _linkinv_mueta(link, eta)
+    v, dr = _variance_devres(fam, y, mu, wt)
+    sc = _score(y, wt, mu, d, v) if want_score else 0.0
+    return dr - c, sc
+
+
+def split_constants(fam: int, link: int, y: np.ndarray, wt: np.ndarray) -> np.ndarray:
+    """Per-row constant part c of the unit deviance used by _dev_score."""
+    from scipy.special import xlogy
+
+    y = np.asarray(y, dtype=np.float64)
+    wt = np.asarray(wt, dtype=np.float64)
+    if fam == 0 and link == 0:
+        return 2.0 * wt * (xlogy(y, y) + xlogy(1.0 - y, 1.0 - y))
+    if fam == 1 and link == 3:
+        return 2.0 * wt * (xlogy(y, y) - y)
+    return np.zeros_like(y)
 
 
 @njit(cache=True)
@@ -83,7 +124,7 @@ def _spd_solve(M: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
 
 
 @njit(cache=True)
-def _one_level(l, fam, link, want_grad, y, wt, base, X, Z, zl, start, u0, L, nodes, logw,
+def _one_level(l, fam, link, want_grad, ri, y, wt, crow, base, X, Z, zl, start, u0, L, nodes, logw,
                Lam, th_a, th_b, s0, h0, w0, wd0, dev_lev, grad_lev):
     """Level l of agq_levels (see there)."""
     k = Z.shape[1]
@@ -100,9 +141,20 @@ def _one_level(l, fam, link, want_grad, y, wt, base, X, Z, zl, start, u0, L, nod
     SX = np.zeros((nn, p))
     SZ = np.zeros((nn, k))
     tt = np.empty(k)
+    csum = 0.0  # the rows' constant deviance parts, added once per node below
+    for i in range(r0, r1):
+        csum += crow[i]
+    # random intercept with a canonical log/logit link: exp(eta) = exp(base) exp(lambda t)
+    # factors, so the rows need one exp per evaluation instead of one per node
+    fact = ri and ((fam == 0 and link == 0) or (fam == 1 and link == 3))
+    E = np.empty(r1 - r0 if fact else 0)
+    if fact:
+        for i in range(r0, r1):
+            bi = base[i]
+            E[i - r0] = math.exp(bi) if -FACT_MAX < bi < FACT_MAX else -1.0
     for j in range(nn):
         # node in u-space: t = u0 + L^{-T} z_j
-        devc = 0.0
+        devc = csum
         for a in range(k):
             acc = u0[l, a]
             for b in range(a, k):
@@ -110,15 +162,28 @@ def _one_level(l, fam, link, want_grad, y, wt, base, X, Z, zl, start, u0, L, nod
             tt[a] = acc
             T[j, a] = acc
             devc += acc * acc
+        lt = Lam[0, 0] * tt[0]
+        usef = fact and abs(lt) < FACT_MAX
+        F = math.exp(lt) if usef else 0.0
         for i in range(r0, r1):
             eta = base[i]
             for a in range(k):
                 eta += zl[i, a] * tt[a]
-            mu, d = _linkinv_mueta(link, eta)
-            v, dr = _variance_devres(fam, y[i], mu, wt[i])
+            if usef and E[i - r0] > 0.0 and (
+                    (fam == 0 and -LOGIT_THRESH <= eta <= LOGIT_THRESH)
+                    or (fam == 1 and LOG_EPS < eta < EXP_MAX)):
+                ex = E[i - r0] * F
+                if fam == 0:
+                    mu = ex / (1.0 + ex)
+                    dr = 2.0 * wt[i] * (math.log1p(ex) - y[i] * eta)
+                else:
+                    mu = ex
+                    dr = 2.0 * wt[i] * (ex - y[i] * eta)
+                sc = wt[i] * (y[i] - mu)
+            else:
+                dr, sc = _dev_score(fam, link, y[i], wt[i], crow[i], eta, want_grad)
             devc += dr
             if want_grad:
-                sc = _score(y[i], wt[i], mu, d, v)
                 for c in range(p):
                     SX[j, c] += sc * X[i, c]
                 for a in range(k):
@@ -237,6 +302,8 @@ _DOC = """Per-level AGQ deviance terms (dev_lev[l], without the saturated consta
     (theta first, lme4's order; then beta).
 
     Rows are sorted by level: level l owns rows start[l]:start[l+1].
+    crow = split_constants(fam, link, y, wt), the rows' constant deviance parts.
+    ri: one scalar term whose z is 1 on every row (a random intercept).
     base = X beta + offset; zl = Z Lambda; u0 (nl, k) the conditional modes;
     L (nl, k, k) the lower Cholesky factors of A at u0; nodes (nn, k) and logw
     (nn,) = log W_j + |z_j|^2 / 2. s0, h0, w0, wd0: per-row score, observed
@@ -248,18 +315,18 @@ _DOC = """Per-level AGQ deviance terms (dev_lev[l], without the saturated consta
 
 
 @njit(cache=True)
-def agq_levels(fam, link, want_grad, y, wt, base, X, Z, zl, start, u0, L, nodes, logw,
+def agq_levels(fam, link, want_grad, ri, y, wt, crow, base, X, Z, zl, start, u0, L, nodes, logw,
                Lam, th_a, th_b, s0, h0, w0, wd0, dev_lev, grad_lev):
     for l in range(start.shape[0] - 1):
-        _one_level(l, fam, link, want_grad, y, wt, base, X, Z, zl, start, u0, L, nodes, logw,
+        _one_level(l, fam, link, want_grad, ri, y, wt, crow, base, X, Z, zl, start, u0, L, nodes, logw,
                    Lam, th_a, th_b, s0, h0, w0, wd0, dev_lev, grad_lev)
 
 
 @njit(cache=True, parallel=True)
-def agq_levels_parallel(fam, link, want_grad, y, wt, base, X, Z, zl, start, u0, L, nodes, logw,
+def agq_levels_parallel(fam, link, want_grad, ri, y, wt, crow, base, X, Z, zl, start, u0, L, nodes, logw,
                         Lam, th_a, th_b, s0, h0, w0, wd0, dev_lev, grad_lev):
     for l in prange(start.shape[0] - 1):
-        _one_level(l, fam, link, want_grad, y, wt, base, X, Z, zl, start, u0, L, nodes, logw,
+        _one_level(l, fam, link, want_grad, ri, y, wt, crow, base, X, Z, zl, start, u0, L, nodes, logw,
                    Lam, th_a, th_b, s0, h0, w0, wd0, dev_lev, grad_lev)
 
 

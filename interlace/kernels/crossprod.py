@@ -148,3 +148,77 @@ def pairs_times_linv_t(V21, poff_j, npairs, kj, k0, paircol, L11, out):
                 for t in range(i):
                     s -= L11[l, i, t] * out[base + a * k0 + t]
                 out[base + a * k0 + i] = s / L11[l, i, i]
+
+
+@njit(cache=True)
+def pairs_times_linv(L21vals, poff_j, npairs, kj, k0, paircol, L11, out):
+    """M blocks = L21 blocks @ L11[l]^{-1}: solve X L11[l] = B, row by row
+    (back substitution on L11[l]')."""
+    for p in range(npairs):
+        l = paircol[p]
+        base = poff_j + p * kj * k0
+        for a in range(kj):
+            for i in range(k0 - 1, -1, -1):
+                s = L21vals[base + a * k0 + i]
+                for t in range(i + 1, k0):
+                    s -= out[base + a * k0 + t] * L11[l, t, i]
+                out[base + a * k0 + i] = s / L11[l, i, i]
+
+
+@njit(cache=True)
+def selected_cross_inverse(indptr, indices, pos, Mflat, Ainv22, k0, out, Ainv11):
+    """Entries of A^{-1}_{21} = -Ainv22 M on the pattern of M (= the pattern of
+    A21, all a row ever touches), and the correction -M_l' Ainv21_l of the
+    diagonal blocks of A^{-1}_{11}. Columns of M are (level, component) of
+    term 0 in CSC form; `pos` maps each stored entry to the flat pair layout."""
+    ncol = indptr.shape[0] - 1
+    for col in range(ncol):
+        for e1 in range(indptr[col], indptr[col + 1]):
+            r = indices[e1]
+            s = 0.0
+            for e2 in range(indptr[col], indptr[col + 1]):
+                s += Ainv22[r, indices[e2]] * Mflat[pos[e2]]
+            out[pos[e1]] = -s
+    for col in range(ncol):
+        l = col // k0
+        b = col % k0
+        for bb in range(k0):
+            s = 0.0
+            for e in range(indptr[col], indptr[col + 1]):
+                s += Mflat[pos[e]] * out[pos[e] - b + bb]
+            Ainv11[l, b, bb] -= s
+
+
+@njit(cache=True)
+def schur_lower(indptr, indices, pos, vals, S):
+    """S -= L21 L21' on the lower triangle, column by column of L21 (CSC):
+    work is the sum over term-0 columns of nnz^2, not q2^2 q0."""
+    ncol = indptr.shape[0] - 1
+    for col in range(ncol):
+        for e1 in range(indptr[col], indptr[col + 1]):
+            r1 = indices[e1]
+            v1 = vals[pos[e1]]
+            for e2 in range(indptr[col], e1 + 1):
+                S[r1, indices[e2]] -= v1 * vals[pos[e2]]
+
+
+@njit(cache=True)
+def block_chol_inverse(L11, out):
+    """out[l] = (L11[l] L11[l]')^{-1} for each k x k lower-triangular block."""
+    nl, k, _ = L11.shape
+    li = np.zeros((k, k))
+    for l in range(nl):
+        li[:, :] = 0.0
+        for c in range(k):
+            # forward substitution: L x = e_c
+            for i in range(k):
+                s = 1.0 if i == c else 0.0
+                for t in range(i):
+                    s -= L11[l, i, t] * li[t, c]
+                li[i, c] = s / L11[l, i, i]
+        for a in range(k):
+            for b in range(k):
+                s = 0.0
+                for t in range(k):
+                    s += li[t, a] * li[t, b]
+                out[l, a, b] = s

@@ -14,18 +14,20 @@ from numba import njit
 
 
 @njit(cache=True, inline="always")
-def _ainv(j1, l1, a1, j2, l2, a2, k0, q0, uoff, kdim, Ainv11, Ainv21, Ainv22):
+def _ainv(i, j1, l1, a1, j2, l2, a2, k0, q0, uoff, kdim, pairidx, poff, Ainv11, Ainv21, Ainv22):
+    """Entry of A^{-1} between two positions row i touches; the cross block is
+    stored on the pair pattern (flat layout of V21)."""
     if j1 == 0 and j2 == 0:
         return Ainv11[l1, a1, a2]
     if j1 == 0:
-        return Ainv21[uoff[j2] - q0 + l2 * kdim[j2] + a2, l1 * k0 + a1]
+        return Ainv21[poff[j2] + pairidx[j2, i] * kdim[j2] * k0 + a2 * k0 + a1]
     if j2 == 0:
-        return Ainv21[uoff[j1] - q0 + l1 * kdim[j1] + a1, l2 * k0 + a2]
+        return Ainv21[poff[j1] + pairidx[j1, i] * kdim[j1] * k0 + a1 * k0 + a2]
     return Ainv22[uoff[j1] - q0 + l1 * kdim[j1] + a1, uoff[j2] - q0 + l2 * kdim[j2] + a2]
 
 
 @njit(cache=True)
-def leverage_pass(wd, codes, zl, kcol, kdim, uoff, Ainv11, Ainv21, Ainv22, v, Utv):
+def leverage_pass(wd, codes, zl, kcol, kdim, uoff, pairidx, poff, Ainv11, Ainv21, Ainv22, v, Utv):
     """v_i = (dw_i/deta) * U_i A^{-1} U_i'; Utv = U'v (Utv zeroed by caller)."""
     n = wd.shape[0]
     m = codes.shape[0]
@@ -40,8 +42,8 @@ def leverage_pass(wd, codes, zl, kcol, kdim, uoff, Ainv11, Ainv21, Ainv22, v, Ut
                 for j2 in range(m):
                     l2 = codes[j2, i]
                     for a2 in range(kdim[j2]):
-                        d += z1 * zl[i, kcol[j2] + a2] * _ainv(j1, l1, a1, j2, l2, a2, k0, q0, uoff, kdim,
-                                                                Ainv11, Ainv21, Ainv22)
+                        d += z1 * zl[i, kcol[j2] + a2] * _ainv(i, j1, l1, a1, j2, l2, a2, k0, q0, uoff, kdim,
+                                                                pairidx, poff, Ainv11, Ainv21, Ainv22)
         vi = wd[i] * d
         v[i] = vi
         for j1 in range(m):
@@ -51,7 +53,7 @@ def leverage_pass(wd, codes, zl, kcol, kdim, uoff, Ainv11, Ainv21, Ainv22, v, Ut
 
 
 @njit(cache=True)
-def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, u, xi,
+def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff, u, xi, xxi,
                   Ainv11, Ainv21, Ainv22, th_term, th_a, th_b, gbeta, gtheta, with_beta):
     """Accumulate dD/dbeta (if with_beta) and dD/dtheta (both zeroed by caller).
     w: Fisher working weights (those in L); hh: observed information (equal to w
@@ -63,7 +65,7 @@ def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, u, xi,
     q0 = uoff[1] if m > 1 else 0
     nth = th_term.shape[0]
     for i in range(n):
-        uxi = 0.0
+        uxi = xxi[i]
         for j in range(m):
             l = codes[j, i]
             for a in range(kdim[j]):
@@ -83,6 +85,6 @@ def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, u, xi,
             for j1 in range(m):
                 l1 = codes[j1, i]
                 for a1 in range(kdim[j1]):
-                    ua += zl[i, kcol[j1] + a1] * _ainv(j1, l1, a1, j, l, b, k0, q0, uoff, kdim,
-                                                       Ainv11, Ainv21, Ainv22)
+                    ua += zl[i, kcol[j1] + a1] * _ainv(i, j1, l1, a1, j, l, b, k0, q0, uoff, kdim,
+                                                       pairidx, poff, Ainv11, Ainv21, Ainv22)
             gtheta[t] += z[i, kcol[j] + a] * (g * u[col] + s[i] * xi[col] + 2.0 * w[i] * ua)

@@ -97,6 +97,8 @@ class AGQObjective:
         self.X = np.ascontiguousarray(obj.X[o])
         self.Z = np.ascontiguousarray(re.z[o, : self.k])
         self.fast = resp.codes is not None
+        self.ri = bool(self.k == 1 and np.all(self.Z == 1.0))
+        self.crow = ka.split_constants(*resp.codes, self.y, self.wt) if self.fast else np.zeros(0)
         self.th_a = re.theta_a.copy()
         self.th_b = re.theta_b.copy()
         self.ntheta = int(re.ntheta)
@@ -174,7 +176,7 @@ class AGQObjective:
         # threads pay off only for big passes (their start-up costs ~ms on a busy machine)
         work = self.y.shape[0] * self.nodes.shape[0]
         kern = ka.agq_levels_parallel if (work >= PARALLEL_WORK and self.nl >= 64) else ka.agq_levels
-        kern(fam, link, want_grad, self.y, self.wt, base, self.X, self.Z, zl, self.start, u0,
+        kern(fam, link, want_grad, self.ri, self.y, self.wt, self.crow, base, self.X, self.Z, zl, self.start, u0,
                       Lfac, self.nodes, self.logw, np.ascontiguousarray(lam), self.th_a, self.th_b,
                       s0, h0, w0, wd0, self._dev_lev, self._grad_lev)
         g = np.zeros(self.ntheta + obj.p)

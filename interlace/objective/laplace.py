@@ -96,9 +96,13 @@ class LaplaceObjective:
             else:
                 raise PIRLSError("PIRLS step-halvings failed to reduce the penalized deviance")
             change = abs(pdev - pdev_t)
+            ustep = float(np.max(np.abs(step * delta))) if delta.size else 0.0
             u, eta, pdev = ut, eta_t, pdev_t
             dev = resp.update(eta)
-            if change <= self.tol * (abs(pdev) + 1.0):
+            # both the penalized deviance and u must settle: Fisher scoring on a
+            # non-canonical link converges linearly, and a deviance criterion
+            # alone leaves u (and so the Hessian) loose.
+            if change <= self.tol * (abs(pdev) + 1.0) and ustep <= 1e-9 * (1.0 + float(np.max(np.abs(u)))):
                 converged = True
                 break
         self.pirls_converged = converged
@@ -125,10 +129,10 @@ class LaplaceObjective:
         re, chol, resp = self.re, self.chol, self.resp
         zl = self.zl(theta)
         s, h, wd = resp.loglik_terms()
-        Ainv11, Ainv21, Ainv22 = chol.selected_inverse()
+        Ainv11, Ainv21, Ainv22 = chol.selected_inverse_pairs()
         v = np.empty(re.n)
         Utv = np.zeros(re.q)
-        kgr.leverage_pass(wd, re.codes, zl, re.kcol, re.kdim, re.uoff, Ainv11, Ainv21, Ainv22, v, Utv)
+        kgr.leverage_pass(wd, re.codes, zl, re.kcol, re.kdim, re.uoff, re.pairidx, re.poff, Ainv11, Ainv21, Ainv22, v, Utv)
         if resp.canonical:
             xi = chol.solve(Utv)
             hh = resp.w
@@ -145,10 +149,51 @@ class LaplaceObjective:
             hh = h
         gb = np.zeros(self.p)
         gt = np.zeros(re.ntheta)
-        kgr.gradient_pass(s, resp.w, hh, v, self.X, re.z, re.codes, zl, re.kcol, re.kdim, re.uoff,
-                          self.u, xi, Ainv11, Ainv21, Ainv22, re.theta_term, re.theta_a, re.theta_b,
+        kgr.gradient_pass(s, resp.w, hh, v, self.X, re.z, re.codes, zl, re.kcol, re.kdim, re.uoff, re.pairidx, re.poff,
+                          self.u, xi, np.zeros(re.n), Ainv11, Ainv21, Ainv22, re.theta_term, re.theta_a, re.theta_b,
                           gb, gt, with_beta)
         return np.concatenate([gt, gb]) if with_beta else gt
+
+    def gradient_joint(self, theta: np.ndarray) -> np.ndarray:
+        """Exact dD0/dtheta of the nAGQ = 0 deviance at the current joint PIRLS
+        state (call pirls_joint first): (u, beta) move together, so the
+        implicit derivative solves the joint system once."""
+        self.ngev += 1
+        re, chol, resp = self.re, self.chol, self.resp
+        zl = self.zl(theta)
+        s, h, wd = resp.loglik_terms()
+        Ainv11, Ainv21, Ainv22 = chol.selected_inverse_pairs()
+        v = np.empty(re.n)
+        Utv = np.zeros(re.q)
+        kgr.leverage_pass(wd, re.codes, zl, re.kcol, re.kdim, re.uoff, re.pairidx, re.poff, Ainv11,
+                          Ainv21, Ainv22, v, Utv)
+        hh = resp.w if resp.canonical else h
+        ch = chol if resp.canonical else (self._chol_h or BlockedCholesky(re))
+        self._chol_h = None if resp.canonical else ch
+        # joint system [[I + U'HU, U'HX], [X'HU, X'HX]] [xu; xb] = [U'v; X'v]
+        zero = np.zeros(re.n)
+        ch.accumulate(hh, zero, zl)
+        UtHX = np.zeros((re.q, self.p))
+        XtHX = np.zeros((self.p, self.p))
+        xr = np.zeros(self.p)
+        kx.accumulate_x(hh, zero, self.X, re.codes, zl, re.kcol, re.kdim, re.uoff, UtHX, XtHX, xr)
+        ch.factor()
+        RZX = ch.solve_L(UtHX)
+        RX = sla.cholesky(XtHX - RZX.T @ RZX, lower=True, check_finite=False)
+        cu = ch.solve_L(Utv)
+        cx = sla.solve_triangular(RX, self.X.T @ v - RZX.T @ cu, lower=True, check_finite=False)
+        xb = sla.solve_triangular(RX, cx, lower=True, trans="T", check_finite=False)
+        xu = ch.solve_Lt(cu - RZX @ xb)
+        if resp.canonical:
+            # the factor was overwritten with identical weights: restore A's factor
+            ch.accumulate(resp.w, zero, zl)
+            ch.factor()
+        gb = np.zeros(self.p)
+        gt = np.zeros(re.ntheta)
+        kgr.gradient_pass(s, resp.w, hh, v, self.X, re.z, re.codes, zl, re.kcol, re.kdim, re.uoff,
+                          re.pairidx, re.poff, self.u, xu, self.X @ xb, Ainv11, Ainv21, Ainv22,
+                          re.theta_term, re.theta_a, re.theta_b, gb, gt, False)
+        return gt
 
     # ---------------------------------------------------------------- nAGQ = 0
     def pirls_joint(self, theta: np.ndarray) -> float:
@@ -187,9 +232,10 @@ class LaplaceObjective:
             else:
                 raise PIRLSError("PIRLS step-halvings failed to reduce the penalized deviance")
             change = abs(pdev - pdev_t)
+            ustep = float(np.max(np.abs(step * du))) if du.size else 0.0
             u, beta, eta, pdev = ut, bt, eta_t, pdev_t
             dev = resp.update(eta)
-            if change <= self.tol * (abs(pdev) + 1.0):
+            if change <= self.tol * (abs(pdev) + 1.0) and ustep <= 1e-9 * (1.0 + float(np.max(np.abs(u)))):
                 break
         base = self.X @ beta + off
         chol.accumulate(resp.w, (eta - base) + resp.r, zl)

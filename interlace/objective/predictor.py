@@ -99,10 +99,29 @@ class ReStructure:
             self.l21_perm = (csr.data - 1.0).astype(np.int64)
             self.l21_template = csr
             self.nv21 = int(self.poff[m])
+            csc = csr.tocsc()
+            csc.sort_indices()
+            self.csc_indptr = csc.indptr.astype(np.int64)
+            self.csc_indices = csc.indices.astype(np.int64)
+            self.csc_pos = (csc.data - 1.0).astype(np.int64)
         else:
             self.l21_perm = np.zeros(0, np.int64)
             self.l21_template = None
             self.nv21 = 0
+            self.csc_indptr = np.zeros(1, np.int64)
+            self.csc_indices = np.zeros(0, np.int64)
+            self.csc_pos = np.zeros(0, np.int64)
+
+    def canonical_theta(self, theta: np.ndarray) -> np.ndarray:
+        """The same covariance with non-negative diagonals: Lambda Lambda' is
+        unchanged by flipping the sign of a column of Lambda (and so is the
+        deviance), so each column with a negative diagonal is negated."""
+        th = np.array(theta, dtype=float, copy=True)
+        for t in range(self.ntheta):
+            if self.theta_a[t] == self.theta_b[t] and th[t] < 0:
+                col = (self.theta_term == self.theta_term[t]) & (self.theta_b == self.theta_b[t])
+                th[col] = -th[col]
+        return th
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
         out = [np.zeros((k, k)) for k in self.kdim]
@@ -177,8 +196,9 @@ class BlockedCholesky:
             L21 = re.l21_template.copy()
             L21.data = self.L21vals[re.l21_perm]
             self.L21 = L21
-            S = self.A22 + np.eye(re.q2)
-            S -= (L21 @ L21.T).toarray()
+            S = self.A22
+            S[np.diag_indices(re.q2)] += 1.0
+            kx.schur_lower(re.csc_indptr, re.csc_indices, re.csc_pos, self.L21vals, S)
             self.L22 = sla.cholesky(S, lower=True, check_finite=False)
             ld += 2.0 * np.sum(np.log(np.diag(self.L22)))
         self.logdet = float(ld)
@@ -220,6 +240,26 @@ class BlockedCholesky:
     def solve(self, b: np.ndarray) -> np.ndarray:
         return self.solve_Lt(self.solve_L(b))
 
+    def selected_inverse_pairs(self):
+        """Like selected_inverse, but the cross block only on the fixed pattern
+        of nonzero (level_j, level_0) pairs, in the flat pair layout of V21.
+        Cost grows with the pattern, not with q0 x q2."""
+        re = self.re
+        nl, k0, _ = self.A11.shape
+        Ainv11 = np.empty_like(self.A11)
+        kx.block_chol_inverse(self.A11, Ainv11)
+        if re.m == 1:
+            return Ainv11, np.zeros(0), np.zeros((0, 0))
+        Linv22 = sla.solve_triangular(self.L22, np.eye(re.q2), lower=True, check_finite=False)
+        Ainv22 = Linv22.T @ Linv22
+        Mflat = np.zeros(re.nv21)
+        for j in range(1, re.m):
+            kx.pairs_times_linv(self.L21vals, re.poff[j], re.npairs[j], re.kdim[j], k0,
+                                re.pair_cols[j], self.A11, Mflat)
+        out = np.zeros(re.nv21)
+        kx.selected_cross_inverse(re.csc_indptr, re.csc_indices, re.csc_pos, Mflat, Ainv22, k0, out, Ainv11)
+        return Ainv11, out, Ainv22
+
     def selected_inverse(self):
         """Blocks of A^{-1} touched by any row: the k0 x k0 diagonal blocks for
         term 0, the dense cross block (q2 x q0) and the dense block among the
@@ -228,10 +268,7 @@ class BlockedCholesky:
         nl, k0, _ = self.A11.shape
         # (L11 L11')^{-1} per block
         Ainv11 = np.empty_like(self.A11)
-        eye = np.eye(k0)
-        for l in range(nl):
-            li = sla.solve_triangular(self.A11[l], eye, lower=True, check_finite=False)
-            Ainv11[l] = li.T @ li
+        kx.block_chol_inverse(self.A11, Ainv11)
         if re.m == 1:
             return Ainv11, np.zeros((0, re.q0)), np.zeros((0, 0))
         Linv22 = sla.solve_triangular(self.L22, np.eye(re.q2), lower=True, check_finite=False)

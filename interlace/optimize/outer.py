@@ -142,6 +142,32 @@ def check_convergence(grad, hess, at_bound, tol_grad=0.002, tol_hess=1e-6):
     return msgs
 
 
+def _escape_zero_diagonal(fg, x, diag_idx, max_restarts: int = 2):
+    """The deviance is even in each diagonal of Lambda, so its gradient is
+    zero at a zero diagonal and a gradient method can stop there although the
+    optimum is inside. Probe the zero diagonals; restart from a better point."""
+    res = None
+    for _ in range(max_restarts):
+        f0 = fg(x)[0]
+        zero = [i for i in diag_idx if abs(x[i]) < 1e-3]
+        if not zero:
+            break
+        best, bestf = None, f0
+        for i in zero:
+            for val in (0.1, 0.3, 1.0):
+                xt = x.copy()
+                xt[i] = val
+                ft = fg(xt)[0]
+                if ft < bestf - 1e-8 * (abs(f0) + 1):
+                    best, bestf = xt, ft
+        if best is None:
+            break
+        res = sopt.minimize(fg, best, jac=True, method="L-BFGS-B",
+                            options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-7, "maxls": 60})
+        x = res.x
+    return x, res
+
+
 def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, agq=None) -> OptResult:
     """Two-stage optimization of a LaplaceObjective (or AGQ through `agq`)."""
     re = obj.re
@@ -152,7 +178,24 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
     # stage 1: theta only, beta inside PIRLS (nAGQ = 0)
     f1 = lambda t: obj.pirls_joint(t)  # noqa: E731
     obj.pirls_joint(theta)
-    res1 = _minimize(f1, None, theta, lower_t, optimizer if optimizer != "lbfgsb" else "lbfgsb")
+    if optimizer == "lbfgsb" and obj.has_exact_gradient():
+        def fg1(t):
+            d = obj.pirls_joint(t)
+            return d, obj.gradient_joint(t)
+
+        # Unbounded in theta: the deviance is invariant to the sign of each
+        # column of Lambda and its derivative vanishes at a zero diagonal, so a
+        # bound there traps gradient methods; the canonical (diagonal >= 0)
+        # theta is reported (lme4's bounds hold for the result).
+        res1 = sopt.minimize(fg1, np.maximum(theta, lower_t), jac=True, method="L-BFGS-B",
+                             options={"maxiter": 500, "ftol": 1e-12, "gtol": 1e-5, "maxls": 40})
+        diag_t = [i for i in range(nt) if re.theta_a[i] == re.theta_b[i]]
+        x_esc, r_esc = _escape_zero_diagonal(fg1, res1.x, diag_t)
+        if r_esc is not None:
+            res1 = r_esc
+        res1.x = re.canonical_theta(x_esc)
+    else:
+        res1 = _minimize(f1, None, theta, lower_t, optimizer)
     theta1 = np.maximum(res1.x, lower_t)
     dev1 = obj.pirls_joint(theta1)
     beta1 = obj.beta.copy()
@@ -189,8 +232,12 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
         if optimizer == "lbfgsb":
             x0 = np.concatenate([theta1, beta1])
             res = sopt.minimize(fg, np.maximum(x0, lower), jac=True, method="L-BFGS-B",
-                                bounds=[(lo if np.isfinite(lo) else None, None) for lo in lower],
                                 options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-7, "maxls": 60})
+            diag_t = [i for i in range(nt) if re.theta_a[i] == re.theta_b[i]]
+            x_esc, r_esc = _escape_zero_diagonal(fg, res.x, diag_t)
+            if r_esc is not None:
+                res = r_esc
+            res.x = np.concatenate([re.canonical_theta(x_esc[:nt]), x_esc[nt:]])
         else:
             res = _minimize(fun, None, np.concatenate([theta1, beta1]), lower, optimizer)
     else:
@@ -199,7 +246,9 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
     dev = fun(x)
     if grad_fn is not None:
         g = grad_fn(x[:nt], x[nt:])
-        hess = hessian_from_gradient(lambda z: (fun(z), grad_fn(z[:nt], z[nt:]))[1], x, lower)
+        # central differences across a zero diagonal are valid (sign symmetry)
+        hess = hessian_from_gradient(lambda z: (fun(z), grad_fn(z[:nt], z[nt:]))[1], x,
+                                     np.full(len(x), -np.inf))
     else:
         g = _fd_grad(fun, x, lower)
         hess = hessian_from_function(fun, x, lower)
