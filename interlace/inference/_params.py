@@ -1,0 +1,170 @@
+"""The parameters inference reports on, named as lme4 names them.
+
+lme4's confint/profile work on the random-effect standard deviations and
+correlations (``.sig01``, ``.sig02``, ...), the residual SD for linear mixed
+models (``.sigma``) and the fixed effects. The order of the ``.sig``
+parameters is lme4's: per term, the lower triangle of the covariance matrix
+column by column, which is also the order of theta. This module maps
+between theta (the relative Cholesky factors the engine optimizes) and that
+sd/cor scale, and resolves the names users may pass as ``parm``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One reported parameter.
+
+    ``kind`` is "sd", "cor", "sigma" or "beta"; ``index`` is its position in
+    theta (sd/cor), in the fixed effects (beta) or 0 (sigma).
+    """
+
+    name: str  # lme4's name: .sig01, .sigma or the fixed-effect name
+    alias: str  # lme4's oldNames = FALSE name with our column names: sd_Intercept|herd
+    kind: str
+    index: int
+
+
+def _r_cname(c: str) -> str:
+    return "(Intercept)" if c == "Intercept" else c
+
+
+def param_table(re, fe_names: list[str], has_sigma: bool) -> list[ParamInfo]:
+    """All parameters in lme4's order: .sig01.., .sigma (LMM), fixed effects."""
+    out: list[ParamInfo] = []
+    for t in range(re.ntheta):
+        term = re.terms[re.theta_term[t]]
+        a, b = int(re.theta_a[t]), int(re.theta_b[t])
+        if a == b:
+            alias, kind = f"sd_{term.cnames[a]}|{term.vc_name}", "sd"
+        else:
+            alias, kind = f"cor_{term.cnames[a]}.{term.cnames[b]}|{term.vc_name}", "cor"
+        out.append(ParamInfo(f".sig{t + 1:02d}", alias, kind, t))
+    if has_sigma:
+        out.append(ParamInfo(".sigma", "sigma", "sigma", 0))
+    for j, nm in enumerate(fe_names):
+        out.append(ParamInfo(nm, nm, "beta", j))
+    return out
+
+
+def resolve_parm(parm, table: list[ParamInfo], theta_names: list[str] | None = None) -> list[int]:
+    """Positions in `table` selected by ``parm`` (lme4's conventions).
+
+    None: all; "theta_": the variance parameters; "beta_": the fixed effects;
+    otherwise names (lme4's ``.sig01``, ``sd_(Intercept)|herd``, our
+    ``sd_Intercept|herd``, theta names, fixed-effect names) or integer positions.
+    """
+    if parm is None:
+        return list(range(len(table)))
+    if isinstance(parm, str):
+        if parm == "theta_":
+            return [i for i, p in enumerate(table) if p.kind != "beta"]
+        if parm == "beta_":
+            return [i for i, p in enumerate(table) if p.kind == "beta"]
+        parm = [parm]
+    lookup: dict[str, int] = {}
+    for i, p in enumerate(table):
+        lookup[p.name] = i
+        lookup[p.alias] = i
+        if p.kind in ("sd", "cor"):
+            kind, rest = p.alias.split("_", 1)
+            names, grp = rest.rsplit("|", 1)
+            lookup[f"{kind}_{'.'.join(_r_cname(c) for c in names.split('.'))}|{grp}"] = i
+            if theta_names is not None:
+                lookup[theta_names[p.index]] = i
+        if p.kind == "beta" and p.name == "Intercept":
+            lookup["(Intercept)"] = i
+    out = []
+    for q in parm:
+        if isinstance(q, (int, np.integer)):
+            if not 0 <= int(q) < len(table):
+                raise ValueError(f"parm index {q} out of range 0..{len(table) - 1}")
+            out.append(int(q))
+        elif q in lookup:
+            out.append(lookup[q])
+        else:
+            known = ", ".join(p.name for p in table)
+            raise ValueError(f"unknown parameter {q!r} in parm; known: {known}")
+    return out
+
+
+def theta_to_sdcor(re, theta: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """sd/cor values in theta's layout: SDs where theta holds a diagonal
+    element, correlations where it holds an off-diagonal one."""
+    out = np.empty(re.ntheta)
+    for j, lam in enumerate(re.lambdas(np.asarray(theta, float))):
+        cov = sigma * sigma * (lam @ lam.T)
+        sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
+        for t in np.flatnonzero(re.theta_term == j):
+            a, b = re.theta_a[t], re.theta_b[t]
+            if a == b:
+                out[t] = sd[a]
+            else:
+                den = sd[a] * sd[b]
+                out[t] = cov[a, b] / den if den > 0 else 0.0
+    return out
+
+
+def _semidefinite_cholesky(R: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Lower Cholesky factor of a correlation matrix allowing |cor| = 1
+    (pivots clipped at 0). Returns (L, ok); ok is False when R is not
+    positive semidefinite (a negative pivot beyond rounding)."""
+    k = R.shape[0]
+    L = np.zeros((k, k))
+    ok = True
+    for j in range(k):
+        piv = R[j, j] - L[j, :j] @ L[j, :j]
+        if piv < -1e-10:
+            ok = False
+        d = np.sqrt(max(piv, 0.0))
+        L[j, j] = d
+        for i in range(j + 1, k):
+            s = R[i, j] - L[i, :j] @ L[j, :j]
+            L[i, j] = s / d if d > 0 else 0.0
+            if d == 0 and abs(s) > 1e-10:
+                ok = False
+    return L, ok
+
+
+def sdcor_to_theta(re, sdcor: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, bool]:
+    """Inverse of :func:`theta_to_sdcor`: theta = chol(D R D) / sigma.
+    Returns (theta, ok) with ok False for a correlation matrix that is not
+    positive semidefinite."""
+    sdcor = np.asarray(sdcor, float)
+    theta = np.empty(re.ntheta)
+    ok_all = True
+    for j, k in enumerate(re.kdim):
+        k = int(k)
+        idx = np.flatnonzero(re.theta_term == j)
+        sd = np.zeros(k)
+        R = np.eye(k)
+        for t in idx:
+            a, b = re.theta_a[t], re.theta_b[t]
+            if a == b:
+                sd[a] = sdcor[t]
+            else:
+                R[a, b] = R[b, a] = sdcor[t]
+        Lr, ok = _semidefinite_cholesky(R)
+        ok_all &= ok
+        lam = (sd[:, None] * Lr) / sigma
+        for t in idx:
+            theta[t] = lam[re.theta_a[t], re.theta_b[t]]
+    return theta, ok_all
+
+
+def sdcor_bounds(table: list[ParamInfo]) -> tuple[np.ndarray, np.ndarray]:
+    """Box bounds on the sd/cor/sigma/beta scale."""
+    lo = np.array([0.0 if p.kind in ("sd", "sigma") else -1.0 if p.kind == "cor" else -np.inf for p in table])
+    hi = np.array([1.0 if p.kind == "cor" else np.inf for p in table])
+    return lo, hi
+
+
+def level_labels(level: float) -> list[str]:
+    """R's column names for a confidence level: '2.5 %', '97.5 %'."""
+    a = (1.0 - level) / 2.0
+    return [f"{100 * a:.3g} %", f"{100 * (1 - a):.3g} %"]

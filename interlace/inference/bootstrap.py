@@ -1,0 +1,422 @@
+"""Parametric bootstrap of a fitted model (lme4's bootMer), which never drops
+a failed refit silently.
+
+Each replicate simulates a response from the fitted model with new random
+effects (bootMer's default ``use.u = FALSE``), refits the model on it
+warm-started at the fitted parameters, and records ``fn(refit)``. The parsed
+model is reused: a replicate swaps the response into the fitted
+``ModelFrame`` (``dataclasses.replace``) and calls the engine's stages
+directly, so nothing is parsed twice.
+
+Seeds: one ``numpy.random.SeedSequence(seed)`` is spawned into one child per
+replicate, so replicate ``i`` sees the same random numbers whatever
+``n_jobs`` is, and results are identical across process counts.
+
+Failures (lme4 issue #231): a refit that raises is a *failed* replicate
+(its row is NaN); a refit whose optimizer or PIRLS did not converge, or that
+fails lme4's gradient check, is *non-converged* (its values are kept and
+flagged). Both are counted on the returned :class:`BootResult`, their
+messages kept, and a warning is issued.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from interlace.inference._params import level_labels
+
+
+class BootstrapWarning(UserWarning):
+    """Some bootstrap refits failed or did not converge."""
+
+
+# ---------------------------------------------------------------------------- results
+@dataclass
+class BootResult:
+    """Replicates of a parametric bootstrap (lme4's ``boot`` object from bootMer).
+
+    Attributes
+    ----------
+    replicates: one row per replicate (NaN rows for failed refits).
+    status: per replicate "ok", "nonconverged" or "failed".
+    t0: the statistic on the original fit.
+    n_failed, n_nonconverged: counts of the two kinds of trouble.
+    failures: (replicate, message) for every failed or non-converged refit.
+    seed, nsim, n_jobs, elapsed: how the bootstrap was run (elapsed in seconds).
+    """
+
+    replicates: pd.DataFrame
+    status: pd.Series
+    t0: pd.Series
+    n_failed: int
+    n_nonconverged: int
+    failures: list[tuple[int, str]] = field(default_factory=list)
+    seed: Any = None
+    nsim: int = 0
+    n_jobs: int = 1
+    elapsed: float = 0.0
+
+    @property
+    def n_ok(self) -> int:
+        return int((self.status == "ok").sum())
+
+    def confint(self, level: float = 0.95, include_nonconverged: bool = True) -> pd.DataFrame:
+        """Percentile intervals (boot.ci(type = "perc"), as lme4's confint(method = "boot")
+        uses), from the finite replicates; failed refits never enter.
+        ``include_nonconverged=False`` also leaves out the non-converged ones."""
+        keep = self.status == "ok"
+        if include_nonconverged:
+            keep |= self.status == "nonconverged"
+        reps = self.replicates[keep.to_numpy()]
+        alpha = np.array([(1 - level) / 2, (1 + level) / 2])
+        out = {c: percentile_interval(reps[c].to_numpy(dtype=float), alpha) for c in reps.columns}
+        return pd.DataFrame.from_dict(out, orient="index", columns=level_labels(level))
+
+    def __repr__(self) -> str:
+        return (f"<BootResult nsim={self.nsim} ok={self.n_ok} nonconverged={self.n_nonconverged} "
+                f"failed={self.n_failed} elapsed={self.elapsed:.2f}s>")
+
+
+def percentile_interval(t: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The percentile interval of R's boot package (``norm.inter``): order
+    statistics at (R + 1) * alpha, interpolated on the normal quantile scale
+    between neighbours; non-finite replicates are dropped first."""
+    t = np.sort(t[np.isfinite(t)])
+    R = len(t)
+    if R == 0:
+        return np.full(len(alpha), np.nan)
+    rk = (R + 1) * alpha
+    k = np.trunc(rk).astype(int)
+    out = np.empty(len(alpha))
+    for i in range(len(alpha)):
+        if k[i] == rk[i] and 0 < k[i] <= R:
+            out[i] = t[k[i] - 1]
+        elif k[i] <= 0:
+            out[i] = t[0]
+        elif k[i] >= R:
+            out[i] = t[R - 1]
+        else:
+            q1 = stats.norm.ppf(alpha[i])
+            q2 = stats.norm.ppf(k[i] / (R + 1))
+            q3 = stats.norm.ppf((k[i] + 1) / (R + 1))
+            tk, tk1 = t[k[i] - 1], t[k[i]]
+            out[i] = tk + (q1 - q2) / (q3 - q2) * (tk1 - tk)
+    return out
+
+
+# ---------------------------------------------------------------------------- simulation
+def _simulate_builtin(mf, family, re, theta, beta, sigma, rng) -> np.ndarray:
+    """One response simulated with new random effects: b = sigma Lambda u, u ~ N(0, I)."""
+    u = rng.standard_normal(re.q) * sigma
+    eta = re.eta_re(re.zlambda(theta), u, mf.X @ beta + mf.offset)
+    mu = np.asarray(family.linkinv(eta), dtype=float)
+    name = family.name
+    w = np.asarray(mf.weights, float)
+    if name == "binomial":
+        trials = np.rint(w).astype(np.int64)
+        return rng.binomial(trials, np.clip(mu, 0.0, 1.0)) / np.where(trials > 0, trials, 1)
+    if name == "poisson":
+        return rng.poisson(mu).astype(float)
+    if name == "gaussian":
+        return mu + sigma / np.sqrt(w) * rng.standard_normal(len(mu))
+    raise NotImplementedError(name)
+
+
+# ---------------------------------------------------------------------------- the refit
+class _Refitter:
+    """Everything a worker needs to simulate and refit, without the caller's data."""
+
+    def __init__(self, result, fn, optimizer: str | None):
+        mf = result.model_frame
+        self.mf = dataclasses.replace(mf, spec=None)  # the formula spec holds modules; not needed to refit
+        self.family = result.family
+        self.formula = result.formula
+        self.engine = result.optinfo.get("engine", "laplace")
+        self.optimizer = optimizer or result.optinfo.get("optimizer", "lbfgsb")
+        self.nAGQ = int(result.nAGQ)
+        self.theta = result.theta.to_numpy(dtype=float)
+        self.beta = result.fe_params.to_numpy(dtype=float)
+        self.sigma = float(np.sqrt(result.scale)) if self.engine == "lmm" else 1.0
+        self.fn = fn
+        self.result = result if (fn is not None or not self._builtin_sim()) else None
+        self._re = None
+
+    def _builtin_sim(self) -> bool:
+        link = getattr(getattr(self.family, "link", None), "name", None)
+        return (getattr(self.family, "name", None) in ("binomial", "poisson", "gaussian")
+                and getattr(self.family, "fit_engine", None) is None and link is not None
+                and (self.family.name != "gaussian" or self.engine == "lmm"))
+
+    @property
+    def re(self):
+        if self._re is None:
+            from interlace.objective.predictor import ReStructure
+
+            self._re = ReStructure(self.mf.terms)
+        return self._re
+
+    def simulate(self, rng) -> np.ndarray:
+        if self._builtin_sim():
+            return _simulate_builtin(self.mf, self.family, self.re, self.theta, self.beta, self.sigma, rng)
+        sim = getattr(self.result, "simulate", None)
+        if sim is None:
+            raise NotImplementedError(f"no simulation for family {getattr(self.family, 'name', '?')!r}")
+        return np.asarray(sim(nsim=1, seed=rng, re="unconditional"), dtype=float).reshape(-1)
+
+    def run(self, i: int, seed_seq) -> tuple[int, np.ndarray | None, str, str]:
+        """Replicate i: (i, values or None, status, message)."""
+        rng = np.random.default_rng(seed_seq)
+        try:
+            y = self.simulate(rng)
+            values, converged, msg = self.refit(y)
+        except Exception as exc:  # counted and reported, never dropped silently
+            return i, None, "failed", f"{type(exc).__name__}: {exc}"
+        return i, values, "ok" if converged else "nonconverged", msg
+
+    def refit(self, y: np.ndarray):
+        mf = dataclasses.replace(self.mf, y=np.ascontiguousarray(y, dtype=np.float64))
+        if self.fn is None and self.engine == "laplace" and self.nAGQ == 1:
+            fast = self._refit_laplace_fast(mf)
+            if fast is not None:
+                return fast
+        res = self._refit_full(mf)
+        values = self.fn(res) if self.fn is not None else _default_stat(res)
+        msgs = [m for m in res.optinfo.get("messages", []) if "singular" not in m]
+        return _as_values(values), bool(res.converged), "; ".join(msgs)
+
+    def _refit_laplace_fast(self, mf):
+        """Stage 2 of optimizeGlmer only, from the fitted (theta, beta), with
+        exact gradients; then lme4's convergence checks. None when the
+        family has no exact gradient (the full path then runs)."""
+        from scipy import optimize as sopt
+
+        from interlace.objective.laplace import LaplaceObjective
+        from interlace.optimize.outer import check_convergence, hessian_from_gradient
+
+        obj = LaplaceObjective(mf, self.family)
+        if not obj.has_exact_gradient():
+            return None
+        re, nt = obj.re, obj.re.ntheta
+        lower = np.concatenate([re.theta_lower, np.full(obj.p, -np.inf)])
+
+        def fg(x):
+            d = obj.deviance(x[:nt], x[nt:])
+            return d, obj.gradient(x[:nt], x[nt:])
+
+        x0 = np.concatenate([self.theta, self.beta])
+        res = sopt.minimize(fg, x0, jac=True, method="L-BFGS-B",
+                            bounds=[(lo if np.isfinite(lo) else None, None) for lo in lower],
+                            options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-7, "maxls": 60})
+        x = np.maximum(res.x, lower)
+        d, g = fg(x)
+        if not np.isfinite(d):
+            raise FloatingPointError("non-finite deviance at the refit's optimum")
+        hess = hessian_from_gradient(lambda z: fg(z)[1], x, lower)
+        fg(x)  # state back at the optimum
+        at_bound = np.zeros(len(x), bool)
+        at_bound[:nt] = np.isfinite(re.theta_lower) & (x[:nt] <= re.theta_lower + 1e-4)
+        msgs = [] if res.success else [f"optimizer (lbfgsb) convergence code: {res.status} ({res.message})"]
+        msgs += check_convergence(g, hess, at_bound)
+        if not obj.pirls_converged:
+            msgs.append("PIRLS did not converge at the optimum")
+        converged = bool(res.success) and obj.pirls_converged and not any("failed to converge" in m for m in msgs)
+        values = np.concatenate([x[nt:], x[:nt]])  # fixed effects, then theta (the default statistic)
+        return values, converged, "; ".join(msgs)
+
+    def _refit_full(self, mf):
+        """The same stage functions api.glmer composes, on the swapped frame."""
+        fam, opt_name = self.family, self.optimizer
+        custom = getattr(fam, "fit_engine", None)
+        if custom is not None:
+            return custom(mf, fam, optimizer=opt_name, theta0=self.theta, nAGQ=self.nAGQ, formula=self.formula)
+        from interlace.results.build import build_result
+
+        if self.engine == "lmm":
+            from interlace.objective.lmm import LMMObjective
+            from interlace.optimize import optimize_lmm
+
+            obj = LMMObjective(mf)
+            opt = optimize_lmm(obj, opt_name, self.theta)
+            return build_result(mf, fam, obj, opt, nAGQ=1, engine="lmm", formula=self.formula, optimizer=opt_name)
+        if self.engine not in ("laplace", "agq"):
+            from interlace.engine_general import fit_general
+
+            return fit_general(mf, fam, optimizer=opt_name, theta0=self.theta, nAGQ=self.nAGQ, formula=self.formula)
+        from interlace.objective.laplace import LaplaceObjective
+        from interlace.optimize import optimize_glmm
+
+        obj = LaplaceObjective(mf, fam)
+        agq = None
+        if self.nAGQ > 1:
+            from interlace.objective.agq import AGQObjective
+
+            agq = AGQObjective(obj, self.nAGQ)
+        opt = optimize_glmm(obj, opt_name, self.theta, self.nAGQ, agq=agq)
+        res = build_result(mf, fam, obj, opt, nAGQ=self.nAGQ, engine="agq" if agq else "laplace",
+                           formula=self.formula, optimizer=opt_name)
+        if agq is not None:
+            agq.finalize(res, opt)
+        return res
+
+
+def _default_stat(res) -> np.ndarray:
+    return np.concatenate([res.fe_params.to_numpy(dtype=float), res.theta.to_numpy(dtype=float)])
+
+
+def _as_values(v) -> np.ndarray:
+    if isinstance(v, pd.Series):
+        return v.to_numpy(dtype=float)
+    return np.atleast_1d(np.asarray(v, dtype=float)).ravel()
+
+
+# ---------------------------------------------------------------------------- workers
+_WORKER: _Refitter | None = None
+
+
+def _init_worker(refitter: _Refitter) -> None:
+    global _WORKER
+    _WORKER = refitter
+
+
+def _run_chunk(items: list[tuple[int, Any]]) -> list[tuple[int, np.ndarray | None, str, str]]:
+    from interlace.api import _blas_single_thread
+
+    with _blas_single_thread(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [_WORKER.run(i, ss) for i, ss in items]
+
+
+class _Progress:
+    """A one-line text progress bar on stderr, only when stderr is a terminal."""
+
+    def __init__(self, total: int, enabled: bool | None):
+        self.total = total
+        self.enabled = sys.stderr.isatty() if enabled is None else bool(enabled)
+        self.done = 0
+        self.t0 = time.perf_counter()
+
+    def update(self, k: int) -> None:
+        self.done += k
+        if self.enabled:
+            width = 30
+            filled = int(width * self.done / max(self.total, 1))
+            el = time.perf_counter() - self.t0
+            sys.stderr.write(f"\rbootstrap [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                             f"{el:.1f}s")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------- entry point
+def bootstrap(result, nsim: int, fn: Callable | None = None, seed=None, n_jobs: int = 1,
+              progress: bool | None = None, optimizer: str | None = None) -> BootResult:
+    """Parametric bootstrap of a fitted model (lme4's ``bootMer``).
+
+    Parameters
+    ----------
+    nsim: number of replicates.
+    fn: statistic of a refitted GLMMResult returning a number, array or
+        labelled Series; default: the fixed effects and theta.
+    seed: anything ``numpy.random.SeedSequence`` accepts; the same seed gives
+        the same replicates whatever ``n_jobs`` is.
+    n_jobs: worker processes (``-1``: one per CPU); replicates are split in
+        contiguous chunks.
+    progress: text progress bar on stderr; default only when stderr is a terminal.
+    optimizer: optimizer of the refits (default: the fit's).
+
+    Returns a :class:`BootResult`; failed and non-converged refits are
+    counted there and warned about.
+
+    Example
+    -------
+    >>> import interlace
+    >>> m = interlace.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+    ...                     interlace.datasets.load("cbpp"), family="binomial")
+    >>> b = m.bootstrap(20, seed=1)
+    >>> b.replicates.shape
+    (20, 5)
+    """
+    nsim = int(nsim)
+    if nsim < 1:
+        raise ValueError(f"nsim must be a positive integer, got {nsim}")
+    if n_jobs is None or n_jobs == 0:
+        n_jobs = 1
+    if n_jobs < 0:
+        n_jobs = os.cpu_count() or 1
+    n_jobs = int(min(n_jobs, nsim))
+    t_start = time.perf_counter()
+    refitter = _Refitter(result, fn, optimizer)
+    # the statistic on the original fit names the columns
+    t0_raw = fn(result) if fn is not None else None
+    if fn is None:
+        t0 = pd.Series(_default_stat(result), index=list(result.fe_params.index) + list(result.theta.index))
+    elif isinstance(t0_raw, pd.Series):
+        t0 = t0_raw.astype(float)
+    else:
+        vals = _as_values(t0_raw)
+        t0 = pd.Series(vals, index=[f"t{j + 1}" for j in range(len(vals))])
+    children = np.random.SeedSequence(seed).spawn(nsim)
+    items = list(enumerate(children))
+    bar = _Progress(nsim, progress)
+    out: list[tuple[int, np.ndarray | None, str, str]] = []
+    try:
+        if n_jobs == 1:
+            _init_worker(refitter)
+            step = max(1, nsim // 100)
+            for s in range(0, nsim, step):
+                out += _run_chunk(items[s:s + step])
+                bar.update(len(items[s:s + step]))
+        else:
+            import multiprocessing as mp
+
+            # fork shares the parsed model and the statistic (even a lambda) without pickling
+            ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+            nchunks = min(nsim, n_jobs * 8)
+            bounds = np.linspace(0, nsim, nchunks + 1).astype(int)
+            chunks = [items[bounds[c]:bounds[c + 1]] for c in range(nchunks) if bounds[c + 1] > bounds[c]]
+            with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx, initializer=_init_worker,
+                                     initargs=(refitter,)) as ex:
+                for res in ex.map(_run_chunk, chunks):
+                    out += res
+                    bar.update(len(res))
+    finally:
+        bar.close()
+    out.sort(key=lambda r: r[0])
+    ncol = len(t0)
+    mat = np.full((nsim, ncol), np.nan)
+    status = []
+    failures: list[tuple[int, str]] = []
+    for i, vals, st, msg in out:
+        if vals is not None:
+            if len(vals) != ncol:
+                st, msg = "failed", f"statistic returned {len(vals)} values, expected {ncol}"
+            else:
+                mat[i] = vals
+        status.append(st)
+        if st != "ok":
+            failures.append((i, msg or st))
+    status_s = pd.Series(status, name="status")
+    n_failed = int((status_s == "failed").sum())
+    n_nonconv = int((status_s == "nonconverged").sum())
+    if n_failed or n_nonconv:
+        first = failures[0][1] if failures else ""
+        warnings.warn(f"bootstrap: {n_failed} of {nsim} refits failed and {n_nonconv} did not converge "
+                      f"(see .failures; first: {first})", BootstrapWarning, stacklevel=3)
+    return BootResult(replicates=pd.DataFrame(mat, columns=list(t0.index)), status=status_s, t0=t0,
+                      n_failed=n_failed, n_nonconverged=n_nonconv, failures=failures, seed=seed, nsim=nsim,
+                      n_jobs=n_jobs, elapsed=time.perf_counter() - t_start)
