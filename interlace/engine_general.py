@@ -82,5 +82,8 @@ def fit_general(mf: ModelFrame, fam: Any, *, optimizer: str = "lbfgsb", theta0: 
     lf = as_likelihood_family(fam, zero_inflated=mf.zi_X is not None)
     obj = GeneralObjective(mf, lf)
     opt = optimize_general(obj, optimizer, theta0)
+    if not np.isfinite(opt.deviance):
+        raise RuntimeError(f"the {lf.name} model has no finite Laplace log-likelihood at the optimizer's "
+                           "final point (check the link and the starting values)")
     return build_general_result(mf, lf, obj, opt, formula=formula or mf.formula, optimizer=optimizer,
                                 user_family=fam)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import numpy as np
 
 from interlace.kernels import general as kgen
-from interlace.kernels import gradient as kgr
 from interlace.model_frame import ModelFrame
 from interlace.objective.predictor import BlockedCholesky, ReStructure
 
@@ -154,7 +153,7 @@ class GeneralObjective:
     def x_start(self) -> np.ndarray:
         """glmmTMB-like start: theta at lme4's identity, beta and aux from the
         model without random effects (fitted by L-BFGS on its exact gradient)."""
-        from scipy import optimize as sopt
+        from interlace.general.optimize import lbfgs_guarded
 
         fam = self.family
         z = np.asarray(fam.start_eta(self.y), dtype=float) - self.offset
@@ -187,8 +186,14 @@ class GeneralObjective:
             return val, np.concatenate(g)
 
         with np.errstate(all="ignore"):
-            r = sopt.minimize(f0, x[sl], jac=True, method="L-BFGS-B",
-                              options={"maxiter": 500, "ftol": 1e-12, "gtol": 1e-6})
+            if f0(x[sl])[0] >= 1e299 and "Intercept" in self.mf.fe_names:
+                # the least-squares start leaves the family's support (e.g. eta <= 0
+                # for the inverse link): start from the intercept-only fit instead
+                j = self.mf.fe_names.index("Intercept")
+                x[self.nt: self.nt + self.p] = 0.0
+                x[self.nt + j] = float(np.mean(z))
+            r = lbfgs_guarded(f0, x[sl], np.full(self.k - self.nt, -np.inf), maxiter=500, ftol=1e-12,
+                              gtol=1e-6)
         if np.all(np.isfinite(r.x)) and np.isfinite(r.fun) and r.fun < 1e299:
             x[sl] = r.x
         return x
@@ -305,21 +310,17 @@ class GeneralObjective:
         theta, u, d = st["theta"], st["u"], st["d"]
         zl = self.zl(theta)
         s, D, Dp = d.e, -d.ee, -d.eee
-        Ainv11, Ainv21, Ainv22 = chol.selected_inverse_pairs()
+        Ainv11, Adense, dense = self.h_inverse()
         lev = np.empty(re.n)
-        scratch = np.zeros(re.q)
-        kgr.leverage_pass(np.ones(re.n), re.codes, zl, re.kcol, re.kdim, re.uoff, re.pairidx, re.poff,
-                          Ainv11, Ainv21, Ainv22, lev, scratch)  # lev_i = U_i H^{-1} U_i'
+        kgen.leverage(re.codes, zl, re.kcol, re.kdim, re.uoff, Ainv11, Adense, dense, lev)
         v = Dp * lev
         Utv = np.zeros(re.q)
         kgen.ut_times(v, re.codes, zl, re.kcol, re.kdim, re.uoff, Utv)
         xi = chol.solve(Utv)
         gb = np.zeros(self.p)
         gt = np.zeros(re.ntheta)
-        # H holds the exact information D, so the Fisher and observed weights coincide (w = hh = D)
-        kgr.gradient_pass(s, D, D, v, self.X, re.z, re.codes, zl, re.kcol, re.kdim, re.uoff, re.pairidx,
-                          re.poff, u, xi, Ainv11, Ainv21, Ainv22, re.theta_term, re.theta_a, re.theta_b,
-                          gb, gt, True)
+        kgen.gradient_pass(s, D, v, self.X, re.z, re.codes, zl, re.kcol, re.kdim, re.uoff, u, xi,
+                           Ainv11, Adense, dense, re.theta_term, re.theta_a, re.theta_b, gb, gt)
         out = [gt, gb]
         uxi = re.eta_re(zl, xi)
         for b in self.blocks:
@@ -328,6 +329,19 @@ class GeneralObjective:
                 c = -2.0 * a - lev * eea + uxi * ea
                 out.append(b.X.T @ c)
         return np.concatenate(out)
+
+    def h_inverse(self):
+        """The entries of H^{-1} that rows touch, at the current factor: per-level
+        blocks (one term), or the dense inverse (several terms; q is small there)."""
+        re, chol = self.re, self.chol
+        if re.m == 1:
+            L = chol.L11  # factored in place, lower triangular per level
+            Li = np.linalg.inv(L)
+            return np.ascontiguousarray(np.einsum("lba,lbc->lac", Li, Li)), np.zeros((1, 1)), False
+        if re.q > 6000:
+            raise MemoryError(f"{re.q} random effects over several terms: the dense H^-1 is too large")
+        A = chol.solve(np.eye(re.q))
+        return np.zeros((1, 1, 1)), np.ascontiguousarray(0.5 * (A + A.T)), True
 
     def b_at(self, x: np.ndarray) -> np.ndarray:
         """Conditional modes b = Lambda u* stacked in u's layout (for Jacobians)."""

@@ -60,6 +60,50 @@ def hessian(obj, x: np.ndarray, at_bound: np.ndarray) -> np.ndarray:
     return 0.5 * (H + H.T)
 
 
+def lbfgs_guarded(fg, x0: np.ndarray, lower: np.ndarray, *, maxiter: int = 3000, ftol: float = 1e-14,
+                  gtol: float = 1e-8):
+    """L-BFGS-B on fg (value, gradient) that copes with points outside the
+    family's support (fg value 1e300): scipy's line search cannot backtrack
+    from those, so after such a stall the search is repeated inside a box
+    around the current point (a trust region that grows on success and shrinks
+    when the box's corner leaves the support) until it ends inside the box."""
+    state = {"bad": False}
+
+    def f(x):
+        v, g = fg(x)
+        if v >= 1e299:
+            state["bad"] = True
+        return v, g
+
+    opts = {"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxls": 60}
+    plain = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    res = sopt.minimize(f, x0, jac=True, method="L-BFGS-B", bounds=plain, options=opts)
+    if not state["bad"]:
+        return res
+    x, fx = (res.x, res.fun) if res.fun < fg(x0)[0] else (x0.copy(), fg(x0)[0])
+    r = 0.5
+    for _ in range(60):
+        lo = np.maximum(x - r, lower)
+        hi = x + r
+        state["bad"] = False
+        rr = sopt.minimize(f, x, jac=True, method="L-BFGS-B", bounds=list(zip(lo, hi)), options=opts)
+        if rr.fun < fx - 1e-12 * abs(fx):
+            inside = np.all((rr.x > lo + 1e-10 * r) | (lo <= lower)) and np.all(rr.x < hi - 1e-10 * r)
+            x, fx = rr.x, rr.fun
+            if inside and not state["bad"]:
+                break
+            r *= 4.0
+        else:
+            if not state["bad"] and r >= 0.5:
+                break  # no progress from a feasible box: converged
+            r *= 0.25
+            if r < 1e-10:
+                break
+    res.x, res.fun = x, fx
+    res.success, res.message = True, "converged (guarded L-BFGS-B)"
+    return res
+
+
 def _bound_mask(obj, x: np.ndarray) -> np.ndarray:
     lo = obj.lower
     return np.isfinite(lo) & (x <= lo + 1e-8)
@@ -79,10 +123,8 @@ def optimize_general(obj, optimizer: str = "lbfgsb", theta0=None) -> GeneralOpt:
             return 1e300, np.zeros(len(x))
         return d, obj.gradient(x)
 
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
     if optimizer == "lbfgsb":
-        res = sopt.minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                            options={"maxiter": 3000, "ftol": 1e-14, "gtol": 1e-8, "maxls": 60})
+        res = lbfgs_guarded(fg, x0, lower)
     else:
         res = _minimize(lambda x: fg(x)[0], None, x0, lower, optimizer)
     x = np.maximum(np.asarray(res.x, dtype=float), lower)

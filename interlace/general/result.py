@@ -45,20 +45,19 @@ def _covariance(opt) -> np.ndarray | None:
 
 def _cond_sd(obj, x: np.ndarray, V: np.ndarray) -> list[np.ndarray]:
     """Per term (nlevels, k) conditional SDs of b including parameter uncertainty."""
-    re, chol = obj.re, obj.chol
+    re = obj.re
     obj.deviance(x)
     theta = x[: obj.nt]
-    Ainv11, _A21, Ainv22 = chol.selected_inverse()
+    Ainv11, Adense, dense = obj.h_inverse()
     lams = re.lambdas(theta)
     base = []
     for j, lam in enumerate(lams):
         k, nl = int(re.kdim[j]), int(re.nlev[j])
-        if j == 0:
+        if not dense:
             blocks = Ainv11
         else:
-            r0 = int(re.uoff[j] - re.q0)
-            idx = r0 + np.arange(nl)[:, None] * k + np.arange(k)[None, :]
-            blocks = Ainv22[idx[:, :, None], idx[:, None, :]]
+            idx = int(re.uoff[j]) + np.arange(nl)[:, None] * k + np.arange(k)[None, :]
+            blocks = Adense[idx[:, :, None], idx[:, None, :]]
         base.append(np.einsum("laa->la", np.einsum("ab,lbc,dc->lad", lam, blocks, lam)))
     extra = np.zeros(re.q)
     good = np.all(np.isfinite(V))
