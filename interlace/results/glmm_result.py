@@ -145,10 +145,10 @@ class GLMMResult:
 
         return simulate(self, nsim=nsim, seed=seed, re=re)
 
-    def scaled_residuals(self, nsim: int = 250, seed=None, re: str = "unconditional"):
+    def scaled_residuals(self, nsim: int = 250, seed=None, re: str = "conditional"):
         """DHARMa-style randomized quantile residuals (uniform under a correct
         model) with ``test_uniformity()``, ``test_dispersion()`` and
-        ``test_zero_inflation()``.
+        ``test_zero_inflation()``; ``re`` as in :meth:`simulate`.
 
         Example
         -------

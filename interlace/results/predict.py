@@ -24,7 +24,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import special
 
-__all__ = ["Prediction", "predict", "term_effects", "design", "zi_probability", "conditional_link_variance"]
+__all__ = ["Prediction", "predict", "term_effects", "design", "zi_probability", "aux_predictors",
+           "response_mean", "conditional_link_variance"]
 
 _TYPES = ("response", "link", "conditional", "zprob")
 
@@ -108,10 +109,16 @@ def _selected_inverse(result):
         raise NotImplementedError(
             "se_fit needs the Laplace/LMM objective of the fit (result.objective with a blocked Cholesky)")
     theta = result.theta.to_numpy(dtype=float)
-    if result.optinfo.get("engine") == "lmm":
+    beta = result.fe_params.to_numpy(dtype=float)
+    engine = result.optinfo.get("engine")
+    if engine == "lmm":
         obj.deviance(theta)
+    elif engine == "general":  # x = (theta, beta, free aux coefficients in block order)
+        aux = getattr(result, "aux_params", None) or {}
+        parts = [theta, beta] + [np.asarray(aux[b.name], dtype=float) for b in obj.blocks if b.free]
+        obj.deviance(np.concatenate(parts))
     else:
-        obj.deviance(theta, result.fe_params.to_numpy(dtype=float))
+        obj.deviance(theta, beta)
     cache["selinv"] = (obj.re, obj.chol.selected_inverse())
     return cache["selinv"]
 
@@ -160,48 +167,97 @@ def conditional_link_variance(result, blocks) -> np.ndarray:
     return var
 
 
-# --------------------------------------------------------------------------- zero inflation
+# --------------------------------------------------------------------------- family sub-models
 
 
 def _is_zero_inflated(fam) -> bool:
-    return bool(getattr(fam, "zi", False) or getattr(fam, "hurdle", False))
+    """True for zero-inflated and hurdle families (a zero probability p per row)."""
+    name = str(getattr(fam, "name", "")).lower()
+    if bool(getattr(fam, "zi", False) or getattr(fam, "hurdle", False)):
+        return True
+    return "zi" in tuple(getattr(fam, "aux_blocks", ())) and name != "zoib"
+
+
+def _is_hurdle(fam) -> bool:
+    return bool(getattr(fam, "hurdle", False)) or str(getattr(fam, "name", "")).lower().startswith("hurdle")
+
+
+def _sub_design(result, block: str, newdata: Any) -> np.ndarray:
+    """Design matrix of the ``dispformula`` ("disp") or ``ziformula`` ("zi")
+    sub-model for the training rows or ``newdata`` (intercept only when the
+    model has no such formula)."""
+    mf = result.model_frame
+    X_train = {"disp": mf.disp_X, "zi": mf.zi_X}.get(block)
+    spec = getattr(mf.spec, {"disp": "disp_spec", "zi": "zi_spec"}.get(block, ""), None)
+    if newdata is None:
+        return np.asarray(X_train, dtype=float) if X_train is not None else np.ones((mf.n, 1))
+    if spec is None or X_train is None:
+        return np.ones((_nrows(newdata), 1))
+    from interlace.data import to_pandas_columns
+
+    frame = to_pandas_columns(newdata, _spec_columns(spec, newdata), arg="newdata")
+    X = np.asarray(spec.get_model_matrix(frame), dtype=float)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.shape[0] != len(frame):
+        X = np.broadcast_to(X, (len(frame), X.shape[1])).copy()
+    return X
+
+
+def aux_predictors(result, newdata: Any = None) -> dict[str, np.ndarray]:
+    """Per-row linear predictors of the family's own sub-models (``"disp"``,
+    ``"zi"``, zoib's ``"coi"``), as the general-likelihood families take them
+    in ``mean(eta, aux)`` / ``row_dispersion(aux)``. Fixed blocks (a family
+    given e.g. ``theta=2.0``) are constant. Empty for exponential families."""
+    fam = result.family
+    blocks = tuple(getattr(fam, "aux_blocks", ()) or ())
+    if not blocks:
+        return {}
+    m = result.model_frame.n if newdata is None else _nrows(newdata)
+    params = dict(getattr(result, "aux_params", None) or {})
+    if "disp" not in params and result.disp_params is not None:
+        params["disp"] = result.disp_params
+    if "zi" not in params and result.zi_params is not None:
+        params["zi"] = result.zi_params
+    fp = result.family_params or {}
+    out = {}
+    for b in blocks:
+        if b in params:
+            coef = np.asarray(params[b], dtype=float)
+            X = _sub_design(result, b, newdata) if b in ("disp", "zi") else np.ones((m, 1))
+            if X.shape[1] != coef.shape[0]:
+                X = np.ones((m, 1)) if coef.shape[0] == 1 else X
+            out[b] = X @ coef
+        else:
+            fixed = fp.get(f"{b}_fixed", getattr(fam, "fixed_aux", {}).get(b))
+            if fixed is None:
+                raise ValueError(f"no coefficients or fixed value for the family's {b!r} sub-model")
+            out[b] = np.full(m, float(fixed))
+    return out
 
 
 def zi_probability(result, newdata: Any = None) -> np.ndarray:
     """Per row the zero-inflation (or hurdle zero) probability p = plogis(X_zi gamma).
 
-    Uses ``result.zi_prob`` for the training rows when the engine stored it,
+    Uses ``result.zi_prob`` for the training rows when an engine stored it,
     otherwise the ``zi_params`` and the ziformula's design (rebuilt on
     ``newdata`` from the stored formulaic spec).
     """
-    mf = result.model_frame
     if newdata is None and getattr(result, "zi_prob", None) is not None:
         return np.asarray(result.zi_prob, dtype=float)
+    aux = aux_predictors(result, newdata)
+    if "zi" in aux:
+        return special.expit(aux["zi"])
     zp = result.zi_params
     if zp is None:
         raise ValueError("this model has no zero-inflation part (fit with a zero-inflated or hurdle family)")
-    if newdata is None:
-        Xz = mf.zi_X if mf.zi_X is not None else np.ones((mf.n, 1))
-    else:
-        spec = getattr(mf.spec, "zi_spec", None)
-        if spec is None:
-            Xz = np.ones((_nrows(newdata), 1))
-        else:
-            from interlace.data import to_pandas_columns
-
-            frame = to_pandas_columns(newdata, _spec_columns(spec, newdata), arg="newdata")
-            Xz = np.asarray(spec.get_model_matrix(frame), dtype=float)
-            if Xz.shape[0] != len(frame):
-                Xz = np.broadcast_to(Xz, (len(frame), Xz.shape[1])).copy()
-    names = list(mf.zi_names) if mf.zi_names is not None else list(zp.index)
-    gamma = np.asarray(zp[names] if set(names) <= set(zp.index) else zp, dtype=float)
-    return special.expit(Xz @ gamma)
+    return special.expit(_sub_design(result, "zi", newdata) @ np.asarray(zp, dtype=float))
 
 
 def _nrows(data: Any) -> int:
     from interlace.data import frame_len
 
-    return frame_len(data)
+    return frame_len(data, "newdata")
 
 
 def _spec_columns(spec, data) -> list[str]:
@@ -215,24 +271,21 @@ def _spec_columns(spec, data) -> list[str]:
     return [c for c in have if c in needed]
 
 
-def _unconditional_mean(result, mu: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """E[Y] of a zero-inflated (``(1 - p) mu``) or hurdle model.
-
-    A family may supply ``mean(mu, zprob, params)``; otherwise hurdle
-    families use ``(1 - p) mu / (1 - f(0 | mu))`` with the family's
-    ``prob_zero(mu, params)`` or the Poisson one.
-    """
+def response_mean(result, eta: np.ndarray, newdata: Any = None) -> np.ndarray:
+    """E[Y] per row: ``family.mean(eta, aux)`` for the general-likelihood
+    families (zero-inflated: (1 - p) mu; hurdle: (1 - p) mu / (1 - f(0));
+    zoib: the mixture mean), otherwise the inverse link, with (1 - p) applied
+    when an exponential-family result carries ``zi_params``."""
     fam = result.family
-    params = dict(getattr(result, "family_params", {}) or {})
-    if hasattr(fam, "mean"):
-        return np.asarray(fam.mean(mu, p, params), dtype=float)
-    if getattr(fam, "hurdle", False):
-        if hasattr(fam, "prob_zero"):
-            f0 = np.asarray(fam.prob_zero(mu, params), dtype=float)
-        else:
-            f0 = np.exp(-mu)
-        return (1.0 - p) * mu / -np.expm1(np.log(np.maximum(f0, 1e-300)))
-    return (1.0 - p) * mu
+    if getattr(fam, "aux_blocks", None):
+        return np.asarray(fam.mean(eta, aux_predictors(result, newdata)), dtype=float)
+    mu = np.asarray(fam.linkinv(eta), dtype=float)
+    if result.zi_params is not None or _is_zero_inflated(fam):
+        p = zi_probability(result, newdata)
+        if _is_hurdle(fam):
+            return (1.0 - p) * mu / -np.expm1(-mu)
+        return (1.0 - p) * mu
+    return mu
 
 
 # --------------------------------------------------------------------------- predict
@@ -267,17 +320,17 @@ def predict(result, newdata: Any = None, type: str = "response", include_re: boo
         if se_fit:
             raise ValueError("se_fit is available for the linear predictor of the conditional model only")
         return zi_probability(result, newdata)
-    X, blocks, off = design(result, newdata, allow_new_levels=allow_new_levels, offset=offset)
+    # without the random effects the grouping levels are irrelevant, new ones included
+    X, blocks, off = design(result, newdata, allow_new_levels=allow_new_levels or not include_re, offset=offset)
     eta = X @ result.fe_params.to_numpy(dtype=float) + off
     if include_re and blocks:
         eta = eta + _re_contribution(result, blocks)
     if type == "link":
         fit = eta
+    elif type == "conditional":
+        fit = np.asarray(fam.linkinv(eta), dtype=float)
     else:
-        mu = np.asarray(fam.linkinv(eta), dtype=float)
-        if type == "response" and (_is_zero_inflated(fam) or result.zi_params is not None):
-            mu = _unconditional_mean(result, mu, zi_probability(result, newdata))
-        fit = mu
+        fit = response_mean(result, eta, newdata)
     if not se_fit:
         return fit
     V = result.vcov.to_numpy(dtype=float)

@@ -27,21 +27,67 @@ _TYPES = ("deviance", "pearson", "response", "working")
 
 
 def _parts(result):
-    """(y, E[y], mu of the conditional model, eta, prior weights, zero prob or None)."""
-    from interlace.results.predict import _is_zero_inflated, zi_probability
+    """(y, E[y], mu of the conditional model, eta, prior weights, aux predictors)."""
+    from interlace.results.predict import aux_predictors, response_mean
 
     mf = result.model_frame
     y = np.asarray(mf.y, dtype=float)
     eta = np.asarray(result.linear_predictor, dtype=float)
     mu = np.asarray(result.family.linkinv(eta), dtype=float)
-    p = None
-    ey = mu
-    if result.zi_params is not None or _is_zero_inflated(result.family):
-        from interlace.results.predict import _unconditional_mean
+    ey = response_mean(result, eta)
+    return y, ey, mu, eta, np.asarray(mf.weights, dtype=float), aux_predictors(result)
 
-        p = zi_probability(result)
-        ey = _unconditional_mean(result, mu, p)
-    return y, ey, mu, eta, np.asarray(mf.weights, dtype=float), p
+
+def _row_dispersion(result, aux) -> np.ndarray | None:
+    fam = result.family
+    if aux and hasattr(fam, "row_dispersion"):
+        d = fam.row_dispersion(aux)
+        return None if d is None else np.asarray(d, dtype=float)
+    return None
+
+
+def pearson_variance(result, ey: np.ndarray, mu: np.ndarray, aux: dict) -> np.ndarray:
+    """The variance that divides a Pearson residual, as R computes it.
+
+    lme4: the family's variance function at the fitted mean. glmmTMB:
+    ``family$variance(mu, sigma)``, which for NB2 / NB1 (and genpois) is the
+    full Var(Y) with the fitted (per-row) dispersion but for Gamma and Beta is
+    the bare variance function (mu^2, mu(1 - mu)) without shape or phi; for
+    zero-inflated families the variance of the mixture,
+    (1 - p)(V(mu) + p mu^2).
+    """
+    from scipy import special
+
+    from interlace.results.predict import _is_hurdle, _is_zero_inflated
+
+    fam = result.family
+    name = str(getattr(fam, "name", "")).lower()
+    disp = _row_dispersion(result, aux)
+    if name in ("negativebinomial", "nbinom2", "zinb") and disp is not None:
+        v = mu + mu * mu / disp
+    elif name == "nbinom1" and disp is not None:
+        v = mu * (1.0 + disp)
+    elif name == "gamma" and aux:
+        v = mu * mu
+    elif name in ("beta", "zoib") and aux:
+        v = mu * (1.0 - mu)
+    elif name in ("zip", "hurdle_poisson"):
+        v = mu.copy()
+    else:
+        base = ey if not _is_zero_inflated(fam) else mu
+        v = np.asarray(fam.variance(base), dtype=float)
+    if _is_zero_inflated(fam) or result.zi_params is not None and "zi" not in aux:
+        from interlace.results.predict import zi_probability
+
+        p = special.expit(aux["zi"]) if "zi" in aux else zi_probability(result)
+        if _is_hurdle(fam):
+            # exact Var(Y) of the hurdle model (glmmTMB 1.1.5's own formula differs)
+            m0 = mu / -np.expm1(-mu)
+            ey2 = (1.0 - p) * (v / -np.expm1(-mu) + m0 * m0 * (-np.expm1(-mu)))
+            v = ey2 - ((1.0 - p) * m0) ** 2
+        else:
+            v = (1.0 - p) * (v + p * mu * mu)
+    return v
 
 
 def resid(result, type: str = "deviance") -> np.ndarray:
@@ -49,18 +95,18 @@ def resid(result, type: str = "deviance") -> np.ndarray:
     glmmTMB's definitions for its families).
 
     - ``response``: y - E[y] (binomial on the proportion scale).
-    - ``pearson``: (y - E[y]) sqrt(w) / sqrt(V), V the family's variance
-      function at the mean (for the LMM: 1, so not divided by sigma, as lme4);
-      for zero-inflated families V is the variance of the mixture,
-      (1 - p)(V(mu) + p mu^2).
+    - ``pearson``: (y - E[y]) sqrt(w) / sqrt(V), see :func:`pearson_variance`
+      (for the LMM V = 1: not divided by sigma, as lme4).
     - ``deviance``: sign(y - mu) sqrt(d_i), d_i the family's unit deviance
-      times the prior weight.
+      times the prior weight (NB2 with the fitted theta, as glmer.nb).
     - ``working``: (y - E[y]) / (dmu/deta).
     """
     if type not in _TYPES:
         raise ValueError(f"type must be one of {', '.join(map(repr, _TYPES))}, got {type!r}")
+    from interlace.results.predict import _is_zero_inflated
+
     fam = result.family
-    y, ey, mu, eta, wt, p = _parts(result)
+    y, ey, mu, eta, wt, aux = _parts(result)
     r = y - ey
     if type == "response":
         return r
@@ -69,16 +115,18 @@ def resid(result, type: str = "deviance") -> np.ndarray:
     if type == "pearson":
         if result.optinfo.get("engine") == "lmm":
             return r * np.sqrt(wt)
-        v = np.asarray(fam.variance(mu), dtype=float)
-        if p is not None and not getattr(fam, "hurdle", False):
-            v = (1.0 - p) * (v + p * mu * mu)
-        elif p is not None and hasattr(fam, "response_variance"):
-            v = np.asarray(fam.response_variance(mu, p), dtype=float)
-        return r * np.sqrt(wt) / np.sqrt(v)
-    if p is not None:
+        return r * np.sqrt(wt) / np.sqrt(pearson_variance(result, ey, mu, aux))
+    if _is_zero_inflated(fam) or str(getattr(fam, "name", "")) == "zoib":
         raise NotImplementedError("deviance residuals are not defined for zero-inflated/hurdle families "
                                   "(glmmTMB has none either); use 'pearson' or scaled_residuals()")
-    d = np.asarray(fam.dev_resids(y, mu, wt), dtype=float)
+    name = str(getattr(fam, "name", "")).lower()
+    disp = _row_dispersion(result, aux)
+    if name in ("negativebinomial", "nbinom2") and disp is not None:
+        from interlace.families.base import negbin_dev_resids
+
+        d = negbin_dev_resids(y, mu, wt, disp)
+    else:
+        d = np.asarray(fam.dev_resids(y, mu, wt), dtype=float)
     return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
 
 
@@ -158,14 +206,22 @@ class ScaledResiduals:
                 "zero_inflation": self.test_zero_inflation()}
 
 
-def scaled_residuals(result, nsim: int = 250, seed=None, re: str = "unconditional") -> ScaledResiduals:
+def scaled_residuals(result, nsim: int = 250, seed=None, re: str = "conditional") -> ScaledResiduals:
     """DHARMa's simulateResiduals for ``result``.
 
-    ``nsim`` responses are simulated from the fitted model (by default with
-    new random effects, DHARMa's default for lme4 models, ``re.form = NA``);
-    for each observation the residual is the fraction of simulations below
-    it, randomized uniformly over ties (DHARMa's integer-response PIT), so
+    ``nsim`` responses are simulated from the fitted model; for each
+    observation the residual is the fraction of simulations below it,
+    randomized uniformly over ties (DHARMa's integer-response PIT), so
     discrete responses give continuous uniform residuals.
+
+    ``re="conditional"`` (default) simulates given the conditional modes,
+    DHARMa's ``simulateResiduals(m, re.form = NULL)``, which its authors
+    recommend for the dispersion test of mixed models (it has power there;
+    the shrinkage of the modes makes the ratio slightly below 1 under a correct
+    model). ``re="unconditional"`` draws new random effects (DHARMa's lme4
+    default, ``re.form = NA``); the dispersion test then measures spread around
+    the simulations' own per-row means, so both sides include the
+    random-effect variance.
     """
     from interlace.results.simulate import simulate
 
@@ -177,5 +233,8 @@ def scaled_residuals(result, nsim: int = 250, seed=None, re: str = "unconditiona
     lo = np.mean(sims < y - tol, axis=0)
     hi = np.mean(sims <= y + tol, axis=0)
     u = lo + (hi - lo) * rng.uniform(size=y.shape)
-    _y, ey, *_ = _parts(result)
-    return ScaledResiduals(residuals=u, observed=y, simulated=sims, fitted=np.asarray(ey, dtype=float))
+    if re == "conditional":
+        _y, fitted, *_ = _parts(result)
+    else:
+        fitted = sims.mean(axis=0)
+    return ScaledResiduals(residuals=u, observed=y, simulated=sims, fitted=np.asarray(fitted, dtype=float))
