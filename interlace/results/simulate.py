@@ -94,43 +94,63 @@ def _zero_truncated_poisson(lam: np.ndarray, rng: np.random.Generator) -> np.nda
 
 def draw_response(fam, mu: np.ndarray, wt: np.ndarray, rng: np.random.Generator,
                   params: dict[str, Any]) -> np.ndarray:
-    """Draw responses with conditional mean ``mu`` (any shape, rows last) for
-    the built-in families; a family's own ``simulate`` takes precedence."""
+    """Draw responses with conditional mean ``mu`` (shape (nsim, n)) for the
+    built-in families; a family's own ``simulate`` takes precedence.
+
+    ``params``: ``dispersion`` per row on the family's natural scale (NB2
+    theta, NB1 / Beta phi, Gamma shape for the glmmTMB-style family,
+    Gaussian sigma^2), ``scale`` (GLM dispersion), ``zprob`` per row for
+    zero-inflated and hurdle families, ``aux`` (the sub-model linear predictors).
+    """
     if hasattr(fam, "simulate"):
         return np.asarray(fam.simulate(mu, wt, rng, params), dtype=float)
-    name = getattr(fam, "name", "").lower()
+    name = str(getattr(fam, "name", "")).lower()
     disp = params.get("dispersion")
     zprob = params.get("zprob")
+    aux = params.get("aux") or {}
     hurdle = bool(getattr(fam, "hurdle", False)) or name.startswith("hurdle") or name == "truncated_poisson"
+
+    def need(key: str):
+        if disp is not None:
+            return np.asarray(disp, dtype=float)
+        if key in params:
+            return np.asarray(params[key], dtype=float)
+        raise ValueError(f"simulating the {name} family needs its fitted {key}")
+
     if name == "binomial":
         n = np.broadcast_to(wt, mu.shape)
         if not np.allclose(n, np.round(n)):
             raise ValueError("binomial simulation needs integer trials (prior weights times cbind totals)")
         n = np.round(n).astype(np.int64)
         y = rng.binomial(n, np.clip(mu, 0.0, 1.0)) / np.maximum(n, 1)
-    elif name in ("poisson", "zip") or (hurdle and "nb" not in name and "negbin" not in name):
+    elif name in ("poisson", "zip") or (hurdle and "nb" not in name):
         y = _zero_truncated_poisson(mu, rng) if hurdle else rng.poisson(mu).astype(float)
     elif name == "gaussian":
         var = disp if disp is not None else params.get("scale", 1.0)
         y = mu + rng.standard_normal(mu.shape) * np.sqrt(np.asarray(var) / wt)
     elif name in ("negativebinomial", "nbinom2", "zinb", "negative_binomial"):
-        theta = disp if disp is not None else params["theta"]
-        theta = np.broadcast_to(np.asarray(theta, dtype=float), mu.shape)
+        theta = np.broadcast_to(need("theta"), mu.shape)
         y = rng.negative_binomial(theta, theta / (theta + mu)).astype(float)
     elif name == "nbinom1":
-        phi = disp if disp is not None else params["phi"]
-        size = mu / np.asarray(phi)
+        size = mu / need("phi")
         y = rng.negative_binomial(size, size / (size + mu)).astype(float)
     elif name == "gamma":
-        if "shape" in params:
-            shape = params["shape"]
+        if aux or "shape" in params:  # glmmTMB-style family: the dispersion is the shape
+            shape = need("shape")
         else:  # GLM dispersion phi = 1 / shape
-            shape = 1.0 / (disp if disp is not None else params.get("scale", 1.0))
-        shape = np.broadcast_to(np.asarray(shape, dtype=float), mu.shape)
+            shape = 1.0 / np.asarray(params.get("scale", 1.0), dtype=float)
+        shape = np.broadcast_to(shape, mu.shape)
         y = rng.gamma(shape, mu / shape)
-    elif name == "beta":
-        phi = disp if disp is not None else params["phi"]
+    elif name in ("beta", "zoib"):
+        phi = need("phi")
         y = rng.beta(mu * phi, (1.0 - mu) * phi)
+        if name == "zoib":  # zero-one inflation: P(0 or 1) = plogis(zi), P(1 | 0 or 1) = plogis(coi)
+            from scipy import special
+
+            ends = rng.uniform(size=mu.shape) < special.expit(aux["zi"])
+            ones = rng.uniform(size=mu.shape) < special.expit(aux["coi"])
+            y = np.where(ends, ones.astype(float), y)
+            zprob = None
     elif name in ("inverse_gaussian", "inverse.gaussian"):
         lam = 1.0 / (disp if disp is not None else params.get("scale", 1.0))
         y = rng.wald(mu, np.broadcast_to(lam * wt, mu.shape))
@@ -154,8 +174,15 @@ def simulate(result, nsim: int = 1, seed: int | np.random.Generator | None = Non
     eta = simulate_eta(result, nsim, rng, re=re)
     mu = np.asarray(fam.linkinv(eta), dtype=float)
     params = family_parameters(result)
-    if result.zi_params is not None or getattr(fam, "zi", False) or getattr(fam, "hurdle", False):
-        from interlace.results.predict import zi_probability
+    from interlace.results.predict import _is_zero_inflated, aux_predictors, zi_probability
 
+    aux = aux_predictors(result)
+    if aux:
+        params["aux"] = aux
+        if hasattr(fam, "row_dispersion"):
+            d = fam.row_dispersion(aux)
+            if d is not None:
+                params["dispersion"] = np.asarray(d, dtype=float)
+    if _is_zero_inflated(fam) or (result.zi_params is not None and "zi" not in aux):
         params["zprob"] = np.broadcast_to(zi_probability(result), mu.shape)
     return draw_response(fam, mu, np.asarray(mf.weights, dtype=float), rng, params)
