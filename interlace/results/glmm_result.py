@@ -102,8 +102,8 @@ class GLMMResult:
         >>> df = interlace.datasets.load("cbpp")
         >>> m = interlace.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)",
         ...                     df, family="binomial")
-        >>> m.predict(df.head(2), type="link", include_re=False).round(3).tolist()
-        [-1.398, -2.39]
+        >>> m.predict(df.head(2), type="link", include_re=False).round(2).tolist()
+        [-1.4, -2.39]
         """
         from interlace.results.predict import predict
 

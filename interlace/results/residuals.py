@@ -143,9 +143,10 @@ class DHARMaTest:
     pvalue: float
     observed: float
     simulated: np.ndarray = field(repr=False)
+    statistic: str = "ratio"
 
     def __str__(self) -> str:
-        return f"{self.name}: ratio = {self.ratio:.4g}, p-value = {self.pvalue:.4g}"
+        return f"{self.name}: {self.statistic} = {self.ratio:.4g}, p-value = {self.pvalue:.4g}"
 
 
 def _generic_test(name: str, observed: float, simulated: np.ndarray) -> DHARMaTest:
@@ -184,7 +185,7 @@ class ScaledResiduals:
         """Kolmogorov-Smirnov test of the residuals against U(0, 1) (DHARMa's testUniformity)."""
         ks = stats.kstest(self.residuals, "uniform")
         return DHARMaTest("KS test of uniformity", float(ks.statistic), float(ks.pvalue), float(ks.statistic),
-                          np.array([]))
+                          np.array([]), statistic="D")
 
     def test_dispersion(self) -> DHARMaTest:
         """DHARMa's default testDispersion: the SD of the observed residuals
