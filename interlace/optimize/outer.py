@@ -113,32 +113,63 @@ def hessian_from_function(f, x, lower, h_rel=1e-3):
     return H
 
 
+# Messages of check_convergence that mean the fit did not converge (lme4's
+# negative codes); "nearly unidentifiable" is advice (positive codes).
+FAILURE_MARKERS = ("failed to converge", "unable to evaluate scaled gradient", "numerically singular",
+                   "Problem with Hessian check")
+
+
+def is_failure_message(msg: str) -> bool:
+    """True for a convergence message that makes ``result.converged`` False.
+
+    >>> is_failure_message("Hessian is numerically singular: parameters are not uniquely determined")
+    True
+    """
+    return any(k in msg for k in FAILURE_MARKERS)
+
+
 def check_convergence(grad, hess, at_bound, tol_grad=0.002, tol_hess=1e-6):
-    """lme4's checkConv: scaled gradient and Hessian eigenvalue checks."""
+    """lme4's checkConv (with checkHess) on the free parameters: the gradient
+    scaled by the Cholesky factor of the Hessian (its element-wise minimum
+    with the raw gradient, as lme4), then the Hessian's eigenvalues:
+    negative -> degenerate, near zero -> numerically singular, largest above
+    1/tol or ratio below tol -> nearly unidentifiable. Parameters at a bound
+    (a singular fit, reported separately) are left out.
+
+    >>> check_convergence(np.zeros(2), np.diag([1e-9, 1e-9]), np.zeros(2, bool))
+    ['Hessian is numerically singular: parameters are not uniquely determined']
+    """
     msgs = []
-    free = ~at_bound
+    free = ~np.asarray(at_bound, bool)
     if hess is None or not np.any(free):
         return msgs
     H = hess[np.ix_(free, free)]
     g = grad[free]
-    try:
-        ev = np.linalg.eigvalsh(H)
-    except np.linalg.LinAlgError:
-        return ["Model failed to converge: Hessian could not be evaluated"]
-    if np.any(ev <= 0):
-        nneg = int(np.sum(ev < 0))
-        msgs.append(f"Model failed to converge: degenerate  Hessian with {nneg} negative eigenvalues")
-        return msgs
+    if not (np.all(np.isfinite(H)) and np.all(np.isfinite(g))):
+        return ["Problem with Hessian check (infinite or missing values?)"]
     try:
         scgrad = np.linalg.solve(np.linalg.cholesky(H), g)
     except np.linalg.LinAlgError:
-        scgrad = g
-    mg = float(np.max(np.abs(scgrad))) if scgrad.size else 0.0
-    if mg > tol_grad:
-        comp = int(np.argmax(np.abs(scgrad))) + 1
-        msgs.append(f"Model failed to converge with max|grad| = {mg:.6g} (tol = {tol_grad}, component {comp})")
-    if ev.min() / ev.max() < tol_hess:
-        msgs.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
+        scgrad = None
+    if scgrad is None or not np.all(np.isfinite(scgrad)):
+        msgs.append("unable to evaluate scaled gradient")
+    else:
+        mingrad = np.minimum(np.abs(scgrad), np.abs(g))
+        mg = float(np.max(mingrad)) if mingrad.size else 0.0
+        if mg > tol_grad:
+            comp = int(np.argmax(mingrad)) + 1
+            msgs.append(f"Model failed to converge with max|grad| = {mg:.6g} (tol = {tol_grad}, component {comp})")
+    ev = np.linalg.eigvalsh(H)
+    nneg = int(np.sum(ev < -tol_hess))
+    if nneg:
+        msgs.append(f"Model failed to converge: degenerate  Hessian with {nneg} negative eigenvalues")
+    elif np.any(np.abs(ev) < tol_hess) or scgrad is None:
+        msgs.append("Hessian is numerically singular: parameters are not uniquely determined")
+    else:
+        if ev.max() * tol_hess > 1:
+            msgs.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
+        if ev.min() / ev.max() < tol_hess:
+            msgs.append("Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?")
     return msgs
 
 
@@ -261,7 +292,7 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
     msgs += check_convergence(g, hess, at_bound)
     if not obj.pirls_converged:
         msgs.append("PIRLS did not converge at the optimum")
-    converged = bool(res.success) and obj.pirls_converged and not any("failed to converge" in m for m in msgs)
+    converged = bool(res.success) and obj.pirls_converged and not any(map(is_failure_message, msgs))
     return OptResult(x[:nt].copy(), x[nt:].copy(), float(dev), converged, optimizer, obj.nfev, obj.ngev,
                      msgs, hess, g, stage1, str(res.message))
 

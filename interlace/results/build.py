@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from interlace.model_frame import ModelFrame
+from interlace.optimize.outer import is_failure_message
 
 SINGULAR_TOL = 1e-4
 
@@ -174,7 +175,7 @@ def build_result(mf: ModelFrame, family, obj, opt, *, nAGQ: int, engine: str, fo
         df_model=int(df_model), df_resid=int(n - df_model), nobs=int(n), ngroups=ngroups,
         scale=float(scale), fittedvalues=pd.Series(mu, index=index, name="fitted"),
         linear_predictor=pd.Series(eta, index=index, name="eta"),
-        converged=bool(opt.converged) and not any("failed to converge" in m for m in messages),
+        converged=bool(opt.converged) and not any(map(is_failure_message, messages)),
         singular=singular,
         optinfo={"optimizer": optimizer, "engine": engine, "nfev": int(opt.nfev), "ngev": int(opt.ngev),
                  "pirls_iterations": int(getattr(obj, "pirls_iters", 0)), "messages": messages,
