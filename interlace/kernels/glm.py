@@ -154,3 +154,83 @@ def linear_predictor(base, codes, zl, kcol, kdim, uoff, u, eta):
                 acc += zl[i, c0 + a] * u[o + a]
         eta[i] = acc
     return eta
+
+
+@njit(cache=True)
+def eta_deviance(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, eta):
+    """Fused: eta = base + Z Lambda u, then the sum of deviance residuals."""
+    n = y.shape[0]
+    m = codes.shape[0]
+    dev = 0.0
+    for i in range(n):
+        acc = base[i]
+        for j in range(m):
+            k = kdim[j]
+            o = uoff[j] + codes[j, i] * k
+            c0 = kcol[j]
+            for a in range(k):
+                acc += zl[i, c0 + a] * u[o + a]
+        eta[i] = acc
+        mu, d = _linkinv_mueta(link, acc)
+        v, dr = _variance_devres(fam, y[i], mu, wt[i])
+        dev += dr
+    return dev
+
+
+@njit(cache=True)
+def pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
+               eta, mu_out, w_out, r_out, A11, V21, A22, rhs):
+    """Fused PIRLS row pass at u: eta, mu, working weights and residuals, the
+    deviance, and U'WU (blocks) and U'W(Uu + r) summed in the same loop.
+    Output buffers must be zeroed by the caller. Returns sum(dev.resids)."""
+    n = y.shape[0]
+    m = codes.shape[0]
+    k0 = kdim[0]
+    q0 = uoff[1] if m > 1 else 0
+    dev = 0.0
+    for i in range(n):
+        acc = base[i]
+        for j in range(m):
+            k = kdim[j]
+            o = uoff[j] + codes[j, i] * k
+            c0 = kcol[j]
+            for a in range(k):
+                acc += zl[i, c0 + a] * u[o + a]
+        eta[i] = acc
+        mu, d = _linkinv_mueta(link, acc)
+        v, dr = _variance_devres(fam, y[i], mu, wt[i])
+        dev += dr
+        wi = wt[i] * d * d / v
+        ri = (y[i] - mu) / d
+        mu_out[i] = mu
+        w_out[i] = wi
+        r_out[i] = ri
+        if wi == 0.0:
+            continue
+        wz = wi * (acc - base[i] + ri)
+        c0l = codes[0, i]
+        for a in range(k0):
+            za = zl[i, a]
+            rhs[c0l * k0 + a] += za * wz
+            for b in range(k0):
+                A11[c0l, a, b] += wi * za * zl[i, b]
+        for j in range(1, m):
+            cj = codes[j, i]
+            kj = kdim[j]
+            colj = kcol[j]
+            base21 = poff[j] + pairidx[j, i] * kj * k0
+            rowj = uoff[j] - q0 + cj * kj
+            for a in range(kj):
+                za = zl[i, colj + a]
+                wza = wi * za
+                rhs[uoff[j] + cj * kj + a] += za * wz
+                for b in range(k0):
+                    V21[base21 + a * k0 + b] += wza * zl[i, b]
+                for jj in range(1, m):
+                    cjj = codes[jj, i]
+                    kjj = kdim[jj]
+                    coljj = kcol[jj]
+                    rowjj = uoff[jj] - q0 + cjj * kjj
+                    for b in range(kjj):
+                        A22[rowj + a, rowjj + b] += wza * zl[i, coljj + b]
+    return dev

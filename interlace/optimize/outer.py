@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.linalg as sla
 from scipy import optimize as sopt
 
 KNOWN_OPTIMIZERS = ("lbfgsb", "bobyqa", "nelder-mead")
@@ -218,8 +219,10 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
         # column of Lambda and its derivative vanishes at a zero diagonal, so a
         # bound there traps gradient methods; the canonical (diagonal >= 0)
         # theta is reported (lme4's bounds hold for the result).
+        # stage 1 only seeds stage 2 (which re-optimizes theta and beta), so a
+        # loose stop is enough here
         res1 = sopt.minimize(fg1, np.maximum(theta, lower_t), jac=True, method="L-BFGS-B",
-                             options={"maxiter": 500, "ftol": 1e-12, "gtol": 1e-5, "maxls": 40})
+                             options={"maxiter": 500, "ftol": 1e-8, "gtol": 1e-3, "maxls": 40})
         diag_t = [i for i in range(nt) if re.theta_a[i] == re.theta_b[i]]
         x_esc, r_esc = _escape_zero_diagonal(fg1, res1.x, diag_t)
         if r_esc is not None:
@@ -261,11 +264,41 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
             return fg(x)[0]
 
         if optimizer == "lbfgsb":
-            x0 = np.concatenate([theta1, beta1])
-            res = sopt.minimize(fg, np.maximum(x0, lower), jac=True, method="L-BFGS-B",
-                                options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-7, "maxls": 60})
+            # Precondition beta with stage 1's RX (RX RX' ~ half the deviance
+            # Hessian in beta): beta = beta1 + RX^{-T} z makes the problem
+            # near-isotropic, and L-BFGS-B needs far fewer evaluations.
+            RX = getattr(obj, "_RX", None)
+            T = np.eye(p)
+            if RX is not None and RX.shape == (p, p) and np.all(np.isfinite(RX)):
+                T = sla.solve_triangular(RX, np.eye(p), lower=True, trans="T", check_finite=False)
+
+            # theta: scale each component by its curvature (one forward
+            # difference of the exact gradient per theta)
+            x1 = np.concatenate([theta1, beta1])
+            g1 = fg(x1)[1]
+            st = np.ones(nt)
+            for t in range(nt):
+                h = 1e-4 * max(1.0, abs(theta1[t]))
+                xt = x1.copy()
+                xt[t] += h
+                htt = (fg(xt)[1][t] - g1[t]) / h
+                if np.isfinite(htt) and htt > 0:
+                    st[t] = 1.0 / np.sqrt(0.5 * htt)
+
+            def to_x(zz):
+                return np.concatenate([theta1 + st * zz[:nt], beta1 + T @ zz[nt:]])
+
+            def fgz(zz):
+                d, g = fg(to_x(zz))
+                return d, np.concatenate([st * g[:nt], T.T @ g[nt:]])
+
+            z0 = np.zeros(nt + p)
+            # in the scaled coordinates a gradient of 1e-6 means a deviance
+            # 1e-12 from the optimum; asking for less only chases PIRLS noise
+            res = sopt.minimize(fgz, z0, jac=True, method="L-BFGS-B",
+                                options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-6, "maxls": 60})
             diag_t = [i for i in range(nt) if re.theta_a[i] == re.theta_b[i]]
-            x_esc, r_esc = _escape_zero_diagonal(fg, res.x, diag_t)
+            x_esc, r_esc = _escape_zero_diagonal(fg, to_x(res.x), diag_t)
             if r_esc is not None:
                 res = r_esc
             res.x = np.concatenate([re.canonical_theta(x_esc[:nt]), x_esc[nt:]])
@@ -298,25 +331,35 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
 
 
 def optimize_lmm(obj, optimizer: str = "lbfgsb", theta0=None) -> OptResult:
-    """Optimize the profiled ML deviance of an LMM over theta."""
+    """Optimize the profiled ML deviance of an LMM over theta (exact gradient
+    with L-BFGS-B; derivative-free otherwise)."""
     re = obj.re
     lower = re.theta_lower
+    nt = re.ntheta
     theta = re.theta_start() if theta0 is None else np.asarray(theta0, dtype=float)
     f = obj.deviance
-    res = _minimize(f, None, theta, lower, optimizer)
-    x = np.maximum(res.x, lower)
+
+    def fg(t):
+        return obj.deviance(t), obj.gradient(t)
+
     if optimizer == "lbfgsb":
-        # polish with a derivative-free pass: FD gradients limit L-BFGS-B's precision
-        res2 = _minimize(f, None, x, lower, "nelder-mead")
-        if res2.fun < f(x):
-            x = np.maximum(res2.x, lower)
-    dev = f(x)
+        res = sopt.minimize(fg, np.maximum(theta, lower), jac=True, method="L-BFGS-B",
+                            options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-8, "maxls": 60})
+        diag_t = [i for i in range(nt) if re.theta_a[i] == re.theta_b[i]]
+        x_esc, r_esc = _escape_zero_diagonal(fg, res.x, diag_t)
+        if r_esc is not None:
+            res = r_esc
+        x = re.canonical_theta(x_esc)
+    else:
+        res = _minimize(f, None, theta, lower, optimizer)
+        x = np.maximum(res.x, lower)
     at_bound = np.isfinite(lower) & (x <= lower + 1e-4)
-    g = _fd_grad(f, x, lower)
-    hess = hessian_from_function(f, x, lower)
+    f(x)
+    g = obj.gradient(x)
+    hess = hessian_from_gradient(lambda z: (f(z), obj.gradient(z))[1], x, np.full(nt, -np.inf))
     dev = f(x)  # leave the objective's state (u, beta, sigma) at the optimum
     msgs = [] if res.success else [f"optimizer ({optimizer}) convergence code: {getattr(res, 'status', -1)}"]
     msgs += check_convergence(g, hess, at_bound)
-    converged = bool(res.success) or not any("failed" in m for m in msgs)
+    converged = bool(res.success) and not any("failed" in m for m in msgs)
     return OptResult(x, obj.beta.copy(), float(dev), converged, optimizer, obj.nfev, obj.ngev, msgs,
                      hess, g, {}, str(res.message))
