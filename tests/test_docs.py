@@ -50,7 +50,8 @@ _SKIP = re.compile(r"<!--\s*skip-test\s*-->")
 _REQUIRES = re.compile(r"<!--\s*requires:\s*(?P<mods>[\w.,\s]+?)\s*-->")
 # A number as it is printed: sign, digits with optional decimals, optional exponent; or
 # nan / inf. Anything else in an output is compared as text.
-_NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)\b",
+# A digit glued to a word or a dot (``period[T.2]``, ``Subject.1``, ``x1``) is part of a name.
+_NUMBER = re.compile(r"(?<![\w.])(?:[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf)\b)",
                      re.IGNORECASE)
 
 
@@ -250,6 +251,7 @@ def test_compare_output_conventions():
     assert compare_output("1.79e-09", "1.80e-09") is None  # last-digit rounding
     assert compare_output("period[T.2]  -0.992", "period[T.2] -0.9923") is None
     assert compare_output("period[T.2]", "period[T.3]") is not None
+    assert compare_output("Subject.1 x1", "Subject.2 x1") is not None
     assert compare_output("x nan", "x NaN") is None
     assert compare_output("1 2", "1 2 3") is not None
     assert compare_output("True", "False") is not None
