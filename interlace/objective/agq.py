@@ -31,7 +31,7 @@ from numpy.polynomial.hermite import hermgauss
 from interlace.kernels import agq as ka
 
 MAX_NODES = 200_000  # product rules grow as nAGQ^k
-PARALLEL_WORK = 2_000_000  # rows x nodes from which the level loop runs on threads
+PARALLEL_WORK = 500_000  # rows x nodes from which the level loop runs on threads (measured)
 
 
 @functools.lru_cache(maxsize=64)
