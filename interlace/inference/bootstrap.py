@@ -186,23 +186,34 @@ class _Refitter:
 
     def refit(self, y: np.ndarray):
         mf = dataclasses.replace(self.mf, y=np.ascontiguousarray(y, dtype=np.float64))
-        if self.fn is None and self.engine == "laplace" and self.nAGQ == 1:
+        res = None
+        if self.engine == "laplace" and self.nAGQ == 1 and getattr(self.family, "fit_engine", None) is None:
             fast = self._refit_laplace_fast(mf)
             if fast is not None:
-                return fast
-        res = self._refit_full(mf)
+                obj, opt = fast
+                if self.fn is None:
+                    msgs = [m for m in opt.messages if "singular" not in m]
+                    return np.concatenate([opt.beta, opt.theta]), opt.converged, "; ".join(msgs)
+                from interlace.results.build import build_result
+
+                res = build_result(mf, self.family, obj, opt, nAGQ=1, engine="laplace", formula=self.formula,
+                                   optimizer="lbfgsb")
+        if res is None:
+            res = self._refit_full(mf)
         values = self.fn(res) if self.fn is not None else _default_stat(res)
         msgs = [m for m in res.optinfo.get("messages", []) if "singular" not in m]
         return _as_values(values), bool(res.converged), "; ".join(msgs)
 
     def _refit_laplace_fast(self, mf):
         """Stage 2 of optimizeGlmer only, from the fitted (theta, beta), with
-        exact gradients; then lme4's convergence checks. None when the
-        family has no exact gradient (the full path then runs)."""
+        exact gradients; then lme4's convergence checks. Returns (objective,
+        OptResult), or None when the family has no exact gradient (the full
+        two-stage path then runs). Stage 1 only finds a start, and the
+        fitted parameters are a better one for a replicate of the same model."""
         from scipy import optimize as sopt
 
         from interlace.objective.laplace import LaplaceObjective
-        from interlace.optimize.outer import check_convergence, hessian_from_gradient
+        from interlace.optimize import outer
 
         obj = LaplaceObjective(mf, self.family)
         if not obj.has_exact_gradient():
@@ -222,17 +233,19 @@ class _Refitter:
         d, g = fg(x)
         if not np.isfinite(d):
             raise FloatingPointError("non-finite deviance at the refit's optimum")
-        hess = hessian_from_gradient(lambda z: fg(z)[1], x, lower)
+        hess = outer.hessian_from_gradient(lambda z: fg(z)[1], x, lower)
         fg(x)  # state back at the optimum
         at_bound = np.zeros(len(x), bool)
         at_bound[:nt] = np.isfinite(re.theta_lower) & (x[:nt] <= re.theta_lower + 1e-4)
         msgs = [] if res.success else [f"optimizer (lbfgsb) convergence code: {res.status} ({res.message})"]
-        msgs += check_convergence(g, hess, at_bound)
+        msgs += outer.check_convergence(g, hess, at_bound)
         if not obj.pirls_converged:
             msgs.append("PIRLS did not converge at the optimum")
-        converged = bool(res.success) and obj.pirls_converged and not any("failed to converge" in m for m in msgs)
-        values = np.concatenate([x[nt:], x[:nt]])  # fixed effects, then theta (the default statistic)
-        return values, converged, "; ".join(msgs)
+        failed = getattr(outer, "is_failure_message", lambda m: "failed to converge" in m)
+        converged = bool(res.success) and obj.pirls_converged and not any(map(failed, msgs))
+        opt = outer.OptResult(x[:nt].copy(), x[nt:].copy(), float(d), converged, "lbfgsb", obj.nfev, obj.ngev,
+                              msgs, hess, g, {}, str(res.message))
+        return obj, opt
 
     def _refit_full(self, mf):
         """The same stage functions api.glmer composes, on the swapped frame."""
