@@ -200,6 +200,24 @@ def _escape_zero_diagonal(fg, x, diag_idx, max_restarts: int = 2):
     return x, res
 
 
+def _pirls_joint(obj, theta) -> float:
+    """Stage-1 deviance with a warm start, falling back to a cold start.
+
+    lme4 restarts every evaluation from the initial linear predictor; the warm
+    start (u, beta of the previous point) is faster, but a trial point far out
+    in a line search can leave weights so extreme that the joint system at the
+    next point is numerically singular. Then start cold (u = 0, beta from the
+    GLM initialization), as lme4 would.
+    """
+    from interlace.objective.laplace import PIRLSError
+
+    try:
+        return obj.pirls_joint(theta)
+    except (np.linalg.LinAlgError, PIRLSError):
+        obj.u = np.full_like(obj.u, np.nan)  # non-finite state: pirls_joint re-initializes
+        return obj.pirls_joint(theta)
+
+
 def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, agq=None) -> OptResult:
     """Two-stage optimization of a LaplaceObjective (or AGQ through `agq`)."""
     re = obj.re
@@ -208,11 +226,11 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
     nt, p = re.ntheta, obj.p
 
     # stage 1: theta only, beta inside PIRLS (nAGQ = 0)
-    f1 = lambda t: obj.pirls_joint(t)  # noqa: E731
-    obj.pirls_joint(theta)
+    f1 = lambda t: _pirls_joint(obj, t)  # noqa: E731
+    _pirls_joint(obj, theta)
     if optimizer == "lbfgsb" and obj.has_exact_gradient():
         def fg1(t):
-            d = obj.pirls_joint(t)
+            d = _pirls_joint(obj, t)
             return d, obj.gradient_joint(t)
 
         # Unbounded in theta: the deviance is invariant to the sign of each
@@ -231,7 +249,7 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
     else:
         res1 = _minimize(f1, None, theta, lower_t, optimizer)
     theta1 = np.maximum(res1.x, lower_t)
-    dev1 = obj.pirls_joint(theta1)
+    dev1 = _pirls_joint(obj, theta1)
     beta1 = obj.beta.copy()
     stage1 = {"theta": theta1, "beta": beta1, "deviance": dev1, "nfev": int(res1.nfev),
               "message": str(res1.message)}
