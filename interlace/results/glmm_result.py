@@ -52,6 +52,12 @@ class GLMMResult:
     dispersion: np.ndarray | None = None
     zi_params: pd.Series | None = None
     family_params: dict = field(default_factory=dict)
+    # standard errors of the dispersion / zero-inflation coefficients and all
+    # auxiliary sub-models (glmmTMB families; None for exponential families)
+    disp_bse: pd.Series | None = None
+    zi_bse: pd.Series | None = None
+    aux_params: dict = field(default_factory=dict)
+    aux_bse: dict = field(default_factory=dict)
     model_frame: Any = None
     objective: Any = None
     warnings: list[str] = field(default_factory=list)
