@@ -22,6 +22,13 @@ class SingularFitWarning(UserWarning):
     """A variance component on the boundary (lme4's isSingular)."""
 
 
+class FitError(ValueError):
+    """The numerical fit broke down (PIRLS could not reduce the deviance, a
+    system lost positive definiteness): the data cannot be fitted as given.
+    lme4 stops on the same data with "pwrssUpdate did not converge",
+    "PIRLS step-halvings failed" or "Downdated VtV is not positive definite"."""
+
+
 def _is_lmm(fam, dispformula) -> bool:
     link = getattr(getattr(fam, "link", None), "name", None)
     simple_disp = dispformula is None or dispformula.replace(" ", "") in ("~1",)
@@ -79,9 +86,16 @@ def glmer(
     >>> m.fe_params.round(2).tolist()
     [-1.4, -0.99, -1.13, -1.58]
     """
+    from interlace.objective.laplace import PIRLSError
+
     with _blas_single_thread():
-        return _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nAGQ, offset,
-                      dispformula, ziformula, missing)
+        try:
+            return _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nAGQ, offset,
+                          dispformula, ziformula, missing)
+        except (np.linalg.LinAlgError, PIRLSError, FloatingPointError) as exc:
+            raise FitError(
+                f"the model could not be fitted: {exc}. Check for extreme responses or covariates and for "
+                "separation, rescale covariates, or try another optimizer or theta0") from exc
 
 
 def _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nAGQ, offset,
