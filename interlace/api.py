@@ -158,7 +158,7 @@ def _emit_warnings(res, stacklevel: int = 3) -> None:
     for msg in res.optinfo.get("messages", []):
         if msg in getattr(res.model_frame, "messages", []):
             continue  # already warned while parsing
-        if "singular" in msg:
+        if msg.startswith("boundary (singular) fit"):  # not "Hessian is numerically singular"
             warnings.warn(msg, SingularFitWarning, stacklevel=stacklevel)
         else:
             warnings.warn(msg, ConvergenceWarning, stacklevel=stacklevel)
