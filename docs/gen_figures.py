@@ -75,6 +75,34 @@ def _bench_chart() -> bytes | None:
     return chart.read_bytes() if chart.exists() else None
 
 
+_LINK = re.compile(r"(?P<bang>!?)\[(?P<text>[^\]]*)\]\((?P<target>[^)\s]+)[^)]*\)")
+
+
+def _bench_markdown(text: str) -> str:
+    r"""bench/results/results.md made to sit inside docs/performance.md.
+
+    Its headings are demoted under the page's own; its links are relative to bench/results/,
+    which is not part of the site, so the chart is pointed at the copied figure and any other
+    relative link becomes plain text (a broken link would fail ``mkdocs build --strict``).
+
+    >>> _bench_markdown("# Bench\n![c](chart.png) see [raw](results.json), [R](https://r-project.org)")
+    '### Bench\n![c](figures/bench_chart.png) see raw (`results.json`), [R](https://r-project.org)'
+    """
+    text = re.sub(r"^(#+)", r"\1##", text, flags=re.MULTILINE)
+
+    def link(m: re.Match) -> str:
+        target = m.group("target")
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target, flags=re.IGNORECASE) or target.startswith("#"):
+            return m.group(0)  # absolute URL or in-page anchor: keep
+        if m.group("bang"):
+            if Path(target).name == "chart.png":
+                return f"![{m.group('text')}](figures/bench_chart.png)"
+            return f"*({m.group('text') or target}: see `bench/results/{target}`)*"
+        return f"{m.group('text')} (`{target}`)"
+
+    return _LINK.sub(link, text)
+
+
 # ---------------------------------------------------------------------- mkdocs hooks
 def on_files(files, config):
     """Add the generated figures to the site (mkdocs >= 1.6: File.generated)."""
@@ -108,9 +136,7 @@ def on_page_markdown(markdown, page, config, files):
         results = BENCH / "results.md"
         parts = []
         if results.exists():
-            text = results.read_text(encoding="utf-8")
-            # demote the results file's headings so they sit under the page's own
-            parts.append(re.sub(r"^(#+)", r"\1##", text, flags=re.MULTILINE))
+            parts.append(_bench_markdown(results.read_text(encoding="utf-8")))
         if "bench_chart.png" in _made:
             parts.append("![interlace vs lme4 / glmmTMB fit times](figures/bench_chart.png)")
         if not parts:

@@ -293,15 +293,44 @@ def test_api_reference_doctests(module: str, tmp_path: Path, monkeypatch):
     assert res.failed == 0, f"{module}: {res.failed} of {res.attempted} doctest examples failed"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs interlace[plot]")
-def test_figures_hook_makes_pngs(tmp_path: Path):
-    """docs/gen_figures.py draws the caterpillar and residual figures as PNG bytes."""
+def _hook():
     sys.path.insert(0, str(DOCS))
     try:
         import gen_figures
     finally:
         sys.path.remove(str(DOCS))
-    figs = gen_figures.make_figures()
+    return gen_figures
+
+
+def test_hook_bench_results(tmp_path: Path, monkeypatch):
+    """<!-- bench-results --> takes bench/results/results.md in with its links made safe for
+    a strict build, or says that no results are committed."""
+    hook = _hook()
+    monkeypatch.setattr(hook, "BENCH", tmp_path)
+    monkeypatch.setattr(hook, "_made", {})
+    page = "# Performance\n\n<!-- bench-results -->\n"
+    assert "No benchmark results are committed yet" in hook.on_page_markdown(page, None, None, None)
+    (tmp_path / "results.md").write_text("# Results\n\n| case | x |\n|---|---|\n| cbpp | 1 |\n\n"
+                                         "![chart](chart.png) [json](results.json)\n")
+    monkeypatch.setattr(hook, "_made", {"bench_chart.png": b"png"})
+    out = hook.on_page_markdown(page, None, None, None)
+    assert "### Results" in out and "| cbpp | 1 |" in out
+    assert "![chart](figures/bench_chart.png)" in out and "](results.json)" not in out
+
+
+def test_hook_figure_markers(monkeypatch):
+    hook = _hook()
+    monkeypatch.setattr(hook, "_made", {"caterpillar.png": b"png"})
+    out = hook.on_page_markdown("<!-- figure: caterpillar | herds -->\n<!-- figure: residuals -->",
+                                None, None, None)
+    assert "![herds](figures/caterpillar.png)" in out
+    assert "pip install" in out and "figures/residuals.png" not in out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs interlace[plot]")
+def test_figures_hook_makes_pngs(tmp_path: Path):
+    """docs/gen_figures.py draws the caterpillar and residual figures as PNG bytes."""
+    figs = _hook().make_figures()
     for name in ("caterpillar.png", "residuals.png", "caterpillar_sleepstudy.png"):
         assert figs[name][:8] == b"\x89PNG\r\n\x1a\n", name
 
