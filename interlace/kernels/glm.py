@@ -234,3 +234,77 @@ def pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, 
                     for b in range(kjj):
                         A22[rowj + a, rowjj + b] += wza * zl[i, coljj + b]
     return dev
+
+
+@njit(cache=True)
+def pirls_pass_joint(fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
+                     eta, mu_out, w_out, r_out, A11, V21, A22, rhs, UtWX, XtWX, xrhs):
+    """Fused nAGQ = 0 PIRLS pass at (u, beta): like pirls_pass, plus the
+    fixed-effects parts U'WX, X'WX and X'W zw of the joint system, with the
+    working response zw = eta - offset + r. Buffers zeroed by the caller."""
+    n = y.shape[0]
+    m = codes.shape[0]
+    p = X.shape[1]
+    k0 = kdim[0]
+    q0 = uoff[1] if m > 1 else 0
+    dev = 0.0
+    for i in range(n):
+        acc = offset[i]
+        for c in range(p):
+            acc += X[i, c] * beta[c]
+        for j in range(m):
+            k = kdim[j]
+            o = uoff[j] + codes[j, i] * k
+            c0 = kcol[j]
+            for a in range(k):
+                acc += zl[i, c0 + a] * u[o + a]
+        eta[i] = acc
+        mu, d = _linkinv_mueta(link, acc)
+        v, dr = _variance_devres(fam, y[i], mu, wt[i])
+        dev += dr
+        wi = wt[i] * d * d / v
+        ri = (y[i] - mu) / d
+        mu_out[i] = mu
+        w_out[i] = wi
+        r_out[i] = ri
+        if wi == 0.0:
+            continue
+        wz = wi * (acc - offset[i] + ri)
+        for c in range(p):
+            wx = wi * X[i, c]
+            xrhs[c] += X[i, c] * wz
+            for d2 in range(c + 1):
+                XtWX[c, d2] += wx * X[i, d2]
+        c0l = codes[0, i]
+        for a in range(k0):
+            za = zl[i, a]
+            rhs[c0l * k0 + a] += za * wz
+            for b in range(k0):
+                A11[c0l, a, b] += wi * za * zl[i, b]
+            for c in range(p):
+                UtWX[c0l * k0 + a, c] += wi * za * X[i, c]
+        for j in range(1, m):
+            cj = codes[j, i]
+            kj = kdim[j]
+            colj = kcol[j]
+            base21 = poff[j] + pairidx[j, i] * kj * k0
+            rowj = uoff[j] - q0 + cj * kj
+            for a in range(kj):
+                za = zl[i, colj + a]
+                wza = wi * za
+                rhs[uoff[j] + cj * kj + a] += za * wz
+                for c in range(p):
+                    UtWX[uoff[j] + cj * kj + a, c] += wza * X[i, c]
+                for b in range(k0):
+                    V21[base21 + a * k0 + b] += wza * zl[i, b]
+                for jj in range(1, m):
+                    cjj = codes[jj, i]
+                    kjj = kdim[jj]
+                    coljj = kcol[jj]
+                    rowjj = uoff[jj] - q0 + cjj * kjj
+                    for b in range(kjj):
+                        A22[rowj + a, rowjj + b] += wza * zl[i, coljj + b]
+    for c in range(p):
+        for d2 in range(c + 1, p):
+            XtWX[c, d2] = XtWX[d2, c]
+    return dev

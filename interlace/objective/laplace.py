@@ -51,6 +51,9 @@ class LaplaceObjective:
         self._zl_theta = None
         self._zl = None
         self._chol_h = None
+        # nAGQ = 0 PIRLS tolerances; loosened while stage 1 only seeds stage 2
+        self.joint_tol = tol
+        self.joint_u_tol = 1e-9
 
     # ---------------------------------------------------------------- helpers
     def zl(self, theta: np.ndarray) -> np.ndarray:
@@ -285,10 +288,90 @@ class LaplaceObjective:
         return gt
 
     # ---------------------------------------------------------------- nAGQ = 0
+    def _joint_fused_pass(self, zl, u, beta, bufs) -> float:
+        re, resp, chol = self.re, self.resp, self.chol
+        UtWX, XtWX, xrhs = bufs
+        for a in (chol.A11, chol.V21, chol.A22, chol.rhs, UtWX, XtWX, xrhs):
+            a.fill(0.0)
+        eta = np.empty(re.n)
+        fc, lc = resp.codes
+        dev = kg.pirls_pass_joint(fc, lc, resp.y, resp.wt, self.X, beta, resp.offset, re.codes, zl,
+                                  re.kcol, re.kdim, re.uoff, u, re.pairidx, re.poff, eta, resp.mu, resp.w,
+                                  resp.r, chol.A11, chol.V21, chol.A22, chol.rhs, UtWX, XtWX, xrhs)
+        resp.eta = eta
+        return float(dev)
+
+    def _pirls_joint_fused(self, theta: np.ndarray) -> float | None:
+        """nAGQ = 0 PIRLS on the fast path: one fused pass per iteration; the
+        joint Newton step solved at a point is its convergence test. Returns
+        None when the warm start is unusable (the caller starts cold)."""
+        re, resp, chol = self.re, self.resp, self.chol
+        zl = self.zl(theta)
+        off = resp.offset
+        p = self.p
+        bufs = (np.zeros((re.q, p)), np.zeros((p, p)), np.zeros(p))
+        u, beta = self.u.copy(), self.beta.copy()
+        if not (np.all(np.isfinite(u)) and np.all(np.isfinite(beta))):
+            return None
+        dev = self._joint_fused_pass(zl, u, beta, bufs)
+        pdev = dev + u @ u
+        if not np.isfinite(pdev):
+            return None
+        fc, lc = resp.codes
+        eta_t = np.empty(re.n)
+        for _ in range(self.MAX_ITER):
+            self.pirls_iters += 1
+            UtWX, XtWX, xrhs = bufs
+            chol.factor()
+            RZX = chol.solve_L(UtWX)
+            RX = sla.cholesky(XtWX - RZX.T @ RZX, lower=True, check_finite=False)
+            cu = chol.solve_L(chol.rhs)
+            cx = sla.solve_triangular(RX, xrhs - RZX.T @ cu, lower=True, check_finite=False)
+            bnew = sla.solve_triangular(RX, cx, lower=True, trans="T", check_finite=False)
+            unew = chol.solve_Lt(cu - RZX @ bnew)
+            self._RX = RX
+            du, db = unew - u, bnew - beta
+            dmax = max(float(np.max(np.abs(du))) if du.size else 0.0, float(np.max(np.abs(db))))
+            scale = 1.0 + max(float(np.max(np.abs(u))), float(np.max(np.abs(beta))))
+            if dmax <= self.joint_u_tol * scale:
+                break  # the factor and the state are at (u, beta)
+            dev_t = self._joint_fused_pass(zl, unew, bnew, bufs)
+            pdev_t = dev_t + unew @ unew
+            if not (np.isfinite(pdev_t) and pdev_t <= pdev + 1e-12 * abs(pdev)):
+                pdev_full = pdev_t
+                step = 1.0
+                for _h in range(self.MAX_HALVINGS):
+                    step *= 0.5
+                    ut, bt = u + step * du, beta + step * db
+                    dt = kg.eta_deviance(fc, lc, resp.y, resp.wt, self.X @ bt + off, re.codes, zl, re.kcol,
+                                         re.kdim, re.uoff, ut, eta_t)
+                    if np.isfinite(dt + ut @ ut) and dt + ut @ ut <= pdev + 1e-12 * abs(pdev):
+                        break
+                else:
+                    if np.isfinite(pdev_full) and pdev_full - pdev <= self._deviance_noise(eta_t):
+                        # the full step is lost in rounding: at the mode to working precision
+                        dev = self._joint_fused_pass(zl, u, beta, bufs)
+                        chol.factor()
+                        break
+                    raise PIRLSError("PIRLS step-halvings failed to reduce the penalized deviance")
+                unew, bnew = ut, bt
+                dev_t = self._joint_fused_pass(zl, unew, bnew, bufs)
+                pdev_t = dev_t + unew @ unew
+            u, beta, pdev, dev = unew, bnew, pdev_t, dev_t
+        else:
+            chol.factor()
+        self.last_logdet = chol.logdet
+        self.u, self.beta, self._dev = u, beta, dev
+        return self.resp.minus2loglik(dev) + u @ u + self.last_logdet
+
     def pirls_joint(self, theta: np.ndarray) -> float:
         """PIRLS over (u, beta) jointly (lme4's nAGQ = 0); returns the deviance
         -2 log p(y | u, beta) + |u|^2 + log|L|^2 at the joint mode."""
         self.nfev += 1
+        if self.resp.codes is not None:
+            d = self._pirls_joint_fused(theta)
+            if d is not None:
+                return d
         re, resp, chol = self.re, self.resp, self.chol
         zl = self.zl(theta)
         off = resp.offset
@@ -329,7 +412,8 @@ class LaplaceObjective:
             ustep = float(np.max(np.abs(step * du))) if du.size else 0.0
             u, beta, eta, pdev = ut, bt, eta_t, pdev_t
             dev = resp.update(eta)
-            if change <= self.tol * (abs(pdev) + 1.0) and ustep <= 1e-9 * (1.0 + float(np.max(np.abs(u)))):
+            if change <= self.joint_tol * (abs(pdev) + 1.0) and \
+                    ustep <= self.joint_u_tol * (1.0 + float(np.max(np.abs(u)))):
                 break
         base = self.X @ beta + off
         chol.accumulate(resp.w, (eta - base) + resp.r, zl)
