@@ -42,7 +42,7 @@ class LaplaceObjective:
         self.p = self.X.shape[1]
         self.tol = tol
         self.u = np.zeros(self.re.q)
-        self.beta = np.zeros(self.p)
+        self.beta = self._glm_start()
         self.pirls_iters = 0
         self.nfev = 0
         self.ngev = 0
@@ -54,6 +54,25 @@ class LaplaceObjective:
         # nAGQ = 0 PIRLS tolerances; loosened while stage 1 only seeds stage 2
         self.joint_tol = tol
         self.joint_u_tol = 1e-9
+
+    def _glm_start(self) -> np.ndarray:
+        """beta from one IRLS step of the GLM at the family's mustart (as
+        glm.fit starts); zeros if that is not usable."""
+        try:
+            fam, resp = self.family, self.resp
+            with np.errstate(all="ignore"):
+                mu0 = np.asarray(fam.initialize(resp.y, resp.wt), dtype=float)
+                eta0 = np.asarray(fam.link(mu0), dtype=float)
+                d = np.asarray(fam.mu_eta(eta0), dtype=float)
+                w = resp.wt * d * d / np.asarray(fam.variance(mu0), dtype=float)
+                z = eta0 - resp.offset + (resp.y - mu0) / d
+            if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
+                return np.zeros(self.p)
+            sw = np.sqrt(w)
+            beta = np.linalg.lstsq(self.X * sw[:, None], sw * z, rcond=None)[0]
+            return beta if np.all(np.isfinite(beta)) else np.zeros(self.p)
+        except Exception:  # a user family without initialize/link: start at zero
+            return np.zeros(self.p)
 
     # ---------------------------------------------------------------- helpers
     def zl(self, theta: np.ndarray) -> np.ndarray:
