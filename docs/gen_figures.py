@@ -1,4 +1,5 @@
-"""mkdocs hook: draw the docs' figures during the build, and pull in the bench results.
+"""mkdocs hook: draw the docs' figures during the build, pull in the bench results, and keep
+every page reachable from the nav.
 
 Registered in mkdocs.yml under ``hooks:``. Nothing is written into ``docs/``: the figures are
 added to the build as generated files, so the site always shows the current library's output.
@@ -15,6 +16,9 @@ A page asks for them with markers that this hook replaces:
   saying the figure needs matplotlib (the ``plot`` extra) when it could not be drawn;
 - ``<!-- bench-results -->`` becomes the text of ``bench/results/results.md`` plus the chart, or a
   note that no results are committed yet.
+
+A page added to ``docs/`` but not yet to ``nav:`` in mkdocs.yml is appended under "More" (with
+its first heading as title), so a new page never builds unreachable; list it in mkdocs.yml.
 
 Example
 -------
@@ -103,7 +107,49 @@ def _bench_markdown(text: str) -> str:
     return _LINK.sub(link, text)
 
 
+def _title(page: Path) -> str:
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# "):
+            return line[2:].strip().replace("`", "")
+    return page.stem.replace("-", " ").capitalize()
+
+
+def _listed(nav) -> set[str]:
+    if isinstance(nav, str):
+        return {nav}
+    if isinstance(nav, dict):
+        return set().union(*(_listed(v) for v in nav.values())) if nav else set()
+    if isinstance(nav, list):
+        return set().union(*(_listed(v) for v in nav)) if nav else set()
+    return set()
+
+
+def complete_nav(nav: list, docs_dir: Path) -> tuple[list, list[str]]:
+    """``nav`` with every top-level page of ``docs_dir`` it lacks appended under "More".
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.md").write_text("# A"); _ = (d / "new.md").write_text("# New page")
+    >>> complete_nav([{"Home": "a.md"}], d)
+    ([{'Home': 'a.md'}, {'More': [{'New page': 'new.md'}]}], ['new.md'])
+    """
+    listed = _listed(nav)
+    extra = sorted(p.name for p in docs_dir.glob("*.md") if p.name not in listed)
+    if not extra:
+        return nav, []
+    return list(nav) + [{"More": [{_title(docs_dir / n): n} for n in extra]}], extra
+
+
 # ---------------------------------------------------------------------- mkdocs hooks
+def on_config(config):
+    """Append pages missing from mkdocs.yml's nav (see the module docstring)."""
+    if config.get("nav"):
+        config["nav"], extra = complete_nav(config["nav"], Path(config["docs_dir"]))
+        if extra:
+            log.info("gen_figures: pages not in mkdocs.yml's nav, listed under 'More': %s", extra)
+    return config
+
+
 def on_files(files, config):
     """Add the generated figures to the site (mkdocs >= 1.6: File.generated)."""
     from mkdocs.structure.files import File

@@ -208,6 +208,15 @@ def run_page(path: Path, workdir: Path, check: bool = True) -> list[tuple[Block,
 
 
 # ---------------------------------------------------------------------- tests
+def _hook():
+    sys.path.insert(0, str(DOCS))
+    try:
+        import gen_figures
+    finally:
+        sys.path.remove(str(DOCS))
+    return gen_figures
+
+
 @pytest.fixture(autouse=True)
 def _headless(monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
@@ -234,12 +243,17 @@ def test_quickstart_checks_its_numbers():
 
 
 def test_nav_lists_every_page():
-    """mkdocs.yml's nav names every page in docs/ (no orphan page, no missing page)."""
+    """mkdocs.yml's nav names only pages that exist; a page it does not name yet is still
+    reachable, because the build hook lists it under "More" (and this test warns)."""
     nav = (REPO / "mkdocs.yml").read_text()
     listed = set(re.findall(r":\s*([\w./-]+\.md)\s*$", nav, flags=re.MULTILINE))
     on_disk = {p.name for p in DOCS.glob("*.md")}
-    assert on_disk - listed == set(), f"pages missing from the nav: {sorted(on_disk - listed)}"
     assert listed - on_disk == set(), f"nav entries without a page: {sorted(listed - on_disk)}"
+    if on_disk - listed:
+        warnings.warn(f"pages not in mkdocs.yml's nav (the hook adds them under 'More'): "
+                      f"{sorted(on_disk - listed)}")
+    _, extra = _hook().complete_nav([{"x": n} for n in sorted(listed)], DOCS)
+    assert set(extra) == on_disk - listed
 
 
 def test_compare_output_conventions():
@@ -291,15 +305,6 @@ def test_api_reference_doctests(module: str, tmp_path: Path, monkeypatch):
         res = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
                               verbose=False, report=True)
     assert res.failed == 0, f"{module}: {res.failed} of {res.attempted} doctest examples failed"
-
-
-def _hook():
-    sys.path.insert(0, str(DOCS))
-    try:
-        import gen_figures
-    finally:
-        sys.path.remove(str(DOCS))
-    return gen_figures
 
 
 def test_hook_bench_results(tmp_path: Path, monkeypatch):
