@@ -17,72 +17,90 @@ import numpy as np
 from numba import njit
 
 
+@njit(cache=True, inline="always")
+def add_row_re(i, wi, wz, codes, zl, kcol, kdim, uoff, pairidx, poff, q0, A11, V21, A22, rhs):
+    """Add row i's share of U'WU (blocks) and U'W zw: w_i z_i z_i' and
+    w_i zw_i z_i, z_i the row of U = Z Lambda (shared by every row pass)."""
+    m = codes.shape[0]
+    k0 = kdim[0]
+    c0 = codes[0, i]
+    for a in range(k0):
+        za = zl[i, a]
+        rhs[c0 * k0 + a] += za * wz
+        for b in range(k0):
+            A11[c0, a, b] += wi * za * zl[i, b]
+    for j in range(1, m):
+        cj = codes[j, i]
+        kj = kdim[j]
+        colj = kcol[j]
+        base = poff[j] + pairidx[j, i] * kj * k0
+        rowj = uoff[j] - q0 + cj * kj
+        for a in range(kj):
+            za = zl[i, colj + a]
+            wza = wi * za
+            rhs[uoff[j] + cj * kj + a] += za * wz
+            for b in range(k0):
+                V21[base + a * k0 + b] += wza * zl[i, b]
+            for jj in range(1, m):
+                cjj = codes[jj, i]
+                kjj = kdim[jj]
+                coljj = kcol[jj]
+                rowjj = uoff[jj] - q0 + cjj * kjj
+                for b in range(kjj):
+                    A22[rowj + a, rowjj + b] += wza * zl[i, coljj + b]
+
+
 @njit(cache=True)
 def accumulate_re(w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A22, rhs):
     """Add U'WU (in blocks) and U'W zw to the output arrays (zeroed by the caller)."""
     n = w.shape[0]
     m = codes.shape[0]
-    k0 = kdim[0]
     q0 = uoff[1] if m > 1 else 0
     for i in range(n):
         wi = w[i]
         if wi == 0.0:
             continue
-        wz = wi * zw[i]
-        c0 = codes[0, i]
-        for a in range(k0):
-            za = zl[i, a]
-            rhs[c0 * k0 + a] += za * wz
-            for b in range(k0):
-                A11[c0, a, b] += wi * za * zl[i, b]
-        for j in range(1, m):
-            cj = codes[j, i]
-            kj = kdim[j]
-            colj = kcol[j]
-            base = poff[j] + pairidx[j, i] * kj * k0
-            rowj = uoff[j] - q0 + cj * kj
-            for a in range(kj):
-                za = zl[i, colj + a]
-                wza = wi * za
-                rhs[uoff[j] + cj * kj + a] += za * wz
-                for b in range(k0):
-                    V21[base + a * k0 + b] += wza * zl[i, b]
-                for jj in range(1, m):
-                    cjj = codes[jj, i]
-                    kjj = kdim[jj]
-                    coljj = kcol[jj]
-                    rowjj = uoff[jj] - q0 + cjj * kjj
-                    for b in range(kjj):
-                        A22[rowj + a, rowjj + b] += wza * zl[i, coljj + b]
+        add_row_re(i, wi, wi * zw[i], codes, zl, kcol, kdim, uoff, pairidx, poff, q0, A11, V21, A22, rhs)
+
+
+@njit(cache=True, inline="always")
+def add_row_x(i, wi, wz, X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs):
+    """Add row i's share of U'WX, X'WX (lower triangle) and X'W zw."""
+    m = codes.shape[0]
+    p = X.shape[1]
+    for c in range(p):
+        wx = wi * X[i, c]
+        xrhs[c] += X[i, c] * wz
+        for d in range(c + 1):
+            XtWX[c, d] += wx * X[i, d]
+    for j in range(m):
+        cj = codes[j, i]
+        kj = kdim[j]
+        colj = kcol[j]
+        r0 = uoff[j] + cj * kj
+        for a in range(kj):
+            wza = wi * zl[i, colj + a]
+            for c in range(p):
+                UtWX[r0 + a, c] += wza * X[i, c]
+
+
+@njit(cache=True)
+def symmetrize_lower(M):
+    p = M.shape[0]
+    for c in range(p):
+        for d in range(c + 1, p):
+            M[c, d] = M[d, c]
 
 
 @njit(cache=True)
 def accumulate_x(w, zw, X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs):
     """Add U'WX, X'WX and X'W zw (the fixed-effects parts of the joint system)."""
-    n = w.shape[0]
-    m = codes.shape[0]
-    p = X.shape[1]
-    for i in range(n):
+    for i in range(w.shape[0]):
         wi = w[i]
         if wi == 0.0:
             continue
-        for c in range(p):
-            wx = wi * X[i, c]
-            xrhs[c] += wx * zw[i]
-            for d in range(c + 1):
-                XtWX[c, d] += wx * X[i, d]
-        for j in range(m):
-            cj = codes[j, i]
-            kj = kdim[j]
-            colj = kcol[j]
-            r0 = uoff[j] + cj * kj
-            for a in range(kj):
-                wza = wi * zl[i, colj + a]
-                for c in range(p):
-                    UtWX[r0 + a, c] += wza * X[i, c]
-    for c in range(p):
-        for d in range(c + 1, p):
-            XtWX[c, d] = XtWX[d, c]
+        add_row_x(i, wi, wi * zw[i], X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs)
+    symmetrize_lower(XtWX)
 
 
 @njit(cache=True)

@@ -17,6 +17,8 @@ import math
 import numpy as np
 from numba import njit
 
+from interlace.kernels.crossprod import add_row_re, add_row_x, symmetrize_lower
+
 FAMILY_CODES = {"binomial": 0, "poisson": 1, "gaussian": 2}
 LINK_CODES = {"logit": 0, "probit": 1, "cloglog": 2, "log": 3, "identity": 4}
 
@@ -136,40 +138,36 @@ def glm_score_terms(fam, link, y, wt, eta, s, h, wd):
             wd[i] = 0.0
 
 
+@njit(cache=True, inline="always")
+def row_eta(i, base, codes, zl, kcol, kdim, uoff, u):
+    """eta_i = base_i + the row's random-effects contribution (U u)_i."""
+    acc = base
+    for j in range(codes.shape[0]):
+        c = codes[j, i]
+        if c < 0:  # a level unseen in fitting (prediction): no random effect
+            continue
+        k = kdim[j]
+        o = uoff[j] + c * k
+        c0 = kcol[j]
+        for a in range(k):
+            acc += zl[i, c0 + a] * u[o + a]
+    return acc
+
+
 @njit(cache=True)
 def linear_predictor(base, codes, zl, kcol, kdim, uoff, u, eta):
     """eta = base + sum over terms of zl[i, term cols] . u[level block]."""
-    n = base.shape[0]
-    m = codes.shape[0]
-    for i in range(n):
-        acc = base[i]
-        for j in range(m):
-            c = codes[j, i]
-            if c < 0:
-                continue
-            k = kdim[j]
-            o = uoff[j] + c * k
-            c0 = kcol[j]
-            for a in range(k):
-                acc += zl[i, c0 + a] * u[o + a]
-        eta[i] = acc
+    for i in range(base.shape[0]):
+        eta[i] = row_eta(i, base[i], codes, zl, kcol, kdim, uoff, u)
     return eta
 
 
 @njit(cache=True)
 def eta_deviance(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, eta):
     """Fused: eta = base + Z Lambda u, then the sum of deviance residuals."""
-    n = y.shape[0]
-    m = codes.shape[0]
     dev = 0.0
-    for i in range(n):
-        acc = base[i]
-        for j in range(m):
-            k = kdim[j]
-            o = uoff[j] + codes[j, i] * k
-            c0 = kcol[j]
-            for a in range(k):
-                acc += zl[i, c0 + a] * u[o + a]
+    for i in range(y.shape[0]):
+        acc = row_eta(i, base[i], codes, zl, kcol, kdim, uoff, u)
         eta[i] = acc
         mu, d = _linkinv_mueta(link, acc)
         v, dr = _variance_devres(fam, y[i], mu, wt[i])
@@ -183,19 +181,11 @@ def pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, 
     """Fused PIRLS row pass at u: eta, mu, working weights and residuals, the
     deviance, and U'WU (blocks) and U'W(Uu + r) summed in the same loop.
     Output buffers must be zeroed by the caller. Returns sum(dev.resids)."""
-    n = y.shape[0]
     m = codes.shape[0]
-    k0 = kdim[0]
     q0 = uoff[1] if m > 1 else 0
     dev = 0.0
-    for i in range(n):
-        acc = base[i]
-        for j in range(m):
-            k = kdim[j]
-            o = uoff[j] + codes[j, i] * k
-            c0 = kcol[j]
-            for a in range(k):
-                acc += zl[i, c0 + a] * u[o + a]
+    for i in range(y.shape[0]):
+        acc = row_eta(i, base[i], codes, zl, kcol, kdim, uoff, u)
         eta[i] = acc
         mu, d = _linkinv_mueta(link, acc)
         v, dr = _variance_devres(fam, y[i], mu, wt[i])
@@ -205,34 +195,9 @@ def pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, 
         mu_out[i] = mu
         w_out[i] = wi
         r_out[i] = ri
-        if wi == 0.0:
-            continue
-        wz = wi * (acc - base[i] + ri)
-        c0l = codes[0, i]
-        for a in range(k0):
-            za = zl[i, a]
-            rhs[c0l * k0 + a] += za * wz
-            for b in range(k0):
-                A11[c0l, a, b] += wi * za * zl[i, b]
-        for j in range(1, m):
-            cj = codes[j, i]
-            kj = kdim[j]
-            colj = kcol[j]
-            base21 = poff[j] + pairidx[j, i] * kj * k0
-            rowj = uoff[j] - q0 + cj * kj
-            for a in range(kj):
-                za = zl[i, colj + a]
-                wza = wi * za
-                rhs[uoff[j] + cj * kj + a] += za * wz
-                for b in range(k0):
-                    V21[base21 + a * k0 + b] += wza * zl[i, b]
-                for jj in range(1, m):
-                    cjj = codes[jj, i]
-                    kjj = kdim[jj]
-                    coljj = kcol[jj]
-                    rowjj = uoff[jj] - q0 + cjj * kjj
-                    for b in range(kjj):
-                        A22[rowj + a, rowjj + b] += wza * zl[i, coljj + b]
+        if wi != 0.0:
+            add_row_re(i, wi, wi * (acc - base[i] + ri), codes, zl, kcol, kdim, uoff, pairidx, poff, q0,
+                       A11, V21, A22, rhs)
     return dev
 
 
@@ -242,22 +207,15 @@ def pirls_pass_joint(fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, u
     """Fused nAGQ = 0 PIRLS pass at (u, beta): like pirls_pass, plus the
     fixed-effects parts U'WX, X'WX and X'W zw of the joint system, with the
     working response zw = eta - offset + r. Buffers zeroed by the caller."""
-    n = y.shape[0]
     m = codes.shape[0]
     p = X.shape[1]
-    k0 = kdim[0]
     q0 = uoff[1] if m > 1 else 0
     dev = 0.0
-    for i in range(n):
-        acc = offset[i]
+    for i in range(y.shape[0]):
+        xb = offset[i]
         for c in range(p):
-            acc += X[i, c] * beta[c]
-        for j in range(m):
-            k = kdim[j]
-            o = uoff[j] + codes[j, i] * k
-            c0 = kcol[j]
-            for a in range(k):
-                acc += zl[i, c0 + a] * u[o + a]
+            xb += X[i, c] * beta[c]
+        acc = row_eta(i, xb, codes, zl, kcol, kdim, uoff, u)
         eta[i] = acc
         mu, d = _linkinv_mueta(link, acc)
         v, dr = _variance_devres(fam, y[i], mu, wt[i])
@@ -267,44 +225,9 @@ def pirls_pass_joint(fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, u
         mu_out[i] = mu
         w_out[i] = wi
         r_out[i] = ri
-        if wi == 0.0:
-            continue
-        wz = wi * (acc - offset[i] + ri)
-        for c in range(p):
-            wx = wi * X[i, c]
-            xrhs[c] += X[i, c] * wz
-            for d2 in range(c + 1):
-                XtWX[c, d2] += wx * X[i, d2]
-        c0l = codes[0, i]
-        for a in range(k0):
-            za = zl[i, a]
-            rhs[c0l * k0 + a] += za * wz
-            for b in range(k0):
-                A11[c0l, a, b] += wi * za * zl[i, b]
-            for c in range(p):
-                UtWX[c0l * k0 + a, c] += wi * za * X[i, c]
-        for j in range(1, m):
-            cj = codes[j, i]
-            kj = kdim[j]
-            colj = kcol[j]
-            base21 = poff[j] + pairidx[j, i] * kj * k0
-            rowj = uoff[j] - q0 + cj * kj
-            for a in range(kj):
-                za = zl[i, colj + a]
-                wza = wi * za
-                rhs[uoff[j] + cj * kj + a] += za * wz
-                for c in range(p):
-                    UtWX[uoff[j] + cj * kj + a, c] += wza * X[i, c]
-                for b in range(k0):
-                    V21[base21 + a * k0 + b] += wza * zl[i, b]
-                for jj in range(1, m):
-                    cjj = codes[jj, i]
-                    kjj = kdim[jj]
-                    coljj = kcol[jj]
-                    rowjj = uoff[jj] - q0 + cjj * kjj
-                    for b in range(kjj):
-                        A22[rowj + a, rowjj + b] += wza * zl[i, coljj + b]
-    for c in range(p):
-        for d2 in range(c + 1, p):
-            XtWX[c, d2] = XtWX[d2, c]
+        if wi != 0.0:
+            wz = wi * (acc - offset[i] + ri)
+            add_row_re(i, wi, wz, codes, zl, kcol, kdim, uoff, pairidx, poff, q0, A11, V21, A22, rhs)
+            add_row_x(i, wi, wz, X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs)
+    symmetrize_lower(XtWX)
     return dev
