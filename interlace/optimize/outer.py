@@ -190,8 +190,10 @@ def _newton_polish(fun, grad, x, g, hess, lower_t, nt):
     if not np.any(free):
         return x, g
     try:
+        Hf = hess[np.ix_(free, free)]
+        np.linalg.cholesky(Hf)  # a Newton step only where the Hessian is positive definite
         step = np.zeros(len(x))
-        step[free] = np.linalg.solve(hess[np.ix_(free, free)], g[free])
+        step[free] = np.linalg.solve(Hf, g[free])
     except np.linalg.LinAlgError:
         return x, g
     if not np.all(np.isfinite(step)):
@@ -199,8 +201,13 @@ def _newton_polish(fun, grad, x, g, hess, lower_t, nt):
     xn = x - step
     if np.any(xn[:nt] < lower_t):
         return x, g
+    from interlace.objective.laplace import PIRLSError
+
     f0 = fun(x)
-    f1 = fun(xn)
+    try:
+        f1 = fun(xn)
+    except (np.linalg.LinAlgError, PIRLSError, FloatingPointError):
+        f1 = np.inf  # a step into a breakdown (e.g. a separated coefficient): keep x
     if np.isfinite(f1) and f1 <= f0 + 1e-12 * (abs(f0) + 1.0):
         return xn, grad(xn)
     fun(x)
