@@ -27,7 +27,7 @@ from conftest import REPO, load_case
 
 README = REPO / "README.md"
 CI_RUN = REPO / ".ci" / "run"
-INSTALL = 'pip install -e ".[test]" && python -m interlace.examples.cbpp'
+INSTALL = 'pip install -e ".[test,docs,plot]" && python -m interlace.examples.cbpp'
 TEST = "python -m pytest -q"
 
 
@@ -120,7 +120,8 @@ def test_pyproject_metadata_and_dependencies():
     def extra(name: str) -> set[str]:
         return {re.split(r"[<>=!\[ ;]", d, maxsplit=1)[0] for d in extras[name]}
     assert extra("test") == {"pytest", "hypothesis", "polars", "pyarrow"}
-    assert extra("docs") == {"mkdocs", "mkdocs-material", "mkdocstrings"}
+    # matplotlib: the docs build draws the caterpillar and residual figures
+    assert extra("docs") == {"mkdocs", "mkdocs-material", "mkdocstrings", "matplotlib"}
     assert extra("plot") == {"matplotlib"}
     assert extra("dask") == {"dask", "distributed"}
     assert extra("bench") == {"matplotlib", "psutil"}
@@ -164,7 +165,7 @@ def test_tox_default_env_runs_the_readme_test_command():
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "tox.ini")
     env = cfg["testenv"]
-    assert env["extras"].strip() == "test"
+    assert env["extras"].split() == ["test", "docs", "plot"]  # the README install line's extras
     commands = [c.strip() for c in env["commands"].strip().splitlines()]
     assert commands == [TEST + " {posargs}"]
 
