@@ -527,9 +527,6 @@ def test_far_start_reaches_the_optimum():
 
 # ---------------------------------------------------------------- scaling
 
-@pytest.mark.xfail(reason="regression since a497d55: the forward-difference Hessian is positive definite "
-                          "but wrong for a coefficient of scale 1e-5, so the SEs no longer equal the rescaled "
-                          "fit's (they did via the RX fallback, as lme4's)", strict=False)
 def test_bad_scale_warns_and_equals_the_rescaled_fit():
     df = make("bad_scale")
     m, rec = fit("bad_scale")

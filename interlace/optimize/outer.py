@@ -97,6 +97,27 @@ def hessian_from_gradient(grad, x, lower, h_rel=1e-4, g0=None):
     return 0.5 * (H + H.T)
 
 
+def hessian_along(grad, x, g0, J=None, h=None):
+    """Hessian from forward differences of an exact gradient along the
+    columns of J (the optimizer's scaling: RX^{-T} for beta, the curvature
+    scale for theta), so each step is a fixed fraction of that parameter's
+    own scale whatever the units of the covariates: H J = D, H = D J^{-1}.
+    Without J, unit-free steps of h * max(1, |x_i|)."""
+    k = len(x)
+    if J is None:
+        J = np.diag([max(1.0, abs(v)) for v in x])
+        h = 1e-5 if h is None else h
+    else:
+        # J's columns are about one standard error: a step of 1e-3 of that is
+        # far above the gradient's noise and far below its curvature scale
+        h = 1e-3 if h is None else h
+    D = np.empty((k, k))
+    for i in range(k):
+        D[:, i] = (grad(x + h * J[:, i]) - g0) / h
+    H = np.linalg.solve(J.T, D.T).T
+    return 0.5 * (H + H.T)
+
+
 def hessian_from_function(f, x, lower, h_rel=1e-3):
     """Second central differences of f (lme4's deriv12 idea), shifted off bounds."""
     k = len(x)
@@ -318,6 +339,7 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
     def fun(x):
         return dev_fn(x[:nt], x[nt:])
 
+    J = None
     if grad_fn is not None:
         cache = {}
 
@@ -354,6 +376,11 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
             def to_x(zz):
                 return np.concatenate([theta1 + st * zz[:nt], beta1 + T @ zz[nt:]])
 
+            # the same scaling sets the Hessian's difference steps
+            J = np.zeros((nt + p, nt + p))
+            J[:nt, :nt] = np.diag(st)
+            J[nt:, nt:] = T
+
             def fgz(zz):
                 d, g = fg(to_x(zz))
                 return d, np.concatenate([st * g[:nt], T.T @ g[nt:]])
@@ -379,8 +406,14 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
     if grad_fn is not None:
         g = grad_fn(x[:nt], x[nt:])
         # central differences across a zero diagonal are valid (sign symmetry)
-        hess = hessian_from_gradient(lambda z: (fun(z), grad_fn(z[:nt], z[nt:]))[1], x,
-                                     np.full(len(x), -np.inf), h_rel=1e-5, g0=g)
+        gfun = lambda z: (fun(z), grad_fn(z[:nt], z[nt:]))[1]  # noqa: E731
+        try:
+            hess = hessian_along(gfun, x, g, J)
+            if not np.all(np.isfinite(hess)):
+                raise FloatingPointError("non-finite Hessian")
+        except (np.linalg.LinAlgError, FloatingPointError, RuntimeError, ValueError):
+            # e.g. under separation one "standard error" is huge: unit-free steps
+            hess = hessian_along(gfun, x, g, None)
         x, g = _newton_polish(fun, lambda z: grad_fn(z[:nt], z[nt:]), x, g, hess, lower_t, nt)
     else:
         g = _fd_grad(fun, x, lower)
