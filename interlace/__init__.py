@@ -22,6 +22,6 @@ from interlace.families.zip import ZeroInflatedPoissonFamily  # noqa: E402
 from interlace.families.zoib import ZeroOneInflatedBetaFamily  # noqa: E402
 
 from interlace import datasets  # noqa: E402,F401
-from interlace.api import ConvergenceWarning, SingularFitWarning, glmer  # noqa: E402,F401
+from interlace.api import ConvergenceWarning, FitError, SingularFitWarning, glmer  # noqa: E402,F401
 from interlace.results import GLMMResult  # noqa: E402,F401
 from interlace.inference.anova import anova  # noqa: E402,F401
