@@ -86,6 +86,13 @@ def glmer(
     >>> m.fe_params.round(2).tolist()
     [-1.4, -0.99, -1.13, -1.58]
     """
+    from interlace.distributed import is_dask_frame  # light: imports nothing from Dask
+
+    if is_dask_frame(data):  # rows stay on the cluster: interlace/distributed
+        from interlace.distributed import glmer_dask
+
+        return glmer_dask(formula, data, family, groups, random, weights, optimizer, theta0, nAGQ, offset,
+                          dispformula, ziformula=ziformula, missing=missing)
     from interlace.objective.laplace import PIRLSError
 
     with _blas_single_thread():

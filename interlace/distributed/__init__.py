@@ -1,0 +1,51 @@
+"""Fitting on a Dask DataFrame: the same ``interlace.glmer`` call, with the
+rows kept on the cluster.
+
+``interlace.glmer(formula, ddf, family)`` routes here when ``ddf`` is a Dask
+DataFrame (or a narwhals LazyFrame over one). Every pass over the rows is a
+sum, so each partition runs the engine's numba kernels on its own rows and
+the driver adds the results; the blocked Cholesky, the solves and the
+optimizer run on the client. See ``docs/cluster.md``.
+
+This module imports nothing from Dask at import time: the in-memory path
+(``is_dask_frame`` on a pandas frame) never loads it.
+
+Example
+-------
+>>> import pandas as pd
+>>> is_dask_frame(pd.DataFrame({"a": [1]}))
+False
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["is_dask_frame", "native_dask", "glmer_dask"]
+
+
+def native_dask(data: Any) -> Any:
+    """The Dask DataFrame behind ``data`` (itself, or a narwhals frame's native object)."""
+    mod = type(data).__module__.split(".")[0]
+    if mod == "narwhals":
+        import narwhals as nw
+
+        try:
+            return nw.to_native(data)
+        except TypeError:
+            return data
+    return data
+
+
+def is_dask_frame(data: Any) -> bool:
+    """True for a Dask DataFrame (or a narwhals frame wrapping one), without importing Dask."""
+    obj = native_dask(data)
+    mod = type(obj).__module__.split(".")[0]
+    return mod in ("dask", "dask_expr") and hasattr(obj, "npartitions") and hasattr(obj, "columns")
+
+
+def glmer_dask(*args: Any, **kwargs: Any):
+    """``glmer`` on a Dask DataFrame (see :func:`interlace.distributed.fit.glmer_dask`)."""
+    from interlace.distributed.fit import glmer_dask as _fit
+
+    return _fit(*args, **kwargs)

@@ -1,0 +1,302 @@
+"""The first pass over a Dask frame: which columns the model reads, the
+global factor levels, and a FrameSpec that codes every partition alike.
+
+The parse stage (``build_model_frame``) is run once, on the driver, on a
+small *representative sample*: the first rows plus one row for every value of
+every factor-like column the fixed part reads. So formulaic records every
+level and the same contrasts; ``FrameSpec.transform`` then builds X, the
+term blocks and the offset of each partition identically. The grouping
+factors' levels come from the union of the distinct values over all
+partitions (R's ``factor()`` order, as ``group_codes`` makes it), and the
+terms are ordered by those global level counts, as lme4's mkReTrms does.
+
+Example
+-------
+>>> cols = model_columns("cbind(s, n - s) ~ x + (1 | g)", ["s", "n", "x", "g", "z"])
+>>> cols.used, cols.pure_groups
+(['s', 'n', 'x', 'g'], ['g'])
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SYNTH_Y = "__interlace_y__"
+HEAD_ROWS = 1000
+
+
+@dataclass
+class ModelColumns:
+    """The columns one model reads, by role."""
+
+    used: list[str]
+    response: str
+    bars: list[Any]  # expanded Bar objects, as written
+    groups: dict[str, list[str]]  # group name -> its columns
+    pure_groups: list[str]  # columns used only as grouping factors
+    weights_expr: str | None = None
+    offset_expr: str | None = None
+    factor_columns: list[str] = field(default_factory=list)  # set from the frame's dtypes
+
+
+def _vec_arg(v: Any, arg: str) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    raise TypeError(f"with a Dask frame {arg} must be a column name or an expression (a string), "
+                    f"not an in-memory array: it has to be evaluated partition by partition")
+
+
+def model_columns(formula: str, columns: list[str], groups: Any = None, random: Any = None,
+                  weights: Any = None, offset: Any = None) -> ModelColumns:
+    """The columns the model reads (as ``build_model_frame`` selects them), checked against ``columns``."""
+    from interlace.data import identifiers
+    from interlace.formula.bars import Bar, expand_bars, group_parts, parse_bar, scan_formula
+    from interlace.model_frame import _as_list
+
+    parsed = scan_formula(formula)
+    if parsed.response is None:
+        raise ValueError(f"formula {formula!r} has no response (write 'y ~ ...')")
+    random_list = _as_list(random, "random")
+    groups_list = _as_list(groups, "groups")
+    extra = [parse_bar(r) for r in random_list] if random_list else [Bar("1", g) for g in groups_list]
+    bars = expand_bars(parsed.bars + extra)
+    have = set(columns)
+
+    def need(texts: list[str], role: str) -> list[str]:
+        names: list[str] = []
+        for t in texts:
+            names += identifiers(t)
+        unknown = [c for c in dict.fromkeys(names) if c not in have]
+        if unknown:
+            raise ValueError(f"{role} refers to column(s) not in data: {', '.join(unknown)}")
+        return names
+
+    resp = need([parsed.response], f"response {parsed.response!r}")
+    other = need([parsed.fixed] if parsed.fixed else [], "fixed-effects formula")
+    other += need(parsed.offsets, "offset() in the formula")
+    gmap: dict[str, list[str]] = {}
+    for b in bars:
+        other += need([b.lhs], f"random-effect term {b.text()}")
+        gp = group_parts(b.group)
+        miss = [g for g in gp if g not in have]
+        if miss:
+            raise ValueError(f"grouping factor {', '.join(miss)} of term {b.text()} is not a column of data")
+        gmap[b.group] = gp
+    w_expr, o_expr = _vec_arg(weights, "weights"), _vec_arg(offset, "offset")
+    for expr, arg in ((w_expr, "weights"), (o_expr, "offset")):
+        if expr is not None:
+            other += [expr] if expr in have else need([expr], arg)
+    gcols = [c for gp in gmap.values() for c in gp]
+    used = list(dict.fromkeys(resp + other + gcols))
+    pure = [c for c in dict.fromkeys(gcols) if c not in set(resp) | set(other)]
+    return ModelColumns(used=used, response=parsed.response, bars=bars, groups=gmap, pure_groups=pure,
+                        weights_expr=w_expr, offset_expr=o_expr)
+
+
+def is_factor_dtype(dtype: Any) -> bool:
+    """Columns whose distinct values are levels (strings, categoricals, booleans)."""
+    return not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+
+
+# ----------------------------------------------------------------------------- worker side
+
+
+def scan_partition(pdf: pd.DataFrame, cols: ModelColumns) -> dict:
+    """Distinct level combinations per grouping term, one row per value of each
+    factor-like column, the first rows, and the missing-value counts of one partition."""
+    from interlace.data import missing_mask
+    from interlace.distributed.blocks import normalize_strings
+
+    sub = normalize_strings(pdf[cols.used])
+    mask, na_cols = missing_mask(sub)
+    sub = sub.loc[~mask]
+    return {
+        "n": int(len(sub)),
+        "n_na": int(mask.sum()),
+        "na_cols": na_cols,
+        "groups": {g: sub[gp].drop_duplicates() for g, gp in cols.groups.items()},
+        "reps": [sub.drop_duplicates(subset=[c]) for c in cols.factor_columns],
+        "head": sub.iloc[:HEAD_ROWS],
+    }
+
+
+def merge_scans(scans: list[dict], cols: ModelColumns) -> dict:
+    """Union of the partitions' scans (runs on a worker: the client gets one small object)."""
+    out = {"n": 0, "n_na": 0, "na_cols": [], "groups": {}, "reps": [], "head": None}
+    heads = []
+    nhead = 0
+    for s in scans:
+        out["n"] += s["n"]
+        out["n_na"] += s["n_na"]
+        out["na_cols"] += [c for c in s["na_cols"] if c not in out["na_cols"]]
+        if nhead < HEAD_ROWS and len(s["head"]):
+            heads.append(s["head"].iloc[: HEAD_ROWS - nhead])
+            nhead += len(heads[-1])
+    first = scans[0]
+    out["groups"] = {g: pd.concat([s["groups"][g] for s in scans], ignore_index=True).drop_duplicates()
+                     for g in first["groups"]}
+    for i, c in enumerate(cols.factor_columns):
+        rep = pd.concat([s["reps"][i] for s in scans], ignore_index=True)
+        out["reps"].append(rep.drop_duplicates(subset=[c]))
+    out["head"] = pd.concat(heads, ignore_index=True) if heads else first["head"]
+    return out
+
+
+# ----------------------------------------------------------------------------- driver side
+
+
+@dataclass
+class Layout:
+    """Everything the partitions need to be coded alike."""
+
+    cols: ModelColumns
+    spec: Any  # FrameSpec with the global levels and all fixed-effect columns
+    terms: list[Any]  # ReTerm metadata (no per-row arrays), in lme4's order
+    fe_names_all: list[str]
+    n: int
+    n_dropped: int
+    na_cols: list[str]
+    messages: list[str]
+    response_dtypes: dict[str, Any]  # global categorical dtypes of factor response columns
+
+
+def _global_dtype(meta_dtype: Any, values: pd.Series) -> Any:
+    """The categorical dtype a factor column has on the whole frame (R's factor levels)."""
+    if isinstance(meta_dtype, pd.CategoricalDtype) and len(meta_dtype.categories):
+        present = set(values.dropna().tolist())
+        return pd.CategoricalDtype([c for c in meta_dtype.categories if c in present], ordered=meta_dtype.ordered)
+    if pd.api.types.is_bool_dtype(meta_dtype):
+        return None
+    return pd.CategoricalDtype(sorted(set(str(v) for v in values.dropna().tolist())))
+
+
+def build_layout(merged: dict, cols: ModelColumns, meta: pd.DataFrame, formula: str, family: Any,
+                 groups: Any, random: Any, offset: Any) -> Layout:
+    """Build the FrameSpec from a representative sample and the global levels."""
+    from interlace.formula.terms import group_codes, order_terms, vc_names
+    from interlace.model_frame import ReTerm, build_model_frame
+    from interlace.validation import check_terms, family_name
+
+    if merged["n"] == 0:
+        raise ValueError("data is empty (no rows left after dropping rows with missing values)")
+    # the sample: the first rows and one row per value of each factor-like column
+    parts = [merged["head"]] + [r for r in merged["reps"]]
+    sample = pd.concat(parts, ignore_index=True)
+    for c in cols.factor_columns:
+        dt = meta[c].dtype
+        if isinstance(dt, pd.CategoricalDtype) and len(dt.categories):
+            sample[c] = sample[c].astype(dt)
+    while len(sample) < 8:
+        sample = pd.concat([sample, sample], ignore_index=True)
+    # grouping columns used nowhere else become two-level dummies: their levels
+    # come from the global union below, and the sample's validation (n >= q)
+    # must not depend on how many groups the first rows happen to hold
+    for c in cols.pure_groups:
+        sample[c] = np.where(np.arange(len(sample)) % 2 == 0, "level_a", "level_b")
+    # the response plays no part in the spec: a synthetic one keeps the
+    # sample's response checks (constant, range) from misfiring
+    sample[SYNTH_Y] = np.where(np.arange(len(sample)) % 2 == 0, 1.0, 2.0)
+    rhs = formula.split("~", 1)[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mf = build_model_frame(f"{SYNTH_Y} ~ {rhs}", sample, family="poisson", groups=groups, random=random,
+                               offset=offset)
+    spec = mf.spec
+    spec.formula = formula
+    names_all = [str(c) for c in spec.fixed_spec.column_names]
+    spec.keep_columns = list(range(len(names_all)))
+    spec.fe_names = list(names_all)
+
+    # global levels of each grouping term, terms in written order, then lme4's order
+    levels = {g: group_codes(merged["groups"][g].reset_index(drop=True), g)[1] for g in cols.groups}
+    by_key = {(t.group, " ".join(t.lhs.split())): t for t in spec.terms}
+    written = [by_key[(b.group, " ".join(b.lhs.split()))] for b in cols.bars]
+    for t in written:
+        t.levels = list(levels[t.group])
+    order = order_terms([len(t.levels) for t in written])
+    tspecs = [written[i] for i in order]
+    spec.terms = tspecs
+    terms = []
+    for t, name in zip(tspecs, vc_names([t.group for t in tspecs])):
+        k = len(t.cnames)
+        terms.append(ReTerm(group=t.group, vc_name=name, codes=np.zeros(0, np.int64), levels=list(t.levels),
+                            z=np.zeros((0, k)), cnames=list(t.cnames), lhs=t.lhs))
+    check_terms(terms, merged["n"], family_name(family))
+
+    messages = []
+    if merged["n_na"]:
+        msg = (f"{merged['n_na']} row(s) with missing values dropped "
+               f"(columns: {', '.join(merged['na_cols'])})")
+        warnings.warn(msg, UserWarning, stacklevel=4)
+        messages.append(msg)
+    resp_dtypes = {}
+    from interlace.data import identifiers
+
+    for c in identifiers(cols.response):
+        if c in cols.factor_columns and not pd.api.types.is_bool_dtype(meta[c].dtype):
+            vals = pd.concat([r[c] for r in merged["reps"]] + [merged["head"][c]], ignore_index=True)
+            resp_dtypes[c] = _global_dtype(meta[c].dtype, vals)
+    return Layout(cols=cols, spec=spec, terms=terms, fe_names_all=names_all, n=merged["n"],
+                  n_dropped=merged["n_na"], na_cols=merged["na_cols"], messages=messages,
+                  response_dtypes=resp_dtypes)
+
+
+def aliased_from_gram(G: np.ndarray, tol: float = 1e-7) -> list[int]:
+    """Columns aliased with earlier kept ones, from the cross-product X'X alone.
+
+    The same greedy rule as ``formula.fixed.aliased_columns`` (R's dqrdc2): a
+    column is dropped when its residual norm after the earlier kept columns is
+    at most ``tol`` times its own norm; the residual's square is the Schur
+    complement G_jj - G_jS G_SS^{-1} G_Sj.
+
+    >>> X = np.array([[1.0, 1.0, 2.0], [1.0, 2.0, 4.0], [1.0, 3.0, 6.0]])
+    >>> aliased_from_gram(X.T @ X)
+    [2]
+    """
+    p = G.shape[0]
+    kept: list[int] = []
+    dropped: list[int] = []
+    for j in range(p):
+        gjj = G[j, j]
+        if gjj <= 0.0:
+            dropped.append(j)
+            continue
+        if kept:
+            S = G[np.ix_(kept, kept)]
+            g = G[kept, j]
+            res2 = gjj - g @ np.linalg.solve(S, g)
+        else:
+            res2 = gjj
+        if np.sqrt(max(res2, 0.0)) <= tol * np.sqrt(gjj):
+            dropped.append(j)
+        else:
+            kept.append(j)
+    return dropped
+
+
+def scale_message_from_sums(n: int, colsum: np.ndarray, XtX: np.ndarray, binary: np.ndarray,
+                            tol: float = 1e3) -> str | None:
+    """lme4's checkScaleX from column sums and X'X (the rule of ``validation.scale_message``)."""
+    import math
+
+    if n < 2 or len(colsum) < 2:
+        return None
+    cont = np.nonzero(~binary)[0]
+    if len(cont) < 2:
+        return None
+    mean = colsum[cont] / n
+    var = (np.diag(XtX)[cont] - n * mean * mean) / (n - 1)
+    sd = np.sqrt(np.maximum(var, 0.0))
+    sd = sd[sd > 0]
+    if sd.size < 2:
+        return None
+    if float(np.log(sd.max()) - np.log(sd.min())) > math.log(tol):
+        return "Some predictor variables are on very different scales: consider rescaling"
+    return None
