@@ -40,8 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--live-r", choices=("auto", "yes", "no"), default="auto",
                    help="time lme4/glmmTMB live with Rscript (auto: when it is installed)")
     p.add_argument("--no-peers", action="store_true", help="skip mixedlm and GPBoost")
-    p.add_argument("--profile", type=int, default=3, metavar="K",
-                   help="cProfile the K cases with the worst ratio to R (0: none)")
+    p.add_argument("--profile", type=int, default=2, metavar="K",
+                   help="cProfile the K small and K large cases with the worst ratio to R (0: none)")
     p.add_argument("--out", type=Path, default=RESULTS, help="output directory")
     p.add_argument("--no-chart", action="store_true", help="do not draw chart.png")
     return p.parse_args(argv)
@@ -193,13 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile > 0:
         from bench.profiling import profile_case
 
-        ranked = sorted((r for r in rows if report.best_ratio(r, source) is not None),
-                        key=lambda r: report.best_ratio(r, source), reverse=True)
+        # the worst ratios among the small cases and among the scale cases: the two
+        # suites lose time in different places (Python overhead vs per-row work)
         by_name = {c.name: c for c in cases}
-        profiles = "\n".join(profile_case(by_name[r["case"]]) for r in ranked[:args.profile])
+        chosen = []
+        for small in (True, False):
+            ranked = sorted((r for r in rows if report.best_ratio(r, source) is not None
+                             and (r["n"] < LARGE_NOBS) == small),
+                            key=lambda r: report.best_ratio(r, source), reverse=True)
+            chosen += ranked[:args.profile]
+        profiles = "\n".join(profile_case(by_name[r["case"]]) for r in chosen)
 
     info = {**info, **report.machine_info(), "loadavg_start": load_start,
-            "command": "python -m bench " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))}
+            "command": " ".join(["python -m bench"] + [shlex.quote(a) for a in (argv or sys.argv[1:])])}
     mem_method = next((r["memory_method"] for r in rows if r.get("memory_method")), None)
     notes = [
         "ours warm: median wall time of repeated `interlace.glmer(...)` calls in one process "
