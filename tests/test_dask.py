@@ -37,7 +37,8 @@ def simulate(n: int, n_groups: int = 400, n_h: int = 30, seed: int = 20240611) -
     b0 = rng.normal(0.0, 0.7, n_groups)
     b1 = rng.normal(0.0, 0.3, n_groups)
     c0 = rng.normal(0.0, 0.5, n_h)
-    eta = -0.5 + 0.4 * x + np.where(f == "trtA", 0.3, 0.0) + np.where(f == "trtB", -0.2, 0.0) + b0[g] + b1[g] * x + c0[h]
+    eta = (-0.5 + 0.4 * x + np.where(f == "trtA", 0.3, 0.0) + np.where(f == "trtB", -0.2, 0.0)
+           + b0[g] + b1[g] * x + c0[h])
     return pd.DataFrame({
         "y": rng.binomial(1, 1.0 / (1.0 + np.exp(-eta))).astype(float),
         "count": rng.poisson(np.exp(0.5 * eta)).astype(float),
