@@ -184,6 +184,11 @@ def test_dask_argument_errors(client):
         interlace.glmer("y ~ nope + (1 | g)", ddf, family="binomial")
     with pytest.raises(NotImplementedError, match="nAGQ"):
         interlace.glmer("y ~ x + (1 | g)", ddf, family="binomial", nAGQ=5)
+    import narwhals as nw
+
+    from interlace.distributed import is_dask_frame
+
+    assert is_dask_frame(ddf) and is_dask_frame(nw.from_native(ddf)) and not is_dask_frame(df)
 
 
 def test_in_memory_path_does_not_import_dask():
@@ -192,3 +197,17 @@ def test_in_memory_path_does_not_import_dask():
             "print('dask' in sys.modules or 'distributed' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_dask_many_partitions_empty_partition_interaction_group(client):
+    """More partitions than the client gathers at once (sums added on the
+    workers first), an empty partition, and an interaction grouping factor."""
+    df = simulate(12_000, n_groups=40, n_h=6, seed=11)
+    df["f"] = df["f"].astype("category")
+    chunks = [df.iloc[i * 500:(i + 1) * 500] for i in range(24)] + [df.iloc[:0]]
+    ddf = dd.from_map(lambda i: chunks[i], list(range(len(chunks))), meta=df.iloc[:0])
+    formula = "y ~ x + f + (1 | g) + (1 | f:h)"
+    m_mem = interlace.glmer(formula, df, family="binomial")
+    m_dask = interlace.glmer(formula, ddf, family="binomial")
+    assert m_dask.optinfo["npartitions"] == 25
+    assert_same_fit(m_mem, m_dask)
