@@ -27,7 +27,7 @@ from conftest import REPO, load_case
 
 README = REPO / "README.md"
 CI_RUN = REPO / ".ci" / "run"
-INSTALL = 'pip install -e ".[test,docs,plot]" && python -m interlace.examples.cbpp'
+INSTALL = 'pip install -e ".[test,docs,plot,dask]" && python -m interlace.examples.cbpp'
 TEST = "python -m pytest -q"
 
 
@@ -165,7 +165,7 @@ def test_tox_default_env_runs_the_readme_test_command():
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "tox.ini")
     env = cfg["testenv"]
-    assert env["extras"].split() == ["test", "docs", "plot"]  # the README install line's extras
+    assert env["extras"].split() == ["test", "docs", "plot", "dask"]  # the README install line's extras
     commands = [c.strip() for c in env["commands"].strip().splitlines()]
     assert commands == [TEST + " {posargs}"]
 
