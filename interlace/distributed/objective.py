@@ -37,55 +37,9 @@ class DistributedReStructure(ReStructure):
         self.n = int(n)
 
     def _build_pattern(self) -> None:
-        # ReStructure._build_pattern with np.unique over the rows replaced by
-        # the global pair keys (the rows live on the workers).
-        m = self.m
-        k0 = int(self.kdim[0])
-        n0 = int(self.nlev[0])
-        self.pairidx = np.zeros((m, 0), dtype=np.int64)
-        self.poff = np.zeros(m + 1, dtype=np.int64)
-        self.npairs = np.zeros(m, dtype=np.int64)
-        self.pair_rows = [np.zeros(0, np.int64)]
-        self.pair_cols = [np.zeros(0, np.int64)]
-        rows, cols, idx = [], [], []
-        for j in range(1, m):
-            uniq = np.asarray(self._pair_keys[j], dtype=np.int64)
-            pr, pc = uniq // n0, uniq % n0
-            self.pair_rows.append(pr)
-            self.pair_cols.append(pc)
-            kj = int(self.kdim[j])
-            self.npairs[j] = len(uniq)
-            self.poff[j + 1] = self.poff[j] + len(uniq) * kj * k0
-            a = np.arange(kj)
-            b = np.arange(k0)
-            r = (self.uoff[j] - self.q0) + pr[:, None, None] * kj + a[None, :, None] + 0 * b[None, None, :]
-            c = pc[:, None, None] * k0 + b[None, None, :] + 0 * a[None, :, None]
-            rows.append(r.ravel())
-            cols.append(c.ravel())
-            idx.append(self.poff[j] + np.arange(len(uniq) * kj * k0))
-        if m > 1:
-            import scipy.sparse as sp
-
-            rows = np.concatenate(rows)
-            cols = np.concatenate(cols)
-            idx = np.concatenate(idx).astype(np.float64)
-            csr = sp.csr_matrix((idx + 1.0, (rows, cols)), shape=(self.q2, self.q0))
-            csr.sort_indices()
-            self.l21_perm = (csr.data - 1.0).astype(np.int64)
-            self.l21_template = csr
-            self.nv21 = int(self.poff[m])
-            csc = csr.tocsc()
-            csc.sort_indices()
-            self.csc_indptr = csc.indptr.astype(np.int64)
-            self.csc_indices = csc.indices.astype(np.int64)
-            self.csc_pos = (csc.data - 1.0).astype(np.int64)
-        else:
-            self.l21_perm = np.zeros(0, np.int64)
-            self.l21_template = None
-            self.nv21 = 0
-            self.csc_indptr = np.zeros(1, np.int64)
-            self.csc_indices = np.zeros(0, np.int64)
-            self.csc_pos = np.zeros(0, np.int64)
+        # the pair keys were found on the workers (the rows live there)
+        self.pairidx = np.zeros((self.m, 0), dtype=np.int64)
+        self._layout_pairs([np.zeros(0, np.int64)] + [self._pair_keys[j] for j in range(1, self.m)])
 
     def row_layout(self) -> B.RowLayout:
         return B.RowLayout(kcol=self.kcol, kdim=self.kdim, uoff=self.uoff, poff=self.poff,

@@ -63,19 +63,31 @@ class ReStructure:
 
     def _build_pattern(self) -> None:
         """Find the nonzero (level_j, level_0) pairs of the cross blocks once."""
-        m, n = self.m, self.n
+        n0 = int(self.nlev[0])
+        self.pairidx = np.zeros((self.m, self.n), dtype=np.int64)
+        keys: list[np.ndarray] = [np.zeros(0, np.int64)]
+        for j in range(1, self.m):
+            uniq, inv = np.unique(self.codes[j] * n0 + self.codes[0], return_inverse=True)
+            self.pairidx[j] = inv
+            keys.append(uniq)
+        self._layout_pairs(keys)
+
+    def _layout_pairs(self, pair_keys: list[np.ndarray]) -> None:
+        """Lay out the cross blocks from the sorted unique pair keys per term
+        (key = level_j * nlevels_0 + level_0): offsets into the flat value
+        array V21 and the CSR/CSC templates whose data are positions in it,
+        so every iteration only refills values. Shared with the Dask path,
+        which finds the keys on the workers."""
+        m = self.m
         k0 = int(self.kdim[0])
         n0 = int(self.nlev[0])
-        self.pairidx = np.zeros((m, n), dtype=np.int64)
         self.poff = np.zeros(m + 1, dtype=np.int64)
         self.npairs = np.zeros(m, dtype=np.int64)
         self.pair_rows: list[np.ndarray] = [np.zeros(0, np.int64)]
         self.pair_cols: list[np.ndarray] = [np.zeros(0, np.int64)]
         rows, cols, idx = [], [], []
         for j in range(1, m):
-            key = self.codes[j] * n0 + self.codes[0]
-            uniq, inv = np.unique(key, return_inverse=True)
-            self.pairidx[j] = inv
+            uniq = np.asarray(pair_keys[j], dtype=np.int64)
             pr, pc = uniq // n0, uniq % n0
             self.pair_rows.append(pr)
             self.pair_cols.append(pc)
