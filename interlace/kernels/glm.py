@@ -84,6 +84,20 @@ def _variance_devres(fam: int, y: float, mu: float, wt: float):
         return 1.0, wt * r * r
 
 
+@njit(cache=True, inline="always")
+def _row_working(fam, link, yi, wti, etai, i, mu_out, w_out, r_out):
+    """Row i at eta: store mu, the working weight and residual; return
+    (w, r, weighted unit deviance)."""
+    mu, d = _linkinv_mueta(link, etai)
+    v, dr = _variance_devres(fam, yi, mu, wti)
+    wi = wti * d * d / v
+    ri = (yi - mu) / d
+    mu_out[i] = mu
+    w_out[i] = wi
+    r_out[i] = ri
+    return wi, ri, dr
+
+
 @njit(cache=True)
 def glm_working(fam, link, y, wt, eta, mu, w, r):
     """Fill mu, the working weights w = wt mu_eta^2 / V and the working
@@ -91,12 +105,7 @@ def glm_working(fam, link, y, wt, eta, mu, w, r):
     n = y.shape[0]
     dev = 0.0
     for i in range(n):
-        m, d = _linkinv_mueta(link, eta[i])
-        v, dr = _variance_devres(fam, y[i], m, wt[i])
-        mu[i] = m
-        w[i] = wt[i] * d * d / v
-        r[i] = (y[i] - m) / d
-        dev += dr
+        dev += _row_working(fam, link, y[i], wt[i], eta[i], i, mu, w, r)[2]
     return dev
 
 
@@ -187,14 +196,8 @@ def pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, 
     for i in range(y.shape[0]):
         acc = row_eta(i, base[i], codes, zl, kcol, kdim, uoff, u)
         eta[i] = acc
-        mu, d = _linkinv_mueta(link, acc)
-        v, dr = _variance_devres(fam, y[i], mu, wt[i])
+        wi, ri, dr = _row_working(fam, link, y[i], wt[i], acc, i, mu_out, w_out, r_out)
         dev += dr
-        wi = wt[i] * d * d / v
-        ri = (y[i] - mu) / d
-        mu_out[i] = mu
-        w_out[i] = wi
-        r_out[i] = ri
         if wi != 0.0:
             add_row_re(i, wi, wi * (acc - base[i] + ri), codes, zl, kcol, kdim, uoff, pairidx, poff, q0,
                        A11, V21, A22, rhs)
@@ -217,14 +220,8 @@ def pirls_pass_joint(fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, u
             xb += X[i, c] * beta[c]
         acc = row_eta(i, xb, codes, zl, kcol, kdim, uoff, u)
         eta[i] = acc
-        mu, d = _linkinv_mueta(link, acc)
-        v, dr = _variance_devres(fam, y[i], mu, wt[i])
+        wi, ri, dr = _row_working(fam, link, y[i], wt[i], acc, i, mu_out, w_out, r_out)
         dev += dr
-        wi = wt[i] * d * d / v
-        ri = (y[i] - mu) / d
-        mu_out[i] = mu
-        w_out[i] = wi
-        r_out[i] = ri
         if wi != 0.0:
             wz = wi * (acc - offset[i] + ri)
             add_row_re(i, wi, wz, codes, zl, kcol, kdim, uoff, pairidx, poff, q0, A11, V21, A22, rhs)
