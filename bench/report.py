@@ -144,6 +144,15 @@ def evaluate_targets(rows: list[dict], source: str) -> list[tuple[str, str, str]
         ok = None if b is None or row.get("error") else (b <= 0.1 and llf_ok)
         out.append((f"{row['case']}: >= 10x faster than the fastest R variant, llf >= R - 1e-4",
                     verdict(ok), f"ratio {_f(b, '.3f')}, llf − R {_f(row.get('llf_diff'), '.1e')}"))
+    for row in rows:
+        if row["suite"] != "scale" or row.get("error") or row.get("r_loglik") is None:
+            continue
+        for peer, rec in sorted((row.get("peers") or {}).items()):
+            if not rec or "error" in rec or rec["llf"] < row["r_loglik"] - LLF_TOL:
+                continue  # only peers that reach R's optimum count
+            out.append((f"{row['case']}: faster than {peer} (which reaches R's llf)",
+                        verdict(row["warm_s"] < rec["seconds"]),
+                        f"ours {row['warm_s']:.3f} s, {peer} {rec['seconds']:.3f} s"))
     small = [r for r in rows if r["suite"] == "oracle" and not r.get("error")]
     prim = []
     for r in small:
