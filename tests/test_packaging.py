@@ -124,7 +124,7 @@ def test_pyproject_metadata_and_dependencies():
     assert extra("docs") == {"mkdocs", "mkdocs-material", "mkdocstrings", "matplotlib"}
     assert extra("plot") == {"matplotlib"}
     assert extra("dask") == {"dask", "distributed"}
-    assert extra("bench") == {"matplotlib", "psutil"}
+    assert extra("bench") == {"matplotlib", "mixedlm", "gpboost"}
 
 
 def test_version_is_read_from_the_package():
