@@ -20,8 +20,10 @@ import numpy as np
 class ParamInfo:
     """One reported parameter.
 
-    ``kind`` is "sd", "cor", "sigma" or "beta"; ``index`` is its position in
-    theta (sd/cor), in the fixed effects (beta) or 0 (sigma).
+    ``kind`` is "sd", "cor", "sigma", "beta" or "aux"; ``index`` is its
+    position in theta (sd/cor), in the fixed effects (beta), in the
+    concatenated family-parameter coefficients (aux: the dispersion and
+    zero-inflation models of the general engine) or 0 (sigma).
     """
 
     name: str  # lme4's name: .sig01, .sigma or the fixed-effect name
@@ -34,10 +36,24 @@ def _r_cname(c: str) -> str:
     return "(Intercept)" if c == "Intercept" else c
 
 
-def param_table(re, fe_names: list[str], has_sigma: bool) -> list[ParamInfo]:
-    """All parameters in lme4's order: .sig01.., .sigma (LMM), fixed effects."""
+def param_table(re, fe_names: list[str], has_sigma: bool,
+                aux: list[tuple[str, list[str]]] | None = None) -> list[ParamInfo]:
+    """All parameters in lme4's order: .sig01.., .sigma (LMM), fixed effects,
+    then the family-parameter coefficients of the general engine.
+
+    ``aux`` lists (block, coefficient names) of the free family-parameter
+    models, e.g. ``[("disp", ["Intercept"])]``; their rows are named
+    ``disp.Intercept`` (the general engine's ``param_names``), with glmmTMB's
+    ``disp.(Intercept)`` as an alias. They are on the scale of that model's
+    linear predictor (log dispersion, logit zero-inflation probability), as
+    glmmTMB's ``confint(m, full = TRUE)`` reports ``disp.*`` / ``zi.*`` rows.
+
+    >>> [p.name for p in param_table(None, ["Intercept"], False, [("disp", ["Intercept"])])
+    ...  if p.kind != "sd"]
+    ['Intercept', 'disp.Intercept']
+    """
     out: list[ParamInfo] = []
-    for t in range(re.ntheta):
+    for t in range(0 if re is None else re.ntheta):
         term = re.terms[re.theta_term[t]]
         a, b = int(re.theta_a[t]), int(re.theta_b[t])
         if a == b:
@@ -49,6 +65,11 @@ def param_table(re, fe_names: list[str], has_sigma: bool) -> list[ParamInfo]:
         out.append(ParamInfo(".sigma", "sigma", "sigma", 0))
     for j, nm in enumerate(fe_names):
         out.append(ParamInfo(nm, nm, "beta", j))
+    j = 0
+    for block, names in aux or []:
+        for c in names:
+            out.append(ParamInfo(f"{block}.{c}", f"{block}.{_r_cname(c)}", "aux", j))
+            j += 1
     return out
 
 
@@ -56,14 +77,16 @@ def resolve_parm(parm, table: list[ParamInfo], theta_names: list[str] | None = N
     """Positions in `table` selected by ``parm`` (lme4's conventions).
 
     None: all; "theta_": the variance parameters; "beta_": the fixed effects;
-    otherwise names (lme4's ``.sig01``, ``sd_(Intercept)|herd``, our
+    "aux_": the family-parameter coefficients (general engine); otherwise names (lme4's ``.sig01``, ``sd_(Intercept)|herd``, our
     ``sd_Intercept|herd``, theta names, fixed-effect names) or integer positions.
     """
     if parm is None:
         return list(range(len(table)))
     if isinstance(parm, str):
         if parm == "theta_":
-            return [i for i, p in enumerate(table) if p.kind != "beta"]
+            return [i for i, p in enumerate(table) if p.kind in ("sd", "cor", "sigma")]
+        if parm == "aux_":
+            return [i for i, p in enumerate(table) if p.kind == "aux"]
         if parm == "beta_":
             return [i for i, p in enumerate(table) if p.kind == "beta"]
         parm = [parm]
@@ -159,6 +182,7 @@ def sdcor_to_theta(re, sdcor: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarra
 
 def sdcor_bounds(table: list[ParamInfo]) -> tuple[np.ndarray, np.ndarray]:
     """Box bounds on the sd/cor/sigma/beta scale."""
+    # aux coefficients are on their link scale (log dispersion, logit zi): unbounded
     lo = np.array([0.0 if p.kind in ("sd", "sigma") else -1.0 if p.kind == "cor" else -np.inf for p in table])
     hi = np.array([1.0 if p.kind == "cor" else np.inf for p in table])
     return lo, hi

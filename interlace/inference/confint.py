@@ -11,6 +11,24 @@ from interlace.inference._params import level_labels, param_table, resolve_parm,
 METHODS = ("Wald", "profile", "boot")
 
 
+def aux_layout(result) -> list[tuple[str, list[str]]]:
+    """(block, coefficient names) of the free family-parameter models of a
+    general-engine fit ("disp", "zi", in the engine's order); [] otherwise."""
+    aux = getattr(result, "aux_params", None) or {}
+    blocks = getattr(result.objective, "blocks", None)
+    order = [b.name for b in blocks if b.free] if blocks is not None else list(aux)
+    return [(b, list(aux[b].index)) for b in order if b in aux]
+
+
+def aux_values(result) -> pd.Series:
+    """The family-parameter coefficients (``disp.Intercept``, ``zi.Intercept``, ...) of a general-engine fit."""
+    vals, names = [], []
+    for b, cn in aux_layout(result):
+        vals += list(result.aux_params[b].to_numpy(dtype=float))
+        names += [f"{b}.{c}" for c in cn]
+    return pd.Series(vals, index=names, dtype=float)
+
+
 def _table(result):
     from interlace.objective.predictor import ReStructure
 
@@ -18,7 +36,7 @@ def _table(result):
     if re is None:
         re = ReStructure(result.model_frame.terms)
     lmm = result.optinfo.get("engine") == "lmm"
-    return re, param_table(re, list(result.fe_params.index), lmm), lmm
+    return re, param_table(re, list(result.fe_params.index), lmm, aux_layout(result)), lmm
 
 
 def sdcor_values(result) -> pd.Series:
@@ -28,7 +46,7 @@ def sdcor_values(result) -> pd.Series:
     vals = list(theta_to_sdcor(re, result.theta.to_numpy(dtype=float), sigma))
     if lmm:
         vals.append(sigma)
-    return pd.Series(vals, index=[p.name for p in table if p.kind != "beta"])
+    return pd.Series(vals, index=[p.name for p in table if p.kind in ("sd", "cor", "sigma")])
 
 
 def confint(result, parm=None, level: float = 0.95, method: str = "Wald", **kwargs) -> pd.DataFrame:
@@ -37,20 +55,29 @@ def confint(result, parm=None, level: float = 0.95, method: str = "Wald", **kwar
 
     Rows are named as lme4 names them: ``.sig01``, ``.sig02``, ... (SDs and
     correlations in theta's order), ``.sigma`` (LMMs), then the fixed effects
-    (interlace's names); columns are R's ``"2.5 %"``, ``"97.5 %"``.
+    (interlace's names), then for fits of the general (glmmTMB-families)
+    engine the family-parameter coefficients ``disp.<coef>`` / ``zi.<coef>``
+    on their link scale (glmmTMB's ``disp.(Intercept)``, ``zi.(Intercept)``
+    rows; for a negative binomial with ``dispformula ~ 1``,
+    ``exp(disp.Intercept)`` is theta, glmmTMB's ``sigma`` row). Columns are
+    R's ``"2.5 %"``, ``"97.5 %"``.
 
     ``method``:
 
-    - ``"Wald"``: estimate +- z * SE from ``vcov`` for the fixed effects;
-      NaN for the variance parameters, as lme4 gives NA.
+    - ``"Wald"``: estimate +- z * SE from ``vcov`` for the fixed effects and
+      the family-parameter coefficients (SEs from the general engine's
+      Hessian, ``result.aux_bse``); NaN for the variance parameters, as lme4
+      gives NA.
     - ``"profile"``: the likelihood profile (see
-      :func:`interlace.inference.profile.profile`); keyword ``polish``
-      (default True) refines the splined crossing on the exact profile.
+      :func:`interlace.inference.profile.profile`) of the Laplace deviance,
+      the AGQ deviance (nAGQ > 1) or the general engine's Laplace deviance;
+      keyword ``polish`` (default True) refines the splined crossing on the
+      exact profile.
     - ``"boot"``: percentile intervals from the parametric bootstrap;
       keywords ``nsim`` (default 500, lme4's), ``seed``, ``n_jobs``,
       ``progress``.
 
-    ``parm`` selects rows: None (all), ``"theta_"``, ``"beta_"``, names
+    ``parm`` selects rows: None (all), ``"theta_"``, ``"beta_"``, ``"aux_"``, names
     (lme4's ``.sig01`` or ``sd_(Intercept)|herd``, interlace's
     ``sd_Intercept|herd``, theta or fixed-effect names) or positions.
 
@@ -81,6 +108,11 @@ def confint(result, parm=None, level: float = 0.95, method: str = "Wald", **kwar
                 est = float(result.fe_params.iloc[p.index])
                 se = float(result.fe_bse.iloc[p.index])
                 out.loc[p.name] = [est - z * se, est + z * se]
+            elif p.kind == "aux":
+                blk, coef = p.name.split(".", 1)
+                est = float(result.aux_params[blk][coef])
+                se = float(result.aux_bse[blk][coef])
+                out.loc[p.name] = [est - z * se, est + z * se]
         return out
     if meth == "profile":
         from interlace.inference.profile import profile
@@ -97,8 +129,13 @@ def confint(result, parm=None, level: float = 0.95, method: str = "Wald", **kwar
 
 
 class _SdcorFixef:
-    """Bootstrap statistic of confint(method="boot"): lme4's .sig/.sigma and the fixed effects.
+    """Bootstrap statistic of confint(method="boot"): lme4's .sig/.sigma, the
+    fixed effects and (general engine) the family-parameter coefficients.
     A class (not a lambda) so it pickles for worker processes."""
 
     def __call__(self, result) -> pd.Series:
-        return pd.concat([sdcor_values(result), result.fe_params])
+        parts = [sdcor_values(result), result.fe_params]
+        aux = aux_values(result)
+        if len(aux):
+            parts.append(aux)
+        return pd.concat(parts)

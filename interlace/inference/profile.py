@@ -15,10 +15,15 @@ then polish that crossing with a bracketed root search on the exact profile,
 so the reported limits do not carry the interpolation error of a coarse grid.
 
 The deviance profiled for a GLMM is the Laplace deviance over (theta, beta)
-(lme4's devfun with nAGQ = 1); the SDs and correlations are the covariance
+(lme4's devfun with nAGQ = 1), or for an nAGQ > 1 fit the adaptive
+Gauss-Hermite deviance of the same (theta, beta) (``AGQObjective``, as
+lme4's profile of an AGQ fit); the SDs and correlations are the covariance
 of the random effects written as D R D, theta = chol(D R D). For an LMM it is
 the ML deviance in (theta, sigma, beta), evaluated in closed form from the
-penalized least squares solution.
+penalized least squares solution. For a fit of the general (glmmTMB-families)
+engine it is that engine's Laplace deviance over (theta, beta, aux), the aux
+coefficients being the dispersion / zero-inflation models on their link
+scale (reported as ``disp.<coef>``, ``zi.<coef>``), with its exact gradient.
 """
 
 from __future__ import annotations
@@ -52,20 +57,33 @@ class DevianceModel:
 
     def __init__(self, result) -> None:
         engine = result.optinfo.get("engine")
-        if engine not in ("laplace", "lmm") or result.objective is None:
+        if engine not in ("laplace", "lmm", "agq", "general") or result.objective is None:
             raise NotImplementedError(
-                f"profiling is implemented for the Laplace (nAGQ = 1) and linear mixed model engines; "
-                f"this fit used engine {engine!r}. Use method='Wald' or method='boot'.")
-        if result.nAGQ != 1 and engine == "laplace":
-            raise NotImplementedError("profiling needs a Laplace fit (nAGQ = 1); refit with nAGQ=1 or use "
-                                      "method='boot'")
+                f"profiling is implemented for the Laplace, AGQ, general (glmmTMB-families) and linear mixed "
+                f"model engines; this fit used engine {engine!r}. Use method='Wald' or method='boot'.")
+        if engine == "laplace" and result.nAGQ != 1:
+            raise NotImplementedError("profiling needs a Laplace (nAGQ = 1) or AGQ (nAGQ > 1) fit, not nAGQ = 0; "
+                                      "refit with nAGQ=1 or use method='boot'")
+        from interlace.inference.confint import aux_layout
+
         self.result = result
-        self.obj = result.objective
-        self.re = self.obj.re
+        self.engine = engine
         self.lmm = engine == "lmm"
+        self.general = engine == "general"
+        if engine == "agq":
+            # the AGQ deviance over (theta, beta) on top of the fit's Laplace objective
+            # (which supplies PIRLS and the modes); same interface as LaplaceObjective
+            from interlace.objective.agq import AGQObjective
+
+            self.obj = AGQObjective(result.objective, result.nAGQ)
+            self.re = result.objective.re
+        else:
+            self.obj = result.objective
+            self.re = self.obj.re
         self.nt = self.re.ntheta
         self.p = len(result.fe_params)
-        self.table: list[ParamInfo] = param_table(self.re, list(result.fe_params.index), self.lmm)
+        aux = aux_layout(result) if self.general else []
+        self.table: list[ParamInfo] = param_table(self.re, list(result.fe_params.index), self.lmm, aux)
         self.lower, self.upper = sdcor_bounds(self.table)
         theta = result.theta.to_numpy(dtype=float)
         sigma = float(np.sqrt(result.scale)) if self.lmm else 1.0
@@ -73,8 +91,15 @@ class DevianceModel:
         if self.lmm:
             parts.append([sigma])
         parts.append(result.fe_params.to_numpy(dtype=float))
+        for b, _names in aux:
+            parts.append(result.aux_params[b].to_numpy(dtype=float))
         self.x_hat = np.concatenate(parts)
-        self.exact_grad = (not self.lmm) and self.obj.has_exact_gradient()
+        if self.general:
+            # the engine's own x = (theta, beta, aux) at the fit's optimum, for restore()
+            self._x_fit = np.concatenate([theta, self.x_hat[self.nt:]])
+            self.exact_grad = True  # the general objective's gradient is exact for every family
+        else:
+            self.exact_grad = (not self.lmm) and self.obj.has_exact_gradient()
         self.nfev = 0
 
     @property
@@ -82,15 +107,18 @@ class DevianceModel:
         return [p.name for p in self.table]
 
     def split(self, x: np.ndarray):
+        """(sdcor, sigma, beta, aux coefficients) of a reported-scale vector."""
         sdcor = x[: self.nt]
         sigma = float(x[self.nt]) if self.lmm else 1.0
-        beta = x[self.nt + (1 if self.lmm else 0):]
-        return sdcor, sigma, beta
+        b0 = self.nt + (1 if self.lmm else 0)
+        beta = x[b0: b0 + self.p]
+        aux = x[b0 + self.p:]
+        return sdcor, sigma, beta, aux
 
     # ------------------------------------------------------------------ deviance
     def deviance(self, x: np.ndarray) -> float:
         self.nfev += 1
-        sdcor, sigma, beta = self.split(np.asarray(x, float))
+        sdcor, sigma, beta, aux = self.split(np.asarray(x, float))
         if self.lmm and sigma <= 0:
             return _BIG
         theta, ok = sdcor_to_theta(self.re, sdcor, sigma)
@@ -100,7 +128,10 @@ class DevianceModel:
             if self.lmm:
                 return self._lmm_deviance(theta, sigma, beta)
             with np.errstate(all="ignore"):
-                d = float(self.obj.deviance(theta, beta))
+                if self.general:
+                    d = float(self.obj.deviance(np.concatenate([theta, beta, aux])))
+                else:
+                    d = float(self.obj.deviance(theta, beta))
         except Exception:  # PIRLS failure far from the optimum: a wall, not a crash
             return _BIG
         return d if np.isfinite(d) else _BIG
@@ -118,9 +149,10 @@ class DevianceModel:
 
     def value_and_grad(self, x: np.ndarray, free: np.ndarray) -> tuple[float, np.ndarray]:
         """Deviance and its gradient in the free coordinates. GLMMs with a
-        canonical link use the engine's exact gradient in (theta, beta) and the
-        chain rule through the (algebraic) sd/cor -> theta map; otherwise
-        central differences."""
+        canonical link (Laplace or AGQ) and every general-engine fit use the
+        engine's exact gradient in (theta, beta[, aux]) and the chain rule
+        through the (algebraic) sd/cor -> theta map; otherwise central
+        differences."""
         x = np.asarray(x, float)
         if not self.exact_grad:
             f0 = self.deviance(x)
@@ -132,12 +164,18 @@ class DevianceModel:
                 xm[i] = max(x[i] - h, self.lower[i])
                 g[j] = (self.deviance(xp) - self.deviance(xm)) / (xp[i] - xm[i])
             return f0, g
-        sdcor, _sigma, beta = self.split(x)
+        sdcor, _sigma, beta, aux = self.split(x)
         theta, ok = sdcor_to_theta(self.re, sdcor)
         f0 = self.deviance(x)
         if not ok or f0 >= _BIG:
             return f0, np.zeros(len(free))
-        g_tb = self.obj.gradient(theta, beta)  # state is at (theta, beta) after deviance()
+        # state is at (theta, beta[, aux]) after deviance()
+        if self.general:
+            g_tb = self.obj.gradient(np.concatenate([theta, beta, aux]))
+        else:
+            g_tb = self.obj.gradient(theta, beta)
+        if not np.all(np.isfinite(g_tb)):
+            return _BIG, np.zeros(len(free))
         g_x = np.empty(len(x))
         g_x[self.nt:] = g_tb[self.nt:]
         J = self._jacobian(sdcor)
@@ -184,10 +222,12 @@ class DevianceModel:
         """Leave the fitted objective's state at the fit's optimum again."""
         r = self.result
         theta = r.theta.to_numpy(dtype=float)
-        if self.lmm:
+        if self.general:
+            self.obj.deviance(self._x_fit)
+        elif self.lmm:
             self.obj.deviance(theta)
-        else:
-            self.obj.deviance(theta, r.fe_params.to_numpy(dtype=float))
+        else:  # the fit's Laplace objective (also under an AGQ fit) back at its optimum
+            r.objective.deviance(theta, r.fe_params.to_numpy(dtype=float))
 
 
 @dataclass
