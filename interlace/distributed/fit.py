@@ -28,6 +28,8 @@ import numpy as np
 
 from interlace.distributed import blocks as B
 from interlace.distributed import layout as L
+from interlace.distributed.general import fit_general_dask, supports_general
+from interlace.distributed.general_rows import finalize_general
 from interlace.distributed.objective import DistributedLaplaceObjective, DistributedReStructure
 from interlace.distributed.result import build_dask_result, meta_model_frame
 from interlace.distributed.rounds import Rounds
@@ -36,10 +38,13 @@ from interlace.distributed.rounds import Rounds
 def _unsupported(fam: Any, nAGQ: int, dispformula: Any, ziformula: Any) -> str | None:
     from interlace.api import _is_lmm
 
-    if getattr(fam, "fit_engine", None) is not None:
-        return f"family {getattr(fam, 'name', fam)!r} (it has its own engine)"
     if dispformula is not None or ziformula is not None:
         return "dispformula / ziformula"
+    if supports_general(fam):
+        # NB2: the general-likelihood engine's row passes (distributed/general.py)
+        return "nAGQ > 1" if int(nAGQ) > 1 else None
+    if getattr(fam, "fit_engine", None) is not None:
+        return f"family {getattr(fam, 'name', fam)!r} (it has its own engine)"
     if _is_lmm(fam, dispformula):
         return "the Gaussian identity model (lmer)"
     if getattr(fam, "name", None) == "gamma":
@@ -55,7 +60,8 @@ def glmer_dask(formula: str, data: Any, family: Any, groups: Any = None, random:
     """Fit ``formula`` on a Dask DataFrame with the default (or given) ``distributed.Client``.
 
     The same model as ``interlace.glmer`` on the same rows in memory (Laplace
-    and nAGQ = 0, the exponential families with the Laplace engine). The
+    and nAGQ = 0, the exponential families with the Laplace engine; NB2 with
+    the general-likelihood engine, theta fixed or estimated). The
     rows are read twice from the source (once to find the layout, once to
     build each partition's arrays), then never leave the workers.
     """
@@ -140,13 +146,23 @@ def glmer_dask(formula: str, data: Any, family: Any, groups: Any = None, random:
     re = DistributedReStructure(layout.terms, st["pairs"], st["n"])
     rounds = Rounds(client, blocks)
     rounds.count = nround
-    sat = rounds.replace_blocks(B.finalize, re.row_layout(), st["pairs"], keep if drop else None, int(re.nlev[0]))
+    general = supports_general(fam)
+    fin = finalize_general if general else B.finalize
+    sat = rounds.replace_blocks(fin, re.row_layout(), st["pairs"], keep if drop else None, int(re.nlev[0]))
     del blocks, st
     ntheta = re.ntheta
     validate_fit_args(optimizer=optimizer, theta0_len_expected=ntheta, theta0=theta0, nAGQ=nAGQ,
                       terms=layout.terms, dispformula=dispformula)
     if theta0 is not None:
         theta0 = np.asarray(theta0, dtype=float)
+    if general:
+        # 4-5. the general-likelihood engine (NB2): x = (theta, beta, log theta_NB)
+        mf = meta_model_frame(layout, spec, fe_names, dropped, messages)
+        info = {"npartitions": int(train.npartitions), "nAGQ": 1}
+        res = fit_general_dask(mf, fam, re, rounds, optimizer=optimizer, theta0=theta0, formula=formula,
+                               messages=messages, train=train, used=cols.used, extra_info=info)
+        _emit_warnings(res, stacklevel=4)
+        return res
     # 4. optimize
     obj = DistributedLaplaceObjective(re, rounds, fam, len(fe_names), float(np.sum(sat)))
     opt = optimize_glmm(obj, optimizer, theta0, int(nAGQ))
