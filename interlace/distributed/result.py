@@ -25,6 +25,7 @@ from interlace.distributed import blocks as B
 from interlace.model_frame import ModelFrame
 from interlace.results.build import (
     _rx_inverse,
+    vcov_from_hessian,
     _theta_names,
     conditional_variances,
     group_frames,
@@ -98,16 +99,7 @@ def build_dask_result(mf: ModelFrame, family, obj, opt, *, formula: str, optimiz
     fe_names = list(mf.fe_names)
     p, nt, n = len(fe_names), re.ntheta, re.n
     messages = list(messages) + list(opt.messages)
-    V = None
-    H = opt.hessian
-    if H is not None:
-        try:
-            Vfull = 2.0 * np.linalg.solve(H, np.eye(H.shape[0]))
-            V = 0.5 * (Vfull + Vfull.T)[nt:, nt:]
-            if not np.all(np.isfinite(V)) or np.any(np.diag(V) <= 0):
-                V = None
-        except np.linalg.LinAlgError:
-            V = None
+    V = vcov_from_hessian(opt.hessian, nt)
     if V is None:
         V = _rx_inverse(obj.rx_at(theta, beta))
         messages.append("variance-covariance matrix computed from finite-difference Hessian is\n"

@@ -113,17 +113,7 @@ def build_result(mf: ModelFrame, family, obj, opt, *, nAGQ: int, engine: str, fo
         deviance = -2.0 * llf
     else:
         scale = 1.0
-        H = opt.hessian
-        V = None
-        if H is not None:
-            try:
-                # lme4: vcov from the Hessian of the deviance in (theta, beta): 2 H^{-1}, beta block
-                Vfull = 2.0 * np.linalg.solve(H, np.eye(H.shape[0]))
-                V = 0.5 * (Vfull + Vfull.T)[nt:, nt:]
-                if not np.all(np.isfinite(V)) or np.any(np.diag(V) <= 0):
-                    V = None
-            except np.linalg.LinAlgError:
-                V = None
+        V = vcov_from_hessian(opt.hessian, nt)
         if V is None:
             # fall back to the conditional covariance given theta (lme4's use.hessian = FALSE)
             from interlace.objective.laplace import solve_joint
@@ -186,6 +176,21 @@ def build_result(mf: ModelFrame, family, obj, opt, *, nAGQ: int, engine: str, fo
         model_frame=mf, objective=obj, warnings=messages,
     )
     return res
+
+
+def vcov_from_hessian(H: np.ndarray | None, nt: int) -> np.ndarray | None:
+    """lme4's vcov for GLMMs: the beta block of 2 H^{-1}, H the Hessian of the
+    deviance in (theta, beta); None when H is missing or not usable."""
+    if H is None:
+        return None
+    try:
+        Vfull = 2.0 * np.linalg.solve(H, np.eye(H.shape[0]))
+    except np.linalg.LinAlgError:
+        return None
+    V = 0.5 * (Vfull + Vfull.T)[nt:, nt:]
+    if not np.all(np.isfinite(V)) or np.any(np.diag(V) <= 0):
+        return None
+    return V
 
 
 def _rx_inverse(RX: np.ndarray) -> np.ndarray:
