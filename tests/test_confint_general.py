@@ -180,6 +180,18 @@ def test_profile_leaves_general_fit_state(fits):
     assert obj._state["dev"] == pytest.approx(before, rel=1e-12)
 
 
+def test_boot_general_has_family_rows(fits):
+    """confint(method="boot") of a general-engine fit reports the disp.* rows too."""
+    m = fits("grouseticks_nb_tmb")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ci = m.confint(method="boot", nsim=20, seed=3)
+    assert list(ci.index) == list(m.confint(method="Wald").index)
+    assert np.isfinite(ci.to_numpy()).all()
+    lo, hi = ci.loc["disp.Intercept"]
+    assert lo < hi
+
+
 # ---------------------------------------------------------------------------- profile, AGQ
 def test_profile_agq_brackets_and_chisq_crossings(fits, profiles):
     m = fits("cbpp_agq25")
@@ -222,8 +234,9 @@ cat(jsonlite::toJSON(list(names = rownames(ci), lo = ci[, 1], hi = ci[, 2]), dig
 @pytest.mark.r
 def test_profile_matches_live_glmmtmb(tmp_path, fits, profiles):
     """glmmTMB's profile intervals: fixed effects directly, its log-SD row
-    (theta_1|...) exponentiated against our .sig01. glmmTMB splines a coarser
-    profile, hence the 5e-3 relative tolerance."""
+    (theta_1|...) exponentiated against our .sig01 (a profile interval is
+    invariant under the monotone log map). Measured: 2.8e-4 relative at most;
+    the issue's parity bar is 1e-3."""
     name = "grouseticks_nb_tmb"
     case = load_case(name)
     script = tmp_path / "ci.R"
@@ -242,4 +255,4 @@ def test_profile_matches_live_glmmtmb(tmp_path, fits, profiles):
         else:
             key, ref = r_to_formulaic(nm, case), np.array([lo, hi])
         mine = ours.loc[key].to_numpy(float)
-        assert np.max(np.abs(mine - ref) / np.abs(ref)) < 5e-3, (nm, mine, ref)
+        assert np.max(np.abs(mine - ref) / np.abs(ref)) < 1e-3, (nm, mine, ref)
