@@ -231,7 +231,8 @@ def build_dask_general_result(mf, family, obj, opt, *, formula: str, optimizer: 
     values and predictions are lazy Dask Series."""
     from interlace.distributed.result import DaskGLMMResult
     from interlace.general.result import _covariance, _cond_sd
-    from interlace.results.build import _theta_names, group_frames, is_singular, varcorr_frame
+    from interlace.results.build import (_theta_names, group_frames, is_singular, variance_components,
+                                         varcorr_frame)
     from interlace.results.glmm_result import GLMMResult
 
     re = obj.re
@@ -270,10 +271,6 @@ def build_dask_general_result(mf, family, obj, opt, *, formula: str, optimizer: 
     ranef_sd = group_frames(re, csd)
     obj.deviance(x)
     vc = varcorr_frame(re, theta, 1.0, residual=False)
-    vcomp = {}
-    for _, row in vc[vc["var2"].isna()].iterrows():
-        single = sum((vc["grp"] == row["grp"]) & vc["var2"].isna()) == 1
-        vcomp[row["grp"] if single else f"{row['grp']}:{row['var1']}"] = row["vcov"]
     singular = is_singular(re, theta)
     messages = list(messages) + list(opt.messages)
     if singular:
@@ -290,7 +287,7 @@ def build_dask_general_result(mf, family, obj, opt, *, formula: str, optimizer: 
         fe_bse=pd.Series(se_all[sl], index=fe_names, name="fe_bse"),
         vcov=pd.DataFrame(V[sl, sl], index=fe_names, columns=fe_names),
         random_effects=ranef, random_effects_sd=ranef_sd,
-        variance_components=pd.Series(vcomp, name="variance_components"),
+        variance_components=variance_components(vc),
         varcorr=vc, theta=pd.Series(theta, index=_theta_names(re), name="theta"),
         llf=float(llf), aic=float(-2 * llf + 2 * df_model), bic=float(-2 * llf + np.log(n) * df_model),
         deviance=float(-2 * llf), df_model=int(df_model), df_resid=int(n - df_model), nobs=int(n),

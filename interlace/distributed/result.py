@@ -31,6 +31,7 @@ from interlace.results.build import (
     group_frames,
     is_singular,
     varcorr_frame,
+    variance_components,
 )
 from interlace.results.glmm_result import GLMMResult
 
@@ -110,11 +111,6 @@ def build_dask_result(mf: ModelFrame, family, obj, opt, *, formula: str, optimiz
     ranef = group_frames(re, b)
     ranef_sd = group_frames(re, conditional_variances(re, obj.chol, theta, 1.0))
     vc = varcorr_frame(re, theta, 1.0, residual=False)
-    vcomp = {}
-    for _, row in vc[vc["var2"].isna()].iterrows():
-        key = row["grp"] if row["var1"] is None else (
-            row["grp"] if sum((vc["grp"] == row["grp"]) & vc["var2"].isna()) == 1 else f"{row['grp']}:{row['var1']}")
-        vcomp[key] = row["vcov"]
     singular = is_singular(re, theta)
     if singular:
         messages.insert(0, "boundary (singular) fit: see help('isSingular')")
@@ -127,7 +123,7 @@ def build_dask_result(mf: ModelFrame, family, obj, opt, *, formula: str, optimiz
         fe_bse=pd.Series(np.sqrt(np.diag(V)), index=fe_names, name="fe_bse"),
         vcov=pd.DataFrame(V, index=fe_names, columns=fe_names),
         random_effects=ranef, random_effects_sd=ranef_sd,
-        variance_components=pd.Series(vcomp, name="variance_components"),
+        variance_components=variance_components(vc),
         varcorr=vc, theta=pd.Series(theta, index=_theta_names(re), name="theta"),
         llf=float(llf), aic=float(-2 * llf + 2 * df_model), bic=float(-2 * llf + np.log(n) * df_model),
         deviance=float(obj._dev), df_model=int(df_model), df_resid=int(n - df_model), nobs=int(n),

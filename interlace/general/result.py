@@ -23,7 +23,7 @@ import copy
 import numpy as np
 import pandas as pd
 
-from interlace.results.build import _theta_names, group_frames, is_singular, varcorr_frame
+from interlace.results.build import _theta_names, group_frames, is_singular, variance_components, varcorr_frame
 
 __all__ = ["build_general_result"]
 
@@ -138,10 +138,6 @@ def build_general_result(mf, family, obj, opt, *, formula: str, optimizer: str, 
     ranef_sd = group_frames(re, csd)
     obj.deviance(x)
     vc = varcorr_frame(re, theta, 1.0, residual=False)
-    vcomp = {}
-    for _, row in vc[vc["var2"].isna()].iterrows():
-        single = sum((vc["grp"] == row["grp"]) & vc["var2"].isna()) == 1
-        vcomp[row["grp"] if single else f"{row['grp']}:{row['var1']}"] = row["vcov"]
     singular = is_singular(re, theta)
     messages = list(mf.messages) + list(opt.messages)
     if singular:
@@ -158,7 +154,7 @@ def build_general_result(mf, family, obj, opt, *, formula: str, optimizer: str, 
     res = GLMMResult(
         formula=formula, family=fitted_family, fe_params=fe, fe_bse=bse, vcov=vcov,
         random_effects=ranef, random_effects_sd=ranef_sd,
-        variance_components=pd.Series(vcomp, name="variance_components"),
+        variance_components=variance_components(vc),
         varcorr=vc, theta=pd.Series(theta, index=_theta_names(re), name="theta"),
         llf=float(llf), aic=float(aic), bic=float(bic), deviance=float(-2 * llf),
         df_model=int(df_model), df_resid=int(n - df_model), nobs=int(n), ngroups=ngroups,

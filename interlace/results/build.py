@@ -83,6 +83,17 @@ def group_frames(re, per_term: list[np.ndarray]) -> dict[str, pd.DataFrame]:
     return out
 
 
+def variance_components(vc: pd.DataFrame) -> pd.Series:
+    """Variances from a VarCorr frame: keyed by group for a group with one
+    variance, ``"group:term"`` otherwise (the Residual row keyed "Residual")."""
+    out = {}
+    var_rows = vc[vc["var2"].isna()]
+    for _, row in var_rows.iterrows():
+        single = int((var_rows["grp"] == row["grp"]).sum()) == 1
+        out[row["grp"] if single else f"{row['grp']}:{row['var1']}"] = row["vcov"]
+    return pd.Series(out, name="variance_components", dtype=float)
+
+
 def is_singular(re, theta: np.ndarray, tol: float = SINGULAR_TOL) -> bool:
     """lme4's isSingular: a diagonal element of some Lambda_j near zero."""
     diag = re.theta_a == re.theta_b
@@ -139,11 +150,6 @@ def build_result(mf: ModelFrame, family, obj, opt, *, nAGQ: int, engine: str, fo
     csd = conditional_variances(re, obj.chol, theta, scale)
     ranef_sd = group_frames(re, csd)
     vc = varcorr_frame(re, theta, scale, residual=(engine == "lmm"))
-    vcomp = {}
-    for _, row in vc[vc["var2"].isna()].iterrows():
-        key = row["grp"] if row["var1"] is None else (
-            row["grp"] if sum((vc["grp"] == row["grp"]) & vc["var2"].isna()) == 1 else f"{row['grp']}:{row['var1']}")
-        vcomp[key] = row["vcov"]
     singular = is_singular(re, theta)
     if singular:
         messages.insert(0, "boundary (singular) fit: see help('isSingular')")
@@ -159,7 +165,7 @@ def build_result(mf: ModelFrame, family, obj, opt, *, nAGQ: int, engine: str, fo
     res = GLMMResult(
         formula=formula, family=family, fe_params=fe, fe_bse=bse, vcov=vcov,
         random_effects=ranef, random_effects_sd=ranef_sd,
-        variance_components=pd.Series(vcomp, name="variance_components"),
+        variance_components=variance_components(vc),
         varcorr=vc, theta=pd.Series(theta, index=_theta_names(re), name="theta"),
         llf=float(llf), aic=float(aic), bic=float(bic), deviance=float(deviance),
         df_model=int(df_model), df_resid=int(n - df_model), nobs=int(n), ngroups=ngroups,
