@@ -230,7 +230,7 @@ def build_dask_general_result(mf, family, obj, opt, *, formula: str, optimizer: 
     """general.result.build_general_result without per-row arrays; fitted
     values and predictions are lazy Dask Series."""
     from interlace.distributed.result import DaskGLMMResult
-    from interlace.general.result import _covariance, _cond_sd
+    from interlace.general.result import _cond_sd, _covariance, aux_estimates
     from interlace.results.build import (_theta_names, group_frames, is_singular, variance_components,
                                          varcorr_frame)
     from interlace.results.glmm_result import GLMMResult
@@ -245,14 +245,7 @@ def build_dask_general_result(mf, family, obj, opt, *, formula: str, optimizer: 
     se_all = np.sqrt(np.maximum(np.diag(V), 0.0)) if V is not None else np.full(obj.k, np.nan)
     fe_names = list(mf.fe_names)
     sl = slice(nt, nt + p)
-    aux_params, aux_bse, coef_dicts = {}, {}, {}
-    for i, b in enumerate(obj.blocks):
-        if not b.free:
-            continue
-        s = slice(obj.offsets[2 + i], obj.offsets[3 + i])
-        aux_params[b.name] = pd.Series(x[s], index=b.names, name=f"{b.name}_params")
-        aux_bse[b.name] = pd.Series(se_all[s], index=b.names, name=f"{b.name}_bse")
-        coef_dicts[b.name] = dict(zip(b.names, map(float, x[s])))
+    aux_params, aux_bse, coef_dicts = aux_estimates(obj, x, se_all)
     fitted_family = copy.copy(family)
     fitted_family.params = {**family.params, **family.natural_params(coef_dicts)}
     family_params = {"family": family.name, "link": family.link.name,

@@ -28,6 +28,21 @@ from interlace.results.build import _theta_names, group_frames, is_singular, var
 __all__ = ["build_general_result"]
 
 
+def aux_estimates(obj, x: np.ndarray, se_all: np.ndarray):
+    """Per free auxiliary block (dispersion, zero-inflation, ...): its
+    coefficients and SEs as labelled Series, and plain dicts of the estimates
+    for the family's natural parameters."""
+    aux_params, aux_bse, coef_dicts = {}, {}, {}
+    for i, b in enumerate(obj.blocks):
+        if not b.free:
+            continue
+        s = slice(obj.offsets[2 + i], obj.offsets[3 + i])
+        aux_params[b.name] = pd.Series(x[s], index=b.names, name=f"{b.name}_params")
+        aux_bse[b.name] = pd.Series(se_all[s], index=b.names, name=f"{b.name}_bse")
+        coef_dicts[b.name] = dict(zip(b.names, map(float, x[s])))
+    return aux_params, aux_bse, coef_dicts
+
+
 def _covariance(opt) -> np.ndarray | None:
     H = opt.hessian
     k = H.shape[0]
@@ -105,14 +120,7 @@ def build_general_result(mf, family, obj, opt, *, formula: str, optimizer: str, 
     bse = pd.Series(se_all[sl], index=fe_names, name="fe_bse")
     vcov = pd.DataFrame(V[sl, sl], index=fe_names, columns=fe_names)
 
-    aux_params, aux_bse, coef_dicts = {}, {}, {}
-    for i, b in enumerate(obj.blocks):
-        if not b.free:
-            continue
-        s = slice(obj.offsets[2 + i], obj.offsets[3 + i])
-        aux_params[b.name] = pd.Series(x[s], index=b.names, name=f"{b.name}_params")
-        aux_bse[b.name] = pd.Series(se_all[s], index=b.names, name=f"{b.name}_bse")
-        coef_dicts[b.name] = dict(zip(b.names, map(float, x[s])))
+    aux_params, aux_bse, coef_dicts = aux_estimates(obj, x, se_all)
 
     fitted_family = copy.copy(family)
     nat = family.natural_params(coef_dicts)
