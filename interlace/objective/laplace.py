@@ -14,6 +14,7 @@ import scipy.linalg as sla
 from interlace.kernels import crossprod as kx
 from interlace.kernels import glm as kg
 from interlace.kernels import gradient as kgr
+from interlace.kernels import pirls as kp
 from interlace.model_frame import ModelFrame
 from interlace.objective.predictor import BlockedCholesky, ReStructure
 from interlace.objective.response import GLMResponse
@@ -54,6 +55,9 @@ class LaplaceObjective:
         # nAGQ = 0 PIRLS tolerances; loosened while stage 1 only seeds stage 2
         self.joint_tol = tol
         self.joint_u_tol = 1e-9
+        # whole PIRLS loops compiled; the Python loops remain for row passes
+        # that run chunked in parallel (large n), where their overhead is nil
+        self.compiled_loop = True
 
     def _glm_start(self) -> np.ndarray:
         """beta from one IRLS step of the GLM at the family's mustart (as
@@ -110,6 +114,8 @@ class LaplaceObjective:
         zl = self.zl(theta)
         base = self._fixed(beta)
         fc, lc = resp.codes
+        if self.compiled_loop:
+            return self._pirls_compiled(zl, base)
         u = self.u if np.all(np.isfinite(self.u)) else np.zeros(re.q)
         dev = self._fused_pass(zl, base, u)
         pdev = dev + u @ u
@@ -164,6 +170,33 @@ class LaplaceObjective:
         self.u = u
         self._dev = dev
         return pdev
+
+    def _pirls_compiled(self, zl: np.ndarray, base: np.ndarray) -> float:
+        """The same PIRLS as the Python loop of _pirls_fused, in one compiled
+        call (kernels/pirls.py): for small fits the loop's Python overhead,
+        not the row passes, is the cost."""
+        re, resp, chol = self.re, self.resp, self.chol
+        fc, lc = resp.codes
+        u = np.array(self.u, dtype=np.float64, copy=True)
+        eta = np.empty(re.n)
+        out = np.zeros(3)
+        status = kp.pirls_u_loop(fc, lc, resp.y, resp.wt, base, re.codes, zl, re.kcol, re.kdim, re.uoff, u,
+                                 re.pairidx, re.poff, eta, resp.mu, resp.w, resp.r, chol.A11, chol.V21,
+                                 chol.A22, chol.rhs, chol.L22, chol.L21vals, re.npairs, re.pcols, re.pcoff,
+                                 re.csc_indptr, re.csc_indices, re.csc_pos, self.MAX_ITER, self.MAX_HALVINGS,
+                                 out)
+        self.pirls_iters += int(out[2])
+        resp.eta = eta
+        if status == 3:
+            raise np.linalg.LinAlgError("random-effects system is not positive definite")
+        if status == 2:
+            raise PIRLSError("PIRLS step-halvings failed to reduce the penalized deviance")
+        chol.logdet = float(out[1])
+        self.pirls_converged = status == 0
+        self.last_logdet = chol.logdet
+        self.u = u
+        self._dev = float(out[0])
+        return self._dev + u @ u
 
     def pirls(self, theta: np.ndarray, beta: np.ndarray) -> float:
         """Find u*(theta, beta); leave the factor at u*; return the penalized deviance."""
@@ -328,6 +361,8 @@ class LaplaceObjective:
         zl = self.zl(theta)
         off = resp.offset
         p = self.p
+        if self.compiled_loop:
+            return self._pirls_joint_compiled(zl)
         bufs = (np.zeros((re.q, p)), np.zeros((p, p)), np.zeros(p))
         u, beta = self.u.copy(), self.beta.copy()
         if not (np.all(np.isfinite(u)) and np.all(np.isfinite(beta))):
@@ -382,6 +417,36 @@ class LaplaceObjective:
         self.last_logdet = chol.logdet
         self.u, self.beta, self._dev = u, beta, dev
         return self.resp.minus2loglik(dev) + u @ u + self.last_logdet
+
+    def _pirls_joint_compiled(self, zl: np.ndarray) -> float | None:
+        """_pirls_joint_fused's loop in one compiled call (kernels/pirls.py)."""
+        re, resp, chol = self.re, self.resp, self.chol
+        fc, lc = resp.codes
+        p = self.p
+        u, beta = self.u.copy(), self.beta.copy()
+        UtWX, XtWX, xrhs, RX = np.zeros((re.q, p)), np.zeros((p, p)), np.zeros(p), np.zeros((p, p))
+        eta = np.empty(re.n)
+        out = np.zeros(3)
+        status = kp.pirls_joint_loop(fc, lc, resp.y, resp.wt, self.X, resp.offset, re.codes, zl, re.kcol,
+                                     re.kdim, re.uoff, u, beta, re.pairidx, re.poff, eta, resp.mu, resp.w,
+                                     resp.r, chol.A11, chol.V21, chol.A22, chol.rhs, chol.L22, chol.L21vals,
+                                     UtWX, XtWX, xrhs, RX, re.npairs, re.pcols, re.pcoff, re.csc_indptr,
+                                     re.csc_indices, re.csc_pos, self.MAX_ITER, self.MAX_HALVINGS,
+                                     self.joint_u_tol, out)
+        self.pirls_iters += int(out[2])
+        if status == 4:
+            return None
+        resp.eta = eta
+        if status == 3:
+            raise np.linalg.LinAlgError("random-effects system is not positive definite")
+        if status == 2:
+            raise PIRLSError("PIRLS step-halvings failed to reduce the penalized deviance")
+        if out[2] > 0:
+            self._RX = RX
+        chol.logdet = float(out[1])
+        self.last_logdet = chol.logdet
+        self.u, self.beta, self._dev = u, beta, float(out[0])
+        return self.resp.minus2loglik(self._dev) + u @ u + self.last_logdet
 
     def pirls_joint(self, theta: np.ndarray) -> float:
         """PIRLS over (u, beta) jointly (lme4's nAGQ = 0); returns the deviance

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from interlace.kernels import crossprod as kx
 from interlace.kernels import glm as kg
+from interlace.kernels import pirls as kp
 from interlace.model_frame import ReTerm
 
 
@@ -101,6 +102,10 @@ class ReStructure:
             rows.append(r.ravel())
             cols.append(c.ravel())
             idx.append(self.poff[j] + np.arange(len(uniq) * kj * k0))
+        self.pcoff = np.zeros(m + 1, dtype=np.int64)
+        for j in range(1, m):
+            self.pcoff[j + 1] = self.pcoff[j] + len(self.pair_cols[j])
+        self.pcols = (np.concatenate(self.pair_cols[1:]) if m > 1 else np.zeros(0)).astype(np.int64)
         if m > 1:
             rows = np.concatenate(rows)
             cols = np.concatenate(cols)
@@ -168,7 +173,10 @@ class ReStructure:
 
 
 class BlockedCholesky:
-    """Cholesky factor L of A = U'WU + I in blocks, and solves with it."""
+    """Cholesky factor L of A = U'WU + I in blocks, and solves with it.
+
+    The factorization and the solves are compiled (interlace/kernels/pirls.py),
+    so the whole PIRLS loop can also run there on the same buffers."""
 
     def __init__(self, re: ReStructure):
         self.re = re
@@ -178,8 +186,7 @@ class BlockedCholesky:
         self.A22 = np.zeros((re.q2, re.q2))
         self.rhs = np.zeros(re.q)
         self.L21vals = np.zeros(re.nv21)
-        self.L21: sp.csr_matrix | None = None
-        self.L22: np.ndarray | None = None
+        self.L22 = np.zeros((re.q2, re.q2))
         self.logdet = 0.0
 
     def accumulate(self, w: np.ndarray, zw: np.ndarray, zl: np.ndarray) -> None:
@@ -192,27 +199,17 @@ class BlockedCholesky:
         kx.accumulate_re(w, zw, re.codes, zl, re.kcol, re.kdim, re.uoff, re.pairidx, re.poff,
                          self.A11, self.V21, self.A22, self.rhs)
 
+    def factor_args(self) -> tuple:
+        """The buffers and pattern arrays of kernels.pirls.factor_blocked, in order."""
+        re = self.re
+        return (self.A11, self.A22, self.L22, self.V21, self.L21vals, re.kdim, re.poff, re.npairs,
+                re.pcols, re.pcoff, re.csc_indptr, re.csc_indices, re.csc_pos)
+
     def factor(self) -> float:
         """Factor A (adds the identity); returns log|L|^2. Raises on failure."""
-        re = self.re
-        k0 = int(re.kdim[0])
-        idx = np.arange(k0)
-        self.A11[:, idx, idx] += 1.0
-        ld = kx.block_cholesky_diag(self.A11)
+        ld = kp.factor_blocked(*self.factor_args())
         if not np.isfinite(ld):
             raise np.linalg.LinAlgError("random-effects system is not positive definite")
-        if re.m > 1:
-            for j in range(1, re.m):
-                kx.pairs_times_linv_t(self.V21, re.poff[j], re.npairs[j], re.kdim[j], k0,
-                                      re.pair_cols[j], self.A11, self.L21vals)
-            L21 = re.l21_template.copy()
-            L21.data = self.L21vals[re.l21_perm]
-            self.L21 = L21
-            S = self.A22
-            S[np.diag_indices(re.q2)] += 1.0
-            kx.schur_lower(re.csc_indptr, re.csc_indices, re.csc_pos, self.L21vals, S)
-            self.L22 = sla.cholesky(S, lower=True, check_finite=False)
-            ld += 2.0 * np.sum(np.log(np.diag(self.L22)))
         self.logdet = float(ld)
         return self.logdet
 
@@ -220,34 +217,33 @@ class BlockedCholesky:
     def L11(self) -> np.ndarray:
         return self.A11  # factored in place
 
-    def solve_L(self, b: np.ndarray) -> np.ndarray:
-        """x = L^{-1} b for b of shape (q,) or (q, c)."""
+    @property
+    def L21(self) -> sp.csr_matrix | None:
+        """The cross block of L as a sparse matrix (q2 x q0)."""
         re = self.re
-        x = np.array(b, dtype=np.float64, copy=True)
+        if re.m == 1:
+            return None
+        L21 = re.l21_template.copy()
+        L21.data = self.L21vals[re.l21_perm]
+        return L21
+
+    def _solve(self, b: np.ndarray, transpose: bool) -> np.ndarray:
+        re = self.re
+        x = np.array(b, dtype=np.float64, copy=True, order="C")
         vec = x.ndim == 1
         if vec:
             x = x[:, None]
-        x1 = x[: re.q0]
-        kx.block_solve_lower(self.A11, x1, False)
-        if re.m > 1:
-            x2 = x[re.q0:] - self.L21 @ x1
-            x[re.q0:] = sla.solve_triangular(self.L22, x2, lower=True, check_finite=False)
+        f = kp.solve_Lt_inplace if transpose else kp.solve_L_inplace
+        f(self.A11, self.L21vals, re.csc_indptr, re.csc_indices, re.csc_pos, self.L22, x)
         return x[:, 0] if vec else x
+
+    def solve_L(self, b: np.ndarray) -> np.ndarray:
+        """x = L^{-1} b for b of shape (q,) or (q, c)."""
+        return self._solve(b, False)
 
     def solve_Lt(self, b: np.ndarray) -> np.ndarray:
         """x = L^{-T} b."""
-        re = self.re
-        x = np.array(b, dtype=np.float64, copy=True)
-        vec = x.ndim == 1
-        if vec:
-            x = x[:, None]
-        if re.m > 1:
-            x[re.q0:] = sla.solve_triangular(self.L22, x[re.q0:], lower=True, trans="T", check_finite=False)
-            x[: re.q0] -= self.L21.T @ x[re.q0:]
-        x1 = np.ascontiguousarray(x[: re.q0])
-        kx.block_solve_lower(self.A11, x1, True)
-        x[: re.q0] = x1
-        return x[:, 0] if vec else x
+        return self._solve(b, True)
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         return self.solve_Lt(self.solve_L(b))
