@@ -58,6 +58,7 @@ class LaplaceObjective:
         # whole PIRLS loops compiled; the Python loops remain for row passes
         # that run chunked in parallel (large n), where their overhead is nil
         self.compiled_loop = True
+        self._joint_cache = None
 
     def _glm_start(self) -> np.ndarray:
         """beta from one IRLS step of the GLM at the family's mustart (as
@@ -312,23 +313,31 @@ class LaplaceObjective:
         kgr.leverage_pass(wd, re.codes, zl, re.kcol, re.kdim, re.uoff, re.pairidx, re.poff, Ainv11,
                           Ainv21, Ainv22, v, Utv)
         hh = resp.w if resp.canonical else h
-        ch = chol if resp.canonical else (self._chol_h or BlockedCholesky(re))
-        self._chol_h = None if resp.canonical else ch
-        # joint system [[I + U'HU, U'HX], [X'HU, X'HX]] [xu; xb] = [U'v; X'v]
         zero = np.zeros(re.n)
-        ch.accumulate(hh, zero, zl)
-        UtHX = np.zeros((re.q, self.p))
-        XtHX = np.zeros((self.p, self.p))
-        xr = np.zeros(self.p)
-        kx.accumulate_x(hh, zero, self.X, re.codes, zl, re.kcol, re.kdim, re.uoff, UtHX, XtHX, xr)
-        ch.factor()
-        RZX = ch.solve_L(UtHX)
-        RX = sla.cholesky(XtHX - RZX.T @ RZX, lower=True, check_finite=False)
+        cached = self._joint_cache
+        if resp.canonical and cached is not None and cached[0] == self.nfev:
+            # H = W: the joint system is the one the last PIRLS pass summed and
+            # factored at this very (u, beta); reuse it instead of redoing both
+            ch = chol
+            _, UtHX, RX = cached
+            RZX = ch.solve_L(UtHX)
+        else:
+            ch = chol if resp.canonical else (self._chol_h or BlockedCholesky(re))
+            self._chol_h = None if resp.canonical else ch
+            # joint system [[I + U'HU, U'HX], [X'HU, X'HX]] [xu; xb] = [U'v; X'v]
+            ch.accumulate(hh, zero, zl)
+            UtHX = np.zeros((re.q, self.p))
+            XtHX = np.zeros((self.p, self.p))
+            xr = np.zeros(self.p)
+            kx.accumulate_x(hh, zero, self.X, re.codes, zl, re.kcol, re.kdim, re.uoff, UtHX, XtHX, xr)
+            ch.factor()
+            RZX = ch.solve_L(UtHX)
+            RX = sla.cholesky(XtHX - RZX.T @ RZX, lower=True, check_finite=False)
         cu = ch.solve_L(Utv)
         cx = sla.solve_triangular(RX, self.X.T @ v - RZX.T @ cu, lower=True, check_finite=False)
         xb = sla.solve_triangular(RX, cx, lower=True, trans="T", check_finite=False)
         xu = ch.solve_Lt(cu - RZX @ xb)
-        if resp.canonical:
+        if resp.canonical and ch is chol and (cached is None or cached[0] != self.nfev):
             # the factor was overwritten with identical weights: restore A's factor
             ch.accumulate(resp.w, zero, zl)
             ch.factor()
@@ -443,6 +452,9 @@ class LaplaceObjective:
             raise PIRLSError("PIRLS step-halvings failed to reduce the penalized deviance")
         if out[2] > 0:
             self._RX = RX
+            if status == 0:
+                # the joint system at (u, beta): gradient_joint reuses it
+                self._joint_cache = (self.nfev, UtWX, RX)
         chol.logdet = float(out[1])
         self.last_logdet = chol.logdet
         self.u, self.beta, self._dev = u, beta, float(out[0])

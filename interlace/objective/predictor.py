@@ -248,6 +248,13 @@ class BlockedCholesky:
     def solve(self, b: np.ndarray) -> np.ndarray:
         return self.solve_Lt(self.solve_L(b))
 
+    def _inverse22(self) -> np.ndarray:
+        """(L22 L22')^{-1}, the Schur block of A^{-1}, from the factor (LAPACK potri)."""
+        inv, info = sla.lapack.dpotri(self.L22, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("random-effects system is not positive definite")
+        return np.tril(inv) + np.tril(inv, -1).T
+
     def selected_inverse_pairs(self):
         """Like selected_inverse, but the cross block only on the fixed pattern
         of nonzero (level_j, level_0) pairs, in the flat pair layout of V21.
@@ -258,8 +265,7 @@ class BlockedCholesky:
         kx.block_chol_inverse(self.A11, Ainv11)
         if re.m == 1:
             return Ainv11, np.zeros(0), np.zeros((0, 0))
-        Linv22 = sla.solve_triangular(self.L22, np.eye(re.q2), lower=True, check_finite=False)
-        Ainv22 = Linv22.T @ Linv22
+        Ainv22 = self._inverse22()
         Mflat = np.zeros(re.nv21)
         for j in range(1, re.m):
             kx.pairs_times_linv(self.L21vals, re.poff[j], re.npairs[j], re.kdim[j], k0,
@@ -279,8 +285,7 @@ class BlockedCholesky:
         kx.block_chol_inverse(self.A11, Ainv11)
         if re.m == 1:
             return Ainv11, np.zeros((0, re.q0)), np.zeros((0, 0))
-        Linv22 = sla.solve_triangular(self.L22, np.eye(re.q2), lower=True, check_finite=False)
-        Ainv22 = Linv22.T @ Linv22
+        Ainv22 = self._inverse22()
         # M = L21 L11^{-1} (same sparsity): each block row times L11[l]^{-1}
         M = self.L21.tocsc(copy=True)
         Md = M.toarray() if re.q0 * re.q2 <= 4e7 else None
