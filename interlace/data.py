@@ -43,13 +43,30 @@ def _native_frame(data: Any, arg: str = "data"):
     return frame
 
 
+def _plain_pandas(data: Any) -> bool:
+    """A pandas frame with unique string column labels: read directly, without narwhals.
+
+    narwhals' pandas backend does the same selection, with a few hundred
+    microseconds of wrapping per call; frames with duplicate or non-string
+    labels keep the narwhals route (and its errors).
+    """
+    if not isinstance(data, pd.DataFrame):
+        return False
+    cols = data.columns
+    return cols.is_unique and (cols.dtype == "str" or all(type(c) is str for c in cols))
+
+
 def frame_columns(data: Any, arg: str = "data") -> list[str]:
     """Column names of any eager frame (TypeError naming ``arg`` for a non-frame)."""
+    if _plain_pandas(data):
+        return list(data.columns)
     return [str(c) for c in _native_frame(data, arg).columns]
 
 
 def frame_len(data: Any, arg: str = "data") -> int:
     """Number of rows of any eager frame."""
+    if _plain_pandas(data):
+        return len(data)
     return int(_native_frame(data, arg).shape[0])
 
 
@@ -63,8 +80,22 @@ def to_pandas_columns(data: Any, columns: Iterable[str], arg: str = "data") -> p
     """
     import narwhals as nw
 
-    frame = _native_frame(data, arg)
     cols = list(dict.fromkeys(columns))
+    if _plain_pandas(data):
+        # Positional take: label lookups on a pandas 3 string Index cost far more.
+        where = {c: i for i, c in enumerate(data.columns.tolist())}
+        missing = [c for c in cols if c not in where]
+        if missing:
+            raise ValueError(f"column(s) not found in {arg}: {', '.join(missing)}")
+        if not cols:
+            return pd.DataFrame(index=pd.RangeIndex(len(data)))
+        # What narwhals' select + to_pandas gives, with a fresh index.
+        # Our own copy (not a copy-on-write view): arrays read from it later
+        # (to_numpy) must never alias the caller's buffers.
+        out = data.take([where[c] for c in cols], axis=1).copy()
+        out.index = pd.RangeIndex(len(out))
+        return out
+    frame = _native_frame(data, arg)
     have = set(frame.columns)
     missing = [c for c in cols if c not in have]
     if missing:
@@ -116,8 +147,14 @@ def missing_mask(frame: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     """Rows with a missing value in any column, and the columns that have them."""
     mask = np.zeros(len(frame), dtype=bool)
     cols: list[str] = []
-    for c in frame.columns:
-        m = np.asarray(frame[c].isna(), dtype=bool)
+    for c, s in frame.items():
+        dt = s.dtype
+        if isinstance(dt, np.dtype) and dt.kind in "iub":
+            continue  # numpy integers and booleans cannot hold a missing value
+        if isinstance(dt, np.dtype) and dt.kind in "fc":
+            m = np.isnan(s.to_numpy())
+        else:
+            m = np.asarray(s.isna(), dtype=bool)
         if m.any():
             cols.append(str(c))
             mask |= m

@@ -282,9 +282,17 @@ def build_model_frame(
     if n == 0:
         raise ValueError("no rows left after dropping rows with missing values")
     # lme4's model frame drops unused factor levels (drop.unused.levels = TRUE).
-    for c in frame.columns:
-        if isinstance(frame[c].dtype, pd.CategoricalDtype):
-            frame[c] = frame[c].cat.remove_unused_categories()
+    # (Only columns that have unused levels are rewritten: the check is cheap, the rewrite is not.)
+    unused = []
+    for c, s in frame.items():
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            codes = np.asarray(s.array.codes)
+            seen = np.zeros(len(s.dtype.categories), dtype=bool)
+            seen[codes[codes >= 0]] = True
+            if not seen.all():
+                unused.append(c)
+    for c in unused:
+        frame[c] = frame[c].cat.remove_unused_categories()
 
     # Response, weights, offsets.
     resp = evaluate_response(parsed.response, frame, _CONTEXT)

@@ -16,13 +16,14 @@ Example
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["build_fixed", "aliased_columns", "evaluate_expression"]
+__all__ = ["build_fixed", "fast_fixed", "LazyModelSpec", "aliased_columns", "evaluate_expression"]
 
 
 def aliased_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
@@ -59,11 +60,190 @@ def aliased_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
     return sorted(dropped)
 
 
+class LazyModelSpec:
+    """A formulaic ``ModelSpec`` built on first use, for X made by the fast path.
+
+    The fast path does not run formulaic, but predict needs its ``ModelSpec``
+    (levels, contrasts, the unseen-level warning). Building it costs more than
+    the whole fast path, and most fits never predict, so the training frame
+    (only the used columns; our own copy) is kept and formulaic runs on it the
+    first time anything but ``column_names`` is asked for. The frame is
+    released once the spec exists.
+
+    Example
+    -------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "f": ["b", "a", "b"]})
+    >>> X, names, spec = build_fixed("x + f", df, {})
+    >>> spec.column_names, spec.get_model_matrix(df.head(1)).shape
+    (('Intercept', 'x', 'f[T.b]'), (1, 3))
+    """
+
+    __slots__ = ("_text", "_frame", "_names", "_spec")
+
+    def __init__(self, text: str, frame: pd.DataFrame, names: list[str]) -> None:
+        # No evaluation context is kept: plain terms read only columns (and a
+        # context of modules would not pickle).
+        self._text = text
+        self._frame = frame
+        self._names = tuple(names)
+        self._spec = None
+
+    @property
+    def spec(self) -> Any:
+        """The formulaic ``ModelSpec`` (built from the training frame on first use)."""
+        if self._spec is None:
+            from formulaic import model_matrix
+
+            with np.errstate(all="ignore"):
+                mm = model_matrix(self._text, self._frame, na_action="ignore")
+            self._spec = mm.model_spec
+            self._frame = None
+        return self._spec
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return self._names
+
+    def get_model_matrix(self, data: Any, **kwargs: Any) -> Any:
+        return self.spec.get_model_matrix(data, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names not defined here; never for the slots (so
+        # pickling and copying, which probe dunders before __init__, are safe).
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.spec, name)
+
+    def __getstate__(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state: dict) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+
+    def __repr__(self) -> str:
+        return f"LazyModelSpec({self._text!r}, built={self._spec is not None})"
+
+
+_KEYWORDS = frozenset(__import__("keyword").kwlist)
+
+
+def _categorical_levels(s: pd.Series) -> tuple[np.ndarray, list[Any]] | None:
+    """(codes, levels) of a column formulaic treats as categorical, in its level order.
+
+    formulaic encodes ``object``/``str`` columns through ``astype("category")``
+    (levels sorted, which is ``factorize(sort=True)``) and keeps a pandas
+    categorical's own category order, unused categories included. None for
+    anything this fast path does not reproduce exactly.
+    """
+    dt = s.dtype
+    if isinstance(dt, pd.CategoricalDtype):
+        cats = dt.categories
+        if len(cats) == 0:
+            return None
+        if cats.dtype.kind not in "iu" and not (cats.dtype == "str" or pd.api.types.infer_dtype(cats) == "string"):
+            return None
+        return np.asarray(s.array.codes, dtype=np.int64), list(cats)
+    if dt == "str" or dt == object:
+        if dt == object and pd.api.types.infer_dtype(s, skipna=True) != "string":
+            return None
+        codes, uniq = pd.factorize(s, sort=True, use_na_sentinel=True)
+        if len(uniq) == 0:
+            return None
+        return np.asarray(codes, dtype=np.int64), list(uniq)
+    return None
+
+
+def fast_fixed(text: str, frame: pd.DataFrame, context: dict | None = None) -> tuple[np.ndarray, list[str]] | None:
+    """X and its names for a formula of plain terms, exactly as formulaic builds them; else None.
+
+    Handled: ``+``-separated ``1``, ``0``/``-1`` (the last intercept token
+    wins, as in formulaic), numeric (non-bool numpy dtype) columns and
+    categorical columns (``object`` strings, pandas ``str`` or a categorical of
+    strings/integers) named by a plain identifier. Term order is as written
+    (all terms have degree one), repeats are dropped, the intercept comes
+    first. Categoricals get treatment contrasts ``f[T.level]``, except that
+    without an intercept the first categorical is coded in full ``f[level]``
+    (formulaic's full-rank rule). Anything else returns None and formulaic runs.
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "f": ["b", "a", "c"]})
+    >>> X, names = fast_fixed("0 + f + x", df)
+    >>> names, X[0].tolist()
+    (['f[a]', 'f[b]', 'f[c]', 'x'], [0.0, 1.0, 0.0, 1.0])
+    """
+    context = context or {}
+    intercept = True
+    terms: list[str] = []
+    for piece in text.split("+"):
+        p = piece.strip()
+        if p == "1":
+            intercept = True
+        elif p in ("0", "-1"):
+            intercept = False
+        elif p.isidentifier() and p not in _KEYWORDS and p not in context:
+            if p not in terms:
+                terms.append(p)
+        else:
+            return None
+    if any(t not in frame.columns for t in terms):
+        return None
+    n = len(frame)
+    cols: list[tuple[str, Any]] = []  # ("num", values) or ("cat", (codes, levels, full))
+    width = int(intercept)
+    full_done = intercept
+    for t in terms:
+        s = frame[t]
+        dt = s.dtype
+        if isinstance(dt, np.dtype) and dt.kind in "iuf":
+            cols.append(("num", s))
+            width += 1
+            continue
+        cat = _categorical_levels(s)
+        if cat is None:
+            return None
+        codes, levels = cat
+        full = not full_done  # no intercept: the first categorical spans it
+        full_done = True
+        cols.append(("cat", (codes, levels, full)))
+        width += len(levels) - (0 if full else 1)
+    X = np.zeros((n, width), dtype=np.float64)
+    names: list[str] = []
+    j = 0
+    if intercept:
+        X[:, 0] = 1.0
+        names.append("Intercept")
+        j = 1
+    rows = np.arange(n)
+    for t, (kind, val) in zip(terms, cols):
+        if kind == "num":
+            X[:, j] = val.to_numpy(dtype=np.float64)
+            names.append(t)
+            j += 1
+            continue
+        codes, levels, full = val
+        drop = 0 if full else 1  # treatment contrasts drop the first level
+        sel = codes >= drop
+        X[rows[sel], j + codes[sel] - drop] = 1.0
+        names += [f"{t}[{lev}]" for lev in levels] if full else [f"{t}[T.{lev}]" for lev in levels[1:]]
+        j += len(levels) - drop
+    return X, names
+
+
 def build_fixed(fixed: str, frame: pd.DataFrame, context: dict) -> tuple[np.ndarray, list[str], Any]:
-    """X (float64, n x p), its formulaic column names and the formulaic ``ModelSpec``."""
+    """X (float64, n x p), its formulaic column names and the formulaic ``ModelSpec``.
+
+    Formulas of plain terms take ``fast_fixed`` (the spec is then a
+    :class:`LazyModelSpec`); everything else goes through formulaic.
+    """
+    text = fixed.strip() or "1"
+    fast = fast_fixed(text, frame, context)
+    if fast is not None:
+        X, names = fast
+        return X, names, LazyModelSpec(text, frame, names)
     from formulaic import model_matrix
 
-    text = fixed.strip() or "1"
     try:
         with np.errstate(all="ignore"):  # non-finite values are reported by the caller
             mm = model_matrix(text, frame, na_action="ignore", context=context)
@@ -82,9 +262,33 @@ _ARITH_TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|\d+\.?\d*(?:[eE][+-]?
 
 def _numeric_column(frame: pd.DataFrame, name: str, what: str) -> np.ndarray:
     s = frame[name]
+    dt = s.dtype
+    if isinstance(dt, np.dtype) and dt.kind in "iufb":
+        # numpy columns hold no missing marker but NaN; astype gives our own array
+        return s.to_numpy().astype(np.float64)
     if not (pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)):
         raise TypeError(f"{what} column {name!r} must be numeric, got dtype {s.dtype}")
     return np.asarray(s.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_arithmetic(expr: str) -> tuple[tuple[str, ...], Any] | None:
+    """(names read, compiled code) of plain arithmetic, or None; cached (responses repeat)."""
+    pos, names = 0, []
+    while pos < len(expr):
+        m = _ARITH_TOKEN.match(expr, pos)
+        if m is None or m.end() == pos:
+            return None
+        if m.group(1):
+            names.append(m.group(1))
+        pos = m.end()
+    if not names:
+        return None
+    try:
+        code = compile(expr.strip(), "<expr>", "eval")
+    except SyntaxError:
+        return None
+    return tuple(names), code
 
 
 def _fast_arithmetic(expr: str, frame: pd.DataFrame, what: str) -> np.ndarray | None:
@@ -93,27 +297,23 @@ def _fast_arithmetic(expr: str, frame: pd.DataFrame, what: str) -> np.ndarray | 
     Gives what formulaic's ``I(...)`` gives, in a fraction of the time; anything
     else (functions, attributes, non-numeric columns) returns None.
     """
-    pos, names = 0, []
-    while pos < len(expr):
-        m = _ARITH_TOKEN.match(expr, pos)
-        if m is None or m.end() == pos:
-            return None
-        if m.group(1):
-            if m.group(1) not in frame.columns:
-                return None
-            names.append(m.group(1))
-        pos = m.end()
-    if not names:
+    parsed = _parse_arithmetic(expr)
+    if parsed is None:
+        return None
+    names, code = parsed
+    if any(nm not in frame.columns for nm in names):
         return None
     env = {}
     for nm in names:
+        if nm in env:
+            continue
         s = frame[nm]
         if not pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
             return None
         env[nm] = _numeric_column(frame, nm, what)
     try:
         with np.errstate(all="ignore"):
-            out = eval(compile(expr.strip(), "<expr>", "eval"), {"__builtins__": {}}, env)  # noqa: S307
+            out = eval(code, {"__builtins__": {}}, env)  # noqa: S307
     except Exception:
         return None
     out = np.asarray(out, dtype=np.float64)

@@ -44,7 +44,7 @@ def level_labels(series: pd.Series) -> np.ndarray:
     """Per-row level labels (object array of str) of a grouping variable."""
     if isinstance(series.dtype, pd.CategoricalDtype):
         cats = [_label(c) for c in series.cat.categories]
-        codes = series.cat.codes.to_numpy()
+        codes = np.asarray(series.array.codes)
         return np.array([cats[c] if c >= 0 else None for c in codes], dtype=object)
     return np.array([_label(v) for v in series.to_numpy()], dtype=object)
 
@@ -56,8 +56,13 @@ def factor_codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
     drops them for grouping factors); numbers sort numerically; anything else
     sorts as strings.
     """
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        raw = series.cat.codes.to_numpy().astype(np.int64)
+    dt = series.dtype
+    if isinstance(dt, np.dtype) and dt.kind in "iub":
+        # numpy integers/booleans: no missing values, and np.unique sorts as factorize(sort=True)
+        uniq, inverse = np.unique(series.to_numpy(), return_inverse=True)
+        return inverse.astype(np.int64).reshape(-1), [_label(u) for u in uniq]
+    if isinstance(dt, pd.CategoricalDtype):
+        raw = np.asarray(series.array.codes, dtype=np.int64)
         used = np.unique(raw[raw >= 0])
         remap = np.full(len(series.cat.categories), -1, dtype=np.int64)
         remap[used] = np.arange(len(used))
