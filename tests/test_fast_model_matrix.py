@@ -309,3 +309,76 @@ def test_model_frame_does_not_alias_caller_frame():
     assert np.array_equal(mf.y, y0) and np.array_equal(mf.X, X0) and np.array_equal(mf.terms[0].z, z0)
     for arr in (mf.y, mf.X, mf.terms[0].z):
         assert not np.shares_memory(arr, df["y"].to_numpy()) and not np.shares_memory(arr, df["x"].to_numpy())
+
+
+# --------------------------------------------------------------------------- result objects
+
+
+def _reference_varcorr(re, theta, scale, residual):
+    """The row-by-row VarCorr frame (the construction build.py used before its column fast path)."""
+    rows = []
+    for j, lam in enumerate(re.lambdas(theta)):
+        term = re.terms[j]
+        cov = scale * (lam @ lam.T)
+        sd = np.sqrt(np.diag(cov))
+        for a in range(term.k):
+            rows.append((term.vc_name, term.cnames[a], None, cov[a, a], sd[a]))
+        for b in range(term.k):
+            for a in range(b + 1, term.k):
+                den = sd[a] * sd[b]
+                rows.append((term.vc_name, term.cnames[b], term.cnames[a], cov[a, b],
+                             cov[a, b] / den if den > 0 else np.nan))
+    if residual:
+        rows.append(("Residual", None, None, scale, np.sqrt(scale)))
+    return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+
+def _reference_variance_components(vc):
+    out = {}
+    var_rows = vc[vc["var2"].isna()]
+    for _, row in var_rows.iterrows():
+        single = int((var_rows["grp"] == row["grp"]).sum()) == 1
+        out[row["grp"] if single else f"{row['grp']}:{row['var1']}"] = row["vcov"]
+    return pd.Series(out, name="variance_components", dtype=float)
+
+
+RESULT_MODELS = [
+    ("cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial"),
+    ("sleepstudy", "Reaction ~ Days + (Days | Subject)", "gaussian"),
+    ("sleepstudy", "Reaction ~ Days + (Days || Subject)", "gaussian"),
+    ("sleepstudy", "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", "poisson"),
+]
+
+
+@pytest.mark.parametrize("data,formula,family", RESULT_MODELS)
+def test_result_tables_same_as_rowwise(data, formula, family):
+    import interlace
+    from interlace.results.build import group_frames, variance_components, varcorr_frame
+
+    df = interlace.datasets.load(data)
+    if family == "poisson":
+        df = df.assign(Reaction=np.round(df["Reaction"]).astype(int))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = interlace.glmer(formula, df, family=family)
+    re = m.objective.re
+    theta = np.asarray(m.theta, dtype=float)
+    for scale, residual in ((1.0, False), (2.5, True), (m.scale, m._is_lmm)):
+        got = varcorr_frame(re, theta, scale, residual)
+        want = _reference_varcorr(re, theta, scale, residual)
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+        pd.testing.assert_series_equal(variance_components(got), _reference_variance_components(want),
+                                       check_exact=True)
+    pd.testing.assert_frame_equal(m.varcorr, _reference_varcorr(re, theta, m.scale, m._is_lmm), check_exact=True)
+    pd.testing.assert_series_equal(m.variance_components, _reference_variance_components(m.varcorr),
+                                   check_exact=True)
+    # shared level/column labels give the same frames as fresh ones, and independent Index objects
+    b = re.u_to_b(theta, m.objective.u)
+    labels: dict = {}
+    first, second = group_frames(re, b, labels), group_frames(re, b, labels)
+    for g, frame_ in group_frames(re, b).items():
+        pd.testing.assert_frame_equal(first[g], frame_, check_exact=True)
+        pd.testing.assert_frame_equal(second[g], frame_, check_exact=True)
+        assert first[g].index is not second[g].index and first[g].index.name == g
+    assert m.fe_params.index is not m.fe_bse.index and m.vcov.index is not m.vcov.columns
+    assert list(m.vcov.index) == list(m.fe_params.index) == list(m.fe_bse.index) == list(m.model_frame.fe_names)
