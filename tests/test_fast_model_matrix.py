@@ -382,3 +382,19 @@ def test_result_tables_same_as_rowwise(data, formula, family):
         assert first[g].index is not second[g].index and first[g].index.name == g
     assert m.fe_params.index is not m.fe_bse.index and m.vcov.index is not m.vcov.columns
     assert list(m.vcov.index) == list(m.fe_params.index) == list(m.fe_bse.index) == list(m.model_frame.fe_names)
+
+
+def test_unusual_names():
+    df = pd.DataFrame({"é": [1.0, 2, 3], "_x": [1.0, 2, 4], "x1": [3.0, 1, 2], "Intercept": [5.0, 6, 7],
+                       "match": [1.0, 0, 1], "ñf": ["a", "b", "c"]})
+    for text in ("é", "_x + x1", "match + ñf", "0 + ñf"):
+        assert_same_as_formulaic(text, df)
+    # formulaic merges a column named Intercept with its intercept: left to formulaic
+    assert fast_fixed("Intercept", df) is None and fast_fixed("0 + Intercept + x1", df) is None
+
+
+def test_ordered_categorical():
+    df = pd.DataFrame({"o": pd.Categorical(list("abcab"), categories=list("cba"), ordered=True),
+                       "x": np.arange(5.0)})
+    assert_same_as_formulaic("o + x", df)
+    assert_same_as_formulaic("0 + o", df)

@@ -182,7 +182,8 @@ def fast_fixed(text: str, frame: pd.DataFrame, context: dict | None = None) -> t
             intercept = True
         elif p in ("0", "-1"):
             intercept = False
-        elif p.isidentifier() and p not in _KEYWORDS and p not in context:
+        elif p.isidentifier() and p not in _KEYWORDS and p not in context and p != "Intercept":
+            # (a column named "Intercept" collides with formulaic's intercept column name)
             if p not in terms:
                 terms.append(p)
         else:

@@ -1,7 +1,9 @@
 """FrameSpec: everything predict needs to rebuild X, the term blocks and the offset on new data.
 
 formulaic's ``ModelSpec`` objects are kept, so factor levels, contrasts and
-stateful transforms (``center(x)``, ``scale(x)``) are the training ones.
+stateful transforms (``center(x)``, ``scale(x)``) are the training ones. For
+a fixed part of plain terms the spec is a ``LazyModelSpec`` (formulaic runs on
+the training columns the first time new data are transformed).
 
 Example
 -------
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..data import to_pandas_columns
-from .fixed import evaluate_expression
+from .fixed import LazyModelSpec, evaluate_expression
 from .terms import TermSpec
 
 __all__ = ["FrameSpec"]
@@ -70,10 +72,13 @@ class FrameSpec:
             need += [c for c in ([offset] if offset in have else identifiers(offset))]
         frame = to_pandas_columns(newdata, need, arg="newdata")
         m = len(frame)
+        fixed_spec = self.fixed_spec
+        if isinstance(fixed_spec, LazyModelSpec):
+            fixed_spec = fixed_spec.spec  # built from the training frame outside the warning filter below
         with warnings.catch_warnings():
             warnings.simplefilter("error", DataMismatchWarning)
             try:
-                mm = self.fixed_spec.get_model_matrix(frame)
+                mm = fixed_spec.get_model_matrix(frame)
             except DataMismatchWarning as exc:
                 raise ValueError(f"newdata has levels of a fixed-effect factor not seen in training: {exc}") from exc
         X = np.asarray(mm, dtype=np.float64)
