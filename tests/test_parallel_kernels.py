@@ -132,7 +132,7 @@ def outputs(args, result) -> list[np.ndarray]:
 def low_threshold(monkeypatch):
     """Force the chunked path on small test problems (and several chunks)."""
     monkeypatch.setattr(kpar, "PARALLEL_MIN_ROWS", 1000)
-    monkeypatch.setattr(kpar, "ROWS_PER_CHUNK", 1500)
+    monkeypatch.setattr(kpar, "ROWS_PER_CHUNK", 800)
 
 
 @pytest.mark.parametrize("fam", [0, 1])
@@ -140,7 +140,7 @@ def low_threshold(monkeypatch):
 def test_dispatchers_equal_serial_kernels(low_threshold, layout, fam):
     n = 7001  # not a multiple of the chunk count
     mk = make_problem(SPECS[layout], n, fam=fam, seed=list(SPECS).index(layout))
-    assert kpar._chunks_for(n, ()) == 4
+    assert kpar._chunks_for(n, ()) == 8
     for name in KERNELS:
         a_ser, a_par = mk(name), mk(name)
         r_ser = getattr(SERIAL[name], name)(*a_ser)
@@ -170,8 +170,10 @@ def test_serial_below_threshold():
 
 def test_chunk_count_rules():
     assert kpar.n_chunks(56, 10) == 1
-    assert kpar.n_chunks(100_000, 4_000) == 2
-    assert kpar.n_chunks(1_000_000, 0) == 8
+    assert kpar.n_chunks(100_000, 4_000) == 4
+    assert kpar.n_chunks(1_000_000, 0) == 16
+    # two crossed factors of 50k rows (A22 200 x 200 + V21): fewer chunks
+    assert kpar.n_chunks(50_000, 90_000) == 2
     # per-chunk buffers beyond the memory cap (A22 of 3000 x 3000): serial
     assert kpar.n_chunks(200_000, 3000 * 3000) == 1
     # big buffers shrink the chunk count before going serial
@@ -186,7 +188,7 @@ _SUBPROCESS = textwrap.dedent("""
     from test_parallel_kernels import KERNELS, SPECS, make_problem, outputs
     from interlace.kernels import parallel as kpar
     kpar.PARALLEL_MIN_ROWS = 1000
-    kpar.ROWS_PER_CHUNK = 1500
+    kpar.ROWS_PER_CHUNK = 800
     hsh = hashlib.sha256()
     for layout in SPECS:
         mk = make_problem(SPECS[layout], 7001, seed=11)
@@ -195,7 +197,7 @@ _SUBPROCESS = textwrap.dedent("""
             r = getattr(kpar, name)(*a)
             for x in outputs(a, r):
                 hsh.update(np.ascontiguousarray(x).tobytes())
-    print(numba.get_num_threads(), hsh.hexdigest())
+    print(numba.config.NUMBA_NUM_THREADS, kpar._helpers(), hsh.hexdigest())
 """)
 
 
@@ -204,7 +206,8 @@ def _run_with_threads(nthreads: int) -> tuple[int, str]:
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     out = subprocess.run([sys.executable, "-c", _SUBPROCESS.format(tests=str(REPO / "tests"))], env=env,
                          capture_output=True, text=True, timeout=600, check=True)
-    nt, digest = out.stdout.strip().splitlines()[-1].split()
+    nt, nh, digest = out.stdout.strip().splitlines()[-1].split()
+    assert int(nh) == int(nt) - 1
     return int(nt), digest
 
 

@@ -50,22 +50,17 @@ def add_row_re(i, wi, wz, codes, zl, kcol, kdim, uoff, pairidx, poff, q0, A11, V
                     A22[rowj + a, rowjj + b] += wza * zl[i, coljj + b]
 
 
-@njit(cache=True)
-def accumulate_re_rows(lo, hi, w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A22, rhs):
-    """accumulate_re on the rows [lo, hi) (shared with the chunked parallel kernel)."""
+@njit(cache=True, nogil=True)
+def accumulate_re(w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A22, rhs):
+    """Add U'WU (in blocks) and U'W zw to the output arrays (zeroed by the caller)."""
+    n = w.shape[0]
     m = codes.shape[0]
     q0 = uoff[1] if m > 1 else 0
-    for i in range(lo, hi):
+    for i in range(n):
         wi = w[i]
         if wi == 0.0:
             continue
         add_row_re(i, wi, wi * zw[i], codes, zl, kcol, kdim, uoff, pairidx, poff, q0, A11, V21, A22, rhs)
-
-
-@njit(cache=True)
-def accumulate_re(w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A22, rhs):
-    """Add U'WU (in blocks) and U'W zw to the output arrays (zeroed by the caller)."""
-    accumulate_re_rows(0, w.shape[0], w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A22, rhs)
 
 
 @njit(cache=True, inline="always")
@@ -89,7 +84,7 @@ def add_row_x(i, wi, wz, X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs):
                 UtWX[r0 + a, c] += wza * X[i, c]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def symmetrize_lower(M):
     p = M.shape[0]
     for c in range(p):
@@ -97,20 +92,14 @@ def symmetrize_lower(M):
             M[c, d] = M[d, c]
 
 
-@njit(cache=True)
-def accumulate_x_rows(lo, hi, w, zw, X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs):
-    """accumulate_x on the rows [lo, hi), lower triangle of X'WX only."""
-    for i in range(lo, hi):
+@njit(cache=True, nogil=True)
+def accumulate_x(w, zw, X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs):
+    """Add U'WX, X'WX and X'W zw (the fixed-effects parts of the joint system)."""
+    for i in range(w.shape[0]):
         wi = w[i]
         if wi == 0.0:
             continue
         add_row_x(i, wi, wi * zw[i], X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs)
-
-
-@njit(cache=True)
-def accumulate_x(w, zw, X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs):
-    """Add U'WX, X'WX and X'W zw (the fixed-effects parts of the joint system)."""
-    accumulate_x_rows(0, w.shape[0], w, zw, X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs)
     symmetrize_lower(XtWX)
 
 

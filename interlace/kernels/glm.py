@@ -120,11 +120,14 @@ def glm_deviance(fam, link, y, wt, eta):
     return dev
 
 
-@njit(cache=True)
-def score_terms_rows(lo, hi, fam, link, y, wt, eta, s, h, wd):
-    """glm_score_terms on the rows [lo, hi) (shared by the serial and the
-    chunked parallel kernels)."""
-    for i in range(lo, hi):
+@njit(cache=True, nogil=True)
+def glm_score_terms(fam, link, y, wt, eta, s, h, wd):
+    """Per-row derivatives of the log-likelihood in eta (scale 1):
+    s = d loglik / d eta, h = -d^2 loglik / d eta^2 at the Fisher weights'
+    definition (canonical links: equal), and wd = d w / d eta, the derivative
+    of the working weight, needed by the gradient of log|L|^2.
+    Only canonical links are handled exactly here (logit, log, identity)."""
+    for i in range(y.shape[0]):
         m, d = _linkinv_mueta(link, eta[i])
         if fam == 0:
             v = m * (1.0 - m)
@@ -142,16 +145,6 @@ def score_terms_rows(lo, hi, fam, link, y, wt, eta, s, h, wd):
             wd[i] = 0.0
         if eta[i] > LOGIT_THRESH and fam == 0 or eta[i] < -LOGIT_THRESH and fam == 0:
             wd[i] = 0.0
-
-
-@njit(cache=True)
-def glm_score_terms(fam, link, y, wt, eta, s, h, wd):
-    """Per-row derivatives of the log-likelihood in eta (scale 1):
-    s = d loglik / d eta, h = -d^2 loglik / d eta^2 at the Fisher weights'
-    definition (canonical links: equal), and wd = d w / d eta, the derivative
-    of the working weight, needed by the gradient of log|L|^2.
-    Only canonical links are handled exactly here (logit, log, identity)."""
-    score_terms_rows(0, y.shape[0], fam, link, y, wt, eta, s, h, wd)
 
 
 @njit(cache=True, inline="always")
@@ -178,11 +171,11 @@ def linear_predictor(base, codes, zl, kcol, kdim, uoff, u, eta):
     return eta
 
 
-@njit(cache=True)
-def eta_deviance_rows(lo, hi, fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, eta):
-    """eta_deviance on the rows [lo, hi); returns their deviance sum."""
+@njit(cache=True, nogil=True)
+def eta_deviance(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, eta):
+    """Fused: eta = base + Z Lambda u, then the sum of deviance residuals."""
     dev = 0.0
-    for i in range(lo, hi):
+    for i in range(y.shape[0]):
         acc = row_eta(i, base[i], codes, zl, kcol, kdim, uoff, u)
         eta[i] = acc
         mu, d = _linkinv_mueta(link, acc)
@@ -191,21 +184,16 @@ def eta_deviance_rows(lo, hi, fam, link, y, wt, base, codes, zl, kcol, kdim, uof
     return dev
 
 
-@njit(cache=True)
-def eta_deviance(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, eta):
-    """Fused: eta = base + Z Lambda u, then the sum of deviance residuals."""
-    return eta_deviance_rows(0, y.shape[0], fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, eta)
-
-
-@njit(cache=True)
-def pirls_rows(lo, hi, fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
+@njit(cache=True, nogil=True)
+def pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
                eta, mu_out, w_out, r_out, A11, V21, A22, rhs):
-    """pirls_pass on the rows [lo, hi): per-row outputs written, sums added
-    into (A11, V21, A22, rhs); returns the rows' deviance sum."""
+    """Fused PIRLS row pass at u: eta, mu, working weights and residuals, the
+    deviance, and U'WU (blocks) and U'W(Uu + r) summed in the same loop.
+    Output buffers must be zeroed by the caller. Returns sum(dev.resids)."""
     m = codes.shape[0]
     q0 = uoff[1] if m > 1 else 0
     dev = 0.0
-    for i in range(lo, hi):
+    for i in range(y.shape[0]):
         acc = row_eta(i, base[i], codes, zl, kcol, kdim, uoff, u)
         eta[i] = acc
         wi, ri, dr = _row_working(fam, link, y[i], wt[i], acc, i, mu_out, w_out, r_out)
@@ -216,26 +204,17 @@ def pirls_rows(lo, hi, fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, p
     return dev
 
 
-@njit(cache=True)
-def pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
-               eta, mu_out, w_out, r_out, A11, V21, A22, rhs):
-    """Fused PIRLS row pass at u: eta, mu, working weights and residuals, the
-    deviance, and U'WU (blocks) and U'W(Uu + r) summed in the same loop.
-    Output buffers must be zeroed by the caller. Returns sum(dev.resids)."""
-    return pirls_rows(0, y.shape[0], fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
-                      eta, mu_out, w_out, r_out, A11, V21, A22, rhs)
-
-
-@njit(cache=True)
-def pirls_joint_rows(lo, hi, fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, uoff, u, pairidx,
-                     poff, eta, mu_out, w_out, r_out, A11, V21, A22, rhs, UtWX, XtWX, xrhs):
-    """pirls_pass_joint on the rows [lo, hi), without the final symmetrization
-    of X'WX (only its lower triangle is summed); returns the deviance sum."""
+@njit(cache=True, nogil=True)
+def pirls_pass_joint(fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
+                     eta, mu_out, w_out, r_out, A11, V21, A22, rhs, UtWX, XtWX, xrhs):
+    """Fused nAGQ = 0 PIRLS pass at (u, beta): like pirls_pass, plus the
+    fixed-effects parts U'WX, X'WX and X'W zw of the joint system, with the
+    working response zw = eta - offset + r. Buffers zeroed by the caller."""
     m = codes.shape[0]
     p = X.shape[1]
     q0 = uoff[1] if m > 1 else 0
     dev = 0.0
-    for i in range(lo, hi):
+    for i in range(y.shape[0]):
         xb = offset[i]
         for c in range(p):
             xb += X[i, c] * beta[c]
@@ -247,16 +226,5 @@ def pirls_joint_rows(lo, hi, fam, link, y, wt, X, beta, offset, codes, zl, kcol,
             wz = wi * (acc - offset[i] + ri)
             add_row_re(i, wi, wz, codes, zl, kcol, kdim, uoff, pairidx, poff, q0, A11, V21, A22, rhs)
             add_row_x(i, wi, wz, X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs)
-    return dev
-
-
-@njit(cache=True)
-def pirls_pass_joint(fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
-                     eta, mu_out, w_out, r_out, A11, V21, A22, rhs, UtWX, XtWX, xrhs):
-    """Fused nAGQ = 0 PIRLS pass at (u, beta): like pirls_pass, plus the
-    fixed-effects parts U'WX, X'WX and X'W zw of the joint system, with the
-    working response zw = eta - offset + r. Buffers zeroed by the caller."""
-    dev = pirls_joint_rows(0, y.shape[0], fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, uoff, u,
-                           pairidx, poff, eta, mu_out, w_out, r_out, A11, V21, A22, rhs, UtWX, XtWX, xrhs)
     symmetrize_lower(XtWX)
     return dev

@@ -26,13 +26,14 @@ def _ainv(i, j1, l1, a1, j2, l2, a2, k0, q0, uoff, kdim, pairidx, poff, Ainv11, 
     return Ainv22[uoff[j1] - q0 + l1 * kdim[j1] + a1, uoff[j2] - q0 + l2 * kdim[j2] + a2]
 
 
-@njit(cache=True)
-def leverage_rows(lo, hi, wd, codes, zl, kcol, kdim, uoff, pairidx, poff, Ainv11, Ainv21, Ainv22, v, Utv):
-    """leverage_pass on the rows [lo, hi) (shared with the chunked parallel kernel)."""
+@njit(cache=True, nogil=True)
+def leverage_pass(wd, codes, zl, kcol, kdim, uoff, pairidx, poff, Ainv11, Ainv21, Ainv22, v, Utv):
+    """v_i = (dw_i/deta) * U_i A^{-1} U_i'; Utv = U'v (Utv zeroed by caller)."""
+    n = wd.shape[0]
     m = codes.shape[0]
     k0 = kdim[0]
     q0 = uoff[1] if m > 1 else 0
-    for i in range(lo, hi):
+    for i in range(n):
         d = 0.0
         for j1 in range(m):
             l1 = codes[j1, i]
@@ -51,22 +52,19 @@ def leverage_rows(lo, hi, wd, codes, zl, kcol, kdim, uoff, pairidx, poff, Ainv11
                 Utv[uoff[j1] + l1 * kdim[j1] + a1] += zl[i, kcol[j1] + a1] * vi
 
 
-@njit(cache=True)
-def leverage_pass(wd, codes, zl, kcol, kdim, uoff, pairidx, poff, Ainv11, Ainv21, Ainv22, v, Utv):
-    """v_i = (dw_i/deta) * U_i A^{-1} U_i'; Utv = U'v (Utv zeroed by caller)."""
-    leverage_rows(0, wd.shape[0], wd, codes, zl, kcol, kdim, uoff, pairidx, poff, Ainv11, Ainv21, Ainv22, v, Utv)
-
-
-@njit(cache=True)
-def gradient_rows(lo, hi, s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff, u, xi, xxi,
+@njit(cache=True, nogil=True)
+def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff, u, xi, xxi,
                   Ainv11, Ainv21, Ainv22, th_term, th_a, th_b, gbeta, gtheta, with_beta):
-    """gradient_pass on the rows [lo, hi) (shared with the chunked parallel kernel)."""
+    """Accumulate dD/dbeta (if with_beta) and dD/dtheta (both zeroed by caller).
+    w: Fisher working weights (those in L); hh: observed information (equal to w
+    for canonical links); xi solves (I + U'HU) xi = U'v."""
+    n = s.shape[0]
     m = codes.shape[0]
     p = X.shape[1]
     k0 = kdim[0]
     q0 = uoff[1] if m > 1 else 0
     nth = th_term.shape[0]
-    for i in range(lo, hi):
+    for i in range(n):
         uxi = xxi[i]
         for j in range(m):
             l = codes[j, i]
@@ -90,13 +88,3 @@ def gradient_rows(lo, hi, s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairid
                     ua += zl[i, kcol[j1] + a1] * _ainv(i, j1, l1, a1, j, l, b, k0, q0, uoff, kdim,
                                                        pairidx, poff, Ainv11, Ainv21, Ainv22)
             gtheta[t] += z[i, kcol[j] + a] * (g * u[col] + s[i] * xi[col] + 2.0 * w[i] * ua)
-
-
-@njit(cache=True)
-def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff, u, xi, xxi,
-                  Ainv11, Ainv21, Ainv22, th_term, th_a, th_b, gbeta, gtheta, with_beta):
-    """Accumulate dD/dbeta (if with_beta) and dD/dtheta (both zeroed by caller).
-    w: Fisher working weights (those in L); hh: observed information (equal to w
-    for canonical links); xi solves (I + U'HU) xi = U'v."""
-    gradient_rows(0, s.shape[0], s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff, u, xi, xxi,
-                  Ainv11, Ainv21, Ainv22, th_term, th_a, th_b, gbeta, gtheta, with_beta)

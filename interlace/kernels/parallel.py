@@ -2,59 +2,75 @@
 
 A large fit spends most of its time in the row passes of ``glm``,
 ``gradient`` and ``crossprod``. Every pass is a sum over rows, so the rows are
-split into a FIXED number of contiguous chunks, the chunks run under
-``prange`` each with its own accumulation buffers (chunk 0 adds straight into
-the caller's), and the buffers are then added in chunk order. Per-row outputs
-(eta, mu, w, r, v, ...) are written directly.
+split into a FIXED number of contiguous chunks; each chunk runs the serial
+kernel itself (compiled ``nogil``) on row-sliced views of the per-row arrays,
+into its own accumulation buffers (chunk 0 straight into the caller's), and
+the buffers are then added in chunk order. Per-row outputs (eta, mu, w, r,
+v, ...) are written through the views. (The views let every chunk's loop
+start at a constant 0: a kernel looping over rows [lo, hi) with a run-time lo
+measured 5-40% slower per row, LLVM keeping more index arithmetic.)
 
 Determinism: the chunk count is a function of the number of rows and the
-buffer sizes only, never of the thread count, and no ``prange`` reduction is
-used (their combination order depends on the threads). A pass therefore gives
-bit-identical results on any machine and under any ``NUMBA_NUM_THREADS``; it
-differs from the serial kernel only by the rounding of the regrouped sums.
+buffer sizes only, never of the thread count, and chunk c always sums rows
+[c n / C, (c + 1) n / C) into buffer c. A pass therefore gives bit-identical
+results on any machine and under any ``NUMBA_NUM_THREADS``; it differs from the
+serial kernel only by the rounding of the regrouped sums.
+
+Why threads claiming chunks and not ``prange``: a numba parallel region ends
+at a barrier every worker thread must reach, so when another process holds
+the second core a 4 ms pass waited tens of milliseconds for the worker's time
+slice (measured on a 2-core machine: 30-40 ms per pass, 10x the serial
+time). Here the calling thread and ``numba.get_num_threads() - 1`` helper
+threads claim chunks one at a time; a helper that is not scheduled simply
+claims nothing and the caller runs the remaining chunks itself. Nothing new
+to compile beyond the serial kernels taking column-sliced (m, n) code arrays.
 
 The dispatchers at the bottom (``pirls_pass``, ``pirls_pass_joint``,
 ``eta_deviance``, ``glm_score_terms``, ``leverage_pass``, ``gradient_pass``,
 ``accumulate_re``, ``accumulate_x``) take exactly the serial kernels'
 arguments and return their values; they run the serial kernel below
-``PARALLEL_MIN_ROWS`` rows (thread start-up costs more than it saves there)
+``PARALLEL_MIN_ROWS`` rows (thread hand-offs cost more than they save there)
 or when the per-chunk buffers would be too large.
 
 Example
 -------
->>> import numpy as np
 >>> from interlace.kernels import parallel as kpar
->>> kpar.n_chunks(56, 10), kpar.n_chunks(100_000, 4_000)
-(1, 2)
+>>> kpar.n_chunks(56, 10), kpar.n_chunks(100_000, 4_000), kpar.n_chunks(50_000, 90_000)
+(1, 4, 2)
 """
 
 from __future__ import annotations
 
+import inspect
 import os
+import queue
 import threading
+from collections.abc import Callable, Sequence
 
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from interlace.kernels import crossprod as _kx
 from interlace.kernels import glm as _kg
 from interlace.kernels import gradient as _kgr
-from interlace.kernels.crossprod import accumulate_re_rows, accumulate_x_rows, symmetrize_lower
-from interlace.kernels.glm import eta_deviance_rows, pirls_joint_rows, pirls_rows, score_terms_rows
-from interlace.kernels.gradient import gradient_rows, leverage_rows
+from interlace.kernels.crossprod import symmetrize_lower
 
-# Below this many rows the serial kernels run (measured: see tests and the
-# module's report; the fork/join of a parallel region costs tens of
-# microseconds, a row a few tens of nanoseconds). Tests may lower it.
+# Below this many rows the serial kernels run: a chunk hand-off costs some
+# tens of microseconds, a row a few tens of nanoseconds (measured; see the
+# module's tests). Tests lower it to exercise the chunked path on small data.
 PARALLEL_MIN_ROWS = 20_000
-# rows per chunk before the chunk count doubles (2, 4, 8): two chunks balance
-# two cores; larger data get more chunks for machines with more cores
-ROWS_PER_CHUNK = 100_000
-MAX_CHUNKS = 8
+# chunk counts are powers of two from 4 (two per core on two cores, so a
+# late helper costs at most a quarter of the pass) up to MAX_CHUNKS, one
+# doubling per ROWS_PER_CHUNK * 4 rows
+ROWS_PER_CHUNK = 25_000
+MIN_CHUNKS = 4
+MAX_CHUNKS = 16
 # extra memory for the per-chunk buffers (chunks 1..C-1)
 MAX_EXTRA_BYTES = 64 << 20
-# the buffers are zeroed and added once per chunk; past this many buffer
-# entries per row that costs more than the rows' share saved
+# the extra buffers are zeroed and added once per pass; beyond this many
+# entries per row that costs more than the rows' share saved (dense A22 of
+# many crossed levels), so fewer chunks, then none
 MAX_BUFFER_PER_ROW = 4.0
 
 
@@ -65,11 +81,11 @@ def n_chunks(n: int, buf_elems: int) -> int:
     A function of (n, buf_elems) only, so results never depend on threads.
 
     >>> n_chunks(1_000_000, 0), n_chunks(50_000, 40_000_000)
-    (8, 1)
+    (16, 1)
     """
-    if n < PARALLEL_MIN_ROWS or n < 2:
+    if n < max(PARALLEL_MIN_ROWS, 2):
         return 1
-    nch = 2
+    nch = MIN_CHUNKS
     while nch * 2 <= MAX_CHUNKS and n // (nch * 2) >= ROWS_PER_CHUNK:
         nch *= 2
     while nch > 1 and ((nch - 1) * buf_elems * 8 > MAX_EXTRA_BYTES
@@ -78,162 +94,124 @@ def n_chunks(n: int, buf_elems: int) -> int:
     return nch
 
 
-# ----------------------------------------------------------------- compiled parts
-@njit(cache=True, inline="always")
-def _bounds(c, nch, n):
-    return c * n // nch, (c + 1) * n // nch
-
-
-@njit(parallel=True, cache=True)
+@njit(cache=True, nogil=True)
 def _add_chunks(out, bufs):
-    """out += bufs[0] + bufs[1] + ... (flat, in chunk order), in parallel over
-    entries: every entry's sum has the same order whatever the threads."""
-    nb = bufs.shape[0]
-    for e in prange(out.shape[0]):
-        s = out[e]
-        for c in range(nb):
-            s += bufs[c, e]
-        out[e] = s
+    """out += bufs[0] + bufs[1] + ... (flat views), in chunk order."""
+    for c in range(bufs.shape[0]):
+        for e in range(out.shape[0]):
+            out[e] += bufs[c, e]
 
 
-@njit(cache=True)
-def _sum_in_order(x):
-    s = 0.0
-    for c in range(x.shape[0]):
-        s += x[c]
-    return s
+# ----------------------------------------------------------------- the helper threads
+class _Job:
+    """One chunked pass: chunks are claimed one at a time by whichever thread
+    is free; the caller waits only for chunks a helper has claimed."""
+
+    def __init__(self, nch: int, work: Callable[[int], object]) -> None:
+        self.nch = nch
+        self.work = work
+        self.results: list[object] = [None] * nch
+        self.error: BaseException | None = None
+        self._next = 0
+        self._left = nch
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+    def _claim(self) -> int:
+        with self._lock:
+            c = self._next
+            self._next += 1
+            return c
+
+    def run_chunks(self) -> None:
+        while True:
+            c = self._claim()
+            if c >= self.nch:
+                return
+            try:
+                self.results[c] = self.work(c)
+            except BaseException as exc:  # re-raised by the caller
+                self.error = exc
+            with self._lock:
+                self._left -= 1
+                if self._left == 0:
+                    self._done.set()
+
+    def wait(self) -> None:
+        self._done.wait()
+        if self.error is not None:
+            raise self.error
 
 
-@njit(parallel=True, cache=True)
-def _pirls_par(nch, fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
-               eta, mu_out, w_out, r_out, A11, V21, A22, rhs, A11c, V21c, A22c, rhsc):
-    n = y.shape[0]
-    devs = np.zeros(nch)
-    for c in prange(nch):
-        lo, hi = _bounds(c, nch, n)
-        if c == 0:
-            devs[c] = pirls_rows(lo, hi, fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
-                                 eta, mu_out, w_out, r_out, A11, V21, A22, rhs)
-        else:
-            devs[c] = pirls_rows(lo, hi, fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
-                                 eta, mu_out, w_out, r_out, A11c[c - 1], V21c[c - 1], A22c[c - 1], rhsc[c - 1])
-    return _sum_in_order(devs)
+class _Pool:
+    """Daemon helper threads that run the chunks of queued jobs."""
+
+    def __init__(self, nthreads: int) -> None:
+        self.nthreads = nthreads
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        for i in range(nthreads):
+            threading.Thread(target=self._loop, name=f"interlace-rows-{i}", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self.queue.get()
+            job.run_chunks()
 
 
-@njit(parallel=True, cache=True)
-def _pirls_joint_par(nch, fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
-                     eta, mu_out, w_out, r_out, A11, V21, A22, rhs, UtWX, XtWX, xrhs,
-                     A11c, V21c, A22c, rhsc, UtWXc, XtWXc, xrhsc):
-    n = y.shape[0]
-    devs = np.zeros(nch)
-    for c in prange(nch):
-        lo, hi = _bounds(c, nch, n)
-        if c == 0:
-            devs[c] = pirls_joint_rows(lo, hi, fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, uoff,
-                                       u, pairidx, poff, eta, mu_out, w_out, r_out, A11, V21, A22, rhs,
-                                       UtWX, XtWX, xrhs)
-        else:
-            devs[c] = pirls_joint_rows(lo, hi, fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, uoff,
-                                       u, pairidx, poff, eta, mu_out, w_out, r_out, A11c[c - 1], V21c[c - 1],
-                                       A22c[c - 1], rhsc[c - 1], UtWXc[c - 1], XtWXc[c - 1], xrhsc[c - 1])
-    return _sum_in_order(devs)
+_POOL: _Pool | None = None
+_POOL_LOCK = threading.Lock()
 
 
-@njit(parallel=True, cache=True)
-def _eta_deviance_par(nch, fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, eta):
-    n = y.shape[0]
-    devs = np.zeros(nch)
-    for c in prange(nch):
-        lo, hi = _bounds(c, nch, n)
-        devs[c] = eta_deviance_rows(lo, hi, fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, eta)
-    return _sum_in_order(devs)
+def _helpers() -> int:
+    """Helper threads to use: numba's thread count (NUMBA_NUM_THREADS, by
+    default the CPUs this process may run on) less the calling thread. Read
+    from the configuration: asking numba.get_num_threads() would start
+    numba's own thread pool, which these passes do not use."""
+    return max(int(numba.config.NUMBA_NUM_THREADS) - 1, 0)
 
 
-@njit(parallel=True, cache=True)
-def _score_terms_par(nch, fam, link, y, wt, eta, s, h, wd):
-    n = y.shape[0]
-    for c in prange(nch):
-        lo, hi = _bounds(c, nch, n)
-        score_terms_rows(lo, hi, fam, link, y, wt, eta, s, h, wd)
-
-
-@njit(parallel=True, cache=True)
-def _leverage_par(nch, wd, codes, zl, kcol, kdim, uoff, pairidx, poff, Ainv11, Ainv21, Ainv22, v, Utv, Utvc):
-    n = wd.shape[0]
-    for c in prange(nch):
-        lo, hi = _bounds(c, nch, n)
-        if c == 0:
-            leverage_rows(lo, hi, wd, codes, zl, kcol, kdim, uoff, pairidx, poff, Ainv11, Ainv21, Ainv22, v, Utv)
-        else:
-            leverage_rows(lo, hi, wd, codes, zl, kcol, kdim, uoff, pairidx, poff, Ainv11, Ainv21, Ainv22, v,
-                          Utvc[c - 1])
-
-
-@njit(parallel=True, cache=True)
-def _gradient_par(nch, s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff, u, xi, xxi,
-                  Ainv11, Ainv21, Ainv22, th_term, th_a, th_b, gbeta, gtheta, with_beta, gbc, gtc):
-    n = s.shape[0]
-    for c in prange(nch):
-        lo, hi = _bounds(c, nch, n)
-        if c == 0:
-            gradient_rows(lo, hi, s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff, u, xi, xxi,
-                          Ainv11, Ainv21, Ainv22, th_term, th_a, th_b, gbeta, gtheta, with_beta)
-        else:
-            gradient_rows(lo, hi, s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff, u, xi, xxi,
-                          Ainv11, Ainv21, Ainv22, th_term, th_a, th_b, gbc[c - 1], gtc[c - 1], with_beta)
-
-
-@njit(parallel=True, cache=True)
-def _accumulate_re_par(nch, w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A22, rhs,
-                       A11c, V21c, A22c, rhsc):
-    n = w.shape[0]
-    for c in prange(nch):
-        lo, hi = _bounds(c, nch, n)
-        if c == 0:
-            accumulate_re_rows(lo, hi, w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A22, rhs)
-        else:
-            accumulate_re_rows(lo, hi, w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11c[c - 1],
-                               V21c[c - 1], A22c[c - 1], rhsc[c - 1])
-
-
-@njit(parallel=True, cache=True)
-def _accumulate_x_par(nch, w, zw, X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs, UtWXc, XtWXc, xrhsc):
-    n = w.shape[0]
-    for c in prange(nch):
-        lo, hi = _bounds(c, nch, n)
-        if c == 0:
-            accumulate_x_rows(lo, hi, w, zw, X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs)
-        else:
-            accumulate_x_rows(lo, hi, w, zw, X, codes, zl, kcol, kdim, uoff, UtWXc[c - 1], XtWXc[c - 1],
-                              xrhsc[c - 1])
-
-
-# ----------------------------------------------------------------- Python side
-# One parallel pass at a time: the workqueue threading layer (used where
-# neither TBB nor OpenMP is installed) must not be entered from two threads,
-# and two concurrent passes would only oversubscribe the cores. Waiting keeps
-# the results the same as an uncontended run.
-_LOCK = threading.Lock()
-# GNU OpenMP cannot run a parallel region in a child forked after the parent
-# ran one (numba aborts the child): such children run the serial kernels.
-_launched = False
-_forked_after_launch = False
+def _pool(nthreads: int) -> _Pool:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL.nthreads < nthreads:
+            _POOL = _Pool(nthreads)
+        return _POOL
 
 
 def _after_fork_in_child() -> None:
-    global _forked_after_launch
-    if _launched:
-        _forked_after_launch = True
+    # the parent's helper threads do not exist in a forked child
+    global _POOL, _POOL_LOCK
+    _POOL = None
+    _POOL_LOCK = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _chunks_for(n: int, bufs: tuple[np.ndarray, ...]) -> int:
+def run_chunks(nch: int, work: Callable[[int], object]) -> list[object]:
+    """Run ``work(c)`` for c in range(nch) on the caller and the helper
+    threads; return the results in chunk order.
+
+    >>> run_chunks(3, lambda c: c * c)
+    [0, 1, 4]
+    """
+    job = _Job(nch, work)
+    nh = min(_helpers(), nch - 1)
+    if nh > 0:
+        pool = _pool(nh)
+        for _ in range(nh):
+            pool.queue.put(job)
+    job.run_chunks()
+    job.wait()
+    return job.results
+
+
+# ----------------------------------------------------------------- chunked passes
+def _chunks_for(n: int, bufs: Sequence[np.ndarray]) -> int:
     """Chunk count for these output buffers; 1 (serial) when any buffer is not
     C-contiguous (the chunk sums are added over flat views)."""
-    if n < PARALLEL_MIN_ROWS or _forked_after_launch:
+    if n < PARALLEL_MIN_ROWS:
         return 1
     elems = 0
     for b in bufs:
@@ -243,47 +221,88 @@ def _chunks_for(n: int, bufs: tuple[np.ndarray, ...]) -> int:
     return n_chunks(n, elems)
 
 
-def _chunk_buffers(nch: int, bufs: tuple[np.ndarray, ...]) -> list[np.ndarray]:
-    return [np.zeros((nch - 1,) + b.shape) for b in bufs]
+def _chunked(kernel, n: int, nch: int, args: tuple, rows: str) -> list[object]:
+    """Run ``kernel`` on nch row chunks. ``rows`` gives per argument how it is
+    cut: 'r' per-row (first axis), 'c' (m, n) per-row columns, 'b' an output
+    buffer (chunk c > 0 gets its own zeroed copy, added into the caller's in
+    chunk order afterwards), '.' passed whole. Returns the chunks' return
+    values in chunk order."""
+    bpos = [k for k, t in enumerate(rows) if t == "b"]
+    cbufs = [np.zeros((nch - 1,) + args[k].shape) for k in bpos]
 
+    def work(c: int):
+        lo, hi = c * n // nch, (c + 1) * n // nch
+        a = list(args)
+        for k, t in enumerate(rows):
+            if t == "r":
+                a[k] = args[k][lo:hi]
+            elif t == "c":
+                a[k] = args[k][:, lo:hi]
+        if c > 0:
+            for k, cb in zip(bpos, cbufs):
+                a[k] = cb[c - 1]
+        return kernel(*a)
 
-def _run(fn, nch, args, bufs, cbufs):
-    """Run a chunked kernel, then add the chunk buffers into the outputs."""
-    global _launched
-    with _LOCK:
-        _launched = True
-        res = fn(nch, *args, *cbufs)
-        for b, cb in zip(bufs, cbufs):
-            if b.size:
-                _add_chunks(b.reshape(-1), cb.reshape(nch - 1, -1))
+    res = run_chunks(nch, work)
+    for k, cb in zip(bpos, cbufs):
+        b = args[k]
+        if b.size:
+            _add_chunks(b.reshape(-1), cb.reshape(nch - 1, -1))
     return res
 
 
+# how each kernel's arguments are cut into chunks, by parameter name (the
+# kernels share their names): per-row first axis, (m, n) columns, buffers
+_ROW_ARGS = {"y", "wt", "base", "zl", "eta", "mu_out", "w_out", "r_out", "X", "offset", "s", "w", "hh", "v", "z",
+             "xxi", "wd", "zw", "h"}
+_COL_ARGS = {"codes", "pairidx"}
+_BUF_ARGS = {"A11", "V21", "A22", "rhs", "UtWX", "XtWX", "xrhs", "Utv", "gbeta", "gtheta"}
+
+
+def _cuts(kernel) -> str:
+    names = inspect.signature(kernel.py_func).parameters
+    return "".join("r" if a in _ROW_ARGS else "c" if a in _COL_ARGS else "b" if a in _BUF_ARGS else "."
+                   for a in names)
+
+
+_CUTS = {k.__name__: _cuts(k) for k in (_kg.pirls_pass, _kg.pirls_pass_joint, _kg.eta_deviance,
+                                        _kg.glm_score_terms, _kgr.leverage_pass, _kgr.gradient_pass,
+                                        _kx.accumulate_re, _kx.accumulate_x)}
+
+
+def _sum_in_order(parts: Sequence[object]) -> float:
+    s = 0.0
+    for d in parts:
+        s += float(d)
+    return s
+
+
+# ----------------------------------------------------------------- dispatchers
 def pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
                eta, mu_out, w_out, r_out, A11, V21, A22, rhs) -> float:
     """glm.pirls_pass, chunked over the rows when there are many.
 
-    >>> # same call as interlace.kernels.glm.pirls_pass(...)
+    Same arguments and return value as :func:`interlace.kernels.glm.pirls_pass`.
     """
-    bufs = (A11, V21, A22, rhs)
-    nch = _chunks_for(y.shape[0], bufs)
     args = (fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, poff, eta, mu_out, w_out, r_out,
             A11, V21, A22, rhs)
+    n = y.shape[0]
+    nch = _chunks_for(n, (A11, V21, A22, rhs))
     if nch <= 1:
         return _kg.pirls_pass(*args)
-    return _run(_pirls_par, nch, args, bufs, _chunk_buffers(nch, bufs))
+    return _sum_in_order(_chunked(_kg.pirls_pass, n, nch, args, _CUTS['pirls_pass']))
 
 
 def pirls_pass_joint(fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
                      eta, mu_out, w_out, r_out, A11, V21, A22, rhs, UtWX, XtWX, xrhs) -> float:
     """glm.pirls_pass_joint, chunked over the rows when there are many."""
-    bufs = (A11, V21, A22, rhs, UtWX, XtWX, xrhs)
-    nch = _chunks_for(y.shape[0], bufs)
     args = (fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
             eta, mu_out, w_out, r_out, A11, V21, A22, rhs, UtWX, XtWX, xrhs)
+    n = y.shape[0]
+    nch = _chunks_for(n, (A11, V21, A22, rhs, UtWX, XtWX, xrhs))
     if nch <= 1:
         return _kg.pirls_pass_joint(*args)
-    dev = _run(_pirls_joint_par, nch, args, bufs, _chunk_buffers(nch, bufs))
+    dev = _sum_in_order(_chunked(_kg.pirls_pass_joint, n, nch, args, _CUTS['pirls_pass_joint']))
     symmetrize_lower(XtWX)
     return dev
 
@@ -291,29 +310,31 @@ def pirls_pass_joint(fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, u
 def eta_deviance(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, eta) -> float:
     """glm.eta_deviance, chunked over the rows when there are many."""
     args = (fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, eta)
-    nch = _chunks_for(y.shape[0], ())
+    n = y.shape[0]
+    nch = _chunks_for(n, ())
     if nch <= 1:
         return _kg.eta_deviance(*args)
-    return _run(_eta_deviance_par, nch, args, (), ())
+    return _sum_in_order(_chunked(_kg.eta_deviance, n, nch, args, _CUTS['eta_deviance']))
 
 
 def glm_score_terms(fam, link, y, wt, eta, s, h, wd) -> None:
     """glm.glm_score_terms, chunked over the rows when there are many."""
     args = (fam, link, y, wt, eta, s, h, wd)
-    nch = _chunks_for(y.shape[0], ())
+    n = y.shape[0]
+    nch = _chunks_for(n, ())
     if nch <= 1:
         return _kg.glm_score_terms(*args)
-    return _run(_score_terms_par, nch, args, (), ())
+    _chunked(_kg.glm_score_terms, n, nch, args, _CUTS['glm_score_terms'])
 
 
 def leverage_pass(wd, codes, zl, kcol, kdim, uoff, pairidx, poff, Ainv11, Ainv21, Ainv22, v, Utv) -> None:
     """gradient.leverage_pass, chunked over the rows when there are many."""
     args = (wd, codes, zl, kcol, kdim, uoff, pairidx, poff, Ainv11, Ainv21, Ainv22, v, Utv)
-    bufs = (Utv,)
-    nch = _chunks_for(wd.shape[0], bufs)
+    n = wd.shape[0]
+    nch = _chunks_for(n, (Utv,))
     if nch <= 1:
         return _kgr.leverage_pass(*args)
-    return _run(_leverage_par, nch, args, bufs, _chunk_buffers(nch, bufs))
+    _chunked(_kgr.leverage_pass, n, nch, args, _CUTS['leverage_pass'])
 
 
 def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff, u, xi, xxi,
@@ -321,29 +342,29 @@ def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff,
     """gradient.gradient_pass, chunked over the rows when there are many."""
     args = (s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff, u, xi, xxi,
             Ainv11, Ainv21, Ainv22, th_term, th_a, th_b, gbeta, gtheta, with_beta)
-    bufs = (gbeta, gtheta)
-    nch = _chunks_for(s.shape[0], bufs)
+    n = s.shape[0]
+    nch = _chunks_for(n, (gbeta, gtheta))
     if nch <= 1:
         return _kgr.gradient_pass(*args)
-    return _run(_gradient_par, nch, args, bufs, _chunk_buffers(nch, bufs))
+    _chunked(_kgr.gradient_pass, n, nch, args, _CUTS['gradient_pass'])
 
 
 def accumulate_re(w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A22, rhs) -> None:
     """crossprod.accumulate_re, chunked over the rows when there are many."""
     args = (w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A22, rhs)
-    bufs = (A11, V21, A22, rhs)
-    nch = _chunks_for(w.shape[0], bufs)
+    n = w.shape[0]
+    nch = _chunks_for(n, (A11, V21, A22, rhs))
     if nch <= 1:
         return _kx.accumulate_re(*args)
-    return _run(_accumulate_re_par, nch, args, bufs, _chunk_buffers(nch, bufs))
+    _chunked(_kx.accumulate_re, n, nch, args, _CUTS['accumulate_re'])
 
 
 def accumulate_x(w, zw, X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs) -> None:
     """crossprod.accumulate_x, chunked over the rows when there are many."""
     args = (w, zw, X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs)
-    bufs = (UtWX, XtWX, xrhs)
-    nch = _chunks_for(w.shape[0], bufs)
+    n = w.shape[0]
+    nch = _chunks_for(n, (UtWX, XtWX, xrhs))
     if nch <= 1:
         return _kx.accumulate_x(*args)
-    _run(_accumulate_x_par, nch, args, bufs, _chunk_buffers(nch, bufs))
+    _chunked(_kx.accumulate_x, n, nch, args, _CUTS['accumulate_x'])
     symmetrize_lower(XtWX)
