@@ -200,12 +200,13 @@ def check_convergence(grad, hess, at_bound, tol_grad=0.002, tol_hess=1e-6):
     return msgs
 
 
-def _newton_polish(fun, grad, x, g, hess, lower_t, nt):
+def _newton_polish(fun, grad, x, g, hess, lower_t, nt, f0=None):
     """One Newton step with the final (exact-gradient) Hessian: the optimizer
-    stops within its tolerance; this takes the remaining error from ~1e-5 to
-    ~1e-10 for one evaluation, so the fast and generic paths (and repeated
-    fits) agree to many digits. Kept only if it does not raise the deviance
-    and stays feasible."""
+    stops within its tolerance; this takes the remaining error from ~1e-4
+    (standard-error units) to ~1e-8 for one evaluation, so the fast and
+    generic paths (and repeated fits) agree to many digits. Kept only if it
+    does not raise the deviance and stays feasible. ``f0``, the deviance at
+    x when the caller has it, saves an evaluation."""
     free = np.ones(len(x), bool)
     free[:nt] = ~(np.isfinite(lower_t) & (x[:nt] <= lower_t + 1e-4))
     if not np.any(free):
@@ -224,7 +225,8 @@ def _newton_polish(fun, grad, x, g, hess, lower_t, nt):
         return x, g
     from interlace.objective.laplace import PIRLSError
 
-    f0 = fun(x)
+    if f0 is None:
+        f0 = fun(x)
     try:
         f1 = fun(xn)
     except (np.linalg.LinAlgError, PIRLSError, FloatingPointError):
@@ -241,10 +243,10 @@ def _escape_zero_diagonal(fg, x, diag_idx, max_restarts: int = 2):
     optimum is inside. Probe the zero diagonals; restart from a better point."""
     res = None
     for _ in range(max_restarts):
-        f0 = fg(x)[0]
         zero = [i for i in diag_idx if abs(x[i]) < 1e-3]
         if not zero:
-            break
+            break  # nothing to probe: no evaluation
+        f0 = fg(x)[0]
         best, bestf = None, f0
         for i in zero:
             for val in (0.1, 0.3, 1.0):
@@ -279,8 +281,71 @@ def _pirls_joint(obj, theta) -> float:
         return obj.pirls_joint(theta)
 
 
+class _StateEval:
+    """Deviance and gradient of a stateful objective, evaluated once per point.
+
+    The objective keeps the PIRLS state (u, factor) of its last deviance
+    evaluation and its gradient needs that state, so a single remembered
+    point is exact: asking again for the deviance or gradient there (the
+    optimizer's last iterate, the Hessian's base point, the polish's start)
+    costs no row pass.
+
+    >>> ev = _StateEval(lambda t, b: float(t @ t + b @ b), lambda t, b: np.r_[2 * t, 2 * b], 1)
+    >>> ev.fg(np.array([1.0, 2.0]))[0], ev.dev(np.array([1.0, 2.0]))
+    (5.0, 5.0)
+    """
+
+    def __init__(self, dev_fn, grad_fn, nt: int) -> None:
+        self.dev_fn, self.grad_fn, self.nt = dev_fn, grad_fn, nt
+        self.x: np.ndarray | None = None
+        self.d = np.nan
+        self.g: np.ndarray | None = None
+
+    def dev(self, x: np.ndarray) -> float:
+        if self.x is None or not np.array_equal(self.x, x):
+            x = np.array(x, dtype=float, copy=True)
+            self.x, self.g = None, None  # an exception below leaves no stale point
+            self.d = self.dev_fn(x[:self.nt], x[self.nt:])
+            self.x = x
+        return self.d
+
+    def grad(self, x: np.ndarray) -> np.ndarray:
+        self.dev(x)
+        if self.g is None:
+            self.g = np.asarray(self.grad_fn(self.x[:self.nt], self.x[self.nt:]), dtype=float)
+        return self.g.copy()
+
+    def fg(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        return self.dev(x), self.grad(x)
+
+
+# Stage 1 (theta with beta inside PIRLS) only seeds stage 2 when nAGQ > 0: its
+# PIRLS stops at a joint Newton step of 1e-5 (relative; at 1e-4 the deviance's
+# noise already stalls its line search on large counts) and it stops after 6
+# iterations or at a relative deviance change of 1e-7. Its first L-BFGS step
+# is a unit step in theta, as before: from theta = 1 that lands exactly on a
+# zero variance when the data say so (a smaller first step approaches the
+# boundary only asymptotically).
+STAGE1_U_TOL = 1e-5
+STAGE1_MAXITER = 6
+# Stage 2 stops at a gradient of 1e-4 in its scaled coordinates (standard-error
+# units: the deviance is ~1e-8 from its minimum); the Newton polish with the
+# exact-gradient Hessian then takes the rest. Asking L-BFGS-B for less sends it
+# into line searches below the deviance's rounding noise.
+STAGE2_GTOL = 1e-4
+
+
 def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, agq=None) -> OptResult:
-    """Two-stage optimization of a LaplaceObjective (or AGQ through `agq`)."""
+    """Two-stage optimization of a LaplaceObjective (or AGQ through `agq`).
+
+    Stage 1 optimizes theta with beta inside the joint PIRLS (nAGQ = 0, exact
+    gradient); stage 2 optimizes (theta, beta) on the Laplace (or AGQ)
+    deviance with L-BFGS-B in coordinates scaled by stage 1's RX (beta) and
+    stage 1's theta curvature; then the Hessian by forward differences of
+    the exact gradient and one Newton polish step.
+
+    >>> res = optimize_glmm(LaplaceObjective(mf, family))  # doctest: +SKIP
+    """
     re = obj.re
     lower_t = re.theta_lower
     theta = re.theta_start() if theta0 is None else np.asarray(theta0, dtype=float)
@@ -292,31 +357,46 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
     # stage 1: theta only, beta inside PIRLS (nAGQ = 0). When it only seeds
     # stage 2, its PIRLS need not be tight (stage 2 re-optimizes everything).
     if nAGQ != 0:
-        obj.joint_tol, obj.joint_u_tol = 1e-8, 1e-5
-    f1 = lambda t: _pirls_joint(obj, t)  # noqa: E731
-    _pirls_joint(obj, theta)
+        obj.joint_tol, obj.joint_u_tol = 1e-8, STAGE1_U_TOL
+    # the objective's state (u, beta, RX) is always at the last theta given to
+    # the joint PIRLS: remember it, and do not solve the same point twice
+    last1 = {"t": None, "d": np.nan}
+
+    def f1(t):
+        if last1["t"] is None or not np.array_equal(t, last1["t"]):
+            last1["t"] = None  # a failure below leaves no stale point
+            d = _pirls_joint(obj, t)
+            last1["t"], last1["d"] = np.array(t, dtype=float, copy=True), d
+        return last1["d"]
+
+    f1(theta)
+    curv1 = None  # stage 1's theta curvature (from its L-BFGS memory)
     if optimizer == "lbfgsb" and obj.has_exact_gradient():
         def fg1(t):
-            d = _pirls_joint(obj, t)
-            return d, obj.gradient_joint(t)
+            return f1(t), obj.gradient_joint(t)
 
         # Unbounded in theta: the deviance is invariant to the sign of each
         # column of Lambda and its derivative vanishes at a zero diagonal, so a
         # bound there traps gradient methods; the canonical (diagonal >= 0)
         # theta is reported (lme4's bounds hold for the result).
-        # stage 1 only seeds stage 2 (which re-optimizes theta and beta), so a
-        # loose stop is enough here
         res1 = sopt.minimize(fg1, np.maximum(theta, lower_t), jac=True, method="L-BFGS-B",
-                             options={"maxiter": 500 if nAGQ == 0 else 6, "ftol": 1e-7, "gtol": 1e-2, "maxls": 20})
+                             options={"maxiter": 500 if nAGQ == 0 else STAGE1_MAXITER, "ftol": 1e-7,
+                                      "gtol": 1e-2, "maxls": 20})
+        if getattr(res1, "nit", 0) >= 1 and hasattr(res1, "hess_inv"):
+            try:
+                curv1 = np.diag(np.linalg.inv(res1.hess_inv.todense()))
+            except np.linalg.LinAlgError:
+                curv1 = None
         diag_t = [i for i in range(nt) if re.theta_a[i] == re.theta_b[i]]
         x_esc, r_esc = _escape_zero_diagonal(fg1, res1.x, diag_t)
         if r_esc is not None:
-            res1 = r_esc
+            res1, curv1 = r_esc, None
         res1.x = re.canonical_theta(x_esc)
     else:
         res1 = _minimize(f1, None, theta, lower_t, optimizer)
     theta1 = np.maximum(res1.x, lower_t)
-    dev1 = _pirls_joint(obj, theta1)
+    # the objective's state (beta, RX) is at the last evaluated theta: reuse it
+    dev1 = f1(theta1)
     beta1 = obj.beta.copy()
     obj.joint_tol, obj.joint_u_tol = obj.tol, 1e-9
     stage1 = {"theta": theta1, "beta": beta1, "deviance": dev1, "nfev": int(res1.nfev),
@@ -324,7 +404,6 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
     clock["stage2"] = _time.process_time()
     if nAGQ == 0:
         hess = None
-        x = np.concatenate([theta1, beta1])
         return OptResult(theta1, beta1, dev1, bool(res1.success) and obj.pirls_converged, optimizer,
                          obj.nfev, obj.ngev, [], hess, None, stage1, str(res1.message))
 
@@ -335,22 +414,12 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
         grad_fn = agq.gradient
     elif agq is None and obj.has_exact_gradient():
         grad_fn = lambda t, b: obj.gradient(t, b)  # noqa: E731
-
-    def fun(x):
-        return dev_fn(x[:nt], x[nt:])
+    ev = _StateEval(dev_fn, grad_fn, nt)
+    fun = ev.dev
 
     J = None
     if grad_fn is not None:
-        cache = {}
-
-        def fg(x):
-            d = dev_fn(x[:nt], x[nt:])
-            g = grad_fn(x[:nt], x[nt:])
-            return d, g
-
-        def f_only(x):
-            return fg(x)[0]
-
+        fg = ev.fg
         if optimizer == "lbfgsb":
             # Precondition beta with stage 1's RX (RX RX' ~ half the deviance
             # Hessian in beta): beta = beta1 + RX^{-T} z makes the problem
@@ -360,18 +429,22 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
             if RX is not None and RX.shape == (p, p) and np.all(np.isfinite(RX)):
                 T = sla.solve_triangular(RX, np.eye(p), lower=True, trans="T", check_finite=False)
 
-            # theta: scale each component by its curvature (one forward
-            # difference of the exact gradient per theta)
+            # theta: scale each component by its curvature, from stage 1's
+            # L-BFGS memory when it has one (free), else one forward difference
+            # of the exact gradient per theta
             x1 = np.concatenate([theta1, beta1])
-            g1 = fg(x1)[1]
-            st = np.ones(nt)
-            for t in range(nt):
-                h = 1e-4 * max(1.0, abs(theta1[t]))
-                xt = x1.copy()
-                xt[t] += h
-                htt = (fg(xt)[1][t] - g1[t]) / h
-                if np.isfinite(htt) and htt > 0:
-                    st[t] = 1.0 / np.sqrt(0.5 * htt)
+            if curv1 is not None and np.all(np.isfinite(curv1)) and np.all(curv1 > 0):
+                st = 1.0 / np.sqrt(0.5 * curv1)
+            else:
+                g1 = fg(x1)[1]
+                st = np.ones(nt)
+                for t in range(nt):
+                    h = 1e-4 * max(1.0, abs(theta1[t]))
+                    xt = x1.copy()
+                    xt[t] += h
+                    htt = (fg(xt)[1][t] - g1[t]) / h
+                    if np.isfinite(htt) and htt > 0:
+                        st[t] = 1.0 / np.sqrt(0.5 * htt)
 
             def to_x(zz):
                 return np.concatenate([theta1 + st * zz[:nt], beta1 + T @ zz[nt:]])
@@ -386,10 +459,8 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
                 return d, np.concatenate([st * g[:nt], T.T @ g[nt:]])
 
             z0 = np.zeros(nt + p)
-            # in the scaled coordinates a gradient of 1e-6 means a deviance
-            # 1e-12 from the optimum; asking for less only chases PIRLS noise
             res = sopt.minimize(fgz, z0, jac=True, method="L-BFGS-B",
-                                options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-6, "maxls": 60})
+                                options={"maxiter": 2000, "ftol": 1e-14, "gtol": STAGE2_GTOL, "maxls": 60})
             diag_t = [i for i in range(nt) if re.theta_a[i] == re.theta_b[i]]
             x_esc, r_esc = _escape_zero_diagonal(fg, to_x(res.x), diag_t)
             if r_esc is not None:
@@ -402,23 +473,22 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
     x = np.maximum(res.x, lower)
     stage1["stage2_cpu_seconds"] = _time.process_time() - clock["stage2"]
     clock["hess"] = _time.process_time()
-    dev = fun(x)
     if grad_fn is not None:
-        g = grad_fn(x[:nt], x[nt:])
+        # at the optimizer's last iterate these are remembered, not recomputed;
         # central differences across a zero diagonal are valid (sign symmetry)
-        gfun = lambda z: (fun(z), grad_fn(z[:nt], z[nt:]))[1]  # noqa: E731
+        dev, g = ev.fg(x)
         try:
-            hess = hessian_along(gfun, x, g, J)
+            hess = hessian_along(ev.grad, x, g, J)
             if not np.all(np.isfinite(hess)):
                 raise FloatingPointError("non-finite Hessian")
         except (np.linalg.LinAlgError, FloatingPointError, RuntimeError, ValueError):
             # e.g. under separation one "standard error" is huge: unit-free steps
-            hess = hessian_along(gfun, x, g, None)
-        x, g = _newton_polish(fun, lambda z: grad_fn(z[:nt], z[nt:]), x, g, hess, lower_t, nt)
+            hess = hessian_along(ev.grad, x, g, None)
+        x, g = _newton_polish(ev.dev, ev.grad, x, g, hess, lower_t, nt, f0=dev)
     else:
         g = _fd_grad(fun, x, lower)
         hess = hessian_from_function(fun, x, lower)
-    dev = fun(x)  # leave the objective's state at the optimum
+    dev = fun(x)  # leave the objective's state at the optimum (free when it is there)
     stage1["hessian_cpu_seconds"] = _time.process_time() - clock["hess"]
     at_bound = np.zeros(len(x), bool)
     at_bound[:nt] = (np.isfinite(lower_t)) & (x[:nt] <= lower_t + 1e-4)
