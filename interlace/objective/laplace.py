@@ -11,9 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
-from interlace.kernels import crossprod as kx
-from interlace.kernels import glm as kg
-from interlace.kernels import gradient as kgr
+from interlace.kernels import parallel as kpar
 from interlace.kernels import pirls as kp
 from interlace.model_frame import ModelFrame
 from interlace.objective.predictor import BlockedCholesky, ReStructure
@@ -57,7 +55,7 @@ class LaplaceObjective:
         self.joint_u_tol = 1e-9
         # whole PIRLS loops compiled; the Python loops remain for row passes
         # that run chunked in parallel (large n), where their overhead is nil
-        self.compiled_loop = True
+        self.compiled_loop = self.re.n < kpar.PARALLEL_MIN_ROWS
         self._joint_cache = None
 
     def _glm_start(self) -> np.ndarray:
@@ -100,7 +98,7 @@ class LaplaceObjective:
         chol.rhs.fill(0.0)
         eta = np.empty(re.n)
         fc, lc = resp.codes
-        dev = kg.pirls_pass(fc, lc, resp.y, resp.wt, base, re.codes, zl, re.kcol, re.kdim, re.uoff, u,
+        dev = kpar.pirls_pass(fc, lc, resp.y, resp.wt, base, re.codes, zl, re.kcol, re.kdim, re.uoff, u,
                             re.pairidx, re.poff, eta, resp.mu, resp.w, resp.r,
                             chol.A11, chol.V21, chol.A22, chol.rhs)
         resp.eta = eta
@@ -147,7 +145,7 @@ class LaplaceObjective:
                 for _h in range(self.MAX_HALVINGS):
                     step *= 0.5
                     ut = u + step * delta
-                    dt = kg.eta_deviance(fc, lc, resp.y, resp.wt, base, re.codes, zl, re.kcol, re.kdim,
+                    dt = kpar.eta_deviance(fc, lc, resp.y, resp.wt, base, re.codes, zl, re.kcol, re.kdim,
                                          re.uoff, ut, eta_t)
                     if np.isfinite(dt + ut @ ut) and dt + ut @ ut <= pdev + 1e-12 * abs(pdev):
                         break
@@ -277,7 +275,7 @@ class LaplaceObjective:
         Ainv11, Ainv21, Ainv22 = chol.selected_inverse_pairs()
         v = np.empty(re.n)
         Utv = np.zeros(re.q)
-        kgr.leverage_pass(wd, re.codes, zl, re.kcol, re.kdim, re.uoff, re.pairidx, re.poff, Ainv11, Ainv21, Ainv22, v, Utv)
+        kpar.leverage_pass(wd, re.codes, zl, re.kcol, re.kdim, re.uoff, re.pairidx, re.poff, Ainv11, Ainv21, Ainv22, v, Utv)
         if resp.canonical:
             xi = chol.solve(Utv)
             hh = resp.w
@@ -294,7 +292,7 @@ class LaplaceObjective:
             hh = h
         gb = np.zeros(self.p)
         gt = np.zeros(re.ntheta)
-        kgr.gradient_pass(s, resp.w, hh, v, self.X, re.z, re.codes, zl, re.kcol, re.kdim, re.uoff, re.pairidx, re.poff,
+        kpar.gradient_pass(s, resp.w, hh, v, self.X, re.z, re.codes, zl, re.kcol, re.kdim, re.uoff, re.pairidx, re.poff,
                           self.u, xi, np.zeros(re.n), Ainv11, Ainv21, Ainv22, re.theta_term, re.theta_a, re.theta_b,
                           gb, gt, with_beta)
         return np.concatenate([gt, gb]) if with_beta else gt
@@ -310,7 +308,7 @@ class LaplaceObjective:
         Ainv11, Ainv21, Ainv22 = chol.selected_inverse_pairs()
         v = np.empty(re.n)
         Utv = np.zeros(re.q)
-        kgr.leverage_pass(wd, re.codes, zl, re.kcol, re.kdim, re.uoff, re.pairidx, re.poff, Ainv11,
+        kpar.leverage_pass(wd, re.codes, zl, re.kcol, re.kdim, re.uoff, re.pairidx, re.poff, Ainv11,
                           Ainv21, Ainv22, v, Utv)
         hh = resp.w if resp.canonical else h
         zero = np.zeros(re.n)
@@ -329,7 +327,7 @@ class LaplaceObjective:
             UtHX = np.zeros((re.q, self.p))
             XtHX = np.zeros((self.p, self.p))
             xr = np.zeros(self.p)
-            kx.accumulate_x(hh, zero, self.X, re.codes, zl, re.kcol, re.kdim, re.uoff, UtHX, XtHX, xr)
+            kpar.accumulate_x(hh, zero, self.X, re.codes, zl, re.kcol, re.kdim, re.uoff, UtHX, XtHX, xr)
             ch.factor()
             RZX = ch.solve_L(UtHX)
             RX = sla.cholesky(XtHX - RZX.T @ RZX, lower=True, check_finite=False)
@@ -343,7 +341,7 @@ class LaplaceObjective:
             ch.factor()
         gb = np.zeros(self.p)
         gt = np.zeros(re.ntheta)
-        kgr.gradient_pass(s, resp.w, hh, v, self.X, re.z, re.codes, zl, re.kcol, re.kdim, re.uoff,
+        kpar.gradient_pass(s, resp.w, hh, v, self.X, re.z, re.codes, zl, re.kcol, re.kdim, re.uoff,
                           re.pairidx, re.poff, self.u, xu, self.X @ xb, Ainv11, Ainv21, Ainv22,
                           re.theta_term, re.theta_a, re.theta_b, gb, gt, False)
         return gt
@@ -356,7 +354,7 @@ class LaplaceObjective:
             a.fill(0.0)
         eta = np.empty(re.n)
         fc, lc = resp.codes
-        dev = kg.pirls_pass_joint(fc, lc, resp.y, resp.wt, self.X, beta, resp.offset, re.codes, zl,
+        dev = kpar.pirls_pass_joint(fc, lc, resp.y, resp.wt, self.X, beta, resp.offset, re.codes, zl,
                                   re.kcol, re.kdim, re.uoff, u, re.pairidx, re.poff, eta, resp.mu, resp.w,
                                   resp.r, chol.A11, chol.V21, chol.A22, chol.rhs, UtWX, XtWX, xrhs)
         resp.eta = eta
@@ -406,7 +404,7 @@ class LaplaceObjective:
                 for _h in range(self.MAX_HALVINGS):
                     step *= 0.5
                     ut, bt = u + step * du, beta + step * db
-                    dt = kg.eta_deviance(fc, lc, resp.y, resp.wt, self.X @ bt + off, re.codes, zl, re.kcol,
+                    dt = kpar.eta_deviance(fc, lc, resp.y, resp.wt, self.X @ bt + off, re.codes, zl, re.kcol,
                                          re.kdim, re.uoff, ut, eta_t)
                     if np.isfinite(dt + ut @ ut) and dt + ut @ ut <= pdev + 1e-12 * abs(pdev):
                         break
@@ -543,7 +541,7 @@ def solve_joint(re: ReStructure, chol: BlockedCholesky, X: np.ndarray, w: np.nda
     UtWX = np.zeros((re.q, p))
     XtWX = np.zeros((p, p))
     xrhs = np.zeros(p)
-    kx.accumulate_x(w, zw, X, re.codes, zl, re.kcol, re.kdim, re.uoff, UtWX, XtWX, xrhs)
+    kpar.accumulate_x(w, zw, X, re.codes, zl, re.kcol, re.kdim, re.uoff, UtWX, XtWX, xrhs)
     chol.factor()
     RZX = chol.solve_L(UtWX)
     RX = sla.cholesky(XtWX - RZX.T @ RZX, lower=True, check_finite=False)

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from interlace.kernels import crossprod as kx
 from interlace.kernels import glm as kg
+from interlace.kernels import parallel as kpar
 from interlace.kernels import pirls as kp
 from interlace.model_frame import ReTerm
 
@@ -196,7 +197,7 @@ class BlockedCholesky:
         self.V21.fill(0.0)
         self.A22.fill(0.0)
         self.rhs.fill(0.0)
-        kx.accumulate_re(w, zw, re.codes, zl, re.kcol, re.kdim, re.uoff, re.pairidx, re.poff,
+        kpar.accumulate_re(w, zw, re.codes, zl, re.kcol, re.kdim, re.uoff, re.pairidx, re.poff,
                          self.A11, self.V21, self.A22, self.rhs)
 
     def factor_args(self) -> tuple:

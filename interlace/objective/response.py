@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from interlace.kernels import glm as kg
+from interlace.kernels import parallel as kpar
 
 
 def _fast_codes(family) -> tuple[int, int] | None:
@@ -102,5 +103,5 @@ class GLMResponse:
             return s, h, wd
         n = self.y.shape[0]
         s, h, wd = np.empty(n), np.empty(n), np.empty(n)
-        kg.glm_score_terms(self.codes[0], self.codes[1], self.y, self.wt, self.eta, s, h, wd)
+        kpar.glm_score_terms(self.codes[0], self.codes[1], self.y, self.wt, self.eta, s, h, wd)
         return s, h, wd
