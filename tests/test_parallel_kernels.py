@@ -217,3 +217,38 @@ def test_bit_identical_across_thread_counts():
     assert one[0] == 1 and two[0] == 2
     assert one[1] == two[1]
     assert hashlib.sha256(b"").hexdigest() != one[1]
+
+
+def test_concurrent_calls_from_threads(low_threshold):
+    """Passes started from several Python threads at once (a threaded Dask
+    scheduler, user threads) share the helper threads and give the same bits."""
+    import threading
+
+    mk = make_problem(SPECS["crossed3"], 9001, seed=4)
+    ref_args = mk("pirls_pass_joint")
+    ref = outputs(ref_args, kpar.pirls_pass_joint(*ref_args))
+    got: list = [None] * 4
+
+    def one(t: int) -> None:
+        a = mk("pirls_pass_joint")
+        got[t] = outputs(a, kpar.pirls_pass_joint(*a))
+
+    threads = [threading.Thread(target=one, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for g in got:
+        assert g is not None and all(np.array_equal(x, y) for x, y in zip(ref, g))
+
+
+def test_run_chunks_order_and_errors():
+    assert kpar.run_chunks(5, lambda c: 10 * c) == [0, 10, 20, 30, 40]
+
+    def bad(c: int) -> int:
+        if c == 2:
+            raise ValueError("chunk 2")
+        return c
+
+    with pytest.raises(ValueError, match="chunk 2"):
+        kpar.run_chunks(4, bad)

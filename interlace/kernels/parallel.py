@@ -57,9 +57,11 @@ from interlace.kernels import gradient as _kgr
 from interlace.kernels.crossprod import symmetrize_lower
 
 # Below this many rows the serial kernels run: a chunk hand-off costs some
-# tens of microseconds, a row a few tens of nanoseconds (measured; see the
-# module's tests). Tests lower it to exercise the chunked path on small data.
-PARALLEL_MIN_ROWS = 20_000
+# tens of microseconds, a row 5-60 ns. Measured on 2 cores (simbin_ri rows,
+# whole fits, parallel passes vs the compiled serial PIRLS loops): even at
+# 10k and 20k rows, ahead from 40k (100k: 0.43 -> 0.26 s). Tests lower it to
+# exercise the chunked path on small data.
+PARALLEL_MIN_ROWS = 30_000
 # chunk counts are powers of two from 4 (two per core on two cores, so a
 # late helper costs at most a quarter of the pass) up to MAX_CHUNKS, one
 # doubling per ROWS_PER_CHUNK * 4 rows
