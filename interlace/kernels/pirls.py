@@ -17,9 +17,10 @@ A11 (factored in place), the cross blocks as flat values in pair order
 (V21 -> L21vals) with a CSC map (indptr/indices over term-0 columns, pos into
 the flat values), the dense rest A22 -> L22.
 
-Status codes returned by the loops: 0 converged, 1 iteration limit,
+Status codes returned by the loop: 0 converged, 1 iteration limit,
 2 step-halving failed (PIRLSError), 3 factor not positive definite
-(LinAlgError), 4 unusable start (caller restarts cold).
+(LinAlgError). The nAGQ = 0 joint loop stays in Python around one compiled
+factor-and-solve step (_joint_step): compiled whole, it took 15 s to compile.
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ from interlace.kernels.crossprod import (
     pairs_times_linv_t,
     schur_lower,
 )
-from interlace.kernels.glm import eta_deviance, pirls_pass, pirls_pass_joint
+from interlace.kernels.glm import eta_deviance, pirls_pass
 
 EPS = 2.220446049250313e-16
+# dense L22 blocks up to this order are factored here; larger ones by LAPACK
+# (numba's own np.linalg.cholesky would add seconds of compilation)
+DENSE_MAX = 48
 
 
 @njit(cache=True)
@@ -69,7 +73,9 @@ def factor_blocked(A11, A22, L22, V21, L21vals, kdim, poff, npairs, pcols, pcoff
                    indptr, indices, pos):
     """Factor A = U'WU + I held as (A11, V21, A22): A11 in place -> L11,
     L21vals, L22 (A22 is left as S = A22 + I - L21 L21'). Returns log|L|^2,
-    NaN if A is not positive definite."""
+    NaN if A is not positive definite. When q2 >= DENSE_MAX the dense block
+    is not factored here and the log-determinant excludes it (the caller
+    factors S with LAPACK)."""
     nl, k0, _ = A11.shape
     for l in range(nl):
         for a in range(k0):
@@ -85,21 +91,15 @@ def factor_blocked(A11, A22, L22, V21, L21vals, kdim, poff, npairs, pcols, pcoff
         for i in range(q2):
             A22[i, i] += 1.0
         schur_lower(indptr, indices, pos, L21vals, A22)
-        if q2 >= 48:
-            # LAPACK for the larger dense block (raises LinAlgError if not PD)
-            for i in range(q2):
-                for c in range(i + 1, q2):
-                    A22[i, c] = A22[c, i]
-            L = np.linalg.cholesky(A22)
-            L22[:, :] = L
-            for i in range(q2):
-                ld += 2.0 * math.log(L22[i, i])
-        else:
-            L22[:, :] = A22
-            ld2 = dense_cholesky_lower(L22)
-            if not math.isfinite(ld2):
-                return np.nan
-            ld += ld2
+        if q2 >= DENSE_MAX:
+            # larger dense blocks go to LAPACK from Python (BlockedCholesky.factor):
+            # S = A22 + I - L21 L21' is left in A22 (lower triangle)
+            return ld
+        L22[:, :] = A22
+        ld2 = dense_cholesky_lower(L22)
+        if not math.isfinite(ld2):
+            return np.nan
+        ld += ld2
     return ld
 
 
@@ -207,96 +207,111 @@ def pirls_u_loop(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx
                  npairs, pcols, pcoff, indptr, indices, pos, max_iter, max_halvings, out):
     """PIRLS for u at fixed (theta, beta): u is updated in place; the factor
     is left at the final u. out = [deviance, log|L|^2, iterations]. Returns
-    the status code (module docstring)."""
+    the status code (module docstring).
+
+    Written as a small state machine with ONE call site per kernel (row pass,
+    deviance, factor): LLVM inlines callees per call site, and a loop written
+    the natural way compiled for many seconds."""
     n = y.shape[0]
     q = u.shape[0]
     eta_t = np.empty(n)
+    x = np.empty(q)
     ut = np.empty(q)
-    x = np.empty((q, 1))
+    sol = np.empty((q, 1))
     delta = np.empty(q)
     ok = True
     for i in range(q):
         if not math.isfinite(u[i]):
             ok = False
-    if not ok:
-        u[:] = 0.0
-    _zero(A11, V21, A22, rhs)
-    dev = pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
-                     eta, mu, w, r, A11, V21, A22, rhs)
-    pdev = dev + _dot(u, u)
-    if not math.isfinite(pdev):
-        u[:] = 0.0
-        _zero(A11, V21, A22, rhs)
-        dev = pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
-                         eta, mu, w, r, A11, V21, A22, rhs)
-        pdev = dev + _dot(u, u)
-    status = 1
-    logdet = np.nan
+    if ok:
+        x[:] = u
+    else:
+        x[:] = 0.0
+    phase = 0  # 0 start, 1 full Newton step, 2 halved step, 3 back at u (step lost in rounding)
+    retried = False
+    stop = -1
     iters = 0
-    for _it in range(max_iter):
-        iters += 1
+    dev = np.nan
+    pdev = np.nan
+    logdet = np.nan
+    status = 1
+    while True:
+        _zero(A11, V21, A22, rhs)
+        dev_x = pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, x, pairidx, poff,
+                           eta, mu, w, r, A11, V21, A22, rhs)
+        pdev_x = dev_x + _dot(x, x)
+        if phase == 0:
+            if not math.isfinite(pdev_x) and not retried:
+                retried = True
+                x[:] = 0.0
+                continue
+            u[:] = x
+            dev = dev_x
+            pdev = pdev_x
+        elif phase == 1:
+            if math.isfinite(pdev_x) and pdev_x <= pdev + 1e-12 * abs(pdev):
+                u[:] = x
+                dev = dev_x
+                pdev = pdev_x
+            else:
+                step = 1.0
+                found = False
+                for _h in range(max_halvings):
+                    step *= 0.5
+                    for i in range(q):
+                        ut[i] = u[i] + step * delta[i]
+                    dt = eta_deviance(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, ut, eta_t)
+                    pt = dt + _dot(ut, ut)
+                    if math.isfinite(pt) and pt <= pdev + 1e-12 * abs(pdev):
+                        found = True
+                        break
+                if found:
+                    x[:] = ut
+                    phase = 2
+                    continue
+                if pdev_x - pdev <= deviance_noise(y, wt, mu, eta):
+                    # the Newton step is lost in rounding: u is the mode to working precision
+                    x[:] = u
+                    phase = 3
+                    continue
+                out[0] = dev
+                out[1] = logdet
+                out[2] = iters
+                return 2
+        elif phase == 2:
+            u[:] = x
+            dev = dev_x
+            pdev = pdev_x
+        else:
+            dev = dev_x
+            stop = 0
+        # the buffers hold the system at u: factor it
         logdet = factor_blocked(A11, A22, L22, V21, L21vals, kdim, poff, npairs, pcols, pcoff,
                                 indptr, indices, pos)
         if not math.isfinite(logdet):
-            out[0] = dev
-            out[1] = logdet
-            out[2] = iters
-            return 3
+            status = 3
+            break
+        if stop >= 0:
+            status = stop
+            break
+        if iters >= max_iter:
+            status = 1
+            break
+        iters += 1
         for i in range(q):
-            x[i, 0] = rhs[i]
-        solve_L_inplace(A11, L21vals, indptr, indices, pos, L22, x)
-        solve_Lt_inplace(A11, L21vals, indptr, indices, pos, L22, x)
+            sol[i, 0] = rhs[i]
+        solve_L_inplace(A11, L21vals, indptr, indices, pos, L22, sol)
+        solve_Lt_inplace(A11, L21vals, indptr, indices, pos, L22, sol)
         for i in range(q):
-            delta[i] = x[i, 0] - u[i]
+            delta[i] = sol[i, 0] - u[i]
         # Newton decrement: log|L|^2 is not stationary in u, so stop only when
         # the remaining step is tiny (the optimizer's line search sees the rest)
         if _maxabs(delta) <= 1e-11 * (1.0 + _maxabs(u)):
             status = 0
             break
         for i in range(q):
-            ut[i] = u[i] + delta[i]
-        _zero(A11, V21, A22, rhs)
-        dev_t = pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, ut, pairidx, poff,
-                           eta, mu, w, r, A11, V21, A22, rhs)
-        pdev_t = dev_t + _dot(ut, ut)
-        if not (math.isfinite(pdev_t) and pdev_t <= pdev + 1e-12 * abs(pdev)):
-            step = 1.0
-            found = False
-            for _h in range(max_halvings):
-                step *= 0.5
-                for i in range(q):
-                    ut[i] = u[i] + step * delta[i]
-                dt = eta_deviance(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, ut, eta_t)
-                pt = dt + _dot(ut, ut)
-                if math.isfinite(pt) and pt <= pdev + 1e-12 * abs(pdev):
-                    found = True
-                    break
-            if not found:
-                if pdev_t - pdev <= deviance_noise(y, wt, mu, eta):
-                    # the Newton step is lost in rounding: u is the mode to working precision
-                    _zero(A11, V21, A22, rhs)
-                    dev = pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx,
-                                     poff, eta, mu, w, r, A11, V21, A22, rhs)
-                    logdet = factor_blocked(A11, A22, L22, V21, L21vals, kdim, poff, npairs, pcols,
-                                            pcoff, indptr, indices, pos)
-                    status = 0 if math.isfinite(logdet) else 3
-                    break
-                out[0] = dev
-                out[1] = logdet
-                out[2] = iters
-                return 2
-            _zero(A11, V21, A22, rhs)
-            dev_t = pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, ut, pairidx, poff,
-                               eta, mu, w, r, A11, V21, A22, rhs)
-            pdev_t = dev_t + _dot(ut, ut)
-        u[:] = ut
-        pdev = pdev_t
-        dev = dev_t
-    if status == 1:
-        logdet = factor_blocked(A11, A22, L22, V21, L21vals, kdim, poff, npairs, pcols, pcoff,
-                                indptr, indices, pos)
-        if not math.isfinite(logdet):
-            status = 3
+            x[i] = u[i] + delta[i]
+        phase = 1
     out[0] = dev
     out[1] = logdet
     out[2] = iters
@@ -304,7 +319,7 @@ def pirls_u_loop(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx
 
 
 @njit(cache=True)
-def _joint_step(A11, A22, L22, V21, L21vals, kdim, poff, npairs, pcols, pcoff, indptr, indices, pos,
+def joint_step(A11, A22, L22, V21, L21vals, kdim, poff, npairs, pcols, pcoff, indptr, indices, pos,
                 rhs, UtWX, XtWX, xrhs, unew, bnew, RX):
     """Factor and solve the joint (u, beta) system; RX is filled (lower).
     Returns log|L|^2 (NaN on failure)."""
@@ -354,121 +369,3 @@ def _joint_step(A11, A22, L22, V21, L21vals, kdim, poff, npairs, pcols, pcoff, i
     for i in range(q):
         unew[i] = x[i, 0]
     return logdet
-
-
-@njit(cache=True)
-def _zero_joint(A11, V21, A22, rhs, UtWX, XtWX, xrhs):
-    _zero(A11, V21, A22, rhs)
-    UtWX[:] = 0.0
-    XtWX[:] = 0.0
-    xrhs[:] = 0.0
-
-
-@njit(cache=True)
-def pirls_joint_loop(fam, link, y, wt, X, offset, codes, zl, kcol, kdim, uoff, u, beta, pairidx, poff,
-                     eta, mu, w, r, A11, V21, A22, rhs, L22, L21vals, UtWX, XtWX, xrhs, RX,
-                     npairs, pcols, pcoff, indptr, indices, pos, max_iter, max_halvings, u_tol, out):
-    """nAGQ = 0 PIRLS over (u, beta) from a warm start, updated in place; the
-    joint Newton step solved at a point is its convergence test. out =
-    [deviance, log|L|^2, iterations]. Returns the status code; 4 means the
-    warm start is unusable (the caller restarts cold)."""
-    n = y.shape[0]
-    q = u.shape[0]
-    p = beta.shape[0]
-    for i in range(q):
-        if not math.isfinite(u[i]):
-            return 4
-    for a in range(p):
-        if not math.isfinite(beta[a]):
-            return 4
-    _zero_joint(A11, V21, A22, rhs, UtWX, XtWX, xrhs)
-    dev = pirls_pass_joint(fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
-                           eta, mu, w, r, A11, V21, A22, rhs, UtWX, XtWX, xrhs)
-    pdev = dev + _dot(u, u)
-    if not math.isfinite(pdev):
-        return 4
-    unew = np.empty(q)
-    bnew = np.empty(p)
-    ut = np.empty(q)
-    bt = np.empty(p)
-    base_t = np.empty(n)
-    eta_t = np.empty(n)
-    logdet = np.nan
-    iters = 0
-    status = 1
-    for _it in range(max_iter):
-        iters += 1
-        logdet = _joint_step(A11, A22, L22, V21, L21vals, kdim, poff, npairs, pcols, pcoff, indptr,
-                             indices, pos, rhs, UtWX, XtWX, xrhs, unew, bnew, RX)
-        if not math.isfinite(logdet):
-            out[0] = dev
-            out[1] = logdet
-            out[2] = iters
-            return 3
-        dmax = 0.0
-        for i in range(q):
-            dmax = max(dmax, abs(unew[i] - u[i]))
-        for a in range(p):
-            dmax = max(dmax, abs(bnew[a] - beta[a]))
-        scale = 1.0 + max(_maxabs(u), _maxabs(beta))
-        if dmax <= u_tol * scale:
-            status = 0
-            break  # the factor and the state are at (u, beta)
-        _zero_joint(A11, V21, A22, rhs, UtWX, XtWX, xrhs)
-        dev_t = pirls_pass_joint(fam, link, y, wt, X, bnew, offset, codes, zl, kcol, kdim, uoff, unew,
-                                 pairidx, poff, eta, mu, w, r, A11, V21, A22, rhs, UtWX, XtWX, xrhs)
-        pdev_t = dev_t + _dot(unew, unew)
-        if not (math.isfinite(pdev_t) and pdev_t <= pdev + 1e-12 * abs(pdev)):
-            pdev_full = pdev_t
-            step = 1.0
-            found = False
-            for _h in range(max_halvings):
-                step *= 0.5
-                for i in range(q):
-                    ut[i] = u[i] + step * (unew[i] - u[i])
-                for a in range(p):
-                    bt[a] = beta[a] + step * (bnew[a] - beta[a])
-                for i in range(n):
-                    s = offset[i]
-                    for a in range(p):
-                        s += X[i, a] * bt[a]
-                    base_t[i] = s
-                dt = eta_deviance(fam, link, y, wt, base_t, codes, zl, kcol, kdim, uoff, ut, eta_t)
-                pt = dt + _dot(ut, ut)
-                if math.isfinite(pt) and pt <= pdev + 1e-12 * abs(pdev):
-                    found = True
-                    break
-            if not found:
-                if math.isfinite(pdev_full) and pdev_full - pdev <= deviance_noise(y, wt, mu, eta_t):
-                    # the full step is lost in rounding: at the mode to working precision
-                    _zero_joint(A11, V21, A22, rhs, UtWX, XtWX, xrhs)
-                    dev = pirls_pass_joint(fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, uoff,
-                                           u, pairidx, poff, eta, mu, w, r, A11, V21, A22, rhs, UtWX,
-                                           XtWX, xrhs)
-                    logdet = factor_blocked(A11, A22, L22, V21, L21vals, kdim, poff, npairs, pcols,
-                                            pcoff, indptr, indices, pos)
-                    status = 0 if math.isfinite(logdet) else 3
-                    break
-                out[0] = dev
-                out[1] = logdet
-                out[2] = iters
-                return 2
-            unew[:] = ut
-            bnew[:] = bt
-            _zero_joint(A11, V21, A22, rhs, UtWX, XtWX, xrhs)
-            dev_t = pirls_pass_joint(fam, link, y, wt, X, bnew, offset, codes, zl, kcol, kdim, uoff, unew,
-                                     pairidx, poff, eta, mu, w, r, A11, V21, A22, rhs, UtWX, XtWX, xrhs)
-            pdev_t = dev_t + _dot(unew, unew)
-        u[:] = unew
-        beta[:] = bnew
-        pdev = pdev_t
-        dev = dev_t
-    if status == 1:
-        logdet = factor_blocked(A11, A22, L22, V21, L21vals, kdim, poff, npairs, pcols, pcoff,
-                                indptr, indices, pos)
-        if not math.isfinite(logdet):
-            status = 3
-    out[0] = dev
-    out[1] = logdet
-    out[2] = iters
-    return status

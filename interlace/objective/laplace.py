@@ -55,7 +55,7 @@ class LaplaceObjective:
         self.joint_u_tol = 1e-9
         # whole PIRLS loops compiled; the Python loops remain for row passes
         # that run chunked in parallel (large n), where their overhead is nil
-        self.compiled_loop = self.re.n < kpar.PARALLEL_MIN_ROWS
+        self.compiled_loop = self.re.n < kpar.PARALLEL_MIN_ROWS and self.re.q2 < kp.DENSE_MAX
         self._joint_cache = None
 
     def _glm_start(self) -> np.ndarray:
@@ -368,9 +368,12 @@ class LaplaceObjective:
         zl = self.zl(theta)
         off = resp.offset
         p = self.p
-        if self.compiled_loop:
-            return self._pirls_joint_compiled(zl)
         bufs = (np.zeros((re.q, p)), np.zeros((p, p)), np.zeros(p))
+        # factor and joint solve in one compiled call when the dense block is
+        # small (a whole compiled joint loop took 15 s to compile: not worth it)
+        compiled_step = self.compiled_loop  # (which implies q2 < kp.DENSE_MAX)
+        RX = np.zeros((p, p))
+        unew_c, bnew_c = np.empty(re.q), np.empty(p)
         u, beta = self.u.copy(), self.beta.copy()
         if not (np.all(np.isfinite(u)) and np.all(np.isfinite(beta))):
             return None
@@ -383,19 +386,29 @@ class LaplaceObjective:
         for _ in range(self.MAX_ITER):
             self.pirls_iters += 1
             UtWX, XtWX, xrhs = bufs
-            chol.factor()
-            RZX = chol.solve_L(UtWX)
-            RX = sla.cholesky(XtWX - RZX.T @ RZX, lower=True, check_finite=False)
-            cu = chol.solve_L(chol.rhs)
-            cx = sla.solve_triangular(RX, xrhs - RZX.T @ cu, lower=True, check_finite=False)
-            bnew = sla.solve_triangular(RX, cx, lower=True, trans="T", check_finite=False)
-            unew = chol.solve_Lt(cu - RZX @ bnew)
+            if compiled_step:
+                ld = kp.joint_step(*chol.factor_args(), chol.rhs, UtWX, XtWX, xrhs, unew_c, bnew_c, RX)
+                if not np.isfinite(ld):
+                    raise np.linalg.LinAlgError("joint (u, beta) system is not positive definite")
+                chol.logdet = float(ld)
+                unew, bnew = unew_c.copy(), bnew_c.copy()
+                RX = RX.copy()
+            else:
+                chol.factor()
+                RZX = chol.solve_L(UtWX)
+                RX = sla.cholesky(XtWX - RZX.T @ RZX, lower=True, check_finite=False)
+                cu = chol.solve_L(chol.rhs)
+                cx = sla.solve_triangular(RX, xrhs - RZX.T @ cu, lower=True, check_finite=False)
+                bnew = sla.solve_triangular(RX, cx, lower=True, trans="T", check_finite=False)
+                unew = chol.solve_Lt(cu - RZX @ bnew)
             self._RX = RX
             du, db = unew - u, bnew - beta
             dmax = max(float(np.max(np.abs(du))) if du.size else 0.0, float(np.max(np.abs(db))))
             scale = 1.0 + max(float(np.max(np.abs(u))), float(np.max(np.abs(beta))))
             if dmax <= self.joint_u_tol * scale:
-                break  # the factor and the state are at (u, beta)
+                # the factor and the state are at (u, beta): gradient_joint reuses the system
+                self._joint_cache = (self.nfev, UtWX, RX)
+                break
             dev_t = self._joint_fused_pass(zl, unew, bnew, bufs)
             pdev_t = dev_t + unew @ unew
             if not (np.isfinite(pdev_t) and pdev_t <= pdev + 1e-12 * abs(pdev)):
@@ -424,39 +437,6 @@ class LaplaceObjective:
         self.last_logdet = chol.logdet
         self.u, self.beta, self._dev = u, beta, dev
         return self.resp.minus2loglik(dev) + u @ u + self.last_logdet
-
-    def _pirls_joint_compiled(self, zl: np.ndarray) -> float | None:
-        """_pirls_joint_fused's loop in one compiled call (kernels/pirls.py)."""
-        re, resp, chol = self.re, self.resp, self.chol
-        fc, lc = resp.codes
-        p = self.p
-        u, beta = self.u.copy(), self.beta.copy()
-        UtWX, XtWX, xrhs, RX = np.zeros((re.q, p)), np.zeros((p, p)), np.zeros(p), np.zeros((p, p))
-        eta = np.empty(re.n)
-        out = np.zeros(3)
-        status = kp.pirls_joint_loop(fc, lc, resp.y, resp.wt, self.X, resp.offset, re.codes, zl, re.kcol,
-                                     re.kdim, re.uoff, u, beta, re.pairidx, re.poff, eta, resp.mu, resp.w,
-                                     resp.r, chol.A11, chol.V21, chol.A22, chol.rhs, chol.L22, chol.L21vals,
-                                     UtWX, XtWX, xrhs, RX, re.npairs, re.pcols, re.pcoff, re.csc_indptr,
-                                     re.csc_indices, re.csc_pos, self.MAX_ITER, self.MAX_HALVINGS,
-                                     self.joint_u_tol, out)
-        self.pirls_iters += int(out[2])
-        if status == 4:
-            return None
-        resp.eta = eta
-        if status == 3:
-            raise np.linalg.LinAlgError("random-effects system is not positive definite")
-        if status == 2:
-            raise PIRLSError("PIRLS step-halvings failed to reduce the penalized deviance")
-        if out[2] > 0:
-            self._RX = RX
-            if status == 0:
-                # the joint system at (u, beta): gradient_joint reuses it
-                self._joint_cache = (self.nfev, UtWX, RX)
-        chol.logdet = float(out[1])
-        self.last_logdet = chol.logdet
-        self.u, self.beta, self._dev = u, beta, float(out[0])
-        return self.resp.minus2loglik(self._dev) + u @ u + self.last_logdet
 
     def pirls_joint(self, theta: np.ndarray) -> float:
         """PIRLS over (u, beta) jointly (lme4's nAGQ = 0); returns the deviance

@@ -211,6 +211,10 @@ class BlockedCholesky:
         ld = kp.factor_blocked(*self.factor_args())
         if not np.isfinite(ld):
             raise np.linalg.LinAlgError("random-effects system is not positive definite")
+        if self.re.q2 >= kp.DENSE_MAX:
+            L22 = sla.cholesky(self.A22, lower=True, check_finite=False)
+            self.L22[...] = L22
+            ld += 2.0 * float(np.sum(np.log(np.diag(L22))))
         self.logdet = float(ld)
         return self.logdet
 
