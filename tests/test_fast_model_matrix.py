@@ -398,3 +398,23 @@ def test_ordered_categorical():
                        "x": np.arange(5.0)})
     assert_same_as_formulaic("o + x", df)
     assert_same_as_formulaic("0 + o", df)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_aliased_columns_gram_shortcut_agrees_with_qr(seed):
+    """The X'X Cholesky shortcut of aliased_columns only ever answers "full
+    rank" when the QR (R's dqrdc2 criterion) says so too; planted exact and
+    near (1e-10) collinearity still goes to the QR and is found."""
+    from interlace.formula import fixed as fx
+
+    rng = np.random.default_rng(seed)
+    n = 3000
+    X = np.column_stack([np.ones(n), rng.standard_normal((n, 4))])
+    assert fx._clearly_full_rank(X)
+    assert fx.aliased_columns(X) == []
+    Xa = np.column_stack([X, X[:, 1] - 2.0 * X[:, 3]])
+    assert not fx._clearly_full_rank(Xa)
+    assert fx.aliased_columns(Xa) == [5]
+    Xn = np.column_stack([X, X[:, 2] + 1e-10 * rng.standard_normal(n)])
+    assert not fx._clearly_full_rank(Xn)
+    assert fx.aliased_columns(Xn) == [5]

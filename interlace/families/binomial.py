@@ -55,7 +55,10 @@ class BinomialFamily(ExponentialFamily):
         y, mu, wt = (np.asarray(a, dtype=np.float64) for a in (y, mu, wt))
         m = np.rint(wt)
         k = np.rint(wt * y)
-        lchoose = special.gammaln(m + 1.0) - special.gammaln(k + 1.0) - special.gammaln(m - k + 1.0)
+        if np.all(m == 1.0):
+            lchoose = 0.0  # Bernoulli rows: choose(1, k) = 1 (skips 3 gammaln passes)
+        else:
+            lchoose = special.gammaln(m + 1.0) - special.gammaln(k + 1.0) - special.gammaln(m - k + 1.0)
         ll = lchoose + special.xlogy(k, mu) + special.xlog1py(m - k, -mu)
         return np.where(m > 0, ll, 0.0)
 

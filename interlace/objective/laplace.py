@@ -71,8 +71,14 @@ class LaplaceObjective:
                 z = eta0 - resp.offset + (resp.y - mu0) / d
             if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
                 return np.zeros(self.p)
-            sw = np.sqrt(w)
-            beta = np.linalg.lstsq(self.X * sw[:, None], sw * z, rcond=None)[0]
+            # weighted normal equations (a start value; X has full rank, checked
+            # while parsing): a p x p solve instead of an n x p least squares
+            XtW = self.X.T * w
+            try:
+                beta = sla.solve(XtW @ self.X, XtW @ z, assume_a="pos", check_finite=False)
+            except (np.linalg.LinAlgError, ValueError):
+                sw = np.sqrt(w)
+                beta = np.linalg.lstsq(self.X * sw[:, None], sw * z, rcond=None)[0]
             return beta if np.all(np.isfinite(beta)) else np.zeros(self.p)
         except Exception:  # a user family without initialize/link: start at zero
             return np.zeros(self.p)
