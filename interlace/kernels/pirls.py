@@ -94,7 +94,9 @@ def factor_blocked(A11, A22, L22, V21, L21vals, kdim, poff, npairs, pcols, pcoff
         if q2 >= DENSE_MAX:
             return ld
         schur_lower(indptr, indices, pos, L21vals, A22, 0, indptr.shape[0] - 1, np.empty(pos.shape[0]))
-        L22[:, :] = A22
+        for i in range(q2):  # (an array slice assignment here compiled for 2 s)
+            for t in range(q2):
+                L22[i, t] = A22[i, t]
         ld2 = dense_cholesky_lower(L22)
         if not math.isfinite(ld2):
             return np.nan
@@ -223,7 +225,8 @@ def pirls_u_loop(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx
         if not math.isfinite(u[i]):
             ok = False
     if ok:
-        x[:] = u
+        for i_ in range(q):
+            x[i_] = u[i_]
     else:
         x[:] = 0.0
     phase = 0  # 0 start, 1 full Newton step, 2 halved step, 3 back at u (step lost in rounding)
@@ -244,12 +247,14 @@ def pirls_u_loop(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx
                 retried = True
                 x[:] = 0.0
                 continue
-            u[:] = x
+            for i_ in range(q):
+                u[i_] = x[i_]
             dev = dev_x
             pdev = pdev_x
         elif phase == 1:
             if math.isfinite(pdev_x) and pdev_x <= pdev + 1e-12 * abs(pdev):
-                u[:] = x
+                for i_ in range(q):
+                    u[i_] = x[i_]
                 dev = dev_x
                 pdev = pdev_x
             else:
@@ -265,12 +270,14 @@ def pirls_u_loop(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx
                         found = True
                         break
                 if found:
-                    x[:] = ut
+                    for i_ in range(q):
+                        x[i_] = ut[i_]
                     phase = 2
                     continue
                 if pdev_x - pdev <= deviance_noise(y, wt, mu, eta):
                     # the Newton step is lost in rounding: u is the mode to working precision
-                    x[:] = u
+                    for i_ in range(q):
+                        x[i_] = u[i_]
                     phase = 3
                     continue
                 out[0] = dev
@@ -278,7 +285,8 @@ def pirls_u_loop(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx
                 out[2] = iters
                 return 2
         elif phase == 2:
-            u[:] = x
+            for i_ in range(q):
+                u[i_] = x[i_]
             dev = dev_x
             pdev = pdev_x
         else:
