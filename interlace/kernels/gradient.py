@@ -88,3 +88,42 @@ def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff,
                     ua += zl[i, kcol[j1] + a1] * _ainv(i, j1, l1, a1, j, l, b, k0, q0, uoff, kdim,
                                                        pairidx, poff, Ainv11, Ainv21, Ainv22)
             gtheta[t] += z[i, kcol[j] + a] * (g * u[col] + s[i] * xi[col] + 2.0 * w[i] * ua)
+
+
+@njit(cache=True, nogil=True)
+def tangent_rhs(w, r, X, dbeta, codes, zl, zld, kcol, kdim, uoff, u, rhs_u, rhs_b, joint):
+    """Right-hand side of the mode's tangent (the implicit function theorem
+    on the PIRLS score equations u = U's, 0 = X's) for a move from the mode
+    that changes U = Z Lambda by dU and beta by d(beta):
+
+        rhs_u += dU' s - U' W (dU u + X d(beta)),   rhs_b += -X' W dU u  (joint)
+
+    with s = w r the score and W the working weights at the mode. Lambda is
+    linear in theta, so dU has rows zld = zlambda(d theta) and the mode's U
+    rows zl - zld (zl: at the new theta). In the joint system d(beta) is
+    solved for (pass zeros). Solved with the mode's factor, this predicts the
+    next mode to first order: a warm start one PIRLS iteration closer.
+    Buffers zeroed by the caller."""
+    m = codes.shape[0]
+    p = X.shape[1]
+    for i in range(w.shape[0]):
+        g = 0.0
+        for c in range(p):
+            g += X[i, c] * dbeta[c]
+        for j in range(m):
+            o = uoff[j] + codes[j, i] * kdim[j]
+            c0 = kcol[j]
+            for a in range(kdim[j]):
+                g += zld[i, c0 + a] * u[o + a]
+        wi = w[i]
+        wg = wi * g
+        si = wi * r[i]
+        for j in range(m):
+            o = uoff[j] + codes[j, i] * kdim[j]
+            c0 = kcol[j]
+            for a in range(kdim[j]):
+                d = zld[i, c0 + a]
+                rhs_u[o + a] += d * si - (zl[i, c0 + a] - d) * wg
+        if joint:
+            for c in range(p):
+                rhs_b[c] -= X[i, c] * wg

@@ -273,9 +273,9 @@ def _chunked(kernel, n: int, nch: int, args: tuple, rows: str) -> list[object]:
 # how each kernel's arguments are cut into chunks, by parameter name (the
 # kernels share their names): per-row first axis, (m, n) columns, buffers
 _ROW_ARGS = {"y", "wt", "base", "zl", "eta", "mu_out", "w_out", "r_out", "X", "offset", "s", "w", "hh", "v", "z",
-             "xxi", "wd", "zw", "h"}
+             "xxi", "wd", "zw", "h", "zld", "r"}
 _COL_ARGS = {"codes", "pairidx"}
-_BUF_ARGS = {"A11", "V21", "A22", "rhs", "UtWX", "XtWX", "xrhs", "Utv", "gbeta", "gtheta"}
+_BUF_ARGS = {"A11", "V21", "A22", "rhs", "UtWX", "XtWX", "xrhs", "Utv", "gbeta", "gtheta", "rhs_u", "rhs_b"}
 
 
 def _cuts(kernel) -> str:
@@ -286,7 +286,7 @@ def _cuts(kernel) -> str:
 
 _CUTS = {k.__name__: _cuts(k) for k in (_kg.pirls_pass, _kg.pirls_pass_joint, _kg.eta_deviance,
                                         _kg.glm_score_terms, _kgr.leverage_pass, _kgr.gradient_pass,
-                                        _kx.accumulate_re, _kx.accumulate_x)}
+                                        _kx.accumulate_re, _kx.accumulate_x, _kgr.tangent_rhs)}
 
 
 def _sum_in_order(parts: Sequence[object]) -> float:
@@ -366,6 +366,16 @@ def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff,
     if nch <= 1:
         return _kgr.gradient_pass(*args)
     _chunked(_kgr.gradient_pass, n, nch, args, _CUTS['gradient_pass'])
+
+
+def tangent_rhs(w, r, X, dbeta, codes, zl, zld, kcol, kdim, uoff, u, rhs_u, rhs_b, joint) -> None:
+    """gradient.tangent_rhs, chunked over the rows when there are many."""
+    args = (w, r, X, dbeta, codes, zl, zld, kcol, kdim, uoff, u, rhs_u, rhs_b, joint)
+    n = w.shape[0]
+    nch = _chunks_for(n, (rhs_u, rhs_b))
+    if nch <= 1:
+        return _kgr.tangent_rhs(*args)
+    _chunked(_kgr.tangent_rhs, n, nch, args, _CUTS['tangent_rhs'])
 
 
 def accumulate_re(w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A22, rhs) -> None:
