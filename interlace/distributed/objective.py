@@ -18,11 +18,10 @@ True
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg as sla
 
 from interlace.distributed import blocks as B
 from interlace.distributed.rounds import Rounds
-from interlace.objective.laplace import LaplaceObjective, PIRLSError
+from interlace.objective.laplace import LaplaceObjective, PIRLSError, joint_back_solve, joint_factor
 from interlace.objective.predictor import BlockedCholesky, ReStructure
 from interlace.objective.response import GLMResponse
 
@@ -194,12 +193,8 @@ class DistributedLaplaceObjective:
         ch = chol if canonical else BlockedCholesky(re)
         self._load(ch, lev)
         ch.factor()
-        RZX = ch.solve_L(lev["UtHX"])
-        RX = sla.cholesky(lev["XtHX"] - RZX.T @ RZX, lower=True, check_finite=False)
-        cu = ch.solve_L(lev["Utv"])
-        cx = sla.solve_triangular(RX, lev["Xtv"] - RZX.T @ cu, lower=True, check_finite=False)
-        xb = sla.solve_triangular(RX, cx, lower=True, trans="T", check_finite=False)
-        xu = ch.solve_Lt(cu - RZX @ xb)
+        RZX, RX = joint_factor(ch, lev["UtHX"], lev["XtHX"])
+        xu, xb = joint_back_solve(ch, RZX, RX, lev["Utv"], lev["Xtv"])
         if canonical:
             # A's factor again (the same weights were summed: reload and refactor)
             self._load(ch, lev)
@@ -213,12 +208,8 @@ class DistributedLaplaceObjective:
         last joint round loaded (objective.laplace.solve_joint after accumulate)."""
         chol, out = self.chol, self._last
         chol.factor()
-        RZX = chol.solve_L(out["UtWX"])
-        RX = sla.cholesky(out["XtWX"] - RZX.T @ RZX, lower=True, check_finite=False)
-        cu = chol.solve_L(chol.rhs)
-        cx = sla.solve_triangular(RX, out["xrhs"] - RZX.T @ cu, lower=True, check_finite=False)
-        beta = sla.solve_triangular(RX, cx, lower=True, trans="T", check_finite=False)
-        u = chol.solve_Lt(cu - RZX @ beta)
+        RZX, RX = joint_factor(chol, out["UtWX"], out["XtWX"])
+        u, beta = joint_back_solve(chol, RZX, RX, chol.rhs, out["xrhs"])
         self._RX = RX
         return u, beta
 

@@ -212,11 +212,7 @@ class LaplaceObjective:
         kpar.tangent_rhs(resp.w, resp.r, self.X, dbeta, re.codes, self.zl(theta), zld, re.kcol, re.kdim,
                          re.uoff, self.u, rhs_u, rhs_b, beta is None)
         if beta is None:
-            RZX, RX = sys0
-            cu = chol.solve_L(rhs_u)
-            cx = sla.solve_triangular(RX, rhs_b - RZX.T @ cu, lower=True, check_finite=False)
-            db = sla.solve_triangular(RX, cx, lower=True, trans="T", check_finite=False)
-            du = chol.solve_Lt(cu - RZX @ db)
+            du, db = joint_back_solve(chol, *sys0, rhs_u, rhs_b)
             u_p, b_p = self.u + du, self.beta + db
         else:
             u_p, b_p = self.u + chol.solve(rhs_u), None
@@ -389,12 +385,8 @@ class LaplaceObjective:
             xr = np.zeros(self.p)
             kpar.accumulate_x(hh, zero, self.X, re.codes, zl, re.kcol, re.kdim, re.uoff, UtHX, XtHX, xr)
             ch.factor()
-            RZX = ch.solve_L(UtHX)
-            RX = sla.cholesky(XtHX - RZX.T @ RZX, lower=True, check_finite=False)
-        cu = ch.solve_L(Utv)
-        cx = sla.solve_triangular(RX, self.X.T @ v - RZX.T @ cu, lower=True, check_finite=False)
-        xb = sla.solve_triangular(RX, cx, lower=True, trans="T", check_finite=False)
-        xu = ch.solve_Lt(cu - RZX @ xb)
+            RZX, RX = joint_factor(ch, UtHX, XtHX)
+        xu, xb = joint_back_solve(ch, RZX, RX, Utv, self.X.T @ v)
         if resp.canonical and ch is chol and (cached is None or cached[0] != self.nfev):
             # the factor was overwritten with identical weights: restore A's factor
             ch.accumulate(resp.w, zero, zl)
@@ -464,12 +456,8 @@ class LaplaceObjective:
                 RX = RX.copy()
             else:
                 chol.factor()
-                RZX = chol.solve_L(UtWX)
-                RX = sla.cholesky(XtWX - RZX.T @ RZX, lower=True, check_finite=False)
-                cu = chol.solve_L(chol.rhs)
-                cx = sla.solve_triangular(RX, xrhs - RZX.T @ cu, lower=True, check_finite=False)
-                bnew = sla.solve_triangular(RX, cx, lower=True, trans="T", check_finite=False)
-                unew = chol.solve_Lt(cu - RZX @ bnew)
+                RZX, RX = joint_factor(chol, UtWX, XtWX)
+                unew, bnew = joint_back_solve(chol, RZX, RX, chol.rhs, xrhs)
             self._RX = RX
             du, db = unew - u, bnew - beta
             dmax = max(float(np.max(np.abs(du))) if du.size else 0.0, float(np.max(np.abs(db))))
@@ -594,10 +582,26 @@ def solve_joint(re: ReStructure, chol: BlockedCholesky, X: np.ndarray, w: np.nda
     xrhs = np.zeros(p)
     kpar.accumulate_x(w, zw, X, re.codes, zl, re.kcol, re.kdim, re.uoff, UtWX, XtWX, xrhs)
     chol.factor()
+    RZX, RX = joint_factor(chol, UtWX, XtWX)
+    u, beta = joint_back_solve(chol, RZX, RX, chol.rhs, xrhs)
+    return u, beta, RZX, RX
+
+
+def joint_factor(chol: BlockedCholesky, UtWX: np.ndarray, XtWX: np.ndarray):
+    """The fixed-effects rows of the joint system's blocked factor
+    [[L, 0], [RZX', RX]], given L already factored: RZX = L^{-1} U'WX and
+    RX RX' = X'WX - RZX'RZX. Returns (RZX, RX)."""
     RZX = chol.solve_L(UtWX)
     RX = sla.cholesky(XtWX - RZX.T @ RZX, lower=True, check_finite=False)
-    cu = chol.solve_L(chol.rhs)
-    cx = sla.solve_triangular(RX, xrhs - RZX.T @ cu, lower=True, check_finite=False)
-    beta = sla.solve_triangular(RX, cx, lower=True, trans="T", check_finite=False)
-    u = chol.solve_Lt(cu - RZX @ beta)
-    return u, beta, RZX, RX
+    return RZX, RX
+
+
+def joint_back_solve(chol: BlockedCholesky, RZX: np.ndarray, RX: np.ndarray, rhs_u: np.ndarray,
+                     rhs_b: np.ndarray):
+    """Solve the joint system [[A, U'WX], [X'WU, X'WX]] [x_u; x_b] = [rhs_u; rhs_b]
+    with its blocked factor (forward through L and RX, back through RX' and L').
+    Returns (x_u, x_b)."""
+    cu = chol.solve_L(rhs_u)
+    cx = sla.solve_triangular(RX, rhs_b - RZX.T @ cu, lower=True, check_finite=False)
+    xb = sla.solve_triangular(RX, cx, lower=True, trans="T", check_finite=False)
+    return chol.solve_Lt(cu - RZX @ xb), xb
