@@ -195,6 +195,13 @@ def deviance_noise(y, wt, mu, eta):
 
 
 @njit(cache=True)
+def _copy(dst, src):
+    # an array slice assignment (dst[:] = src) took numba 2 s to compile
+    for i in range(dst.shape[0]):
+        dst[i] = src[i]
+
+
+@njit(cache=True)
 def _zero(A11, V21, A22, rhs):
     A11[:] = 0.0
     V21[:] = 0.0
@@ -225,8 +232,7 @@ def pirls_u_loop(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx
         if not math.isfinite(u[i]):
             ok = False
     if ok:
-        for i_ in range(q):
-            x[i_] = u[i_]
+        _copy(x, u)
     else:
         x[:] = 0.0
     phase = 0  # 0 start, 1 full Newton step, 2 halved step, 3 back at u (step lost in rounding)
@@ -247,14 +253,12 @@ def pirls_u_loop(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx
                 retried = True
                 x[:] = 0.0
                 continue
-            for i_ in range(q):
-                u[i_] = x[i_]
+            _copy(u, x)
             dev = dev_x
             pdev = pdev_x
         elif phase == 1:
             if math.isfinite(pdev_x) and pdev_x <= pdev + 1e-12 * abs(pdev):
-                for i_ in range(q):
-                    u[i_] = x[i_]
+                _copy(u, x)
                 dev = dev_x
                 pdev = pdev_x
             else:
@@ -270,14 +274,12 @@ def pirls_u_loop(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx
                         found = True
                         break
                 if found:
-                    for i_ in range(q):
-                        x[i_] = ut[i_]
+                    _copy(x, ut)
                     phase = 2
                     continue
                 if pdev_x - pdev <= deviance_noise(y, wt, mu, eta):
                     # the Newton step is lost in rounding: u is the mode to working precision
-                    for i_ in range(q):
-                        x[i_] = u[i_]
+                    _copy(x, u)
                     phase = 3
                     continue
                 out[0] = dev
@@ -285,8 +287,7 @@ def pirls_u_loop(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx
                 out[2] = iters
                 return 2
         elif phase == 2:
-            for i_ in range(q):
-                u[i_] = x[i_]
+            _copy(u, x)
             dev = dev_x
             pdev = pdev_x
         else:
