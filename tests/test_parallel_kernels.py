@@ -40,10 +40,9 @@ SPECS = {
 }
 
 
-def make_problem(spec, n: int, fam: int = 0, seed: int = 0):
-    """Kernel inputs for a random GLMM of the given term layout: returns a
-    function building a fresh argument tuple (new zeroed outputs) per kernel."""
-    rng = np.random.default_rng(seed)
+def random_structure(spec, n: int, rng) -> ReStructure:
+    """Random-effects terms of the given (levels, k) layout on n rows: random
+    level codes (every level present), an intercept and normal covariates."""
     terms = []
     for j, (nlev, k) in enumerate(spec):
         codes = rng.integers(0, nlev, n)
@@ -53,7 +52,14 @@ def make_problem(spec, n: int, fam: int = 0, seed: int = 0):
             z[:, 1:] = rng.normal(size=(n, k - 1))
         terms.append(ReTerm(group=f"g{j}", vc_name=f"g{j}", codes=codes, levels=[str(i) for i in range(nlev)],
                             z=np.ascontiguousarray(z), cnames=["(Intercept)"] + [f"x{a}" for a in range(1, k)]))
-    re = ReStructure(terms)
+    return ReStructure(terms)
+
+
+def make_problem(spec, n: int, fam: int = 0, seed: int = 0):
+    """Kernel inputs for a random GLMM of the given term layout: returns a
+    function building a fresh argument tuple (new zeroed outputs) per kernel."""
+    rng = np.random.default_rng(seed)
+    re = random_structure(spec, n, rng)
     theta = re.theta_start() * 0.8 + np.where(re.theta_a != re.theta_b, 0.2, 0.0)
     zl = re.zlambda(theta)
     p = 3
@@ -259,16 +265,7 @@ def _cross_problem(spec, n=6000, seed=3):
     """A factored BlockedCholesky (before its dense block) for crossed terms, and
     the dense A = U'WU + I it represents, built directly from the codes."""
     rng = np.random.default_rng(seed)
-    terms = []
-    for j, (nlev, k) in enumerate(spec):
-        codes = rng.integers(0, nlev, n)
-        codes[:nlev] = np.arange(nlev)
-        z = np.ones((n, k))
-        if k > 1:
-            z[:, 1:] = rng.normal(size=(n, k - 1))
-        terms.append(ReTerm(group=f"g{j}", vc_name=f"g{j}", codes=codes, levels=[str(i) for i in range(nlev)],
-                            z=np.ascontiguousarray(z), cnames=["(Intercept)"] + [f"x{a}" for a in range(1, k)]))
-    re = ReStructure(terms)
+    re = random_structure(spec, n, rng)
     theta = re.theta_start() * 0.9
     zl = re.zlambda(theta)
     w = rng.uniform(0.05, 0.25, n)

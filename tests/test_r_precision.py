@@ -29,6 +29,13 @@ def _params(case: dict, src: dict | None = None) -> tuple[np.ndarray, np.ndarray
     return theta, beta
 
 
+def _ses(res, default: dict, tight: dict) -> tuple[np.ndarray, list[float], list[float]]:
+    """Our SEs, default lme4's and tight lme4's, in the tight case's order."""
+    names = tight["fixef_names"]
+    ours = res.fe_bse[[r_to_formulaic(n, tight) for n in names]].to_numpy()
+    return ours, [default["se"][n] for n in names], [tight["se"][n] for n in names]
+
+
 @pytest.fixture(scope="module")
 def fits() -> dict:
     """One interlace fit per tight case, shared by the tests of this module."""
@@ -50,10 +57,7 @@ def test_scale_default_lme4_se_gap_is_its_tolerance(base, fits):
     res = fits[base + "_tight"]
     assert res.llf > default["loglik"]
     assert abs(res.llf - tight["loglik"]) < 1e-6
-    names = [r_to_formulaic(n, tight) for n in tight["fixef_names"]]
-    ours = res.fe_bse[names].to_numpy()
-    se_default = [default["se"][n] for n in tight["fixef_names"]]
-    se_tight = [tight["se"][n] for n in tight["fixef_names"]]
+    ours, se_default, se_tight = _ses(res, default, tight)
     assert rel_err(ours, se_tight) < 1e-4
     assert 1e-3 < rel_err(ours, se_default) < 5e-3
 
@@ -124,10 +128,7 @@ def test_cbpp_default_lme4_se_gap(fits):
     default = load_case("cbpp_laplace")
     tight = load_case("cbpp_laplace_tight")
     res = fits["cbpp_laplace_tight"]
-    names = [r_to_formulaic(n, tight) for n in tight["fixef_names"]]
-    ours = res.fe_bse[names].to_numpy()
-    se_default = [default["se"][n] for n in default["fixef_names"]]
-    se_tight = [tight["se"][n] for n in tight["fixef_names"]]
+    ours, se_default, se_tight = _ses(res, default, tight)
     assert rel_err(ours, se_tight) < 1e-4
     assert 1e-3 < rel_err(ours, se_default) < 2e-2
     # the tight refit moves R's SEs onto ours: every tight SE is closer to ours than the default
