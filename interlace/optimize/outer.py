@@ -333,6 +333,9 @@ STAGE1_MAXITER = 6
 # exact-gradient Hessian then takes the rest. Asking L-BFGS-B for less sends it
 # into line searches below the deviance's rounding noise.
 STAGE2_GTOL = 1e-4
+# stage 2 restarts when it stops with a scaled gradient above this (see optimize_glmm)
+STAGE2_RESTARTS = 2
+STAGE2_RESTART_GRAD = 1e-2
 
 
 def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, agq=None) -> OptResult:
@@ -429,43 +432,54 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
             if RX is not None and RX.shape == (p, p) and np.all(np.isfinite(RX)):
                 T = sla.solve_triangular(RX, np.eye(p), lower=True, trans="T", check_finite=False)
 
-            # theta: scale each component by its curvature, from stage 1's
-            # L-BFGS memory when it has one (free), else one forward difference
-            # of the exact gradient per theta
-            x1 = np.concatenate([theta1, beta1])
-            if curv1 is not None and np.all(np.isfinite(curv1)) and np.all(curv1 > 0):
-                st = 1.0 / np.sqrt(0.5 * curv1)
-            else:
-                g1 = fg(x1)[1]
-                st = np.ones(nt)
-                for t in range(nt):
-                    h = 1e-4 * max(1.0, abs(theta1[t]))
-                    xt = x1.copy()
-                    xt[t] += h
-                    htt = (fg(xt)[1][t] - g1[t]) / h
-                    if np.isfinite(htt) and htt > 0:
-                        st[t] = 1.0 / np.sqrt(0.5 * htt)
+            # A start far from the optimum (theta0 = 50) can leave stage 1 in a
+            # region where the deviance is concave in theta: its L-BFGS memory then
+            # gives a useless scaling and stage 2 stops on its relative-reduction
+            # test with a large gradient. Restart from there, scaled afresh by
+            # differences of the exact gradient (at most STAGE2_RESTARTS times).
+            for _attempt in range(1 + STAGE2_RESTARTS):
+                # theta: scale each component by its curvature, from stage 1's
+                # L-BFGS memory when it has one (free), else one forward difference
+                # of the exact gradient per theta
+                x1 = np.concatenate([theta1, beta1])
+                if curv1 is not None and np.all(np.isfinite(curv1)) and np.all(curv1 > 0):
+                    st = 1.0 / np.sqrt(0.5 * curv1)
+                else:
+                    g1 = fg(x1)[1]
+                    st = np.ones(nt)
+                    for t in range(nt):
+                        h = 1e-4 * max(1.0, abs(theta1[t]))
+                        xt = x1.copy()
+                        xt[t] += h
+                        htt = (fg(xt)[1][t] - g1[t]) / h
+                        if np.isfinite(htt) and htt > 0:
+                            st[t] = 1.0 / np.sqrt(0.5 * htt)
 
-            def to_x(zz):
-                return np.concatenate([theta1 + st * zz[:nt], beta1 + T @ zz[nt:]])
+                def to_x(zz):
+                    return np.concatenate([theta1 + st * zz[:nt], beta1 + T @ zz[nt:]])
 
-            # the same scaling sets the Hessian's difference steps
-            J = np.zeros((nt + p, nt + p))
-            J[:nt, :nt] = np.diag(st)
-            J[nt:, nt:] = T
+                # the same scaling sets the Hessian's difference steps
+                J = np.zeros((nt + p, nt + p))
+                J[:nt, :nt] = np.diag(st)
+                J[nt:, nt:] = T
 
-            def fgz(zz):
-                d, g = fg(to_x(zz))
-                return d, np.concatenate([st * g[:nt], T.T @ g[nt:]])
+                def fgz(zz):
+                    d, g = fg(to_x(zz))
+                    return d, np.concatenate([st * g[:nt], T.T @ g[nt:]])
 
-            z0 = np.zeros(nt + p)
-            res = sopt.minimize(fgz, z0, jac=True, method="L-BFGS-B",
-                                options={"maxiter": 2000, "ftol": 1e-14, "gtol": STAGE2_GTOL, "maxls": 60})
-            diag_t = [i for i in range(nt) if re.theta_a[i] == re.theta_b[i]]
-            x_esc, r_esc = _escape_zero_diagonal(fg, to_x(res.x), diag_t)
-            if r_esc is not None:
-                res = r_esc
-            res.x = np.concatenate([re.canonical_theta(x_esc[:nt]), x_esc[nt:]])
+                z0 = np.zeros(nt + p)
+                res = sopt.minimize(fgz, z0, jac=True, method="L-BFGS-B",
+                                    options={"maxiter": 2000, "ftol": 1e-14, "gtol": STAGE2_GTOL, "maxls": 60})
+                diag_t = [i for i in range(nt) if re.theta_a[i] == re.theta_b[i]]
+                x_esc, r_esc = _escape_zero_diagonal(fg, to_x(res.x), diag_t)
+                if r_esc is not None:
+                    res = r_esc
+                res.x = np.concatenate([re.canonical_theta(x_esc[:nt]), x_esc[nt:]])
+                g_end = ev.grad(res.x)  # remembered at the optimizer's last iterate
+                gz = np.concatenate([st * g_end[:nt], T.T @ g_end[nt:]])
+                if not np.all(np.isfinite(gz)) or np.max(np.abs(gz)) <= STAGE2_RESTART_GRAD:
+                    break
+                theta1, beta1, curv1 = res.x[:nt].copy(), res.x[nt:].copy(), None
         else:
             res = _minimize(fun, None, np.concatenate([theta1, beta1]), lower, optimizer)
     else:
