@@ -1,7 +1,8 @@
 """Benchmark cases: find the R reference fits, read their data, fit them with interlace.
 
-A case is one JSON file from ``../shared/oracle``, ``../shared/oracle-scale`` or (with
-``--fixtures``) ``tests/fixtures/cases``. The few helpers below mirror
+A case is one JSON file from ``tests/fixtures/oracle``, ``tests/fixtures/oracle-scale`` (the
+repository's copies of the R oracle; ``INTERLACE_SHARED=/path/to/shared`` reads
+``oracle``/``oracle-scale`` there instead) or (with ``--fixtures``) ``tests/fixtures/cases``. The few helpers below mirror
 ``tests/oracle_utils.py`` on purpose: the benchmark must not import from ``tests/``.
 
 Example
@@ -21,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("INTERLACE_SHARED", REPO.parent / "shared"))
+FIXTURES = REPO / "tests" / "fixtures"
+SHARED = Path(os.environ["INTERLACE_SHARED"]) if os.environ.get("INTERLACE_SHARED") else FIXTURES
 ORACLE = SHARED / "oracle"
 ORACLE_SCALE = SHARED / "oracle-scale"
-FIXTURES = REPO / "tests" / "fixtures"
 
 # glmer's keyword arguments that a case's python_call may carry
 CALL_KEYS = ("groups", "random", "weights", "offset", "dispformula", "ziformula", "nAGQ")
@@ -91,9 +92,10 @@ def _suite_dirs(include_fixtures: bool) -> list[tuple[str, Path]]:
 
 def _data_path(dataset: str, suite_root: Path) -> Path:
     for root in (suite_root, ORACLE, ORACLE_SCALE, FIXTURES):
-        p = root / "data" / dataset
-        if p.exists():
-            return p
+        for name in (dataset, dataset + ".gz"):  # the scale copies are gzipped
+            p = root / "data" / name
+            if p.exists():
+                return p
     raise FileNotFoundError(dataset)
 
 

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     cases = discover(args.cases, include_fixtures=args.fixtures)
     if not cases:
-        _log("no cases found (is ../shared beside the checkout? set INTERLACE_SHARED)")
+        _log("no cases found (tests/fixtures/oracle*, or INTERLACE_SHARED)")
         return 1
     rows: list[dict] = []
     for case in cases:

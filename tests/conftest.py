@@ -1,4 +1,14 @@
-"""Shared test fixtures: locating the R oracle fits beside the checkout."""
+"""Shared test fixtures: locating the R reference fits, all of which live in tests/fixtures.
+
+- ``tests/fixtures/oracle``: copy of the project's R oracle (lme4 / glmmTMB fits of the classic
+  data sets; README.md there gives the format);
+- ``tests/fixtures/oracle-scale``: the simulated 20k-100k row cases, copied by
+  ``copy_oracle_scale.py`` without their per-row vectors and with gzipped CSVs;
+- ``tests/fixtures/cases`` + ``data``: fits made by the project's own R scripts (make_*.R).
+
+Nothing is read from outside the repository, so every parity test runs in a fresh clone; a
+case or data file that is missing is a test failure, never a skip.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +19,37 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("INTERLACE_SHARED", REPO.parent / "shared"))
-ORACLE = SHARED / "oracle"
-ORACLE_SCALE = SHARED / "oracle-scale"
 FIXTURES = REPO / "tests" / "fixtures"
+ORACLE = FIXTURES / "oracle"
+ORACLE_SCALE = FIXTURES / "oracle-scale"
 
 
 def load_case(name: str, scale: bool = False) -> dict:
-    """Read one oracle JSON: ../shared/oracle (or oracle-scale) first, then tests/fixtures."""
-    for root in ([ORACLE_SCALE] if scale else [ORACLE]) + [FIXTURES]:
+    """Read one reference JSON: the oracle copy (or oracle-scale), then the project's fixtures.
+
+    A missing case fails the test: a parity test must never pass by not running.
+    """
+    roots = ([ORACLE_SCALE] if scale else [ORACLE]) + [FIXTURES]
+    for root in roots:
         path = root / "cases" / f"{name}.json"
         if path.exists():
             return json.loads(path.read_text())
-    pytest.skip(f"oracle case {name} not available")
+    pytest.fail(f"reference case {name!r} not found under {', '.join(str(r) for r in roots)}")
 
 
 def case_data_path(case: dict) -> Path:
+    """The CSV a case was fitted on (``name.csv`` or its gzipped copy ``name.csv.gz``)."""
     for root in (ORACLE, ORACLE_SCALE, FIXTURES):
-        path = root / "data" / case["dataset"]
-        if path.exists():
-            return path
-    raise FileNotFoundError(case["dataset"])
+        for name in (case["dataset"], case["dataset"] + ".gz"):
+            path = root / "data" / name
+            if path.exists():
+                return path
+    raise FileNotFoundError(f"data set {case['dataset']} of case {case.get('case')} is not in tests/fixtures")
 
 
 def oracle_cases(scale: bool = False) -> list[str]:
     root = ORACLE_SCALE if scale else ORACLE
-    return sorted(p.stem for p in (root / "cases").glob("*.json")) if root.exists() else []
+    return sorted(p.stem for p in (root / "cases").glob("*.json"))
 
 
 def fixture_cases() -> list[str]:

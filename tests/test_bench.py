@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import ORACLE, REPO
+from conftest import REPO
 
 EXPECTED_COLUMNS = [
     "case", "n", "ours warm (ms)", "ours CPU (ms)", "fresh: import + 1st fit (s)",
@@ -21,8 +21,6 @@ EXPECTED_COLUMNS = [
 ]
 
 
-@pytest.mark.skipif(not (ORACLE / "cases" / "cbpp_laplace.json").exists(),
-                    reason="../shared/oracle not available")
 def test_bench_smoke(tmp_path):
     cmd = [sys.executable, "-m", "bench", "--cases", "cbpp_laplace", "--reps", "1",
            "--live-r", "no", "--no-fresh", "--no-peers", "--profile", "0", "--out", str(tmp_path)]

@@ -1,4 +1,4 @@
-"""interlace.datasets against the R reference data in ../shared/oracle.
+"""interlace.datasets against the R reference data in tests/fixtures/oracle.
 
 The shipped CSVs must be the oracle's frames, and every factor must carry R's level order:
 the order of the oracle JSON's ``factor_levels`` (fixed-effect factors) and the order of the
@@ -19,7 +19,7 @@ NAMES = ["cbpp", "sleepstudy", "grouseticks", "owls", "salamanders"]
 def _oracle_csv(name: str) -> pd.DataFrame:
     path = ORACLE / "data" / f"{name}.csv"
     if not path.exists():
-        pytest.skip(f"oracle data {path} not available")
+        pytest.fail(f"oracle data {path} missing")
     return pd.read_csv(path)
 
 

@@ -1,7 +1,7 @@
 """glmmTMB families against glmmTMB fits made with R (llf, fixed effects, SEs,
 variance components and family parameters), and glmer.nb's grouseticks fit.
 
-Every number comes from the JSON fixtures (../shared/oracle and
+Every number comes from the JSON fixtures (tests/fixtures/oracle and
 tests/fixtures/cases, made by tests/fixtures/make_glmmtmb.R)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Every oracle case parses into R's fixed-effect names and random-term level counts.
 
-The R numbers (fixef_names, ranef levels) are read from ../shared/oracle JSONs;
+The R numbers (fixef_names, ranef levels) are read from tests/fixtures/oracle JSONs;
 nothing from them is copied into the code.
 """
 

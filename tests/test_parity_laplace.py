@@ -1,6 +1,6 @@
 """Parity of the Laplace engine with lme4 on every nAGQ = 1 lme4 case.
 
-R's numbers come from ../shared/oracle and tests/fixtures (R scripts committed
+R's numbers come from tests/fixtures (the oracle copy and the project's own fits, R scripts committed
 there). Tolerances: llf no worse than R's by 1e-4; fixed effects, VarCorr,
 BLUPs, conditional SDs and fitted values within 1e-3 relative; SEs within
 1e-3 unless listed in SE_LOOSE, where lme4's own SEs are imprecise (see

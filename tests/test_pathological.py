@@ -291,7 +291,10 @@ def test_data_and_formula_are_the_ones_r_fitted(case):
     for col in ours.columns:
         a, b = ours[col].to_numpy(), theirs[col].to_numpy()
         if a.dtype.kind in "fiu":
-            np.testing.assert_array_equal(a.astype(float), b.astype(float))
+            # Equal to the last bit but one: overflow_counts' y is round(exp(eta)) near 7e298,
+            # and np.exp's last bit depends on the numpy build and CPU (SIMD vs scalar
+            # paths), so a regenerated value may be 1 ulp from the one R was given.
+            np.testing.assert_array_max_ulp(a.astype(float), b.astype(float), maxulp=1)
         else:
             assert [str(v) for v in a] == [str(v) for v in b]
     assert r_case(case)["formula"] == SPECS[case][0]

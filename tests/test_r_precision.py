@@ -49,7 +49,7 @@ def test_tight_fixtures_present():
 
 @pytest.mark.parametrize("base", ["simbin_ri", "simcross_binom", "simpois_slope"])
 def test_scale_default_lme4_se_gap_is_its_tolerance(base, fits):
-    """The large Laplace cases: default lme4 (../shared/oracle-scale) is low in llf by its
+    """The large Laplace cases: default lme4 (tests/fixtures/oracle-scale) is low in llf by its
     PIRLS tolerance and its SEs move by 1e-3 to 3e-3; tightly refitted lme4
     (make_scale_tight.R) agrees with us to 1e-4 in SE and 1e-6 in llf."""
     default = load_case(base, scale=True)

@@ -165,8 +165,8 @@ def test_plugin_cannot_steal_a_builtin_name(fresh, tmp_path, monkeypatch):
     )
     fresh([_ep("thief", "fake_interlace_plugin_thief")])
     with pytest.warns(PluginWarning, match="'binomial'.*already provided by 'interlace'"):
-        fam = interlace.family("binomial")
-    assert isinstance(fam, BinomialFamily)
+        families.available()  # loads the plugins (a built-in name alone would not)
+    assert isinstance(interlace.family("binomial"), BinomialFamily)
 
 
 def test_register_plugin_at_runtime(fresh):
@@ -195,7 +195,7 @@ def test_family_registry_standalone():
     with pytest.raises(TypeError):
         reg.add("x", 3)  # type: ignore[arg-type]
     reg.remove("gamma")
-    with pytest.raises(ValueError, match="available families: $"):
+    with pytest.raises(ValueError, match="available families: (;|$)"):
         reg.get("gamma")
 
 
@@ -207,3 +207,146 @@ def test_installed_cauchit_plugin_found_via_entry_point():
     manager.reset()
     assert families.available()["binomial_cauchit"] == "interlace-cauchit"
     assert interlace.family("binomial_cauchit").link.name == "cauchit"
+
+
+# ---- issue 25 item 8: plugins cannot hijack a family or end the program ---------------------
+
+
+def test_plugin_cannot_replace_a_builtin_even_with_replace(fresh, tmp_path, monkeypatch):
+    _write_plugin(
+        tmp_path,
+        monkeypatch,
+        "fake_interlace_plugin_hijack",
+        """
+        from interlace.plugins import hookimpl
+        from interlace.families import PoissonFamily
+
+        @hookimpl
+        def interlace_register_families(registry):
+            registry.add("binomial", PoissonFamily, replace=True)
+            registry.add("my_family", PoissonFamily, aliases=("Gamma",), replace=True)
+            registry.add("BINOMIAL", PoissonFamily, replace=True)
+            registry.remove("poisson")
+        """,
+    )
+    fresh([_ep("hijack", "fake_interlace_plugin_hijack")])
+    with pytest.warns(PluginWarning) as rec:
+        avail = families.available()
+    texts = [str(w.message) for w in rec]
+    assert any("'binomial'" in t and "reserved" in t and "'hijack'" in t for t in texts), texts
+    assert any("'Gamma'" in t and "reserved" in t for t in texts), texts
+    assert any("'BINOMIAL'" in t and "reserved" in t for t in texts), texts
+    assert any("'poisson'" in t and "not removed" in t for t in texts), texts
+    assert all(avail[n] == "interlace" for n in BUILTINS)
+    assert "my_family" not in avail
+    assert isinstance(interlace.family("binomial"), BinomialFamily)
+    assert isinstance(interlace.family("Gamma"), GammaFamily)
+    assert isinstance(interlace.family("poisson"), PoissonFamily)
+
+
+@pytest.mark.parametrize("stmt, exc_name", [
+    ("import sys; sys.exit(3)", "SystemExit"),
+    ("raise KeyboardInterrupt", "KeyboardInterrupt"),
+    ("raise ImportError('needs somelib')", "ImportError"),
+])
+def test_plugin_failing_at_import_is_contained(stmt, exc_name, fresh, tmp_path, monkeypatch):
+    modname = f"fake_interlace_plugin_dies_{exc_name.lower()}"
+    _write_plugin(tmp_path, monkeypatch, modname, stmt + "\n")
+    fresh([_ep("dies", modname)])
+    with pytest.warns(PluginWarning, match=f"'dies'.*failed to load.*{exc_name}"):
+        avail = families.available()
+    assert BUILTINS <= set(avail)
+    assert isinstance(interlace.family("binomial"), BinomialFamily)
+
+
+def test_plugin_exiting_in_its_hook_is_contained(fresh, tmp_path, monkeypatch):
+    _write_plugin(
+        tmp_path,
+        monkeypatch,
+        "fake_interlace_plugin_exit_hook",
+        """
+        import sys
+        from interlace.plugins import hookimpl
+        from interlace.families import PoissonFamily
+
+        @hookimpl
+        def interlace_register_families(registry):
+            registry.add("exit_pois", PoissonFamily)
+            sys.exit("bye")
+        """,
+    )
+    fresh([_ep("exithook", "fake_interlace_plugin_exit_hook")])
+    with pytest.warns(PluginWarning, match="'exithook'.*failed while registering.*SystemExit"):
+        avail = families.available()
+    assert "exit_pois" not in avail  # rolled back
+
+
+def test_builtin_name_resolves_without_importing_plugins(fresh, tmp_path, monkeypatch):
+    modname = "fake_interlace_plugin_marker"
+    _write_plugin(
+        tmp_path,
+        monkeypatch,
+        modname,
+        """
+        from interlace.plugins import hookimpl
+        from interlace.families import PoissonFamily
+
+        @hookimpl
+        def interlace_register_families(registry):
+            registry.add("marker_pois", PoissonFamily)
+        """,
+    )
+    calls = fresh([_ep("marker", modname)])
+    for name in ("binomial", "Gamma", "nbinom2", "POISSON"):
+        interlace.family(name)
+    assert calls["n"] == 0 and modname not in sys.modules
+    assert isinstance(interlace.family("marker_pois"), PoissonFamily)  # a plugin name loads them
+    assert calls["n"] == 1 and modname in sys.modules
+    interlace.family("marker_pois")
+    families.available()
+    assert calls["n"] == 1
+
+
+def test_plugin_that_uses_interlace_while_loading_loads_once(fresh, tmp_path, monkeypatch):
+    _write_plugin(
+        tmp_path,
+        monkeypatch,
+        "fake_interlace_plugin_reentrant",
+        """
+        import interlace
+        from interlace.plugins import hookimpl
+        from interlace.families import PoissonFamily
+
+        KNOWN = sorted(interlace.families.available())   # re-enters the loading registry
+
+        @hookimpl
+        def interlace_register_families(registry):
+            registry.add("reentrant_pois", PoissonFamily)
+        """,
+    )
+    calls = fresh([_ep("reentrant", "fake_interlace_plugin_reentrant")])
+    assert families.available()["reentrant_pois"] == "entry point 'reentrant'"
+    assert calls["n"] == 1
+
+
+def test_unknown_family_names_the_plugin_to_install(fresh):
+    fresh([])
+    with pytest.raises(ValueError) as info:
+        interlace.family("betabinomial")
+    msg = str(info.value)
+    assert "interlace-betabinomial" in msg and "not installed" in msg
+    assert "pip install ./plugins/interlace-betabinomial" in msg
+    assert "binomial" in msg and "gamma" in msg  # the installed (built-in) ones
+
+
+def test_unknown_family_lists_installed_plugins_and_known_missing_ones(fresh):
+    fresh([])
+    manager.register_plugin(
+        types.SimpleNamespace(interlace_register_families=hookimpl(
+            lambda registry: registry.add("runtime_pois", PoissonFamily))),
+        name="rt", distribution="my-dist")
+    with pytest.raises(ValueError) as info:
+        interlace.family("no_such_family")
+    msg = str(info.value)
+    assert "from plugins: runtime_pois (my-dist)" in msg
+    assert "known plugins not installed:" in msg and "interlace-genpois (genpois)" in msg

@@ -46,6 +46,12 @@ def is_dask_frame(data: Any) -> bool:
 
 def glmer_dask(*args: Any, **kwargs: Any):
     """``glmer`` on a Dask DataFrame (see :func:`interlace.distributed.fit.glmer_dask`)."""
+    import importlib.util
+
+    missing = [m for m in ("dask", "distributed") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"fitting on a Dask DataFrame needs {' and '.join(missing)}: "
+                          "pip install 'interlace[dask]'")
     from interlace.distributed.fit import glmer_dask as _fit
 
     return _fit(*args, **kwargs)

@@ -119,9 +119,9 @@ def get_family(spec: Any, **params: Any) -> Any:
     'poisson'
     """
     if isinstance(spec, str):
-        from interlace.plugins.manager import get_registry
+        from interlace.plugins.manager import lookup
 
-        return get_registry().create(spec, **params)
+        return lookup(spec).create(**params)
     if isinstance(spec, type):
         return get_family(spec(**params))
     if params:

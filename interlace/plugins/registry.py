@@ -35,6 +35,16 @@ class FamilyEntry:
     plugin: str = ""
     doc: str = field(default="", compare=False)
 
+    def create(self, **params: Any) -> Any:
+        """Build the family with ``params`` (e.g. ``link="log"``)."""
+        try:
+            return self.factory(**params)
+        except TypeError as exc:
+            raise TypeError(
+                f"family {self.name!r} (from {self.distribution!r}) does not accept "
+                f"parameters {sorted(params)}: {exc}"
+            ) from exc
+
 
 class FamilyRegistry:
     """Maps family names (and aliases) to factories.
@@ -58,6 +68,31 @@ class FamilyRegistry:
         self._aliases: dict[str, str] = {}
         self._current: tuple[str, str] | None = None
         self._added_now: list[str] = []
+        #: names whose entries no plugin may replace or remove (see :meth:`reserve`)
+        self._reserved: set[str] = set()
+
+    def reserve(self) -> None:
+        """Reserve every name registered so far: later ``add(..., replace=True)`` and
+        ``remove`` calls on them are refused with a :class:`PluginWarning`.
+
+        The plugin manager reserves the built-in families before it loads any plugin, so an
+        installed package cannot make ``family="binomial"`` mean something else.
+
+        >>> from interlace.families import BinomialFamily, PoissonFamily
+        >>> reg = FamilyRegistry()
+        >>> reg.add("binomial", BinomialFamily)
+        >>> reg.reserve()
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True):
+        ...     reg.add("binomial", PoissonFamily, replace=True)
+        >>> reg.create("binomial").name
+        'binomial'
+        """
+        self._reserved.update(self._entries)
+
+    def _reserved_owner(self, key: str) -> FamilyEntry | None:
+        owner = self._lookup_entry(key)
+        return owner if owner is not None and owner.name in self._reserved else None
 
     # ---- registration ----------------------------------------------------------------
     def add(
@@ -89,6 +124,17 @@ class FamilyRegistry:
             dist = distribution
         aliases = tuple(aliases)
         for key in (name, *aliases):
+            reserved = self._reserved_owner(key)
+            if reserved is not None:
+                warnings.warn(
+                    f"interlace: family name {key!r} from {dist!r}"
+                    f"{f' (plugin {plugin!r})' if plugin else ''} is reserved: it is the "
+                    f"built-in family {reserved.name!r} (already provided by "
+                    f"{reserved.distribution!r}); keeping the built-in",
+                    PluginWarning,
+                    stacklevel=2,
+                )
+                return
             owner = self._lookup_entry(key)
             if owner is not None and not replace:
                 warnings.warn(
@@ -117,7 +163,14 @@ class FamilyRegistry:
         self._added_now.append(name)
 
     def remove(self, name: str) -> None:
-        """Unregister a family (and its aliases); no error when absent."""
+        """Unregister a family (and its aliases); no error when absent.
+
+        A reserved (built-in) family is not removed: a :class:`PluginWarning` says so.
+        """
+        if name in self._reserved:
+            warnings.warn(f"interlace: the built-in family {name!r} is reserved and was not removed",
+                          PluginWarning, stacklevel=2)
+            return
         entry = self._entries.pop(name, None)
         if entry is not None:
             for a in entry.aliases:
@@ -155,24 +208,41 @@ class FamilyRegistry:
         return None
 
     def get(self, name: str) -> FamilyEntry:
-        """The entry for ``name`` or an alias; ValueError listing the known names."""
+        """The entry for ``name`` or an alias; ValueError listing the known names.
+
+        The message lists the installed families (built-in ones, then each plugin's with its
+        distribution) and, when ``name`` belongs to a known plugin that is not installed, the
+        ``pip install`` that provides it.
+        """
         entry = self._lookup_entry(name) if isinstance(name, str) else None
         if entry is None:
-            raise ValueError(
-                f"unknown family {name!r}; available families: {', '.join(self.names())}"
-            )
+            raise ValueError(self._unknown_message(name))
         return entry
+
+    def _unknown_message(self, name: object) -> str:
+        from interlace.plugins.known import KNOWN_PLUGIN_FAMILIES, install_hint
+
+        msg = f"unknown family {name!r}"
+        key = name.strip().lower() if isinstance(name, str) else None
+        if key in KNOWN_PLUGIN_FAMILIES:
+            msg += (f": it is provided by the plugin {KNOWN_PLUGIN_FAMILIES[key]!r}, which is not "
+                    f"installed ({install_hint(KNOWN_PLUGIN_FAMILIES[key])})")
+        # built-in (reserved) names first, then each plugin's family with its distribution
+        own = [e.name for e in self.entries() if e.name in self._reserved or not self._reserved]
+        plugged = [e for e in self.entries() if e.name not in own]
+        msg += f"; available families: {', '.join(own)}"
+        if plugged:
+            msg += "; from plugins: " + ", ".join(f"{e.name} ({e.distribution})" for e in plugged)
+        missing = sorted({d for f, d in KNOWN_PLUGIN_FAMILIES.items() if f not in self})
+        if missing and key not in KNOWN_PLUGIN_FAMILIES:
+            msg += ("; known plugins not installed: "
+                    + ", ".join(f"{d} ({', '.join(f for f, dd in sorted(KNOWN_PLUGIN_FAMILIES.items()) if dd == d)})"
+                                for d in missing))
+        return msg
 
     def create(self, name: str, **params: Any) -> Any:
         """Build the family ``name`` with ``params`` (e.g. ``link="log"``)."""
-        entry = self.get(name)
-        try:
-            return entry.factory(**params)
-        except TypeError as exc:
-            raise TypeError(
-                f"family {entry.name!r} (from {entry.distribution!r}) does not accept "
-                f"parameters {sorted(params)}: {exc}"
-            ) from exc
+        return self.get(name).create(**params)
 
     def names(self) -> list[str]:
         """Registered family names (aliases excluded), sorted."""
