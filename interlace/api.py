@@ -5,13 +5,16 @@ optimizeGlmer -> mkMerMod)."""
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from interlace.families import get_family
 from interlace.model_frame import build_model_frame
 from interlace.validation import validate_fit_args
+
+if TYPE_CHECKING:
+    from interlace.results import GLMMResult
 
 
 class ConvergenceWarning(UserWarning):
@@ -65,7 +68,7 @@ def glmer(
     *,
     ziformula: str | None = None,
     missing: str = "drop",
-):
+) -> GLMMResult:
     """Fit a generalized linear mixed model (lme4's ``glmer``).
 
     Laplace approximation (``nAGQ=1``), adaptive Gauss-Hermite quadrature

@@ -7,13 +7,25 @@ rows of its ``ranef`` (grouping factors), both written by R.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ORACLE, case_data_path, load_case, oracle_cases
+from conftest import FIXTURES, ORACLE, case_data_path, load_case, oracle_cases
 from interlace import datasets
 
-NAMES = ["cbpp", "sleepstudy", "grouseticks", "owls", "salamanders"]
+NAMES = ["cbpp", "sleepstudy", "grouseticks", "owls", "salamanders"]  # the oracle's frames
+# exported from R by interlace/datasets/make_metadata.R: name -> (R name, package, rows, columns)
+EXPORTED = {
+    "verbagg": ("VerbAgg", "lme4", 7584, ["Anger", "Gender", "item", "resp", "id", "btype", "situ",
+                                          "mode", "r2"]),
+    "contraception": ("Contraception", "mlmRev", 1934, ["woman", "district", "use", "livch", "age",
+                                                        "urban"]),
+    "insteval": ("InstEval", "lme4", 73421, ["s", "d", "studage", "lectage", "service", "dept", "y"]),
+    "penicillin": ("Penicillin", "lme4", 144, ["diameter", "plate", "sample"]),
+    "dyestuff": ("Dyestuff", "lme4", 30, ["Batch", "Yield"]),
+    "pastes": ("Pastes", "lme4", 60, ["strength", "batch", "cask", "sample"]),
+}
 
 
 def _oracle_csv(name: str) -> pd.DataFrame:
@@ -27,8 +39,53 @@ def _dataset_of(case: dict) -> str:
     return case["dataset"].removesuffix(".csv")
 
 
-def test_available_lists_the_shipped_sets():
-    assert datasets.available() == sorted(NAMES)
+def test_available_lists_and_describes_the_shipped_sets():
+    avail = datasets.available()
+    assert sorted(avail) == sorted(NAMES + list(EXPORTED))
+    for name, (r_name, package, rows, _) in EXPORTED.items():
+        assert avail[name].startswith(f"{r_name} ({package}), {rows:,} rows: ")
+    frame = datasets.available(as_frame=True)
+    assert frame.index.name == "name" and list(frame.columns) == ["r_name", "r_package", "rows",
+                                                                  "description"]
+    assert frame.loc["cbpp", "rows"] == 56 and frame.loc["owls", "r_package"] == "glmmTMB"
+    assert all(len(d) > 20 for d in frame["description"])
+
+
+@pytest.mark.parametrize("name", list(EXPORTED))
+def test_exported_sets_have_r_shape_and_factor_levels(name):
+    r_name, package, rows, columns = EXPORTED[name]
+    df = datasets.load(r_name)  # R's capitalisation works
+    assert df.shape == (rows, len(columns)) and list(df.columns) == columns
+    info = datasets.info(name)
+    assert info["r_name"] == r_name and info["r_package"] == package
+    for col, spec in info["factors"].items():
+        assert list(df[col].cat.categories) == spec["levels"], col
+        assert bool(df[col].cat.ordered) == spec["ordered"], col
+        assert not df[col].isna().any(), col
+
+
+def test_ordered_factors_and_level_orders_are_rs():
+    # spot checks of R's level orders that a sort would get wrong
+    verb = datasets.load("VerbAgg")
+    assert list(verb["resp"].cat.categories) == ["no", "perhaps", "yes"] and verb["resp"].cat.ordered
+    assert list(verb["mode"].cat.categories) == ["want", "do"]
+    ie = datasets.load("InstEval")
+    assert list(ie["dept"].cat.categories[:3]) == ["15", "5", "10"]
+    assert list(ie["studage"].cat.categories) == ["2", "4", "6", "8"] and ie["studage"].cat.ordered
+    assert list(datasets.load("Contraception")["livch"].cat.categories) == ["0", "1", "2", "3+"]
+
+
+def test_contraception_and_insteval_are_the_frames_of_the_r_fixtures():
+    """The project's R fits used the same data: tests/fixtures/data (make_lme4.R)."""
+    ours = datasets.load("contraception")
+    theirs = pd.read_csv(FIXTURES / "data" / "contraception.csv")
+    for col in ["woman", "district", "use", "livch", "urban"]:
+        assert ours[col].astype(str).tolist() == theirs[col].astype(str).tolist(), col
+    assert np.allclose(ours["age"], theirs["age"], rtol=0, atol=5e-5)  # the fixture rounds to 4 dp
+    ie = datasets.load("insteval")
+    fx = pd.read_csv(FIXTURES / "data" / "insteval_binary.csv")
+    for col in ["s", "d", "dept", "service", "y"]:
+        assert ie[col].astype(str).tolist() == fx[col].astype(str).tolist(), col
 
 
 @pytest.mark.parametrize("name", NAMES)

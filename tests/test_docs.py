@@ -352,6 +352,31 @@ def test_mkdocs_build_strict(tmp_path: Path):
     assert (tmp_path / "site" / "quickstart" / "index.html").exists()
 
 
+def test_api_reference_renders_every_docstring_example_as_code():
+    """docs/griffe_examples.py gives every docstring with a doctest a numpy ``Examples``
+    heading (griffe renders that section as code; under interlace's ``Example`` heading, or
+    none, the ``>>>`` lines became nested block quotes)."""
+    import ast
+    import importlib.util as iu
+
+    spec = iu.spec_from_file_location("griffe_examples", DOCS / "griffe_examples.py")
+    ext = iu.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    heading = re.compile(r"^[ \t]*Examples\n[ \t]*--------[ \t]*\n(?:.*\n)*?[ \t]*>>> ", re.M)
+    n = 0
+    for path in sorted((REPO / "interlace").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc and ">>>" in doc:
+                    n += 1
+                    fixed = ext.rename_example_headings(doc)
+                    first = fixed.index(">>>")
+                    m = heading.search(fixed)
+                    assert m is not None and m.end() - 4 <= first, (path, getattr(node, "name", ""))
+    assert n > 50
+
+
 if __name__ == "__main__":  # python tests/test_docs.py --show docs/page.md
     import tempfile
 

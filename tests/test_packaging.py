@@ -198,9 +198,10 @@ def test_wheel_ships_the_datasets_and_the_entry_point(tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         data = {n for n in names if n.startswith("interlace/datasets/data/")}
-        for csv in (REPO / "interlace" / "datasets" / "data").glob("*.csv"):
+        for csv in (REPO / "interlace" / "datasets" / "data").glob("*.csv*"):  # .csv and .csv.gz
             assert f"interlace/datasets/data/{csv.name}" in data
         assert "interlace/datasets/data/metadata.json" in data
+        assert "interlace/py.typed" in names
         assert "interlace/examples/cbpp.py" in names
         assert not any(n.startswith("tests/") for n in names)
         (ep_file,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
@@ -228,3 +229,52 @@ def test_cbpp_example_prints_a_real_fit():
     # better optimum); far above R would mean a different likelihood, not a better fit
     assert case["loglik"] - 1e-4 <= m.llf <= case["loglik"] + 1e-2
     assert m.nobs == case["nobs"]
+
+
+# --- a newcomer's first minutes: light import, types, extras ---------------------------------
+
+
+def test_import_interlace_loads_no_heavy_dependency():
+    # `import interlace` must stay cheap: numba, pandas, scipy and the formula machinery load
+    # when a fit (or a data set) needs them, not at import (measured CPU: bench/ and README).
+    code = ("import sys, interlace; heavy = ('numba', 'pandas', 'scipy', 'formulaic', 'narwhals', "
+            "'pluggy', 'dask', 'matplotlib'); print(sorted(m for m in heavy if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_lazy_public_names_resolve():
+    import interlace
+
+    for name in interlace.__all__:
+        assert getattr(interlace, name) is not None, name
+    assert interlace.glmer.__module__ == "interlace.api"
+    assert interlace.datasets.__name__ == "interlace.datasets"
+    with pytest.raises(AttributeError, match="no attribute 'no_such_thing'"):
+        interlace.no_such_thing  # noqa: B018
+
+
+def test_py_typed_and_return_annotations():
+    import inspect
+
+    import interlace
+
+    assert (REPO / "interlace" / "py.typed").exists()
+    assert "py.typed" in _pyproject()["tool"]["setuptools"]["package-data"]["interlace"]
+    assert inspect.signature(interlace.glmer).return_annotation == "GLMMResult"
+    for func in (interlace.family, interlace.families.get_family, interlace.families.available,
+                 interlace.datasets.load, interlace.datasets.available, interlace.datasets.info,
+                 interlace.anova):
+        assert inspect.signature(func).return_annotation is not inspect.Signature.empty, func
+
+
+def test_missing_dask_extra_names_it(monkeypatch):
+    import importlib.util as iu
+
+    from interlace import distributed
+
+    real = iu.find_spec
+    monkeypatch.setattr(iu, "find_spec", lambda name, *a: None if name == "distributed" else real(name, *a))
+    with pytest.raises(ImportError, match=r"needs distributed: pip install 'interlace\[dask\]'"):
+        distributed.glmer_dask("y ~ x + (1 | g)", None, "binomial")

@@ -1,23 +1,33 @@
-"""Data sets shipped with interlace: the frames of lme4's and glmmTMB's classic examples.
+"""Data sets shipped with interlace: the frames of lme4's, mlmRev's and glmmTMB's classic examples.
 
-Each data set is the exact frame the R reference fits used (a CSV in
+Each data set is the frame R has (a CSV, gzipped for the large ones, in
 ``interlace/datasets/data``), with R's factor columns restored as pandas
 categoricals in R's level order, so that treatment contrasts take R's
 reference level and random-effect rows come out in lme4's order. The factor
-metadata (``data/metadata.json``) was read from the R packages themselves by
-``make_metadata.R``; nothing is looked up outside the package at run time.
+metadata and the descriptions (``data/metadata.json``) were read from the R
+packages themselves by ``make_metadata.R``, which also exported the CSVs of the
+sets that are not oracle frames; nothing is looked up outside the package at
+run time.
 
 - ``cbpp`` (``lme4::cbpp``, 56 rows): binomial incidence, herd random intercept;
 - ``sleepstudy`` (``lme4::sleepstudy``, 180 rows): reaction times, random slope on Subject;
 - ``grouseticks`` (``lme4::grouseticks``, 403 rows): tick counts, BROOD / INDEX / LOCATION;
 - ``owls`` (``glmmTMB::Owls``, 599 rows): sibling negotiation counts with an offset, Nest;
-- ``salamanders`` (``glmmTMB::Salamanders``, 644 rows): zero-inflated counts, site.
+- ``salamanders`` (``glmmTMB::Salamanders``, 644 rows): zero-inflated counts, site;
+- ``verbagg`` (``lme4::VerbAgg``, 7,584 rows): binary item responses, crossed id and item;
+- ``contraception`` (``mlmRev::Contraception``, 1,934 rows): binary use, district slopes;
+- ``insteval`` (``lme4::InstEval``, 73,421 rows): ratings with crossed s, d and dept;
+- ``penicillin`` (``lme4::Penicillin``, 144 rows): crossed plate and sample;
+- ``dyestuff`` (``lme4::Dyestuff``, 30 rows): one random intercept (Batch);
+- ``pastes`` (``lme4::Pastes``, 60 rows): nested batch / cask.
 
 Example
 -------
 >>> from interlace import datasets
->>> datasets.available()
-['cbpp', 'grouseticks', 'owls', 'salamanders', 'sleepstudy']
+>>> sorted(datasets.available())[:4]
+['cbpp', 'contraception', 'dyestuff', 'grouseticks']
+>>> datasets.available()["dyestuff"]
+'Dyestuff (lme4), 30 rows: Yield of dyestuff from 6 batches of an intermediate product; one random intercept'
 >>> df = datasets.load("cbpp")
 >>> df.shape
 (56, 5)
@@ -51,7 +61,7 @@ def _read(key: str) -> pd.DataFrame:
     """Parse one CSV once; callers get copies (see :func:`load`)."""
     meta = _metadata()[key]
     with resources.files(__name__).joinpath(_DATA, meta["file"]).open("rb") as fh:
-        df = pd.read_csv(fh)
+        df = pd.read_csv(fh, compression="gzip" if meta["file"].endswith(".gz") else None)
     for col, spec in meta["factors"].items():
         if col not in df.columns:
             continue
@@ -70,19 +80,39 @@ def _key(name: str) -> str:
         raise TypeError(f"name must be a string, got {type(name).__name__}")
     key = name.strip().lower()
     if key not in _metadata():
-        raise ValueError(f"unknown data set {name!r}; available: {', '.join(available())}")
+        raise ValueError(f"unknown data set {name!r}; available: {', '.join(sorted(_metadata()))}")
     return key
 
 
-def available() -> list[str]:
-    """Names of the shipped data sets (sorted; :func:`load` accepts any capitalisation).
+def available(as_frame: bool = False) -> dict[str, str] | pd.DataFrame:
+    """The shipped data sets: name -> one line saying what each is.
+
+    The line gives R's name, the R package and the number of rows, then a short
+    description. With ``as_frame=True``, a pandas DataFrame (index ``name``; columns
+    ``r_name``, ``r_package``, ``rows``, ``description``). :func:`load` accepts the
+    names in any capitalisation (``"VerbAgg"``).
 
     Example
     -------
     >>> "cbpp" in available()
     True
+    >>> available(as_frame=True).loc["insteval", "rows"]
+    73421
     """
-    return sorted(_metadata())
+    meta = _metadata()
+    names = sorted(meta)
+    if as_frame:
+        return pd.DataFrame(
+            {
+                "r_name": [meta[n]["r_name"] for n in names],
+                "r_package": [meta[n]["r_package"] for n in names],
+                "rows": [int(meta[n]["nrow"]) for n in names],
+                "description": [meta[n]["description"] for n in names],
+            },
+            index=pd.Index(names, name="name"),
+        )
+    return {n: f"{meta[n]['r_name']} ({meta[n]['r_package']}), {meta[n]['nrow']:,} rows: "
+               f"{meta[n]['description']}" for n in names}
 
 
 def load(name: str) -> pd.DataFrame:

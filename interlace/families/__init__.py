@@ -13,7 +13,10 @@ True
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from interlace.families.base import (
     ExponentialFamily,
@@ -97,7 +100,7 @@ __all__ = [
 _ENGINE_ATTRS = ("linkinv", "mu_eta", "variance", "dev_resids", "loglik", "initialize")
 
 
-def get_family(spec: Any, **params: Any) -> Any:
+def get_family(spec: Any, **params: Any) -> ExponentialFamily | GLMMFamily:
     """Resolve ``spec`` (a registered name, a family instance or class) to a family.
 
     Names are looked up in the plugin registry (built-ins and installed
@@ -142,7 +145,7 @@ def get_family(spec: Any, **params: Any) -> Any:
     )
 
 
-def family(name: str, **params: Any) -> Any:
+def family(name: str, **params: Any) -> ExponentialFamily | GLMMFamily:
     """Build a registered family by name: ``interlace.family("gamma", link="log")``.
 
     >>> family("poisson").link.name
@@ -153,7 +156,7 @@ def family(name: str, **params: Any) -> Any:
     return get_family(name, **params)
 
 
-def available(as_frame: bool = False) -> Any:
+def available(as_frame: bool = False) -> dict[str, str] | pd.DataFrame:
     """Registered family names -> providing distribution.
 
     With ``as_frame=True``, a pandas DataFrame (index ``name``; columns
