@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             row["fresh_total_s"] = statistics.median(totals)
             row["fresh_import_s"] = statistics.median(f["import_s"] for f in fresh)
             row["fresh_fit_s"] = statistics.median(f["first_fit_s"] for f in fresh)
+            row["fresh_import_cpu_s"] = statistics.median(f["import_cpu_s"] for f in fresh)
+            row["fresh_fit_cpu_s"] = statistics.median(f["first_fit_cpu_s"] for f in fresh)
+            row["fresh_process_cpu_s"] = statistics.median(f["process_cpu_s"] for f in fresh)
             row["peak_mb"] = fresh[0].get("peak_fit_mb")
             row["memory_method"] = fresh[0].get("memory_method")
             row["first_fit_peak_mb"] = fresh[0].get("first_fit_peak_mb")
@@ -167,8 +170,12 @@ def main(argv: list[str] | None = None) -> int:
                     empty = _worker(case, memory=False, env_extra={"NUMBA_CACHE_DIR": tmp})
                 row["empty_total_s"] = empty["import_s"] + empty["first_fit_s"]
                 row["empty_process_wall_s"] = empty["process_wall_s"]
-            _log(f"{'':24s} fresh {row['fresh_total_s']:.2f} s, empty cache "
-                 f"{row.get('empty_total_s', float('nan')):.1f} s, peak {row['peak_mb']:.1f} MB")
+                row["empty_process_cpu_s"] = empty["process_cpu_s"]
+                row["empty_fit_cpu_s"] = empty["first_fit_cpu_s"]
+            _log(f"{'':24s} fresh {row['fresh_total_s']:.2f} s (CPU: import "
+                 f"{row['fresh_import_cpu_s']:.2f} s, first fit {row['fresh_fit_cpu_s']:.2f} s), "
+                 f"empty cache {row.get('empty_total_s', float('nan')):.1f} s (CPU "
+                 f"{row.get('empty_process_cpu_s', float('nan')):.1f} s), peak {row['peak_mb']:.1f} MB")
         except Exception as exc:  # noqa: BLE001
             _log(f"{case.name:24s} fresh-process run failed: {exc}")
 

@@ -1,8 +1,13 @@
 """Fresh-process measurements, run as ``python -m bench.worker CASE [--memory]``.
 
-Prints one JSON line: the time to ``import interlace`` (heavy imports happen here first,
-so numpy/pandas/numba loading counts), the first fit's time (formula parsing included;
-reading the CSV is not timed), and with ``--memory`` the peak memory a fit adds.
+Prints one JSON line: the time to ``import interlace`` (light: numpy, pandas, scipy and
+numba load later, when first used), the first fit's time (formula parsing included, and the
+loading of numba and of the compiled kernels; reading the CSV is not timed, but the pandas
+import it triggers is counted in ``process_cpu_s``), and with ``--memory`` the peak memory a
+fit adds. Each time is given in wall seconds and in CPU seconds of this process
+(``*_cpu_s``, ``time.process_time``): on a shared machine the wall time mostly measures the
+other jobs. ``process_cpu_s`` is all the CPU the process used up to the end of the first fit
+(interpreter start-up included).
 
 Peak memory is read from Linux's ``/proc/self/status`` (VmHWM, the resident-set high-water
 mark). After the first fit the high-water mark is reset (``echo 5 > /proc/self/clear_refs``),
@@ -22,10 +27,11 @@ from __future__ import annotations
 
 import time
 
-_T0 = time.perf_counter()
+_T0, _C0 = time.perf_counter(), time.process_time()
 import interlace  # noqa: E402,F401  (timed: the import is part of a fresh process's cost)
 
 _T_IMPORT = time.perf_counter() - _T0
+_C_IMPORT = time.process_time() - _C0
 
 import gc  # noqa: E402
 import json  # noqa: E402
@@ -66,9 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     # first fit's growth is read from VmHWM after a reset as well
     hwm_ok = _reset_hwm()
     rss0 = _status_kb("VmRSS")
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     res = fit_case(case, df)
     out["first_fit_s"] = time.perf_counter() - t
+    out["first_fit_cpu_s"] = time.process_time() - c
+    out["import_cpu_s"] = _C_IMPORT
+    out["process_cpu_s"] = time.process_time()
     out["llf"] = float(res.llf)
     peak0 = _status_kb("VmHWM")
     if hwm_ok and rss0 is not None and peak0 is not None:

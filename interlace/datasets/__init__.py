@@ -96,7 +96,7 @@ def available(as_frame: bool = False) -> dict[str, str] | pd.DataFrame:
     -------
     >>> "cbpp" in available()
     True
-    >>> available(as_frame=True).loc["insteval", "rows"]
+    >>> int(available(as_frame=True).loc["insteval", "rows"])
     73421
     """
     meta = _metadata()
