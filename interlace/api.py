@@ -188,7 +188,7 @@ def _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nA
                       terms=mf.terms, dispformula=dispformula)
     nAGQ = int(nAGQ)
     if theta0 is not None:
-        theta0 = np.asarray(theta0, dtype=float)
+        theta0 = np.asarray(theta0, dtype=float).reshape(-1)
 
     custom = getattr(fam, "fit_engine", None)
     if custom is not None:  # non-exponential families supply their own engine (glmmTMB's model)

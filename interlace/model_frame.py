@@ -183,7 +183,9 @@ def build_model_frame(
         check_response,
         check_terms,
         check_vector,
+        check_weights,
         family_name,
+        numeric_values,
         scale_message,
     )
 
@@ -295,14 +297,16 @@ def build_model_frame(
         frame[c] = frame[c].cat.remove_unused_categories()
 
     # Response, weights, offsets.
-    resp = evaluate_response(parsed.response, frame, _CONTEXT)
+    resp = evaluate_response(parsed.response, frame, _CONTEXT, family=fam)
     prior = np.ones(n)
     if w_arr is not None:
         prior = w_arr
     elif w_expr is not None:
-        prior = evaluate_expression(w_expr, frame, _CONTEXT, "weights")
+        prior = (numeric_values(frame[w_expr], f"weights column {w_expr!r}") if w_expr in frame.columns
+                 else evaluate_expression(w_expr, frame, _CONTEXT, "weights"))
     check_finite(prior, "weights", nonnegative=True)
     wts = prior * resp.trials if resp.trials is not None else prior.copy()
+    check_weights(prior, wts)
     off = np.zeros(n)
     for expr in parsed.offsets:
         v = evaluate_expression(expr, frame, _CONTEXT, "offset")
@@ -312,7 +316,8 @@ def build_model_frame(
         check_finite(o_arr, "offset")
         off = off + o_arr
     elif o_expr is not None:
-        v = evaluate_expression(o_expr, frame, _CONTEXT, "offset")
+        v = (numeric_values(frame[o_expr], f"offset column {o_expr!r}") if o_expr in frame.columns
+             else evaluate_expression(o_expr, frame, _CONTEXT, "offset"))
         check_finite(v, f"offset {o_expr!r}")
         off = off + v
 

@@ -17,9 +17,12 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "KNOWN_OPTIMIZERS",
@@ -27,12 +30,16 @@ __all__ = [
     "family_name",
     "check_response",
     "check_vector",
+    "check_weights",
+    "numeric_values",
+    "NAGQ_MAX",
     "check_terms",
     "scale_message",
     "validate_fit_args",
 ]
 
 KNOWN_OPTIMIZERS = ("lbfgsb", "bobyqa", "nelder-mead")
+NAGQ_MAX = 100  # lme4's GHrule: "ord < 101L"
 
 _BUILTIN_FAMILIES = (
     "binomial",
@@ -51,6 +58,127 @@ _BUILTIN_FAMILIES = (
     "betabinomial",
 )
 _COUNT = {"poisson", "negativebinomial", "nbinom2", "nbinom1", "zip", "zinb", "hurdle_poisson", "genpois"}
+
+
+_EXACT_INT = 2.0**53  # integers beyond this are not all representable as float64
+
+
+def _dtype_text(values: Any) -> str:
+    dt = getattr(values, "dtype", None)
+    if dt is None:
+        return type(values).__name__
+    if isinstance(dt, pd.CategoricalDtype):
+        return f"category (categories of dtype {dt.categories.dtype})"
+    return str(dt)
+
+
+def _object_number(v: Any) -> float | None:
+    """float(v) for a number held in an object column (None: not a number)."""
+    if isinstance(v, (bool, np.bool_)):
+        return float(v)
+    if isinstance(v, (int, np.integer)):
+        if abs(int(v)) > _EXACT_INT:
+            raise OverflowError
+        return float(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v)
+    if isinstance(v, Decimal):
+        f = float(v)
+        if v.is_finite() and v == v.to_integral_value() and abs(v) > Decimal(_EXACT_INT):
+            raise OverflowError
+        return f
+    if isinstance(v, Fraction):
+        return float(v)
+    return None
+
+
+def numeric_values(values: Any, what: str) -> np.ndarray:
+    """The float64 values of a numeric column or array; ValueError naming ``what``
+    and the dtype for anything that is not numeric or convertible without loss.
+
+    Accepted: numpy numbers and booleans; pandas nullable (``Int64``,
+    ``Float64``, ``boolean``) and pyarrow numeric/decimal columns (missing
+    values become NaN, dropped as missing later); object columns holding only
+    numbers (``int``, ``float``, ``Decimal``, ``Fraction``) and missing values.
+    Refused, as lme4 refuses them: strings (also numeric-looking ones such as
+    ``"3"``), categoricals (R factors), dates, complex numbers.
+
+    >>> numeric_values(pd.Series([1, 2], dtype="Int64"), "response 'y'").tolist()
+    [1.0, 2.0]
+    >>> numeric_values(pd.Series(["0", "3"]), "response 'y'")
+    Traceback (most recent call last):
+    ...
+    ValueError: response 'y' must be numeric, got dtype str (strings): convert it with .astype(float) if the strings are numbers
+    """
+    dt = getattr(values, "dtype", None)
+    if isinstance(values, pd.Series) or isinstance(values, pd.Index):
+        if isinstance(dt, pd.CategoricalDtype):
+            raise ValueError(
+                f"{what} must be numeric, got dtype {_dtype_text(values)}: a categorical is a factor, not numbers; "
+                "convert it with .astype(float) if its categories are the numbers")
+        if isinstance(dt, np.dtype) and dt.kind in "iufb":
+            arr = values.to_numpy().astype(np.float64)
+            if dt.kind in "iu" and arr.size and np.abs(arr).max() > _EXACT_INT:
+                raise ValueError(f"{what} has integers beyond 2**53 ({dt}): they cannot be held as float64 exactly")
+            return arr
+        if pd.api.types.is_bool_dtype(dt) or (pd.api.types.is_numeric_dtype(dt) and not _is_complex(dt)):
+            try:
+                return np.asarray(values.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{what} cannot be converted to float64 (dtype {dt}): {exc}") from exc
+        if pd.api.types.is_string_dtype(dt) and not (isinstance(dt, np.dtype) and dt == object):
+            raise ValueError(f"{what} must be numeric, got dtype {dt} (strings): convert it with .astype(float) "
+                             "if the strings are numbers")
+        if isinstance(dt, np.dtype) and dt == object:
+            return _object_values(values.to_numpy(), what, str(dt))
+        raise ValueError(f"{what} must be numeric, got dtype {_dtype_text(values)}")
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind in "iufb":
+            return values.astype(np.float64)
+        if values.dtype == object:
+            return _object_values(values, what, "object")
+        kind = {"U": "strings", "S": "bytes", "M": "dates", "m": "time spans", "c": "complex numbers"}
+        raise ValueError(f"{what} must be numeric, got a numpy array of dtype {values.dtype} "
+                         f"({kind.get(values.dtype.kind, 'not numbers')})")
+    if dt is not None and hasattr(values, "to_numpy"):  # polars / pyarrow / narwhals series
+        try:
+            return numeric_values(pd.Series(values.to_numpy()), what)
+        except ValueError:
+            raise
+    return numeric_values(np.asarray(values, dtype=object) if not np.isscalar(values) else np.asarray([values]),
+                          what)
+
+
+def _looks_numeric(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_complex(dt: Any) -> bool:
+    return isinstance(dt, np.dtype) and dt.kind == "c"
+
+
+def _object_values(arr: np.ndarray, what: str, dtype: str) -> np.ndarray:
+    out = np.empty(arr.shape, dtype=np.float64)
+    flat, res = arr.reshape(-1), out.reshape(-1)
+    for i, v in enumerate(flat):
+        if v is None or v is pd.NA or v is pd.NaT:
+            res[i] = np.nan
+            continue
+        try:
+            f = _object_number(v)
+        except OverflowError:
+            raise ValueError(f"{what} holds the integer {v!r}, beyond what float64 holds exactly") from None
+        if f is None:
+            kind = "strings" if isinstance(v, str) else f"values of type {type(v).__name__}"
+            hint = " (numeric strings are refused, as lme4 refuses them: convert with .astype(float))" \
+                if isinstance(v, str) and _looks_numeric(v) else ""
+            raise ValueError(f"{what} must be numeric, got dtype {dtype} holding {kind}, e.g. {v!r}{hint}")
+        res[i] = f
+    return out
 
 
 def known_families() -> list[str]:
@@ -137,13 +265,39 @@ def check_response(
 
 
 def check_vector(v: Any, n: int, arg: str, *, nonnegative: bool = False) -> np.ndarray:
-    """A float64 vector of length ``n`` (TypeError if not numeric; ValueError for length)."""
-    try:
-        arr = np.asarray(v, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{arg} must be numeric: {exc}") from exc
-    if arr.ndim != 1:
-        arr = arr.reshape(-1) if arr.size == n else arr
+    """A float64 vector of length ``n`` from an array, list or Series given as ``arg``.
+
+    Numbers only (see :func:`numeric_values`: strings, categoricals and the
+    like are a ValueError naming ``arg`` and the dtype); a one-column 2-D array
+    or frame is read as its column, any other 2-D shape is refused.
+
+    >>> check_vector(np.ones((3, 2)), 3, "weights")
+    Traceback (most recent call last):
+    ...
+    ValueError: weights must be one-dimensional (one value per row), got an array of shape (3, 2)
+    """
+    if isinstance(v, pd.DataFrame):
+        if v.shape[1] != 1:
+            raise ValueError(f"{arg} must be one-dimensional (one value per row), got a data frame with "
+                             f"{v.shape[1]} columns")
+        v = v.iloc[:, 0]
+    if isinstance(v, (str, bytes)) or np.isscalar(v):
+        raise TypeError(f"{arg} must be an array of one value per row or a column name, got {type(v).__name__}")
+    if not isinstance(v, (np.ndarray, pd.Series, pd.Index)) and not hasattr(v, "to_numpy"):
+        try:
+            v = np.asarray(v)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{arg} must be numeric: {exc}") from exc
+        if v.dtype.kind in "US" or v.dtype == object:
+            v = np.asarray(v, dtype=object)
+    shape = getattr(v, "shape", None)
+    if shape is not None and len(shape) > 1:
+        if len(shape) == 2 and 1 in shape and max(shape) == n:
+            v = np.asarray(v).reshape(-1)
+        else:
+            raise ValueError(f"{arg} must be one-dimensional (one value per row), got an array of shape "
+                             f"{tuple(shape)}")
+    arr = numeric_values(v, arg)
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"{arg} has length {arr.shape[0] if arr.ndim else 1}, but the data have {n} rows")
     return arr
@@ -155,6 +309,24 @@ def check_finite(v: np.ndarray, arg: str, *, nonnegative: bool = False) -> None:
         raise ValueError(f"{arg} has non-finite values (inf or NaN)")
     if nonnegative and np.any(v < 0):
         raise ValueError(f"{arg} has negative values; prior weights must be >= 0")
+
+
+def check_weights(prior: np.ndarray, total: np.ndarray | None = None) -> None:
+    """ValueError when no observation has a positive weight (prior weights, or
+    prior weights times the binomial trials): nothing would be fitted, and the
+    numerical failure that follows (lme4: "Downdated VtV is not positive
+    definite") names nothing the user wrote.
+
+    >>> check_weights(np.zeros(3))
+    Traceback (most recent call last):
+    ...
+    ValueError: weights are zero for every row (3 rows): no observation contributes to the fit
+    """
+    if prior.size and not np.any(prior > 0):
+        raise ValueError(f"weights are zero for every row ({prior.size} rows): no observation contributes to the fit")
+    if total is not None and total.size and not np.any(total > 0):
+        raise ValueError(f"every row has zero weight times zero trials ({total.size} rows): no observation "
+                         "contributes to the fit")
 
 
 def check_terms(terms: Sequence[Any], n: int, family: str) -> None:
@@ -224,11 +396,14 @@ def validate_fit_args(
         raise ValueError(f"unknown optimizer {optimizer!r}; known optimizers: {', '.join(KNOWN_OPTIMIZERS)}")
     if isinstance(nAGQ, bool) or not isinstance(nAGQ, (int, np.integer, float, np.floating)):
         raise TypeError(f"nAGQ must be an integer, got {type(nAGQ).__name__}")
-    if float(nAGQ) != int(nAGQ):
-        raise ValueError(f"nAGQ must be an integer, got {nAGQ!r}")
+    if not math.isfinite(float(nAGQ)) or float(nAGQ) != int(nAGQ):
+        raise ValueError(f"nAGQ must be a whole number between 0 and {NAGQ_MAX}, got {nAGQ!r}")
     q = int(nAGQ)
     if q < 0:
         raise ValueError(f"nAGQ must be >= 0, got {q}")
+    if q > NAGQ_MAX:
+        # lme4's GHrule stops at "ord < 101L"; more nodes only add rounding error
+        raise ValueError(f"nAGQ must be at most {NAGQ_MAX} (as in lme4), got {q}")
     if q > 1:
         groups = {t.group for t in terms}
         if len(groups) != 1:
@@ -240,10 +415,19 @@ def validate_fit_args(
         if dispformula is not None:
             raise ValueError("dispformula cannot be combined with nAGQ > 1")
     if theta0 is not None:
+        if isinstance(theta0, (str, bytes)):
+            raise TypeError(f"theta0 must be a sequence of numbers (one per theta parameter), got the string "
+                            f"{theta0!r}")
         try:
-            arr = np.asarray(theta0, dtype=np.float64).reshape(-1)
+            raw = np.asarray(theta0)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"theta0 must be numeric: {exc}") from exc
+        if raw.dtype.kind not in "iufb":
+            try:
+                raw = numeric_values(np.asarray(theta0, dtype=object).reshape(-1), "theta0")
+            except ValueError as exc:
+                raise TypeError(str(exc)) from exc
+        arr = np.asarray(raw, dtype=np.float64).reshape(-1)
         if theta0_len_expected is not None and arr.size != theta0_len_expected:
             raise ValueError(f"theta0 has length {arr.size}, but the model has {theta0_len_expected} theta parameters")
         if not np.all(np.isfinite(arr)):

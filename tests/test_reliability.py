@@ -7,8 +7,11 @@ tests/fixtures/reliability/*.json written by tests/fixtures/make_reliability.R.
 
 from __future__ import annotations
 
+import json
 import threading
 import warnings
+from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -83,3 +86,192 @@ def test_overlapping_fits_in_threads_restore_blas(two_blas_threads):
         t.join(120)
     assert len(out) == 4 and max(out) - min(out) < 1e-8
     assert _blas_threads() == two_blas_threads
+
+
+# ----------------------------------------------------------------------------- R references
+FIX = Path(__file__).parent / "fixtures" / "reliability"
+
+
+def _case(name: str) -> dict:
+    return json.loads((FIX / f"{name}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def sim() -> pd.DataFrame:
+    return pd.read_csv(FIX / "sim.csv")
+
+
+def _quiet_fit(*args, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return interlace.glmer(*args, **kw)
+
+
+# ----------------------------------------------------------------------------- item 1: response dtypes
+def _as(s: pd.Series, kind: str) -> pd.Series:
+    if kind == "str":
+        return s.astype(str)
+    if kind == "string[python]":
+        return s.astype(str).astype("string")
+    if kind == "string[pyarrow]":
+        return s.astype(str).astype("string[pyarrow]")
+    if kind == "object-str":
+        return pd.Series([str(v) for v in s], dtype=object)
+    if kind == "category":
+        return s.astype("category")
+    if kind == "decimal":
+        return pd.Series([Decimal(str(v)) for v in s], dtype=object)
+    if kind == "Int64":
+        return s.astype("Int64")
+    if kind == "Float64":
+        return s.astype("Float64")
+    if kind == "int64[pyarrow]":
+        return s.astype("int64[pyarrow]")
+    if kind == "double[pyarrow]":
+        return s.astype("double[pyarrow]")
+    if kind == "object-int":
+        return pd.Series([int(v) for v in s], dtype=object)
+    raise AssertionError(kind)
+
+
+LOSSLESS = ["decimal", "Int64", "Float64", "int64[pyarrow]", "double[pyarrow]", "object-int"]
+REFUSED = ["str", "string[python]", "string[pyarrow]", "object-str", "category"]
+
+
+@pytest.mark.parametrize("kind", LOSSLESS)
+def test_count_response_convertible_without_loss_fits_the_same_model(sim, kind):
+    ref = _quiet_fit("y ~ x + (1 | g)", sim, family="poisson")
+    d = sim.assign(y=_as(sim["y"], kind))
+    m = _quiet_fit("y ~ x + (1 | g)", d, family="poisson")
+    assert m.llf == pytest.approx(ref.llf, abs=1e-8)
+    np.testing.assert_allclose(m.fe_params.to_numpy(), ref.fe_params.to_numpy(), rtol=1e-8)
+
+
+@pytest.mark.parametrize("family", ["poisson", "gaussian", "negativebinomial"])
+@pytest.mark.parametrize("kind", REFUSED)
+def test_numeric_response_as_text_or_factor_is_refused(sim, kind, family):
+    # before: a count as strings / Categorical became a 0/1 factor and was fitted
+    r = _case("refuse_poisson_factor" if kind == "category" else "refuse_poisson_character")
+    assert r["error"] == "response must be numeric"  # lme4 refuses the same input
+    d = sim.assign(y=_as(sim["y"], kind))
+    with pytest.raises(ValueError, match=r"response 'y' must be numeric, got dtype") as e:
+        _quiet_fit("y ~ x + (1 | g)", d, family=family)
+    assert str(d["y"].dtype).split("[")[0] in str(e.value)
+
+
+@pytest.mark.parametrize("kind", ["str", "string[pyarrow]", "object-str"])
+def test_binomial_numeric_strings_are_refused(sim, kind):
+    assert _case("refuse_binomial_character")["error"] == "response must be numeric or factor"
+    d = sim.assign(yb=_as(sim["yb"], kind))
+    with pytest.raises(ValueError, match=r"binomial response 'yb' holds numbers as strings"):
+        _quiet_fit("yb ~ x + (1 | g)", d, family="binomial")
+
+
+def test_binomial_factor_response_as_lme4(sim):
+    r = _case("binomial_factor")
+    d = sim.assign(yb=_as(sim["yb"], "category"))
+    m = _quiet_fit("yb ~ x + (1 | g)", d, family="binomial")
+    assert m.llf == pytest.approx(r["loglik"], abs=1e-4)
+    np.testing.assert_allclose(m.fe_params.to_numpy(), list(r["fixef"].values()), rtol=1e-3)
+    # non-numeric labels read as R's factor() of them: first in sorted order is the failure
+    d2 = sim.assign(yb=np.where(sim["yb"] == 1, "yes", "no"))
+    assert _quiet_fit("yb ~ x + (1 | g)", d2, family="binomial").llf == pytest.approx(m.llf, abs=1e-8)
+
+
+def test_binomial_strings_with_more_than_two_values_refused(sim):
+    d = sim.assign(yb=np.array(["a", "b", "c"])[np.arange(len(sim)) % 3])
+    with pytest.raises(ValueError, match="3 distinct strings"):
+        _quiet_fit("yb ~ x + (1 | g)", d, family="binomial")
+
+
+@pytest.mark.parametrize("arg", ["weights", "offset"])
+@pytest.mark.parametrize("kind", ["str", "string[pyarrow]", "object-str", "category"])
+def test_weights_and_offset_columns_must_be_numeric(sim, arg, kind):
+    if arg == "offset":
+        assert _case("refuse_offset_character")["error"] == "'offset' must be numeric"
+    d = sim.assign(w=_as(pd.Series(np.arange(len(sim)) % 3 + 1), kind))
+    with pytest.raises(ValueError, match=rf"{arg} column 'w' must be numeric, got dtype"):
+        _quiet_fit("y ~ x + (1 | g)", d, family="poisson", **{arg: "w"})
+
+
+@pytest.mark.parametrize("arg", ["weights", "offset"])
+def test_weights_and_offset_arrays_of_strings_refused(sim, arg):
+    v = np.array([str(i % 3 + 1) for i in range(len(sim))])
+    with pytest.raises(ValueError, match=rf"{arg} must be numeric"):
+        _quiet_fit("y ~ x + (1 | g)", sim, family="poisson", **{arg: v})
+
+
+@pytest.mark.parametrize("kind", LOSSLESS)
+def test_weights_and_offset_lossless_dtypes_fit_the_same(sim, kind):
+    w = pd.Series(np.arange(len(sim)) % 3 + 1)
+    ref = _quiet_fit("y ~ x + (1 | g)", sim.assign(w=w.astype(float)), family="poisson", weights="w", offset="w")
+    m = _quiet_fit("y ~ x + (1 | g)", sim.assign(w=_as(w, kind)), family="poisson", weights="w", offset="w")
+    assert m.llf == pytest.approx(ref.llf, abs=1e-8)
+
+
+# ----------------------------------------------------------------------------- item 4: messages, not tracebacks
+@pytest.mark.parametrize("theta0, exc, match", [
+    ("1", TypeError, "theta0 must be a sequence of numbers"),
+    (["1"], TypeError, "theta0 must be numeric"),
+    ([1.0, 2.0], ValueError, "theta0 has length 2"),
+    ([float("nan")], ValueError, "theta0 has non-finite"),
+])
+def test_theta0_bad_values(sim, theta0, exc, match):
+    with pytest.raises(exc, match=match):
+        interlace.glmer("y ~ x + (1 | g)", sim, family="poisson", theta0=theta0)
+
+
+def test_theta0_scalar_accepted(sim):
+    a = _quiet_fit("y ~ x + (1 | g)", sim, family="poisson", theta0=0.5)
+    b = _quiet_fit("y ~ x + (1 | g)", sim, family="poisson", theta0=[0.5])
+    assert a.llf == b.llf
+
+
+@pytest.mark.parametrize("nagq", [float("inf"), float("nan"), 101, 1000])
+def test_nagq_out_of_range(sim, nagq):
+    assert _case("refuse_nagq_101")["error"] == "ord < 101L is not TRUE"  # lme4 caps nAGQ at 100
+    with pytest.raises(ValueError, match="nAGQ must be"):
+        interlace.glmer("yb ~ x + (1 | g)", sim, family="binomial", nAGQ=nagq)
+
+
+def test_nagq_100_is_accepted_as_in_lme4(sim):
+    r = _case("nagq_100")
+    m = _quiet_fit("yb ~ x + (1 | g)", sim, family="binomial", nAGQ=100)
+    np.testing.assert_allclose(m.fe_params.to_numpy(), list(r["fixef"].values()), rtol=1e-3)
+    assert m.theta.iloc[0] == pytest.approx(r["theta"]["g.(Intercept)"], rel=1e-3)
+
+
+def test_all_zero_weights(sim):
+    assert "Downdated VtV" in _case("refuse_zero_weights")["error"]  # lme4: a numerical error
+    with pytest.raises(ValueError, match="weights are zero for every row"):
+        interlace.glmer("y ~ x + (1 | g)", sim, family="poisson", weights=np.zeros(len(sim)))
+
+
+def test_two_dimensional_weights(sim):
+    n = len(sim)
+    with pytest.raises(ValueError, match=r"weights must be one-dimensional .* shape \(240, 2\)"):
+        interlace.glmer("y ~ x + (1 | g)", sim, family="poisson", weights=np.ones((n, 2)))
+    one = _quiet_fit("y ~ x + (1 | g)", sim, family="poisson", weights=np.full((n, 1), 2.0))
+    flat = _quiet_fit("y ~ x + (1 | g)", sim, family="poisson", weights=np.full(n, 2.0))
+    assert one.llf == flat.llf
+
+
+@pytest.mark.parametrize("case, formula, family, kw", [
+    ("nofixed_poisson", "y ~ 0 + (1 | g)", "poisson", {}),
+    ("nofixed_poisson_agq5", "y ~ 0 + (1 | g)", "poisson", {"nAGQ": 5}),
+    ("nofixed_binomial", "yb ~ 0 + (1 | g)", "binomial", {}),
+    ("nofixed_gaussian", "yg ~ 0 + (1 | g)", "gaussian", {}),
+])
+def test_no_fixed_effects_fits_as_lme4(sim, case, formula, family, kw):
+    # before: numpy "zero-size array to reduction operation maximum"
+    r = _case(case)
+    m = _quiet_fit(formula, sim, family=family, **kw)
+    assert len(m.fe_params) == 0 and m.vcov.shape == (0, 0)
+    llf = r["loglik"] + r.get("loglik_saturated", 0.0)
+    assert m.llf == pytest.approx(llf, abs=1e-4)
+    assert m.llf >= llf - 1e-4
+    np.testing.assert_allclose(m.theta.to_numpy(), list(r["theta"].values()), rtol=1e-3)
+    if "sigma" in r:
+        assert np.sqrt(m.scale) == pytest.approx(r["sigma"], rel=1e-3)
+    assert m.converged
+    m.summary()  # prints without fixed effects

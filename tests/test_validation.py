@@ -189,8 +189,10 @@ def test_weights_nonfinite_negative_wrong_length(df):
         mf(df, weights=-w)
     with pytest.raises(ValueError, match="weights has length 3"):
         mf(df, weights=[1.0, 2.0, 3.0])
-    with pytest.raises(TypeError, match="weights"):
+    with pytest.raises(ValueError, match="weights must be numeric, got dtype object holding strings"):
         mf(df, weights=["a"] * len(df))
+    with pytest.raises(ValueError, match="numeric strings are refused"):
+        mf(df, weights=["1"] * len(df))
 
 
 def test_offset_nonfinite_and_wrong_length(df):
@@ -276,7 +278,7 @@ def test_theta0_wrong_length():
 def test_nagq_negative_or_not_integer():
     with pytest.raises(ValueError, match="nAGQ must be >= 0"):
         _fit(nAGQ=-1)
-    with pytest.raises(ValueError, match="nAGQ must be an integer"):
+    with pytest.raises(ValueError, match="nAGQ must be a whole number"):
         _fit(nAGQ=2.5)
     with pytest.raises(TypeError, match="nAGQ"):
         _fit(nAGQ="5")

@@ -113,7 +113,7 @@ def materialize(pdf: pd.DataFrame, layout: Any, family: Any) -> tuple[PartBlock,
                  "binary": np.ones(p_all, bool), "ymin": np.inf, "ymax": -np.inf,
                  "messages": [], "pairs": [np.zeros(0, np.int64) for _ in range(m)]}
         return block, stats
-    resp = evaluate_response(cols.response, sub, _CONTEXT)
+    resp = evaluate_response(cols.response, sub, _CONTEXT, family=family)
     prior = np.ones(n)
     if cols.weights_expr is not None:
         prior = evaluate_expression(cols.weights_expr, sub, _CONTEXT, "weights")

@@ -154,7 +154,7 @@ def glmer_dask(formula: str, data: Any, family: Any, groups: Any = None, random:
     validate_fit_args(optimizer=optimizer, theta0_len_expected=ntheta, theta0=theta0, nAGQ=nAGQ,
                       terms=layout.terms, dispformula=dispformula)
     if theta0 is not None:
-        theta0 = np.asarray(theta0, dtype=float)
+        theta0 = np.asarray(theta0, dtype=float).reshape(-1)
     if general:
         # 4-5. the general-likelihood engine (NB2): x = (theta, beta, log theta_NB)
         mf = meta_model_frame(layout, spec, fe_names, dropped, messages)

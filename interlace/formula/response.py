@@ -1,5 +1,13 @@
 """The response: a column, ``cbind(successes, failures)``, ``successes / trials`` or an expression.
 
+A response column must be numeric or convertible without loss (nullable,
+pyarrow, Decimal; see :func:`interlace.validation.numeric_values`). Only the
+binomial family reads a factor, as R does: a categorical (or a column of
+non-numeric strings, whose levels sort as R's ``factor()`` sorts them) is 0
+for its first level and 1 otherwise. Strings that are numbers are refused for
+every family (lme4: "response must be numeric"), so a count held as text can
+never be read as a two-level factor.
+
 Example
 -------
 >>> import pandas as pd
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +30,9 @@ from .bars import split_top_level
 from .fixed import evaluate_expression
 
 __all__ = ["Response", "evaluate_response", "cbind_args"]
+
+# families whose response may be an R factor (first level = failure)
+_FACTOR_FAMILIES = {"binomial"}
 
 
 @dataclass
@@ -44,8 +56,74 @@ def cbind_args(text: str) -> list[str] | None:
     return args
 
 
-def evaluate_response(text: str, frame: pd.DataFrame, context: dict) -> Response:
-    """Evaluate the response as lme4's glmer reads it (binomial proportions for ``cbind``)."""
+def _family_name(family: Any) -> str | None:
+    if family is None:
+        return None
+    name = family if isinstance(family, str) else getattr(family, "name", None)
+    return name.strip().lower() if isinstance(name, str) else None
+
+
+def _is_text(col: pd.Series) -> bool:
+    dt = col.dtype
+    if pd.api.types.is_string_dtype(dt) and not (isinstance(dt, np.dtype) and dt == object):
+        return True
+    if isinstance(dt, np.dtype) and dt == object:
+        vals = col.dropna()
+        return len(vals) > 0 and all(isinstance(v, str) for v in vals)
+    return False
+
+
+def _factor_response(col: pd.Series, name: str, fam: str | None) -> np.ndarray:
+    """R's binomial factor response: 0 for the first level, 1 otherwise."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cats = col.cat.categories
+        first = cats[0] if len(cats) else None
+        y = (col != first).to_numpy(dtype=np.float64)
+        y[col.isna().to_numpy()] = np.nan
+        return y
+    vals = col.dropna()
+    numeric = [v for v in vals.unique() if _number_text(v)]
+    if numeric:
+        raise ValueError(
+            f"{fam} response {name!r} holds numbers as strings (dtype {col.dtype}, e.g. {numeric[0]!r}); "
+            "lme4 refuses a character response: convert it with .astype(float), or make it a categorical "
+            "to use it as a factor")
+    levels = sorted(str(v) for v in vals.unique())
+    if len(levels) > 2:
+        raise ValueError(
+            f"{fam} response {name!r} has {len(levels)} distinct strings ({', '.join(levels[:5])}"
+            f"{', ...' if len(levels) > 5 else ''}); a binomial response needs two (the first in sorted "
+            "order is the failure) — make it a categorical to choose the level order")
+    first = levels[0] if levels else None
+    y = (col.astype(str) != first).to_numpy(dtype=np.float64)
+    y[col.isna().to_numpy()] = np.nan
+    return y
+
+
+def _number_text(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def evaluate_response(text: str, frame: pd.DataFrame, context: dict, family: Any = None) -> Response:
+    """Evaluate the response as lme4's glmer reads it (binomial proportions for ``cbind``).
+
+    ``family`` (a name or family object) decides whether a factor response is
+    allowed (binomial only); without it a factor is read as binomial's.
+
+    >>> evaluate_response("y", pd.DataFrame({"y": ["0", "3"]}), {}, "poisson")
+    Traceback (most recent call last):
+    ...
+    ValueError: poisson response 'y' must be numeric, got dtype str (strings): convert it with .astype(float) if the strings are numbers
+    """
+    from interlace.validation import numeric_values
+
+    fam = _family_name(family)
     args = cbind_args(text)
     if args is not None:
         s = evaluate_expression(args[0], frame, context, "response")
@@ -58,17 +136,9 @@ def evaluate_response(text: str, frame: pd.DataFrame, context: dict) -> Response
     name = text.strip().strip("`")
     if name in frame.columns:
         col = frame[name]
-        if pd.api.types.is_bool_dtype(col.dtype):
-            return Response(y=col.to_numpy(dtype=np.float64), kind="column")
-        if not pd.api.types.is_numeric_dtype(col.dtype):
-            # R's binomial: a factor response is 0 for its first level, 1 otherwise.
-            if isinstance(col.dtype, pd.CategoricalDtype):
-                first = col.cat.categories[0] if len(col.cat.categories) else None
-            else:
-                vals = sorted(str(v) for v in col.dropna().unique())
-                first = vals[0] if vals else None
-                col = col.astype(str)
-            y = (col != first).to_numpy(dtype=np.float64)
-            return Response(y=y, kind="factor")
-        return Response(y=col.to_numpy(dtype=np.float64, na_value=np.nan), kind="column")
+        factor_ok = fam is None or fam in _FACTOR_FAMILIES
+        if factor_ok and (isinstance(col.dtype, pd.CategoricalDtype) or _is_text(col)):
+            return Response(y=_factor_response(col, name, fam or "binomial"), kind="factor")
+        what = f"{fam} response {name!r}" if fam else f"response {name!r}"
+        return Response(y=numeric_values(col, what), kind="column")
     return Response(y=evaluate_expression(text, frame, context, "response"), kind="expression")

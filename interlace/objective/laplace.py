@@ -147,12 +147,12 @@ class LaplaceObjective:
             self.pirls_iters += 1
             logdet = chol.factor()
             delta = chol.solve(chol.rhs) - u
-            dmax = float(np.max(np.abs(delta))) if delta.size else 0.0
+            dmax = float(np.max(np.abs(delta), initial=0.0)) if delta.size else 0.0
             # Newton decrement: the predicted reduction of the penalized deviance
             # log|L|^2 is not stationary in u, so the Laplace deviance carries
             # the remaining step to first order: stop only when it is tiny
             # (otherwise the optimizer's line search sees the noise)
-            if dmax <= 1e-11 * (1.0 + float(np.max(np.abs(u)))):
+            if dmax <= 1e-11 * (1.0 + float(np.max(np.abs(u), initial=0.0))):
                 converged = True
                 break
             unew = u + delta
@@ -221,7 +221,7 @@ class LaplaceObjective:
         # far moves (the optimizer's first steps, theta through 0) leave the
         # linear range of the mode: a large predicted change starts PIRLS
         # worse than the plain warm start (measured: 20 iterations instead of 3)
-        if np.max(np.abs(u_p - self.u)) > 0.25 * (1.0 + np.max(np.abs(self.u))):
+        if np.max(np.abs(u_p - self.u), initial=0.0) > 0.25 * (1.0 + np.max(np.abs(self.u), initial=0.0)):
             return None
         return u_p, b_p
 
@@ -295,13 +295,13 @@ class LaplaceObjective:
                     break
                 raise PIRLSError("PIRLS step-halvings failed to reduce the penalized deviance")
             change = abs(pdev - pdev_t)
-            ustep = float(np.max(np.abs(step * delta))) if delta.size else 0.0
+            ustep = float(np.max(np.abs(step * delta), initial=0.0)) if delta.size else 0.0
             u, eta, pdev = ut, eta_t, pdev_t
             dev = resp.update(eta)
             # both the penalized deviance and u must settle: Fisher scoring on a
             # non-canonical link converges linearly, and a deviance criterion
             # alone leaves u (and so the Hessian) loose.
-            if change <= self.tol * (abs(pdev) + 1.0) and ustep <= 1e-9 * (1.0 + float(np.max(np.abs(u)))):
+            if change <= self.tol * (abs(pdev) + 1.0) and ustep <= 1e-9 * (1.0 + float(np.max(np.abs(u), initial=0.0))):
                 converged = True
                 break
         self.pirls_converged = converged
@@ -460,8 +460,8 @@ class LaplaceObjective:
                 unew, bnew = joint_back_solve(chol, RZX, RX, chol.rhs, xrhs)
             self._RX = RX
             du, db = unew - u, bnew - beta
-            dmax = max(float(np.max(np.abs(du))) if du.size else 0.0, float(np.max(np.abs(db))))
-            scale = 1.0 + max(float(np.max(np.abs(u))), float(np.max(np.abs(beta))))
+            dmax = max(float(np.max(np.abs(du), initial=0.0)) if du.size else 0.0, float(np.max(np.abs(db), initial=0.0)))
+            scale = 1.0 + max(float(np.max(np.abs(u), initial=0.0)), float(np.max(np.abs(beta), initial=0.0)))
             if dmax <= self.joint_u_tol * scale:
                 # the factor and the state are at (u, beta): gradient_joint reuses the system
                 self._joint_cache = (self.nfev, UtWX, RX)
@@ -542,11 +542,11 @@ class LaplaceObjective:
                     break  # the full Newton step is lost in rounding: at the mode to working precision
                 raise PIRLSError("PIRLS step-halvings failed to reduce the penalized deviance")
             change = abs(pdev - pdev_t)
-            ustep = float(np.max(np.abs(step * du))) if du.size else 0.0
+            ustep = float(np.max(np.abs(step * du), initial=0.0)) if du.size else 0.0
             u, beta, eta, pdev = ut, bt, eta_t, pdev_t
             dev = resp.update(eta)
             if change <= self.joint_tol * (abs(pdev) + 1.0) and \
-                    ustep <= self.joint_u_tol * (1.0 + float(np.max(np.abs(u)))):
+                    ustep <= self.joint_u_tol * (1.0 + float(np.max(np.abs(u), initial=0.0))):
                 break
         base = self.X @ beta + off
         chol.accumulate(resp.w, (eta - base) + resp.r, zl)
