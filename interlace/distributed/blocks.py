@@ -98,8 +98,10 @@ def materialize(pdf: pd.DataFrame, layout: Any, family: Any) -> tuple[PartBlock,
     from interlace.model_frame import _CONTEXT
     from interlace.validation import check_finite, check_response
 
+    from interlace.distributed.layout import unify_levels
+
     cols = layout.cols
-    sub = kept_rows(pdf, cols.used).reset_index(drop=True)
+    sub = unify_levels(kept_rows(pdf, cols.used).reset_index(drop=True), getattr(layout, "unify", {}))
     for c, dt in layout.response_dtypes.items():
         sub[c] = sub[c].astype(str).astype(dt) if dt is not None else sub[c]
     n = len(sub)

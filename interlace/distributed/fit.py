@@ -112,6 +112,9 @@ def glmer_dask(formula: str, data: Any, family: Any, groups: Any = None, random:
     # 2. the layout
     layout = L.build_layout(merged, cols, meta, formula, fam, groups, random, offset)
     del merged
+    if layout.unify:
+        # fitted values re-read the training rows: recode them by value as the fit did
+        train = train.map_partitions(L.unify_levels, layout.unify, meta=L.unify_levels(train._meta, layout.unify))
     # 3. each partition's arrays, and the statistics the driver checks
     mat = client.map(B.materialize, raw, [layout] * P, [fam] * P, pure=False)
     blocks = client.map(operator.itemgetter(0), mat, pure=False)

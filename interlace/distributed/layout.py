@@ -117,10 +117,15 @@ def scan_partition(pdf: pd.DataFrame, cols: ModelColumns) -> dict:
     sub = normalize_strings(pdf[cols.used])
     mask, na_cols = missing_mask(sub)
     sub = sub.loc[~mask]
+    # each partition's own categories: partitions read from files separately
+    # can carry different category sets or orders ("label drift")
+    cats = {c: (tuple(s.cat.categories.tolist()), bool(s.cat.ordered))
+            for c, s in pdf[cols.used].items() if isinstance(s.dtype, pd.CategoricalDtype)}
     return {
         "n": int(len(sub)),
         "n_na": int(mask.sum()),
         "na_cols": na_cols,
+        "cats": cats,
         "groups": {g: sub[gp].drop_duplicates() for g, gp in cols.groups.items()},
         "reps": [sub.drop_duplicates(subset=[c]) for c in cols.factor_columns],
         "head": sub.iloc[:HEAD_ROWS],
@@ -129,7 +134,12 @@ def scan_partition(pdf: pd.DataFrame, cols: ModelColumns) -> dict:
 
 def merge_scans(scans: list[dict], cols: ModelColumns) -> dict:
     """Union of the partitions' scans (runs on a worker: the client gets one small object)."""
-    out = {"n": 0, "n_na": 0, "na_cols": [], "groups": {}, "reps": [], "head": None}
+    out = {"n": 0, "n_na": 0, "na_cols": [], "groups": {}, "reps": [], "head": None, "cats": {}}
+    for s in scans:
+        for c, v in s.get("cats", {}).items():
+            variants = out["cats"].setdefault(c, [])
+            if v not in variants:
+                variants.append(v)
     heads = []
     nhead = 0
     for s in scans:
@@ -165,6 +175,60 @@ class Layout:
     na_cols: list[str]
     messages: list[str]
     response_dtypes: dict[str, Any]  # global categorical dtypes of factor response columns
+    unify: dict[str, Any] = field(default_factory=dict)  # categorical columns recoded by value in every partition
+
+
+def _sort_key(v: Any) -> tuple:
+    return (0, v, "") if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) \
+        else (1, 0, str(v))
+
+
+def unified_categories(merged_cats: dict[str, list], meta: pd.DataFrame) -> dict[str, pd.CategoricalDtype]:
+    """One categorical dtype per categorical column whose partitions (or the
+    frame's meta) disagree on the categories: the union of the partitions'
+    categories by value, sorted as R's ``factor()`` sorts levels (what an
+    in-memory ``pd.concat`` of the partitions is fitted as). Ordered
+    categoricals whose orders differ have no common order: ValueError.
+
+    >>> meta = pd.DataFrame({"f": pd.Categorical([], categories=["b", "a"])})
+    >>> unified_categories({"f": [(("b", "a"), False), (("c", "a"), False)]}, meta)["f"].categories.tolist()
+    ['a', 'b', 'c']
+    """
+    out: dict[str, pd.CategoricalDtype] = {}
+    for c, variants in merged_cats.items():
+        mdt = meta[c].dtype if c in meta.columns else None
+        meta_v = ((tuple(mdt.categories.tolist()), bool(mdt.ordered))
+                  if isinstance(mdt, pd.CategoricalDtype) and len(mdt.categories) else None)
+        if len(variants) == 1 and (meta_v is None or meta_v == variants[0]):
+            continue  # every partition codes the column alike
+        if len(variants) == 1:  # the partitions agree, the meta does not: the partitions' data win
+            cats, ordered = variants[0]
+            out[c] = pd.CategoricalDtype(list(cats), ordered=ordered)
+            continue
+        if any(o for _, o in variants):
+            shown = "; ".join("[" + ", ".join(map(str, v[:6])) + (", ..." if len(v) > 6 else "") + "]"
+                              for v, _ in variants[:3])
+            raise ValueError(
+                f"column {c!r} is an ordered categorical whose categories differ between partitions ({shown}): "
+                "there is no common order; give every partition the same categories, e.g. "
+                f"ddf[{c!r}].astype(pd.CategoricalDtype(levels, ordered=True))")
+        values = list(dict.fromkeys(v for cats, _ in variants for v in cats))
+        out[c] = pd.CategoricalDtype(sorted(values, key=_sort_key), ordered=False)
+    return out
+
+
+def unify_levels(pdf: pd.DataFrame, unify: dict[str, Any]) -> pd.DataFrame:
+    """Recode the columns of ``unify`` to their global categorical dtype by value
+    (never by a partition's own category codes)."""
+    if not unify:
+        return pdf
+    out = pdf.copy()
+    for c, dt in unify.items():
+        if c in out.columns:
+            s = out[c]
+            vals = s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s
+            out[c] = pd.Series(pd.Categorical(vals, dtype=dt), index=s.index, name=c)
+    return out
 
 
 def _global_dtype(meta_dtype: Any, values: pd.Series) -> Any:
@@ -186,13 +250,14 @@ def build_layout(merged: dict, cols: ModelColumns, meta: pd.DataFrame, formula: 
 
     if merged["n"] == 0:
         raise ValueError("data is empty (no rows left after dropping rows with missing values)")
+    unify = unified_categories(merged.get("cats", {}), meta)
     # the sample: the first rows and one row per value of each factor-like column
-    parts = [merged["head"]] + [r for r in merged["reps"]]
+    parts = [unify_levels(merged["head"], unify)] + [unify_levels(r, unify) for r in merged["reps"]]
     sample = pd.concat(parts, ignore_index=True)
     for c in cols.factor_columns:
-        dt = meta[c].dtype
+        dt = unify.get(c, meta[c].dtype)
         if isinstance(dt, pd.CategoricalDtype) and len(dt.categories):
-            sample[c] = sample[c].astype(dt)
+            sample[c] = unify_levels(sample[[c]], {c: dt})[c]
     while len(sample) < 8:
         sample = pd.concat([sample, sample], ignore_index=True)
     # grouping columns used nowhere else become two-level dummies: their levels
@@ -242,10 +307,10 @@ def build_layout(merged: dict, cols: ModelColumns, meta: pd.DataFrame, formula: 
     for c in identifiers(cols.response):
         if c in cols.factor_columns and not pd.api.types.is_bool_dtype(meta[c].dtype):
             vals = pd.concat([r[c] for r in merged["reps"]] + [merged["head"][c]], ignore_index=True)
-            resp_dtypes[c] = _global_dtype(meta[c].dtype, vals)
+            resp_dtypes[c] = _global_dtype(unify.get(c, meta[c].dtype), vals)
     return Layout(cols=cols, spec=spec, terms=terms, fe_names_all=names_all, n=merged["n"],
                   n_dropped=merged["n_na"], na_cols=merged["na_cols"], messages=messages,
-                  response_dtypes=resp_dtypes)
+                  response_dtypes=resp_dtypes, unify=unify)
 
 
 def aliased_from_gram(G: np.ndarray, tol: float = 1e-7) -> list[int]:
