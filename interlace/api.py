@@ -12,7 +12,7 @@ import numpy as np
 
 from interlace.families import get_family
 from interlace.model_frame import build_model_frame
-from interlace.validation import validate_fit_args
+from interlace.validation import guard_result, validate_fit_args
 
 if TYPE_CHECKING:
     from interlace.results import GLMMResult
@@ -225,6 +225,7 @@ def _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nA
                            formula=formula, optimizer=optimizer, extra_messages=mf.messages)
         if agq is not None:
             agq.finalize(res, opt)
+    guard_result(res)  # never converged=True with NaN standard errors
     _emit_warnings(res, stacklevel=4)
     return res
 

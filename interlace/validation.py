@@ -33,6 +33,7 @@ __all__ = [
     "check_weights",
     "numeric_values",
     "NAGQ_MAX",
+    "guard_result",
     "check_terms",
     "scale_message",
     "validate_fit_args",
@@ -432,3 +433,44 @@ def validate_fit_args(
             raise ValueError(f"theta0 has length {arr.size}, but the model has {theta0_len_expected} theta parameters")
         if not np.all(np.isfinite(arr)):
             raise ValueError("theta0 has non-finite values")
+
+
+UNRELIABLE = ("the fit did not converge to a usable optimum: {what} not finite (the Hessian at the "
+              "optimizer's final point is not usable); rescale the covariates or the response, or try "
+              "another optimizer or theta0")
+
+
+def guard_result(res: Any) -> list[str]:
+    """Never report ``converged=True`` with non-finite estimates or standard
+    errors: flag such a fit as not converged, with a message (returned, and
+    added to ``res.optinfo["messages"]`` and ``res.warnings``). A non-finite
+    log-likelihood is a ValueError (nothing usable was fitted).
+
+    >>> from types import SimpleNamespace
+    >>> import pandas as pd
+    >>> r = SimpleNamespace(llf=-1.0, converged=True, fe_params=pd.Series([1.0]), fe_bse=pd.Series([np.nan]),
+    ...                     theta=pd.Series([0.5]), optinfo={"messages": []}, warnings=[])
+    >>> guard_result(r)[0][:48], r.converged
+    ('the fit did not converge to a usable optimum: s', False)
+    """
+    if not np.isfinite(getattr(res, "llf", np.nan)):
+        raise ValueError("the fit ended without a finite log-likelihood: the model cannot be fitted to these data "
+                         "as given (check the link against the response's range, rescale, or try another "
+                         "optimizer or theta0)")
+    bad = []
+    for attr, what in (("fe_params", "fixed-effect estimates"), ("fe_bse", "standard errors"),
+                       ("theta", "variance parameters")):
+        v = getattr(res, attr, None)
+        if v is not None and len(v) and not np.all(np.isfinite(np.asarray(v, dtype=float))):
+            bad.append(what)
+    if not bad:
+        return []
+    msg = UNRELIABLE.format(what=" and ".join(bad) + " are")
+    res.converged = False
+    msgs = res.optinfo.setdefault("messages", [])
+    if msg not in msgs:
+        msgs.append(msg)
+    warns = getattr(res, "warnings", None)
+    if isinstance(warns, list) and warns is not msgs and msg not in warns:
+        warns.append(msg)
+    return [msg]

@@ -275,3 +275,71 @@ def test_no_fixed_effects_fits_as_lme4(sim, case, formula, family, kw):
         assert np.sqrt(m.scale) == pytest.approx(r["sigma"], rel=1e-3)
     assert m.converged
     m.summary()  # prints without fixed effects
+
+
+# ----------------------------------------------------------------------------- item 3: no spinning, no NaN with converged
+def _gamma_inverse_data(scale_x: float = 1.0, scale_y: float = 1.0, n: int = 2000, ng: int = 50) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    g = rng.integers(0, ng, n)
+    x = rng.normal(size=n)
+    b = rng.normal(0, 0.05, ng)
+    mu = 1 / (0.5 + 0.1 * x + b[g]).clip(0.05)
+    y = rng.gamma(2.0, mu / 2.0)
+    return pd.DataFrame({"y": y * scale_y, "x": x * scale_x, "g": [f"g{v}" for v in g]})
+
+
+@pytest.mark.parametrize("sx, sy", [(1000.0, 1.0), (1.0, 1000.0), (1000.0, 1000.0)])
+def test_gamma_inverse_on_rescaled_data_ends_and_never_claims_convergence_with_nan(sx, sy):
+    # before: converged=True with NaN standard errors (and, on larger data, minutes of spinning
+    # in the guarded L-BFGS-B: up to 61 runs of up to 15,000 evaluations each)
+    m = _quiet_fit("y ~ x + (1 | g)", _gamma_inverse_data(sx, sy), family=interlace.family("gamma", link="inverse"))
+    finite = np.all(np.isfinite(m.fe_bse.to_numpy())) and np.all(np.isfinite(m.fe_params.to_numpy()))
+    assert finite or not m.converged
+    if not finite:
+        assert any("not finite" in msg for msg in m.optinfo["messages"])
+    assert m.optinfo.get("nfev", 0) <= 5 * 20000
+
+
+@pytest.mark.parametrize("edge, maxfun", [(np.inf, 40), (1.2, 1000)])
+def test_guarded_lbfgs_stops_at_its_evaluation_limit(edge, maxfun):
+    from interlace.general.optimize import lbfgs_guarded
+
+    calls = {"n": 0}
+    scales = np.logspace(0, 8, 12)  # badly conditioned: L-BFGS-B needs many evaluations
+
+    def fg(x):
+        calls["n"] += 1
+        if x[0] > edge:  # outside the "support" (the minimum, at 6, is outside): trust-region rounds
+            return 1e300, np.zeros_like(x)
+        return float(np.sum(scales * (x - 1.0) ** 2) - 10 * x[0]), 2 * scales * (x - 1.0) - 10 * np.eye(len(x))[0]
+
+    res = lbfgs_guarded(fg, np.zeros(12), np.full(12, -np.inf), maxfun=maxfun)
+    assert not res.success and "evaluation" in res.message.lower()
+    # the limit (whole runs and the trust-region rounds together), the start's re-check, one extra per run
+    assert calls["n"] <= maxfun + 2 + 60
+
+
+def test_guarded_lbfgs_reports_no_progress():
+    from interlace.general.optimize import lbfgs_guarded
+
+    def fg(x):  # decreasing up to the edge of its support at 1: the optimum is never inside
+        return (1e300, np.zeros(1)) if x[0] >= 1.0 else (-float(x[0]), -np.ones(1))
+
+    res = lbfgs_guarded(fg, np.zeros(1), np.full(1, -np.inf))
+    assert res.x[0] < 1.0 and np.isfinite(res.fun)
+    assert res.success is False or res.x[0] > 1 - 1e-6
+
+
+def test_result_guard_flags_nan_standard_errors():
+    from types import SimpleNamespace
+
+    from interlace.validation import guard_result
+
+    r = SimpleNamespace(llf=-10.0, converged=True, fe_params=pd.Series([1.0, 2.0]), fe_bse=pd.Series([0.1, np.nan]),
+                        theta=pd.Series([0.3]), optinfo={"messages": []}, warnings=[])
+    assert guard_result(r) and not r.converged and "standard errors" in r.optinfo["messages"][0]
+    ok = SimpleNamespace(llf=-10.0, converged=True, fe_params=pd.Series([1.0]), fe_bse=pd.Series([0.1]),
+                         theta=pd.Series([0.3]), optinfo={"messages": []}, warnings=[])
+    assert guard_result(ok) == [] and ok.converged
+    with pytest.raises(ValueError, match="without a finite log-likelihood"):
+        guard_result(SimpleNamespace(llf=np.nan))

@@ -69,7 +69,7 @@ def glmer_dask(formula: str, data: Any, family: Any, groups: Any = None, random:
     from interlace.distributed import native_dask
     from interlace.families import get_family
     from interlace.optimize import optimize_glmm
-    from interlace.validation import validate_fit_args
+    from interlace.validation import guard_result, validate_fit_args
 
     fam = get_family(family)
     if not isinstance(optimizer, str):
@@ -164,6 +164,7 @@ def glmer_dask(formula: str, data: Any, family: Any, groups: Any = None, random:
         info = {"npartitions": int(train.npartitions), "nAGQ": 1}
         res = fit_general_dask(mf, fam, re, rounds, optimizer=optimizer, theta0=theta0, formula=formula,
                                messages=messages, train=train, used=cols.used, extra_info=info)
+        guard_result(res)
         _emit_warnings(res, stacklevel=4)
         return res
     # 4. optimize
@@ -176,5 +177,6 @@ def glmer_dask(formula: str, data: Any, family: Any, groups: Any = None, random:
     res = build_dask_result(mf, fam, obj, opt, formula=formula, optimizer=optimizer, messages=messages,
                             train=train, used=cols.used, extra_info=info)
     res.optinfo["dask_rounds"] = rounds.count
+    guard_result(res)
     _emit_warnings(res, stacklevel=4)
     return res

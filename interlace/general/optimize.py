@@ -26,6 +26,8 @@ from interlace.optimize.outer import _minimize, check_convergence
 
 __all__ = ["GeneralOpt", "optimize_general", "hessian"]
 
+MAXFUN = 20000  # evaluations of the deviance and gradient in one guarded L-BFGS-B minimization
+
 
 @dataclass
 class GeneralOpt:
@@ -61,32 +63,46 @@ def hessian(obj, x: np.ndarray, at_bound: np.ndarray) -> np.ndarray:
 
 
 def lbfgs_guarded(fg, x0: np.ndarray, lower: np.ndarray, *, maxiter: int = 3000, ftol: float = 1e-14,
-                  gtol: float = 1e-8):
+                  gtol: float = 1e-8, maxfun: int = MAXFUN):
     """L-BFGS-B on fg (value, gradient) that copes with points outside the
     family's support (fg value 1e300): scipy's line search cannot backtrack
     from those, so after such a stall the search is repeated inside a box
     around the current point (a trust region that grows on success and shrinks
-    when the box's corner leaves the support) until it ends inside the box."""
-    state = {"bad": False}
+    when the box's corner leaves the support) until it ends inside the box.
+
+    ``maxfun`` caps the evaluations of all the runs together (each run alone
+    had scipy's 15,000, and up to 61 runs: a fit that cannot progress spun for
+    many minutes); when it is spent the best point is returned with
+    ``success=False`` and a message saying so."""
+    state = {"bad": False, "nfev": 0}
 
     def f(x):
+        state["nfev"] += 1
         v, g = fg(x)
         if v >= 1e299:
             state["bad"] = True
         return v, g
 
-    opts = {"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxls": 60}
+    def opts():
+        return {"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxls": 60,
+                "maxfun": max(maxfun - state["nfev"], 1)}
+
     plain = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-    res = sopt.minimize(f, x0, jac=True, method="L-BFGS-B", bounds=plain, options=opts)
+    res = sopt.minimize(f, x0, jac=True, method="L-BFGS-B", bounds=plain, options=opts())
     if not state["bad"]:
         return res
     x, fx = (res.x, res.fun) if res.fun < fg(x0)[0] else (x0.copy(), fg(x0)[0])
     r = 0.5
     for _ in range(60):
+        if state["nfev"] >= maxfun:
+            res.x, res.fun = x, fx
+            res.success = False
+            res.message = f"stopped after {state['nfev']} evaluations without converging (evaluation limit)"
+            return res
         lo = np.maximum(x - r, lower)
         hi = x + r
         state["bad"] = False
-        rr = sopt.minimize(f, x, jac=True, method="L-BFGS-B", bounds=list(zip(lo, hi)), options=opts)
+        rr = sopt.minimize(f, x, jac=True, method="L-BFGS-B", bounds=list(zip(lo, hi)), options=opts())
         if rr.fun < fx - 1e-12 * abs(fx):
             inside = np.all((rr.x > lo + 1e-10 * r) | (lo <= lower)) and np.all(rr.x < hi - 1e-10 * r)
             x, fx = rr.x, rr.fun
@@ -98,7 +114,15 @@ def lbfgs_guarded(fg, x0: np.ndarray, lower: np.ndarray, *, maxiter: int = 3000,
                 break  # no progress from a feasible box: converged
             r *= 0.25
             if r < 1e-10:
-                break
+                res.x, res.fun = x, fx
+                res.success = False
+                res.message = "no progress: every step from the final point leaves the family's support"
+                return res
+    else:
+        res.x, res.fun = x, fx
+        res.success = False
+        res.message = "no convergence after 60 trust-region rounds"
+        return res
     res.x, res.fun = x, fx
     res.success, res.message = True, "converged (guarded L-BFGS-B)"
     return res
@@ -175,7 +199,10 @@ def optimize_general(obj, optimizer: str = "lbfgsb", theta0=None) -> GeneralOpt:
     msgs += check_convergence(g, H, at_bound)
     if not obj.inner_converged:
         msgs.append("Newton iterations for the random effects did not converge at the optimum")
-    converged = obj.inner_converged and not any("failed to converge" in m for m in msgs)
+    # an optimizer that stopped without converging (evaluation limit, no
+    # progress) and that the Newton polish could not take further is not converged
+    converged = (obj.inner_converged and not any("failed to converge" in m for m in msgs)
+                 and bool(res.success or steps))
     return GeneralOpt(x=x, deviance=float(dev), converged=bool(converged), optimizer=optimizer, hessian=H,
                       gradient=g, at_bound=at_bound, messages=msgs, opt_message=str(res.message),
                       newton_steps=steps)
