@@ -133,3 +133,142 @@ LME4_FITS = [
 def test_small_cases_lme4_fits(spec: Spec):
     m = _fit(spec, frame(spec))
     assert np.isfinite(m.llf)
+
+
+# ----------------------------------------------------------------------------- column dtypes (issue 25 item 1)
+# The same numbers held in another dtype either fit the identical model (a
+# lossless conversion) or are refused with a ValueError naming the column and
+# its dtype; never a different model. Grouping columns are levels: any dtype
+# holding the same values (categories in any order) gives the same fit.
+NUMERIC_KINDS = ["int64", "float64", "Int64", "Float64", "int64[pyarrow]", "double[pyarrow]", "decimal",
+                 "object-number"]
+TEXT_KINDS = ["str", "string", "string[pyarrow]", "object-str", "category"]
+INT_KINDS = {"int64": "float64", "Int64": "Float64", "int64[pyarrow]": "double[pyarrow]"}
+GROUP_KINDS = ["str", "object-str", "category", "category-shuffled", "int64", "float64", "Int64",
+               "int64[pyarrow]", "string[pyarrow]"]
+
+
+def _convert(v: np.ndarray, kind: str, rng: np.random.Generator, missing: np.ndarray | None = None) -> pd.Series:
+    """The values `v` (integers or floats) held in dtype `kind`; NA where `missing`."""
+    from decimal import Decimal
+
+    s = pd.Series(v)
+    if kind in ("int64", "float64"):
+        out = s.astype(kind)
+    elif kind in ("Int64", "Float64", "int64[pyarrow]", "double[pyarrow]"):
+        out = s.astype(kind)
+    elif kind == "decimal":
+        out = pd.Series([Decimal(repr(float(x))) if s.dtype.kind == "f" else Decimal(int(x)) for x in v], dtype=object)
+    elif kind == "object-number":
+        out = pd.Series([x.item() for x in v], dtype=object)
+    elif kind == "str":
+        out = s.astype(str)
+    elif kind in ("string", "string[pyarrow]"):
+        out = s.astype(str).astype(kind)
+    elif kind == "object-str":
+        out = pd.Series([str(x) for x in v], dtype=object)
+    elif kind == "category":
+        out = s.astype("category")
+    elif kind == "category-shuffled":
+        cats = list(pd.unique(s))
+        rng.shuffle(cats)
+        out = pd.Series(pd.Categorical(s, categories=cats))
+    else:
+        raise AssertionError(kind)
+    if missing is not None and missing.any():
+        out = out.copy()
+        out[missing] = None if out.dtype == object else pd.NA
+    return out
+
+
+@dataclass(frozen=True)
+class DtypeSpec:
+    family: str
+    role: str  # response, weights, offset, group
+    kind: str
+    seed: int
+    n_missing: int
+
+
+@st.composite
+def dtype_specs(draw) -> DtypeSpec:
+    family = draw(st.sampled_from(FAMILIES))
+    role = draw(st.sampled_from(["response", "weights", "offset", "group"]))
+    if role == "group":
+        kind = draw(st.sampled_from(GROUP_KINDS))
+    else:
+        kind = draw(st.sampled_from(NUMERIC_KINDS + TEXT_KINDS))
+    if (role == "offset" or (role == "response" and family == "gaussian")) and kind in INT_KINDS:
+        kind = INT_KINDS[kind]  # non-integer values: the float dtype of the same family
+    nullable = kind in ("Int64", "Float64", "int64[pyarrow]", "double[pyarrow]", "decimal", "object-number",
+                        "string", "string[pyarrow]", "object-str", "str", "category")
+    return DtypeSpec(family, role, kind, draw(st.integers(0, 2**31 - 1)),
+                     draw(st.integers(0, 2)) if nullable else 0)
+
+
+def _dtype_frame(spec: DtypeSpec) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(reference frame with plain float/str columns, the frame with the drawn dtype, fit keywords)."""
+    rng = np.random.default_rng(spec.seed)
+    n, ng = 48, 6
+    g = rng.integers(0, ng, n)
+    x = np.round(rng.normal(size=n), 3)
+    eta = 0.2 + 0.4 * x + rng.normal(0, 0.6, ng)[g]
+    y = {"poisson": rng.poisson(np.exp(eta)), "binomial": (rng.uniform(size=n) < 1 / (1 + np.exp(-eta))).astype(int),
+         "gaussian": np.round(eta + rng.normal(0, 0.5, n), 3)}[spec.family]
+    w = rng.integers(1, 4, n)
+    o = np.round(rng.uniform(-0.3, 0.3, n), 2)
+    ref = pd.DataFrame({"y": y, "x": x, "g": g + 10, "w": w.astype(float), "o": o})
+    miss = np.zeros(n, dtype=bool)
+    miss[rng.choice(n, spec.n_missing, replace=False)] = True
+    col = {"response": "y", "weights": "w", "offset": "o", "group": "g"}[spec.role]
+    df = ref.copy()
+    base = ref[col].to_numpy()
+    if spec.role == "weights":
+        base = w
+    df[col] = _convert(base, spec.kind, rng, miss)
+    if spec.n_missing:
+        r = ref[col].astype(float if spec.role != "group" else object).to_numpy(copy=True)
+        r[miss] = np.nan if spec.role != "group" else None
+        ref[col] = r
+    if spec.role == "group":
+        ref["g"] = ref["g"].map(lambda v: None if v is None else f"lvl{v}")
+    kw = {"weights": "w"} if spec.role == "weights" else {"offset": "o"} if spec.role == "offset" else {}
+    return ref, df, kw
+
+
+def _refused(spec: DtypeSpec) -> bool:
+    """What must be refused: text or categorical numbers, except R's binomial factor response."""
+    if spec.role == "group" or spec.kind in NUMERIC_KINDS:
+        return False
+    return not (spec.role == "response" and spec.family == "binomial" and spec.kind == "category")
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(dtype_specs())
+def test_column_dtypes_fit_the_same_model_or_are_refused(spec: DtypeSpec):
+    ref, df, kw = _dtype_frame(spec)
+    before = df.copy(deep=True)
+    formula = "y ~ x + (1 | g)"
+    if _refused(spec):
+        col = {"response": "y", "weights": "w", "offset": "o"}[spec.role]
+        with pytest.raises(ValueError) as e:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                interlace.glmer(formula, df, family=spec.family, **kw)
+        text = str(e.value)
+        assert f"'{col}'" in text and "dtype" in text, text
+        pd.testing.assert_frame_equal(df, before)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            m_ref = interlace.glmer(formula, ref, family=spec.family, **kw)
+        except (ValueError, TypeError) as exc:  # e.g. a constant response drawn: the same refusal
+            with pytest.raises(type(exc)):
+                interlace.glmer(formula, df, family=spec.family, **kw)
+            return
+        m = interlace.glmer(formula, df, family=spec.family, **kw)
+    pd.testing.assert_frame_equal(df, before)
+    assert m.nobs == m_ref.nobs
+    assert m.llf == pytest.approx(m_ref.llf, abs=1e-8), (spec, m.llf, m_ref.llf)
+    np.testing.assert_allclose(m.fe_params.to_numpy(), m_ref.fe_params.to_numpy(), rtol=1e-7, atol=1e-9)
