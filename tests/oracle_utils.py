@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from conftest import case_data_path
+from conftest import case_data_path, ensure_family
 
 import interlace
 
@@ -50,6 +50,7 @@ def fit_case(case: dict, call_key: str = "python_call", **override):
     df = read_case_data(case)
     kw = {k: call[k] for k in CALL_KEYS if k in call}
     fam = call["family"]
+    ensure_family(fam)  # the example plugins' families, from plugins/ when not pip-installed
     link = call.get("link")
     if link is not None and isinstance(fam, str):
         fam = interlace.family(fam, link=link)

@@ -121,7 +121,7 @@ def test_pyproject_metadata_and_dependencies():
         return {re.split(r"[<>=!\[ ;]", d, maxsplit=1)[0] for d in extras[name]}
     # the test extra brings plot and dask so that no test is skipped for a missing part
     assert extra("test") == {"pytest", "hypothesis", "polars", "pyarrow", "matplotlib", "dask",
-                             "distributed"}
+                             "distributed", "wheel"}
     # matplotlib: the docs build draws the caterpillar and residual figures
     assert extra("docs") == {"mkdocs", "mkdocs-material", "mkdocstrings", "matplotlib"}
     assert extra("plot") == {"matplotlib"}
