@@ -214,15 +214,30 @@ def _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nA
         from interlace.optimize import optimize_glmm
         from interlace.results.build import build_result
 
+        from interlace.objective.laplace import PIRLSError
+
         obj = LaplaceObjective(mf, fam)
         agq = None
         if nAGQ > 1:
             from interlace.objective.agq import AGQObjective
 
             agq = AGQObjective(obj, nAGQ)
-        opt = optimize_glmm(obj, optimizer, theta0, nAGQ, agq=agq)
+        extra = list(mf.messages)
+        try:
+            opt = optimize_glmm(obj, optimizer, theta0, nAGQ, agq=agq)
+        except (np.linalg.LinAlgError, PIRLSError, FloatingPointError):
+            # a covariate on a scale of thousands can break the factorization
+            # near the start; lme4 warns and fits: fit the exactly equivalent
+            # model on rescaled columns (interlace/rescale.py)
+            from interlace.rescale import column_scales, fit_rescaled
+
+            scales = column_scales(mf) if agq is None else None
+            if scales is None:
+                raise
+            obj, opt, msg = fit_rescaled(mf, fam, optimizer, theta0, nAGQ, scales)
+            extra.append(msg)
         res = build_result(mf, fam, obj, opt, nAGQ=nAGQ, engine="agq" if agq else "laplace",
-                           formula=formula, optimizer=optimizer, extra_messages=mf.messages)
+                           formula=formula, optimizer=optimizer, extra_messages=extra)
         if agq is not None:
             agq.finalize(res, opt)
     guard_result(res)  # never converged=True with NaN standard errors

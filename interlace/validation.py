@@ -358,18 +358,24 @@ def check_terms(terms: Sequence[Any], n: int, family: str) -> None:
 
 
 def scale_message(X: np.ndarray, names: Sequence[str], tol: float = 1e3) -> str | None:
-    """lme4's checkScaleX: warn when SDs of non-binary columns differ by more than ``tol``."""
-    if X.shape[0] < 2 or X.shape[1] < 2:
+    """lme4's checkScaleX: warn when the SDs of the non-binary columns differ by
+    more than ``tol``, or when one of them is above ``tol`` or below ``1/tol``.
+
+    >>> scale_message(np.c_[np.ones(3), [1000.0, 3000.0, 5000.0]], ["Intercept", "x"])
+    'Some predictor variables are on very different scales: consider rescaling'
+    """
+    if X.shape[0] < 2 or X.shape[1] < 1:
         return None
     cont = [j for j in range(X.shape[1]) if not np.all(np.isin(X[:, j], (0.0, 1.0)))]
-    if len(cont) < 2:
+    if not cont:
         return None
     sd = X[:, cont].std(axis=0, ddof=1)
     sd = sd[sd > 0]
-    if sd.size < 2:
+    if sd.size == 0:
         return None
-    ratio = float(np.log(sd.max()) - np.log(sd.min()))
-    if ratio > math.log(tol):
+    logsd = np.log(sd)
+    ratio = float(logsd.max() - logsd.min())
+    if ratio > math.log(tol) or float(np.max(np.abs(logsd))) > math.log(tol):
         return "Some predictor variables are on very different scales: consider rescaling"
     return None
 

@@ -343,3 +343,63 @@ def test_result_guard_flags_nan_standard_errors():
     assert guard_result(ok) == [] and ok.converged
     with pytest.raises(ValueError, match="without a finite log-likelihood"):
         guard_result(SimpleNamespace(llf=np.nan))
+
+
+# ----------------------------------------------------------------------------- item 4: a random slope on x * 1000
+def _slope_data(kind: str, scale: float) -> tuple[str, pd.DataFrame, str]:
+    fix = Path(__file__).parent / "fixtures" / "data"
+    if kind == "binomial":
+        d = pd.read_csv(fix / "cbpp.csv")
+        d["t"] = d["period"].astype(float) * scale
+        return "cbind(incidence, size - incidence) ~ t + (t | herd)", d, "binomial"
+    d = pd.read_csv(fix / "grouseticks.csv")
+    d["t"] = d["cHEIGHT"] * scale
+    return "TICKS ~ t + (t | LOCATION)", d, "poisson"
+
+
+@pytest.mark.parametrize("kind", ["binomial", "poisson"])
+def test_random_slope_on_covariate_times_1000_fits_as_lme4(kind):
+    # before: FitError ("2-th leading minor ... not positive definite" / "random-effects
+    # system is not positive definite"); lme4 warns about the scales and fits
+    r = _case(f"slope1000_{kind}")
+    assert "Some predictor variables are on very different scales: consider rescaling" in r["warnings"]
+    formula, d, family = _slope_data(kind, 1000.0)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        m = interlace.glmer(formula, d, family=family)
+    texts = [str(x.message) for x in w]
+    assert "Some predictor variables are on very different scales: consider rescaling" in texts
+    assert any("rescaled internally" in t for t in texts)
+    assert m.converged
+    assert m.llf >= r["loglik"] - 1e-4 and m.llf == pytest.approx(r["loglik"], abs=1e-3)
+    np.testing.assert_allclose(m.fe_params.to_numpy(), list(r["fixef"].values()), rtol=1e-3)
+    np.testing.assert_allclose(m.theta.to_numpy(), list(r["theta"].values()), rtol=1e-3)
+
+
+def test_random_slope_times_1000_standard_errors_match_lme4_unscaled():
+    # lme4's own SEs on the x1000 data come from a Hessian it flags ("failed to converge",
+    # "nearly unidentifiable"); its fit of the unscaled data is the same model
+    r = _case("slope1_binomial")
+    formula, d, family = _slope_data("binomial", 1000.0)
+    m = _quiet_fit(formula, d, family=family)
+    se_r = np.array(list(r["se"].values())) / np.array([1.0, 1000.0])
+    np.testing.assert_allclose(m.fe_bse.to_numpy(), se_r, rtol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["binomial", "poisson"])
+def test_rescaled_fit_is_the_unscaled_model_on_the_data_scale(kind):
+    f1, d1, fam = _slope_data(kind, 1.0)
+    f2, d2, _ = _slope_data(kind, 1000.0)
+    m1, m2 = _quiet_fit(f1, d1, family=fam), _quiet_fit(f2, d2, family=fam)
+    s = np.array([1.0, 1000.0])
+    assert m2.llf == pytest.approx(m1.llf, abs=1e-6)
+    np.testing.assert_allclose(m2.fe_params.to_numpy() * s, m1.fe_params.to_numpy(), rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(m2.fe_bse.to_numpy() * s, m1.fe_bse.to_numpy(), rtol=1e-3)
+    np.testing.assert_allclose(m2.theta.to_numpy() * np.array([1.0, 1000.0, 1000.0]), m1.theta.to_numpy(),
+                               rtol=1e-3, atol=1e-7)
+    g = next(iter(m1.random_effects))
+    re1, re2 = m1.random_effects[g].to_numpy(), m2.random_effects[g].to_numpy()
+    np.testing.assert_allclose(re2 * s, re1, rtol=1e-3, atol=1e-4 * np.abs(re1).max())
+    np.testing.assert_allclose(m2.fittedvalues.to_numpy(), m1.fittedvalues.to_numpy(), rtol=1e-5)
+    # post-fit methods read the data's own scale: a prediction on new rows
+    np.testing.assert_allclose(m2.predict(d2.iloc[:5]), m1.predict(d1.iloc[:5]), rtol=1e-5)

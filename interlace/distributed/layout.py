@@ -351,17 +351,18 @@ def scale_message_from_sums(n: int, colsum: np.ndarray, XtX: np.ndarray, binary:
     """lme4's checkScaleX from column sums and X'X (the rule of ``validation.scale_message``)."""
     import math
 
-    if n < 2 or len(colsum) < 2:
+    if n < 2 or len(colsum) < 1:
         return None
     cont = np.nonzero(~binary)[0]
-    if len(cont) < 2:
+    if len(cont) < 1:
         return None
     mean = colsum[cont] / n
     var = (np.diag(XtX)[cont] - n * mean * mean) / (n - 1)
     sd = np.sqrt(np.maximum(var, 0.0))
     sd = sd[sd > 0]
-    if sd.size < 2:
+    if sd.size < 1:
         return None
-    if float(np.log(sd.max()) - np.log(sd.min())) > math.log(tol):
+    logsd = np.log(sd)
+    if float(logsd.max() - logsd.min()) > math.log(tol) or float(np.max(np.abs(logsd))) > math.log(tol):
         return "Some predictor variables are on very different scales: consider rescaling"
     return None
