@@ -126,3 +126,15 @@ def test_unified_categories_rules():
                             "h": [((2, 10), False), ((1,), False)]}, meta)
     assert u["f"].categories.tolist() == ["a", "b"]
     assert u["h"].categories.tolist() == [1, 2, 10]  # numbers sort as numbers
+
+
+def test_dask_response_dtypes_follow_the_in_memory_rules(client):
+    df = _data().assign(ys=lambda d: d["y"].astype(int).astype(str))
+    ddf = dd.from_pandas(df, npartitions=4)
+    with pytest.raises(ValueError, match="poisson response 'ys' must be numeric, got dtype"):
+        _fit("ys ~ x + (1 | g)", ddf, family="poisson")
+    with pytest.raises(ValueError, match="binomial response 'ys' holds numbers as strings"):
+        _fit("ys ~ x + (1 | g)", ddf, family="binomial")
+    # a factor response with labels: R's binomial factor, as in memory
+    lab = df.assign(ys=np.where(df["y"] == 1, "yes", "no"))
+    _assert_same(_fit("ys ~ x + (1 | g)", lab), _fit("ys ~ x + (1 | g)", dd.from_pandas(lab, npartitions=4)))

@@ -403,3 +403,14 @@ def test_rescaled_fit_is_the_unscaled_model_on_the_data_scale(kind):
     np.testing.assert_allclose(m2.fittedvalues.to_numpy(), m1.fittedvalues.to_numpy(), rtol=1e-5)
     # post-fit methods read the data's own scale: a prediction on new rows
     np.testing.assert_allclose(m2.predict(d2.iloc[:5]), m1.predict(d1.iloc[:5]), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- grouping columns
+def test_grouping_column_values_that_print_alike_are_refused(sim):
+    # 0 and "0" are different values that would become one level "0"
+    gg = pd.Series([(i // 2 % 12) if i % 2 else str(i // 2 % 12) for i in range(len(sim))], dtype=object)
+    with pytest.raises(ValueError, match=r"grouping column 'gg' \(dtype object\) holds"):
+        interlace.glmer("y ~ x + (1 | gg)", sim.assign(gg=gg), family="poisson")
+    # the same values in one type are levels as usual
+    ok = _quiet_fit("y ~ x + (1 | gg)", sim.assign(gg=gg.astype(str)), family="poisson")
+    assert ok.ngroups == {"gg": 12}

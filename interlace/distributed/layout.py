@@ -241,6 +241,28 @@ def _global_dtype(meta_dtype: Any, values: pd.Series) -> Any:
     return pd.CategoricalDtype(sorted(set(str(v) for v in values.dropna().tolist())))
 
 
+def _check_factor_response(c: str, meta_col: pd.Series, vals: pd.Series, fam: str) -> None:
+    """The in-memory rules of formula/response.py, on the driver: only the
+    binomial family reads a factor response, and never numbers held as text."""
+    from interlace.validation import numeric_values
+
+    if fam != "binomial":
+        numeric_values(meta_col, f"{fam} response {c!r}")  # str / category: ValueError naming the dtype
+        return
+    if isinstance(meta_col.dtype, pd.CategoricalDtype):
+        return
+    for v in vals.dropna().unique():
+        if isinstance(v, str):
+            try:
+                float(v)
+            except ValueError:
+                continue
+            raise ValueError(
+                f"binomial response {c!r} holds numbers as strings (dtype {meta_col.dtype}, e.g. {v!r}); lme4 "
+                "refuses a character response: convert it with .astype(float), or make it a categorical to use "
+                "it as a factor")
+
+
 def build_layout(merged: dict, cols: ModelColumns, meta: pd.DataFrame, formula: str, family: Any,
                  groups: Any, random: Any, offset: Any) -> Layout:
     """Build the FrameSpec from a representative sample and the global levels."""
@@ -304,9 +326,13 @@ def build_layout(merged: dict, cols: ModelColumns, meta: pd.DataFrame, formula: 
     resp_dtypes = {}
     from interlace.data import identifiers
 
+    fam_name = family_name(family)
+    plain = cols.response.strip().strip("`")
     for c in identifiers(cols.response):
         if c in cols.factor_columns and not pd.api.types.is_bool_dtype(meta[c].dtype):
             vals = pd.concat([r[c] for r in merged["reps"]] + [merged["head"][c]], ignore_index=True)
+            if c == plain:
+                _check_factor_response(c, meta[c], vals, fam_name)
             resp_dtypes[c] = _global_dtype(unify.get(c, meta[c].dtype), vals)
     return Layout(cols=cols, spec=spec, terms=terms, fe_names_all=names_all, n=merged["n"],
                   n_dropped=merged["n_na"], na_cols=merged["na_cols"], messages=messages,

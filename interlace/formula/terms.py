@@ -49,6 +49,21 @@ def level_labels(series: pd.Series) -> np.ndarray:
     return np.array([_label(v) for v in series.to_numpy()], dtype=object)
 
 
+def _check_mixed_labels(series: pd.Series) -> None:
+    """Distinct values of an object column that print alike (``1`` and ``"1"``)
+    would silently become one level: a ValueError naming the column."""
+    raw = pd.unique(series.dropna())
+    labels = {}
+    for v in raw:
+        key = _label(v)
+        if key in labels and type(labels[key]) is not type(v):
+            raise ValueError(
+                f"grouping column {series.name!r} (dtype object) holds {labels[key]!r} "
+                f"({type(labels[key]).__name__}) and {v!r} ({type(v).__name__}), which would be one level; "
+                "give the column one type (e.g. .astype(str))")
+        labels[key] = v
+
+
 def factor_codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Level codes (int64) and labels of a grouping variable, as R's ``factor()`` makes them.
 
@@ -72,6 +87,8 @@ def factor_codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
     if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
         codes, uniq = pd.factorize(series, sort=True, use_na_sentinel=True)
         return codes.astype(np.int64), [_label(u) for u in np.asarray(uniq)]
+    if series.dtype == object:
+        _check_mixed_labels(series)
     # Hash first, then sort only the distinct labels (as R's factor() sorts them).
     codes, uniq = pd.factorize(series.astype(str) if series.dtype == object else series, use_na_sentinel=True)
     labels = [str(u) for u in np.asarray(uniq, dtype=object)]
