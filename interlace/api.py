@@ -39,6 +39,13 @@ def _is_lmm(fam, dispformula) -> bool:
     return getattr(fam, "name", None) == "gaussian" and link == "identity" and simple_disp
 
 
+def _ml_dispersion(fam) -> bool:
+    """True when the family has a dispersion that the general engine estimates
+    (the family's ``dispersion_family()`` hook; PIRLS would keep it at 1)."""
+    hook = getattr(fam, "dispersion_family", None)
+    return callable(hook) and hook() is not None
+
+
 _CONTROLLER = None
 _BLAS_LOCK = threading.Lock()
 _BLAS_STATE: dict[str, Any] = {"depth": 0, "limiter": None, "owner": None, "took": False}
@@ -204,8 +211,9 @@ def _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nA
         opt = optimize_lmm(obj, optimizer, theta0)
         res = build_result(mf, fam, obj, opt, nAGQ=1, engine="lmm", formula=formula, optimizer=optimizer,
                            extra_messages=mf.messages)
-    elif dispformula is not None or ziformula is not None or getattr(fam, "name", None) == "gamma":
-        # glmmTMB's model: dispersion / zero-inflation models, Gamma with its shape estimated by ML
+    elif dispformula is not None or ziformula is not None or _ml_dispersion(fam):
+        # glmmTMB's model: dispersion / zero-inflation models, and every family with a dispersion
+        # (Gamma shape, inverse Gaussian phi, non-identity Gaussian sigma^2) estimated by ML
         from interlace.engine_general import fit_general
 
         res = fit_general(mf, fam, optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, formula=formula)

@@ -50,23 +50,15 @@ def as_likelihood_family(fam: Any, zero_inflated: bool = False) -> Any:
         return ZeroInflatedNB2Family(theta=fam.params.get("theta"))
     if hasattr(fam, "derivs") and hasattr(fam, "aux_blocks"):
         return fam
-    if name == "gaussian":
-        if link != "identity":
-            raise ValueError(f"dispformula with the gaussian family needs the identity link, not {link!r}")
-        from interlace.families.gaussian_disp import GaussianDispFamily
-
-        return GaussianDispFamily()
-    if name == "gamma":
-        from interlace.families.gamma_shape import GammaShapeFamily
-
-        if link not in GammaShapeFamily.allowed_links:
-            raise ValueError(f"the gamma family supports the links log and inverse here, not {link!r}")
-        return GammaShapeFamily(link=link)
+    hook = getattr(fam, "dispersion_family", None)
+    lf = hook() if callable(hook) else None
+    if lf is not None:  # a family with a dispersion: its ML version (gaussian sigma^2, gamma shape, IG phi)
+        return lf
     if zero_inflated:
         raise ValueError(f"ziformula is not available for the {name!r} family (use poisson, negativebinomial, "
                          "zip, zinb, hurdle_poisson or zoib)")
     raise ValueError(f"the {name!r} family has no dispersion parameter to model: dispformula is not "
-                     "available for it (use negativebinomial, nbinom1, gamma, beta or gaussian)")
+                     "available for it (use negativebinomial, nbinom1, gamma, inverse_gaussian, beta or gaussian)")
 
 
 def fit_general(mf: ModelFrame, fam: Any, *, optimizer: str = "lbfgsb", theta0: np.ndarray | None = None,

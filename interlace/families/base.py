@@ -422,6 +422,17 @@ class ExponentialFamily:
         m1 = self.mu_eta(eta)
         return _arr(wt) * m1 * m1 / self.variance(self.linkinv(eta))
 
+    def dispersion_family(self) -> Any:
+        """The general-likelihood family that estimates this family's dispersion
+        jointly by maximum likelihood (glmmTMB's model), or None when the family
+        has no dispersion (binomial, Poisson) and PIRLS fits it with scale 1.
+
+        ``glmer`` fits a family on the general engine when this is not None, so a
+        family with a dispersion never silently keeps it at its start value. The
+        Gaussian identity model without ``dispformula`` is fitted by the LMM engine.
+        """
+        return None
+
     # ---- data checks and starting values ---------------------------------------
     def initialize(self, y: np.ndarray, wt: np.ndarray) -> np.ndarray:
         """Starting mu, as R's ``family$initialize`` computes ``mustart``."""

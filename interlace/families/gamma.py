@@ -35,6 +35,19 @@ class GammaFamily(ExponentialFamily):
     def __init__(self, link: str | Link = "inverse") -> None:
         super().__init__(link=link, variance=MuSquaredVariance(), name="gamma", estimates_scale=True)
 
+    def dispersion_family(self):
+        """glmmTMB's Gamma: the shape estimated by ML (links log, inverse, identity).
+
+        >>> GammaFamily(link="log").dispersion_family()
+        GammaShapeFamily(link='log')
+        """
+        from interlace.families.gamma_shape import GammaShapeFamily
+
+        if self.link.name not in GammaShapeFamily.allowed_links:
+            raise ValueError(f"the gamma family supports the links {', '.join(GammaShapeFamily.allowed_links)}, "
+                             f"not {self.link.name!r}")
+        return GammaShapeFamily(link=self.link.name)
+
     def dev_resids(self, y, mu, wt):
         return gamma_dev_resids(y, mu, wt)
 

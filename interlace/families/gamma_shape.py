@@ -1,7 +1,7 @@
 """glmmTMB's Gamma: mean mu, shape estimated by maximum likelihood.
 
 glmmTMB 1.1.5 models log(shape) with the dispersion coefficients (sigma(m)
-= 1 / sqrt(shape) is the coefficient of variation). Links: log, inverse.
+= 1 / sqrt(shape) is the coefficient of variation). Links: log, inverse, identity.
 ``glmer(family="gamma")`` (the exponential-family ``GammaFamily``) runs on
 this likelihood, so the shape is estimated jointly.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from interlace.families.likelihood import LikelihoodFamily, Parts, as_fixed, check_positive
+from interlace.families.likelihood import LikelihoodFamily, Parts, as_fixed, chain_parts, check_positive
 
 __all__ = ["GammaShapeFamily"]
 
@@ -30,7 +30,7 @@ class GammaShapeFamily(LikelihoodFamily):
 
     name = "gamma"
     aux_blocks = ("disp",)
-    allowed_links = ("log", "inverse")
+    allowed_links = ("log", "inverse", "identity")
     disp_meaning = "log(shape)"
 
     def __init__(self, link: str = "log", shape: float | None = None) -> None:
@@ -41,12 +41,13 @@ class GammaShapeFamily(LikelihoodFamily):
             self.params["shape"] = a
 
     def start_eta(self, y):
-        y = np.asarray(y, dtype=float)
-        return np.log(y) if self.link.name == "log" else 1.0 / y
+        return np.asarray(self.linkfun(np.asarray(y, dtype=float)), dtype=float)
 
     def parts(self, y, eta, la, order) -> Parts:
         # log f = a log a - a log mu + (a - 1) log y - a y / mu - lgamma(a)
         a = np.exp(la)
+        if self.link.name not in ("log", "inverse"):
+            return self._parts_mean(y, eta, la, a, order)
         ly = np.log(y)
         if self.link.name == "log":
             ymu = y * np.exp(-np.minimum(eta, 700.0))  # y / mu
@@ -68,6 +69,22 @@ class GammaShapeFamily(LikelihoodFamily):
             P.p = a * (la + 1.0 - lmu + ly - ymu - special.digamma(a))
             P.ep, P.eep = ge, gee
         return P
+
+    def _parts_mean(self, y, eta, la, a, order) -> Parts:
+        """Any other link: derivatives in mu and the chain rule (mu <= 0 is outside the support)."""
+        mu = self.linkinv(eta)
+        ok = np.isfinite(mu) & (mu > 0)
+        mu = np.where(ok, mu, 1.0)
+        ly = np.log(y)
+        lmu = np.log(mu)
+        ym = y / mu
+        g = np.where(ok, a * la - a * lmu + (a - 1.0) * ly - a * ym - special.gammaln(a), -np.inf)
+        if order < 1:
+            return Parts(g=g)
+        im = 1.0 / mu
+        gm = (a * im * (ym - 1.0), a * im * im * (1.0 - 2.0 * ym), a * im ** 3 * (6.0 * ym - 2.0))
+        gp = (a * (la + 1.0 - lmu + ly - ym - special.digamma(a)), gm[0], gm[1]) if order >= 2 else None
+        return chain_parts(self.link, eta, g, gm, gp, order)
 
     def variance(self, mu):
         a = self.params.get("shape", float(np.exp(self._aux_values()["disp"])))

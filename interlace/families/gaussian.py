@@ -35,6 +35,16 @@ class GaussianFamily(ExponentialFamily):
     def __init__(self, link: str | Link = "identity") -> None:
         super().__init__(link=link, variance=ConstantVariance(), name="gaussian", estimates_scale=True)
 
+    def dispersion_family(self):
+        """Normal(mu, sigma^2) with log(sigma^2) estimated (any of the links above).
+
+        >>> GaussianFamily(link="log").dispersion_family()
+        GaussianDispFamily(link='log')
+        """
+        from interlace.families.gaussian_disp import GaussianDispFamily
+
+        return GaussianDispFamily(link=self.link.name)
+
     def dev_resids(self, y, mu, wt):
         return gaussian_dev_resids(y, mu, wt)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from interlace.families.likelihood import LikelihoodFamily, Parts
+from interlace.families.likelihood import LikelihoodFamily, Parts, chain_parts
 
 __all__ = ["GaussianDispFamily"]
 
@@ -22,7 +22,8 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 class GaussianDispFamily(LikelihoodFamily):
-    """Normal(eta, exp(disp)), identity link.
+    """Normal(mu, exp(disp)), mu = linkinv(eta): identity (default), log or inverse link
+    (glmmTMB's ``gaussian(link = "log")``).
 
     >>> GaussianDispFamily().name
     'gaussian'
@@ -30,7 +31,7 @@ class GaussianDispFamily(LikelihoodFamily):
 
     name = "gaussian"
     aux_blocks = ("disp",)
-    allowed_links = ("identity",)
+    allowed_links = ("identity", "log", "inverse")
     disp_meaning = "log(sigma^2)"
 
     def aux_default(self, block, y=None):
@@ -38,22 +39,28 @@ class GaussianDispFamily(LikelihoodFamily):
         return 0.0 if y is None else float(np.log(max(np.var(np.asarray(y, float)), 1e-300)))
 
     def start_eta(self, y):
-        return np.asarray(y, dtype=float)
+        return np.asarray(self.linkfun(np.asarray(y, dtype=float)), dtype=float)
 
     def initialize(self, y, wt):
         return np.asarray(y, dtype=float)
 
     def parts(self, y, eta, lv, order) -> Parts:
         iv = np.exp(-lv)
-        r = y - eta
-        P = Parts(g=-0.5 * (_LOG_2PI + lv + r * r * iv))
-        if order >= 1:
-            P.e, P.ee = r * iv, -iv
-        if order >= 2:
-            P.eee = np.zeros_like(r)
-            P.p = -0.5 + 0.5 * r * r * iv
-            P.ep, P.eep = -r * iv, iv
-        return P
+        mu = eta if self.link.name == "identity" else self.linkinv(eta)
+        r = y - mu
+        g = -0.5 * (_LOG_2PI + lv + r * r * iv)
+        if self.link.name == "identity":
+            P = Parts(g=g)
+            if order >= 1:
+                P.e, P.ee = r * iv, -iv
+            if order >= 2:
+                P.eee = np.zeros_like(r)
+                P.p = -0.5 + 0.5 * r * r * iv
+                P.ep, P.eep = -r * iv, iv
+            return P
+        zero = np.zeros_like(r)
+        return chain_parts(self.link, eta, g, (r * iv, -iv + zero, zero),
+                           (-0.5 + 0.5 * r * r * iv, -r * iv, iv + zero), order)
 
     def variance(self, mu):
         return np.ones_like(np.asarray(mu, dtype=float))

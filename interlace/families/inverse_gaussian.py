@@ -31,6 +31,16 @@ class InverseGaussianFamily(ExponentialFamily):
             link=link, variance=MuCubedVariance(), name="inverse_gaussian", estimates_scale=True
         )
 
+    def dispersion_family(self):
+        """The inverse Gaussian with phi estimated by ML (links log, 1/mu^2, inverse, identity).
+
+        >>> InverseGaussianFamily(link="log").dispersion_family()
+        InverseGaussianDispFamily(link='log')
+        """
+        from interlace.families.inverse_gaussian_disp import InverseGaussianDispFamily
+
+        return InverseGaussianDispFamily(link=self.link.name)
+
     def dev_resids(self, y, mu, wt):
         return inverse_gaussian_dev_resids(y, mu, wt)
 

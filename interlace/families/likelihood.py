@@ -35,7 +35,7 @@ from scipy import special
 
 from interlace.families.links import Link, get_link
 
-__all__ = ["Parts", "Derivs", "LikelihoodFamily", "zero_inflate", "hurdle", "check_counts",
+__all__ = ["Parts", "Derivs", "LikelihoodFamily", "zero_inflate", "hurdle", "chain_parts", "check_counts",
            "check_open_unit", "check_positive"]
 
 
@@ -264,6 +264,43 @@ def hurdle(P: Parts, P0: Parts, y: np.ndarray, wt, z: np.ndarray, order: int, ha
                         + 2.0 * qq * P0.e * P0.ep, 0.0)
         out.aux["disp"] = (wt * lp, wt * lep, wt * leep)
     return out
+
+
+# --------------------------------------------------------------------------- mean-scale chain rule
+
+
+def chain_parts(link: Link, eta: np.ndarray, g: np.ndarray, gm: tuple[np.ndarray, ...],
+                gp: tuple[np.ndarray, ...] | None, order: int) -> Parts:
+    """Parts in eta from derivatives in mu, for a density written in its mean.
+
+    ``gm = (dg/dmu, d2g/dmu2, d3g/dmu3)``, ``gp = (dg/dp, d2g/dmu dp, d3g/dmu2 dp)``
+    with p the log-dispersion. With mu = h(eta) and h1, h2, h3 its derivatives
+    (from the link): g_e = g1 h1, g_ee = g2 h1^2 + g1 h2,
+    g_eee = g3 h1^3 + 3 g2 h1 h2 + g1 h3.
+
+    >>> import numpy as np
+    >>> from interlace.families.links import LogLink
+    >>> P = chain_parts(LogLink(), np.zeros(1), np.zeros(1), (np.ones(1),) * 3, None, 1)
+    >>> float(P.e[0]), float(P.ee[0])
+    (1.0, 2.0)
+    """
+    P = Parts(g=g)
+    if order < 1:
+        return P
+    m1 = link.mu_eta(eta)
+    m2 = link.d2mu_deta2(eta)
+    g1, g2, g3 = gm
+    P.e = g1 * m1
+    P.ee = g2 * m1 * m1 + g1 * m2
+    if order >= 2:
+        m3 = link.d3mu_deta3(eta)
+        P.eee = g3 * m1 ** 3 + 3.0 * g2 * m1 * m2 + g1 * m3
+        if gp is not None:
+            p0, p1, p2 = gp
+            P.p = p0
+            P.ep = p1 * m1
+            P.eep = p2 * m1 * m1 + p1 * m2
+    return P
 
 
 # --------------------------------------------------------------------------- base distributions

@@ -52,7 +52,9 @@ EPS: float = float(np.finfo(np.float64).eps)  # R's .Machine$double.eps
 
 # R's probit/cauchit thresholds: -qnorm(eps), -qcauchy(eps).
 _PROBIT_THRESH: float = float(-special.ndtri(EPS))
-_CAUCHIT_THRESH: float = float(-math.tan(math.pi * (EPS - 0.5)))
+# -qcauchy(eps) = 1 / tan(pi eps), R's clamp of the cauchit eta (tan(pi (eps - 1/2)) loses
+# the last digits: 1.375e15 instead of 1.434e15).
+_CAUCHIT_THRESH: float = float(1.0 / math.tan(math.pi * EPS))
 
 
 def _arr(x) -> np.ndarray:
@@ -97,6 +99,12 @@ class Link(ABC):
         eta = _arr(eta)
         h = 1e-5 * np.maximum(1.0, np.abs(eta))
         return (self.mu_eta(eta + h) - self.mu_eta(eta - h)) / (2.0 * h)
+
+    def d3mu_deta3(self, eta: np.ndarray) -> np.ndarray:
+        """d^3 mu / d eta^3 (default: central difference of ``d2mu_deta2``)."""
+        eta = _arr(eta)
+        h = 1e-4 * np.maximum(1.0, np.abs(eta))
+        return (self.d2mu_deta2(eta + h) - self.d2mu_deta2(eta - h)) / (2.0 * h)
 
     def valideta(self, eta: np.ndarray) -> bool:
         """R's ``valideta``: True when every eta is in the link's domain."""
@@ -182,12 +190,24 @@ class CauchitLink(Link):
     name = "cauchit"
 
     def link(self, mu):
-        return np.tan(np.pi * (_arr(mu) - 0.5))
+        # R's qcauchy: -1 / tan(pi p) on the nearer tail. tan(pi (mu - 1/2)) rounds
+        # mu - 1/2 and loses every digit of a small mu (-1.375e15 at mu = eps, R -1.434e15).
+        mu = _arr(mu)
+        lower = mu <= 0.5
+        p = np.where(lower, mu, 1.0 - mu)
+        with np.errstate(divide="ignore"):
+            q = 1.0 / np.tan(np.pi * p)
+        return np.where(lower, -q, q)
 
     def linkinv(self, eta):
-        # R clamps eta at -qcauchy(eps); lme4 also caps mu at 1 - eps.
+        # R clamps eta at -qcauchy(eps); lme4 also caps mu at 1 - eps. R's pcauchy
+        # uses atan(1/x) / pi in the tails, where 0.5 + atan(x) / pi cancels.
         eta = np.clip(_arr(eta), -_CAUCHIT_THRESH, _CAUCHIT_THRESH)
-        return np.clip(0.5 + np.arctan(eta) / np.pi, EPS, 1.0 - EPS)
+        big = np.abs(eta) > 1.0
+        with np.errstate(divide="ignore"):
+            tail = np.arctan(1.0 / np.where(big, eta, 1.0)) / np.pi
+        mu = np.where(big, np.where(eta > 0, 1.0 - tail, -tail), 0.5 + np.arctan(eta) / np.pi)
+        return np.clip(mu, EPS, 1.0 - EPS)
 
     def mu_eta(self, eta):
         eta = _arr(eta)
@@ -248,6 +268,9 @@ class LogLink(Link):
     def d2mu_deta2(self, eta):
         return np.maximum(np.exp(_arr(eta)), EPS)
 
+    def d3mu_deta3(self, eta):
+        return np.maximum(np.exp(_arr(eta)), EPS)
+
 
 class IdentityLink(Link):
     """identity: eta = mu; R's ``gaussian()`` default.
@@ -269,6 +292,9 @@ class IdentityLink(Link):
         return np.ones_like(_arr(eta))
 
     def d2mu_deta2(self, eta):
+        return np.zeros_like(_arr(eta))
+
+    def d3mu_deta3(self, eta):
         return np.zeros_like(_arr(eta))
 
 
@@ -300,6 +326,10 @@ class InverseLink(Link):
         eta = _arr(eta)
         return bool(np.all(np.isfinite(eta)) and np.all(eta != 0))
 
+    def d3mu_deta3(self, eta):
+        eta = _arr(eta)
+        return -6.0 / eta**4
+
 
 class InverseSquaredLink(Link):
     """1/mu^2: eta = mu^-2; R's ``inverse.gaussian()`` default.
@@ -326,6 +356,9 @@ class InverseSquaredLink(Link):
     def valideta(self, eta):
         eta = _arr(eta)
         return bool(np.all(np.isfinite(eta)) and np.all(eta > 0))
+
+    def d3mu_deta3(self, eta):
+        return -1.875 / _arr(eta) ** 3.5
 
 
 class SqrtLink(Link):
@@ -354,6 +387,9 @@ class SqrtLink(Link):
     def valideta(self, eta):
         eta = _arr(eta)
         return bool(np.all(np.isfinite(eta)) and np.all(eta > 0))
+
+    def d3mu_deta3(self, eta):
+        return np.zeros_like(_arr(eta))
 
 
 _LINKS: dict[str, type[Link]] = {
