@@ -90,6 +90,16 @@ class GammaShapeFamily(LikelihoodFamily):
         a = self.params.get("shape", float(np.exp(self._aux_values()["disp"])))
         return np.asarray(mu, dtype=float) ** 2 / a
 
+    def dev_resids_at(self, y, mu, wt, aux):
+        """R's unscaled unit deviance (lme4's and stats' convention), whatever the dispersion."""
+        return self.dev_resids(y, mu, wt)
+
+    def dev_resids(self, y, mu, wt):
+        """R's ``Gamma()$dev.resids`` (the unit deviance, not scaled by the shape)."""
+        from interlace.families.base import gamma_dev_resids
+
+        return gamma_dev_resids(y, mu, wt)
+
     def natural_params(self, coefs):
         d = coefs.get("disp", {})
         if list(d) != ["Intercept"]:

@@ -65,6 +65,10 @@ class GaussianDispFamily(LikelihoodFamily):
     def variance(self, mu):
         return np.ones_like(np.asarray(mu, dtype=float))
 
+    def dev_resids_at(self, y, mu, wt, aux):
+        """R's unscaled unit deviance (lme4's and stats' convention), whatever the dispersion."""
+        return self.dev_resids(y, mu, wt)
+
     def dev_resids(self, y, mu, wt):
         return np.asarray(wt, float) * (np.asarray(y, float) - np.asarray(mu, float)) ** 2
 

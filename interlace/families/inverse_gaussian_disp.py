@@ -74,6 +74,10 @@ class InverseGaussianDispFamily(LikelihoodFamily):
         phi = self.params.get("phi", float(np.exp(self._aux_values()["disp"])))
         return phi * np.asarray(mu, dtype=float) ** 3
 
+    def dev_resids_at(self, y, mu, wt, aux):
+        """R's unscaled unit deviance (lme4's and stats' convention), whatever the dispersion."""
+        return self.dev_resids(y, mu, wt)
+
     def dev_resids(self, y, mu, wt):
         """R's ``inverse.gaussian()$dev.resids``: wt (y - mu)^2 / (y mu^2)."""
         y, mu, wt = (np.asarray(a, dtype=float) for a in (y, mu, wt))

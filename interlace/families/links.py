@@ -143,13 +143,16 @@ class LogitLink(Link):
         return np.clip(special.expit(_arr(eta)), EPS, 1.0 - EPS)
 
     def mu_eta(self, eta):
-        eta = _arr(eta)
-        mu = special.expit(eta)
-        return np.maximum(mu * (1.0 - mu), EPS)
+        # e / (1 + e)^2 with e = exp(-|eta|), as R's exp(x) / (1 + exp(x))^2: mu (1 - mu)
+        # cancels in 1 - mu for large eta (eta = 30: 9.348e-14, R 9.3576e-14). Floored at
+        # eps like R, but continuous (R returns eps abruptly beyond |eta| > 30).
+        e = np.exp(-np.abs(_arr(eta)))
+        return np.maximum(e / (1.0 + e) ** 2, EPS)
 
     def d2mu_deta2(self, eta):
-        mu = special.expit(_arr(eta))
-        return mu * (1.0 - mu) * (1.0 - 2.0 * mu)
+        eta = _arr(eta)
+        e = np.exp(-np.abs(eta))
+        return -e / (1.0 + e) ** 2 * np.tanh(0.5 * eta)  # mu (1 - mu) (1 - 2 mu)
 
 
 class ProbitLink(Link):
@@ -197,7 +200,7 @@ class CauchitLink(Link):
         p = np.where(lower, mu, 1.0 - mu)
         with np.errstate(divide="ignore"):
             q = 1.0 / np.tan(np.pi * p)
-        return np.where(lower, -q, q)
+        return np.where(mu == 0.5, 0.0, np.where(lower, -q, q))
 
     def linkinv(self, eta):
         # R clamps eta at -qcauchy(eps); lme4 also caps mu at 1 - eps. R's pcauchy

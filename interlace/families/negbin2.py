@@ -42,6 +42,13 @@ class NegativeBinomial2Family(LikelihoodFamily):
     def parts(self, y, eta, lphi, order) -> Parts:
         return nbinom2_parts(y, eta, lphi, order)
 
+    def dev_resids_at(self, y, mu, wt, aux):
+        """The NB2 deviance at the fitted (per-row) theta, as glmer.nb's residuals."""
+        from interlace.families.base import negbin_dev_resids
+
+        th = np.exp(np.asarray(aux["disp"], dtype=float)) if "disp" in aux else self.params["theta"]
+        return negbin_dev_resids(y, mu, wt, th)
+
     def variance(self, mu):
         th = np.exp(self._aux_values()["disp"]) if "theta" not in self.params else self.params["theta"]
         mu = np.asarray(mu, dtype=float)

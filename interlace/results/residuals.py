@@ -119,14 +119,8 @@ def resid(result, type: str = "deviance") -> np.ndarray:
     if _is_zero_inflated(fam) or str(getattr(fam, "name", "")) == "zoib":
         raise NotImplementedError("deviance residuals are not defined for zero-inflated/hurdle families "
                                   "(glmmTMB has none either); use 'pearson' or scaled_residuals()")
-    name = str(getattr(fam, "name", "")).lower()
-    disp = _row_dispersion(result, aux)
-    if name in ("negativebinomial", "nbinom2") and disp is not None:
-        from interlace.families.base import negbin_dev_resids
-
-        d = negbin_dev_resids(y, mu, wt, disp)
-    else:
-        d = np.asarray(fam.dev_resids(y, mu, wt), dtype=float)
+    at = getattr(fam, "dev_resids_at", None)  # the family's deviance at its fitted parameters
+    d = np.asarray(at(y, mu, wt, aux) if callable(at) else fam.dev_resids(y, mu, wt), dtype=float)
     return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
 
 
