@@ -141,7 +141,7 @@ def test_refits_of_unconditional_simulations_recover_parameters():
 
 
 def test_zero_truncated_poisson_draws():
-    from interlace.results.simulate import _zero_truncated_poisson
+    from interlace.families.hurdle_poisson import zero_truncated_poisson as _zero_truncated_poisson
 
     rng = np.random.default_rng(0)
     lam = np.full(200_000, 0.3)

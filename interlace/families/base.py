@@ -146,6 +146,28 @@ class SupportsFastPath(Protocol):
     def fast_path(self) -> tuple[str, str] | None: ...
 
 
+# --------------------------------------------------------------------------- simulation helpers
+
+
+def fitted_param(params: dict[str, Any], key: str, family: str) -> np.ndarray:
+    """A fitted family parameter for ``simulate``: the per-row ``dispersion``
+    when the engine stored it, else ``params[key]`` (theta, phi, shape, ...)."""
+    disp = params.get("dispersion")
+    if disp is not None:
+        return np.asarray(disp, dtype=float)
+    if key in params:
+        return np.asarray(params[key], dtype=float)
+    raise ValueError(f"simulating the {family} family needs its fitted {key}")
+
+
+def apply_zprob(y: np.ndarray, params: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    """Structural (or hurdle) zeros with the per-row probability ``params["zprob"]``."""
+    zprob = params.get("zprob")
+    if zprob is None:
+        return y
+    return np.where(rng.uniform(size=y.shape) < zprob, 0.0, y)
+
+
 # --------------------------------------------------------------------------- deviances
 
 
@@ -422,6 +444,13 @@ class ExponentialFamily:
         m1 = self.mu_eta(eta)
         return _arr(wt) * m1 * m1 / self.variance(self.linkinv(eta))
 
+    def simulate(self, mu: np.ndarray, wt: np.ndarray, rng: np.random.Generator,
+                 params: dict[str, Any]) -> np.ndarray:
+        """Responses with conditional mean ``mu`` (shape (nsim, n)); the built-in
+        families override this, a custom family may too."""
+        raise NotImplementedError(
+            f"family {self.name!r} has no simulator: give the family a simulate(mu, wt, rng, params) method")
+
     def dispersion_family(self) -> Any:
         """The general-likelihood family that estimates this family's dispersion
         jointly by maximum likelihood (glmmTMB's model), or None when the family
@@ -583,6 +612,13 @@ class ProtocolFamilyAdapter(ExponentialFamily):
             if isinstance(getattr(family, attr, None), dict):
                 setattr(self, attr, dict(getattr(family, attr)))
         self._user_validate = getattr(family, "validate_response", None)
+
+    def simulate(self, mu, wt, rng, params):
+        """The wrapped family's ``simulate`` when it has one."""
+        fn = getattr(self.wrapped, "simulate", None)
+        if callable(fn):
+            return fn(mu, wt, rng, params)
+        return super().simulate(mu, wt, rng, params)
 
     def validate_response(self, y: np.ndarray, wt: np.ndarray, column: str) -> None:
         if self._user_validate is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
+from interlace.families.base import fitted_param
 from interlace.families.likelihood import LikelihoodFamily, Parts, as_fixed, check_open_unit
 
 __all__ = ["BetaFamily", "beta_parts"]
@@ -89,6 +90,14 @@ class BetaFamily(LikelihoodFamily):
         from interlace.families.base import binomial_dev_resids
 
         return binomial_dev_resids(y, mu, wt)
+
+    def pearson_variance(self, mu, aux):
+        """glmmTMB 1.1.5: the beta's bare variance function mu (1 - mu) (no phi)."""
+        return mu * (1.0 - mu)
+
+    def simulate(self, mu, wt, rng, params):
+        phi = fitted_param(params, "phi", self.name)
+        return rng.beta(mu * phi, (1.0 - mu) * phi)
 
     def natural_params(self, coefs):
         d = coefs.get("disp", {})

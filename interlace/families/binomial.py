@@ -43,6 +43,14 @@ class BinomialFamily(ExponentialFamily):
     def __init__(self, link: str | Link = "logit") -> None:
         super().__init__(link=link, variance=BinomialVariance(), name="binomial")
 
+    def simulate(self, mu, wt, rng, params):
+        """Binomial proportions of the prior-weight trials (lme4 returns the counts)."""
+        n = np.broadcast_to(wt, mu.shape)
+        if not np.allclose(n, np.round(n)):
+            raise ValueError("binomial simulation needs integer trials (prior weights times cbind totals)")
+        n = np.round(n).astype(np.int64)
+        return rng.binomial(n, np.clip(mu, 0.0, 1.0)) / np.maximum(n, 1)
+
     def dev_resids(self, y, mu, wt):
         return binomial_dev_resids(y, mu, wt)
 

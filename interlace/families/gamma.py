@@ -48,6 +48,11 @@ class GammaFamily(ExponentialFamily):
                              f"not {self.link.name!r}")
         return GammaShapeFamily(link=self.link.name)
 
+    def simulate(self, mu, wt, rng, params):
+        """Gamma with shape 1 / phi, phi the GLM dispersion ``scale``."""
+        shape = np.broadcast_to(1.0 / np.asarray(params.get("scale", 1.0), dtype=float), mu.shape)
+        return rng.gamma(shape, mu / shape)
+
     def dev_resids(self, y, mu, wt):
         return gamma_dev_resids(y, mu, wt)
 

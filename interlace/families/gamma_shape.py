@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
+from interlace.families.base import fitted_param
 from interlace.families.likelihood import LikelihoodFamily, Parts, as_fixed, chain_parts, check_positive
 
 __all__ = ["GammaShapeFamily"]
@@ -99,6 +100,14 @@ class GammaShapeFamily(LikelihoodFamily):
         from interlace.families.base import gamma_dev_resids
 
         return gamma_dev_resids(y, mu, wt)
+
+    def pearson_variance(self, mu, aux):
+        """glmmTMB 1.1.5: Gamma's bare variance function mu^2 (no shape)."""
+        return mu * mu
+
+    def simulate(self, mu, wt, rng, params):
+        shape = np.broadcast_to(fitted_param(params, "shape", self.name), mu.shape)
+        return rng.gamma(shape, mu / shape)
 
     def natural_params(self, coefs):
         d = coefs.get("disp", {})

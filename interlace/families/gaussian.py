@@ -45,6 +45,12 @@ class GaussianFamily(ExponentialFamily):
 
         return GaussianDispFamily(link=self.link.name)
 
+    def simulate(self, mu, wt, rng, params):
+        """N(mu, sigma^2 / wt), sigma^2 the fitted residual variance (``scale``)."""
+        disp = params.get("dispersion")
+        var = disp if disp is not None else params.get("scale", 1.0)
+        return mu + rng.standard_normal(mu.shape) * np.sqrt(np.asarray(var) / wt)
+
     def dev_resids(self, y, mu, wt):
         return gaussian_dev_resids(y, mu, wt)
 

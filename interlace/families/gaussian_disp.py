@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from interlace.families.base import fitted_param
 from interlace.families.likelihood import LikelihoodFamily, Parts, chain_parts
 
 __all__ = ["GaussianDispFamily"]
@@ -71,6 +72,10 @@ class GaussianDispFamily(LikelihoodFamily):
 
     def dev_resids(self, y, mu, wt):
         return np.asarray(wt, float) * (np.asarray(y, float) - np.asarray(mu, float)) ** 2
+
+    def simulate(self, mu, wt, rng, params):
+        var = fitted_param(params, "sigma2", self.name)
+        return mu + rng.standard_normal(mu.shape) * np.sqrt(var / wt)
 
     def natural_params(self, coefs):
         d = coefs.get("disp", {})

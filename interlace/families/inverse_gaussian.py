@@ -41,6 +41,12 @@ class InverseGaussianFamily(ExponentialFamily):
 
         return InverseGaussianDispFamily(link=self.link.name)
 
+    def simulate(self, mu, wt, rng, params):
+        """IG(mu, lambda = wt / phi), phi the dispersion."""
+        disp = params.get("dispersion")
+        lam = 1.0 / (disp if disp is not None else params.get("scale", 1.0))
+        return rng.wald(mu, np.broadcast_to(lam * wt, mu.shape))
+
     def dev_resids(self, y, mu, wt):
         return inverse_gaussian_dev_resids(y, mu, wt)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from interlace.families.base import fitted_param
 from interlace.families.likelihood import LikelihoodFamily, Parts, chain_parts, check_positive
 
 __all__ = ["InverseGaussianDispFamily"]
@@ -82,6 +83,14 @@ class InverseGaussianDispFamily(LikelihoodFamily):
         """R's ``inverse.gaussian()$dev.resids``: wt (y - mu)^2 / (y mu^2)."""
         y, mu, wt = (np.asarray(a, dtype=float) for a in (y, mu, wt))
         return wt * (y - mu) ** 2 / (y * mu * mu)
+
+    def pearson_variance(self, mu, aux):
+        """lme4's convention for the inverse Gaussian: V(mu) = mu^3 without phi."""
+        return np.asarray(mu, dtype=float) ** 3
+
+    def simulate(self, mu, wt, rng, params):
+        lam = 1.0 / fitted_param(params, "phi", self.name)
+        return rng.wald(mu, np.broadcast_to(lam * wt, mu.shape))
 
     def natural_params(self, coefs):
         d = coefs.get("disp", {})

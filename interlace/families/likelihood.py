@@ -148,6 +148,20 @@ class LikelihoodFamily:
         l_fit = self.derivs(y, wt, eta, aux, order=0).l
         return 2.0 * np.maximum(_sup_loglik(self, y, wt, eta, aux, l_fit) - l_fit, 0.0)
 
+    def pearson_variance(self, mu: np.ndarray, aux: dict[str, np.ndarray]) -> np.ndarray:
+        """The variance that divides a Pearson residual, as R defines it for the
+        family (glmmTMB: ``family$variance(mu, sigma)``; the zero-inflation
+        mixing is applied by the caller). Default: :meth:`variance`."""
+        return _arr(self.variance(mu))
+
+    def simulate(self, mu: np.ndarray, wt: np.ndarray, rng: np.random.Generator,
+                 params: dict[str, Any]) -> np.ndarray:
+        """Responses with conditional mean ``mu`` (shape (nsim, n)); ``params``
+        carries the fitted family parameters, per-row ``dispersion``, ``zprob``
+        and ``aux``. The built-in families override this."""
+        raise NotImplementedError(
+            f"family {self.name!r} has no simulator: give the family a simulate(mu, wt, rng, params) method")
+
     def initialize(self, y, wt):
         return _arr(y) + 0.1
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
+from interlace.families.base import fitted_param
 from interlace.families.likelihood import LikelihoodFamily, Parts, as_fixed
 
 __all__ = ["NegativeBinomial1Family"]
@@ -84,6 +85,14 @@ class NegativeBinomial1Family(LikelihoodFamily):
         sat = np.where(pos, special.gammaln(y + kp) - special.gammaln(kp) - kp * l1p, 0.0)
         fit = special.gammaln(y + k) - special.gammaln(k) - k * l1p
         return 2.0 * wt * np.maximum(sat - fit, 0.0)
+
+    def pearson_variance(self, mu, aux):
+        """glmmTMB's nbinom1 variance mu (1 + phi) at the fitted (per-row) phi."""
+        return mu * (1.0 + np.exp(aux["disp"])) if "disp" in aux else self.variance(mu)
+
+    def simulate(self, mu, wt, rng, params):
+        size = mu / fitted_param(params, "phi", self.name)
+        return rng.negative_binomial(size, size / (size + mu)).astype(float)
 
     def variance(self, mu):
         ph = self.params.get("phi", float(np.exp(self._aux_values()["disp"])))

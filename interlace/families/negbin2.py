@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from interlace.families.base import apply_zprob, fitted_param
 from interlace.families.likelihood import LikelihoodFamily, Parts, as_fixed, nbinom2_parts
 
 __all__ = ["NegativeBinomial2Family"]
@@ -48,6 +49,14 @@ class NegativeBinomial2Family(LikelihoodFamily):
 
         th = np.exp(np.asarray(aux["disp"], dtype=float)) if "disp" in aux else self.params["theta"]
         return negbin_dev_resids(y, mu, wt, th)
+
+    def pearson_variance(self, mu, aux):
+        """glmmTMB's nbinom2 variance mu + mu^2 / theta at the fitted (per-row) theta."""
+        return mu + mu * mu / np.exp(aux["disp"]) if "disp" in aux else self.variance(mu)
+
+    def simulate(self, mu, wt, rng, params):
+        theta = np.broadcast_to(fitted_param(params, "theta", self.name), mu.shape)
+        return apply_zprob(rng.negative_binomial(theta, theta / (theta + mu)).astype(float), params, rng)
 
     def variance(self, mu):
         th = np.exp(self._aux_values()["disp"]) if "theta" not in self.params else self.params["theta"]

@@ -38,6 +38,9 @@ class PoissonFamily(ExponentialFamily):
     def __init__(self, link: str | Link = "log") -> None:
         super().__init__(link=link, variance=MuVariance(), name="poisson")
 
+    def simulate(self, mu, wt, rng, params):
+        return rng.poisson(mu).astype(float)
+
     def dev_resids(self, y, mu, wt):
         return poisson_dev_resids(y, mu, wt)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
+from interlace.families.base import apply_zprob, fitted_param
 from interlace.families.likelihood import LikelihoodFamily, as_fixed, nbinom2_parts, zero_inflate
 
 __all__ = ["ZeroInflatedNB2Family"]
@@ -50,6 +51,14 @@ class ZeroInflatedNB2Family(LikelihoodFamily):
 
     def mean(self, eta, aux):
         return (1.0 - special.expit(aux["zi"])) * np.exp(eta)
+
+    def pearson_variance(self, mu, aux):
+        """glmmTMB's nbinom2 variance mu + mu^2 / theta at the fitted (per-row) theta."""
+        return mu + mu * mu / np.exp(aux["disp"]) if "disp" in aux else self.variance(mu)
+
+    def simulate(self, mu, wt, rng, params):
+        theta = np.broadcast_to(fitted_param(params, "theta", self.name), mu.shape)
+        return apply_zprob(rng.negative_binomial(theta, theta / (theta + mu)).astype(float), params, rng)
 
     def natural_params(self, coefs):
         out = {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
+from interlace.families.base import apply_zprob
 from interlace.families.likelihood import LikelihoodFamily, as_fixed, poisson_parts, zero_inflate
 
 __all__ = ["ZeroInflatedPoissonFamily"]
@@ -47,6 +48,13 @@ class ZeroInflatedPoissonFamily(LikelihoodFamily):
 
     def row_dispersion(self, aux):
         return None
+
+    def pearson_variance(self, mu, aux):
+        """Poisson's mu (the caller mixes in the zero-inflation)."""
+        return np.asarray(mu, dtype=float).copy()
+
+    def simulate(self, mu, wt, rng, params):
+        return apply_zprob(rng.poisson(mu).astype(float), params, rng)
 
     def natural_params(self, coefs):
         z = coefs.get("zi", {})

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import special
 
 from interlace.families.beta import beta_parts
+from interlace.families.base import fitted_param
 from interlace.families.likelihood import Derivs, LikelihoodFamily, as_fixed
 
 __all__ = ["ZeroOneInflatedBetaFamily"]
@@ -74,6 +75,19 @@ class ZeroOneInflatedBetaFamily(LikelihoodFamily):
     def mean(self, eta, aux):
         zoi, coi = special.expit(aux["zi"]), special.expit(aux["coi"])
         return zoi * coi + (1.0 - zoi) * special.expit(eta)
+
+    def pearson_variance(self, mu, aux):
+        """The beta's bare variance function mu (1 - mu), as for ``beta``."""
+        return mu * (1.0 - mu)
+
+    def simulate(self, mu, wt, rng, params):
+        """Beta(mu phi, (1 - mu) phi); with probability plogis(zi) an end point, 1 with plogis(coi)."""
+        aux = params.get("aux") or {}
+        phi = fitted_param(params, "phi", self.name)
+        y = rng.beta(mu * phi, (1.0 - mu) * phi)
+        ends = rng.uniform(size=mu.shape) < special.expit(aux["zi"])
+        ones = rng.uniform(size=mu.shape) < special.expit(aux["coi"])
+        return np.where(ends, ones.astype(float), y)
 
     def natural_params(self, coefs):
         out = {}

@@ -38,41 +38,23 @@ def _parts(result):
     return y, ey, mu, eta, np.asarray(mf.weights, dtype=float), aux_predictors(result)
 
 
-def _row_dispersion(result, aux) -> np.ndarray | None:
-    fam = result.family
-    if aux and hasattr(fam, "row_dispersion"):
-        d = fam.row_dispersion(aux)
-        return None if d is None else np.asarray(d, dtype=float)
-    return None
-
-
 def pearson_variance(result, ey: np.ndarray, mu: np.ndarray, aux: dict) -> np.ndarray:
     """The variance that divides a Pearson residual, as R computes it.
 
-    lme4: the family's variance function at the fitted mean. glmmTMB:
-    ``family$variance(mu, sigma)``, which for NB2 / NB1 (and genpois) is the
-    full Var(Y) with the fitted (per-row) dispersion but for Gamma and Beta is
-    the bare variance function (mu^2, mu(1 - mu)) without shape or phi; for
-    zero-inflated families the variance of the mixture,
-    (1 - p)(V(mu) + p mu^2).
+    lme4: the family's variance function at the fitted mean. The
+    general-likelihood families give their own (``pearson_variance``: glmmTMB's
+    ``family$variance(mu, sigma)``, the full Var(Y) for NB2 / NB1 but the bare
+    variance function for Gamma and Beta). For zero-inflated families the
+    variance of the mixture, (1 - p)(V(mu) + p mu^2); for the hurdle the exact one.
     """
     from scipy import special
 
     from interlace.results.predict import _is_hurdle, _is_zero_inflated
 
     fam = result.family
-    name = str(getattr(fam, "name", "")).lower()
-    disp = _row_dispersion(result, aux)
-    if name in ("negativebinomial", "nbinom2", "zinb") and disp is not None:
-        v = mu + mu * mu / disp
-    elif name == "nbinom1" and disp is not None:
-        v = mu * (1.0 + disp)
-    elif name == "gamma" and aux:
-        v = mu * mu
-    elif name in ("beta", "zoib") and aux:
-        v = mu * (1.0 - mu)
-    elif name in ("zip", "hurdle_poisson"):
-        v = mu.copy()
+    own = getattr(fam, "pearson_variance", None)
+    if aux and callable(own):  # the general-likelihood families define R's (glmmTMB's) convention
+        v = np.asarray(own(mu, aux), dtype=float)
     else:
         base = ey if not _is_zero_inflated(fam) else mu
         v = np.asarray(fam.variance(base), dtype=float)

@@ -9,10 +9,10 @@ model frame's ``y``: for a binomial ``cbind(s, f)`` or ``s / n`` response the
 simulated **proportion** of successes (counts divided by the trials), where
 lme4 returns a two-column matrix of counts.
 
-A family may provide ``simulate(mu, wt, rng, params)`` (``mu`` the
-conditional mean per row, ``params`` the fitted family parameters with per-row
-``"dispersion"`` and ``"zprob"`` where the model has them); the built-in
-families are drawn here.
+Each family draws its own responses with ``simulate(mu, wt, rng, params)``
+(``mu`` the conditional mean per row, ``params`` the fitted family parameters
+with per-row ``"dispersion"`` and ``"zprob"`` where the model has them); a
+custom family provides the same method.
 
 Example
 -------
@@ -79,87 +79,21 @@ def simulate_eta(result, nsim: int, rng: np.random.Generator, re: str = "conditi
     return eta
 
 
-def _zero_truncated_poisson(lam: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Draws from Poisson(lam) conditioned on > 0, by inversion of the
-    truncated CDF (no rejection loop, so small lam costs nothing extra)."""
-    from scipy import stats
-
-    p0 = np.exp(-lam)
-    u = rng.uniform(size=lam.shape)
-    # P(Y <= y | Y > 0) = (F(y) - p0) / (1 - p0): invert at u
-    target = p0 + u * (1.0 - p0)
-    y = stats.poisson.ppf(target, lam)
-    return np.maximum(y, 1.0)
-
-
 def draw_response(fam, mu: np.ndarray, wt: np.ndarray, rng: np.random.Generator,
                   params: dict[str, Any]) -> np.ndarray:
-    """Draw responses with conditional mean ``mu`` (shape (nsim, n)) for the
-    built-in families; a family's own ``simulate`` takes precedence.
+    """Draw responses with conditional mean ``mu`` (shape (nsim, n)) by the
+    family's own ``simulate(mu, wt, rng, params)``.
 
     ``params``: ``dispersion`` per row on the family's natural scale (NB2
-    theta, NB1 / Beta phi, Gamma shape for the glmmTMB-style family,
-    Gaussian sigma^2), ``scale`` (GLM dispersion), ``zprob`` per row for
-    zero-inflated and hurdle families, ``aux`` (the sub-model linear predictors).
+    theta, NB1 / Beta phi, Gamma shape, Gaussian sigma^2, inverse Gaussian phi),
+    ``scale`` (GLM dispersion), ``zprob`` per row for zero-inflated and hurdle
+    families, ``aux`` (the sub-model linear predictors).
     """
-    if hasattr(fam, "simulate"):
-        return np.asarray(fam.simulate(mu, wt, rng, params), dtype=float)
-    name = str(getattr(fam, "name", "")).lower()
-    disp = params.get("dispersion")
-    zprob = params.get("zprob")
-    aux = params.get("aux") or {}
-    hurdle = bool(getattr(fam, "hurdle", False)) or name.startswith("hurdle") or name == "truncated_poisson"
-
-    def need(key: str):
-        if disp is not None:
-            return np.asarray(disp, dtype=float)
-        if key in params:
-            return np.asarray(params[key], dtype=float)
-        raise ValueError(f"simulating the {name} family needs its fitted {key}")
-
-    if name == "binomial":
-        n = np.broadcast_to(wt, mu.shape)
-        if not np.allclose(n, np.round(n)):
-            raise ValueError("binomial simulation needs integer trials (prior weights times cbind totals)")
-        n = np.round(n).astype(np.int64)
-        y = rng.binomial(n, np.clip(mu, 0.0, 1.0)) / np.maximum(n, 1)
-    elif name in ("poisson", "zip") or (hurdle and "nb" not in name):
-        y = _zero_truncated_poisson(mu, rng) if hurdle else rng.poisson(mu).astype(float)
-    elif name == "gaussian":
-        var = disp if disp is not None else params.get("scale", 1.0)
-        y = mu + rng.standard_normal(mu.shape) * np.sqrt(np.asarray(var) / wt)
-    elif name in ("negativebinomial", "nbinom2", "zinb", "negative_binomial"):
-        theta = np.broadcast_to(need("theta"), mu.shape)
-        y = rng.negative_binomial(theta, theta / (theta + mu)).astype(float)
-    elif name == "nbinom1":
-        size = mu / need("phi")
-        y = rng.negative_binomial(size, size / (size + mu)).astype(float)
-    elif name == "gamma":
-        if aux or "shape" in params:  # glmmTMB-style family: the dispersion is the shape
-            shape = need("shape")
-        else:  # GLM dispersion phi = 1 / shape
-            shape = 1.0 / np.asarray(params.get("scale", 1.0), dtype=float)
-        shape = np.broadcast_to(shape, mu.shape)
-        y = rng.gamma(shape, mu / shape)
-    elif name in ("beta", "zoib"):
-        phi = need("phi")
-        y = rng.beta(mu * phi, (1.0 - mu) * phi)
-        if name == "zoib":  # zero-one inflation: P(0 or 1) = plogis(zi), P(1 | 0 or 1) = plogis(coi)
-            from scipy import special
-
-            ends = rng.uniform(size=mu.shape) < special.expit(aux["zi"])
-            ones = rng.uniform(size=mu.shape) < special.expit(aux["coi"])
-            y = np.where(ends, ones.astype(float), y)
-            zprob = None
-    elif name in ("inverse_gaussian", "inverse.gaussian"):
-        lam = 1.0 / (disp if disp is not None else params.get("scale", 1.0))
-        y = rng.wald(mu, np.broadcast_to(lam * wt, mu.shape))
-    else:
-        raise NotImplementedError(
-            f"family {name!r} has no simulator: give the family a simulate(mu, wt, rng, params) method")
-    if zprob is not None:  # structural zero (zero-inflation) or the hurdle's zero
-        y = np.where(rng.uniform(size=mu.shape) < zprob, 0.0, y)
-    return y
+    sim = getattr(fam, "simulate", None)
+    if not callable(sim):
+        raise NotImplementedError(f"family {getattr(fam, 'name', fam)!r} has no simulator: give the family a "
+                                  "simulate(mu, wt, rng, params) method")
+    return np.asarray(sim(mu, wt, rng, params), dtype=float)
 
 
 def simulate(result, nsim: int = 1, seed: int | np.random.Generator | None = None,
