@@ -146,12 +146,12 @@ class LogitLink(Link):
         # e / (1 + e)^2 with e = exp(-|eta|), as R's exp(x) / (1 + exp(x))^2: mu (1 - mu)
         # cancels in 1 - mu for large eta (eta = 30: 9.348e-14, R 9.3576e-14). Floored at
         # eps like R, but continuous (R returns eps abruptly beyond |eta| > 30).
-        e = np.exp(-np.abs(_arr(eta)))
+        e = np.exp(-np.minimum(np.abs(_arr(eta)), 700.0))  # capped: no underflow (the floor is eps)
         return np.maximum(e / (1.0 + e) ** 2, EPS)
 
     def d2mu_deta2(self, eta):
         eta = _arr(eta)
-        e = np.exp(-np.abs(eta))
+        e = np.exp(-np.minimum(np.abs(eta), 700.0))
         return -e / (1.0 + e) ** 2 * np.tanh(0.5 * eta)  # mu (1 - mu) (1 - 2 mu)
 
 
