@@ -178,3 +178,13 @@ def test_every_family_parameter_moves_from_its_start(name, link):
         start = float(lf.aux_default(b, y))
         assert np.isfinite(est)
         assert abs(est - start) > 1e-4, f"{name}/{link}: {b} stayed at its start value {start}"
+
+
+@pytest.mark.parametrize("name,link", [("inverse_gaussian", "log"), ("gaussian", "log"), ("gamma", "log")])
+def test_dask_path_refuses_a_dispersion_it_would_fix(name, link):
+    """The Dask path has no general engine for these families: it must refuse
+    them rather than fit with the dispersion held at 1 (the class of error above)."""
+    from interlace.distributed.fit import _unsupported
+
+    why = _unsupported(interlace.family(name, link=link), 1, None, None)
+    assert why is not None and "dispersion" in why

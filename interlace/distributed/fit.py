@@ -47,8 +47,10 @@ def _unsupported(fam: Any, nAGQ: int, dispformula: Any, ziformula: Any) -> str |
         return f"family {getattr(fam, 'name', fam)!r} (it has its own engine)"
     if _is_lmm(fam, dispformula):
         return "the Gaussian identity model (lmer)"
-    if getattr(fam, "name", None) == "gamma":
-        return "the Gamma family (its shape is estimated by the general engine)"
+    from interlace.api import _ml_dispersion
+
+    if _ml_dispersion(fam):  # Gamma, inverse Gaussian, non-identity Gaussian: PIRLS would fix the dispersion at 1
+        return f"the {getattr(fam, 'name', fam)} family (its dispersion is estimated by the general engine)"
     if int(nAGQ) > 1:
         return "nAGQ > 1"
     return None
