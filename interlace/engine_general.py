@@ -74,6 +74,19 @@ def fit_general(mf: ModelFrame, fam: Any, *, optimizer: str = "lbfgsb", theta0: 
     lf = as_likelihood_family(fam, zero_inflated=mf.zi_X is not None)
     obj = GeneralObjective(mf, lf)
     opt = optimize_general(obj, optimizer, theta0)
+    if not opt.converged or opt.hessian is None or not np.all(np.isfinite(opt.hessian)):
+        # a covariate decades from unit scale (x * 1000): the exactly equivalent
+        # model on rescaled columns, kept when it reaches a better optimum (rescale.py)
+        from interlace.rescale import column_scales, refit_general_rescaled, response_scale
+
+        scales, yscale = column_scales(mf), response_scale(mf, fam)
+        alt = (refit_general_rescaled(mf, lf, optimizer, theta0, scales, yscale)
+               if scales is not None or yscale is not None else None)
+        if alt is not None and (alt[1].deviance < opt.deviance - 1e-8 * abs(opt.deviance)
+                                or not np.isfinite(opt.deviance)):
+            obj, opt = alt
+            opt.messages.append("covariates or the response on very different scales were rescaled internally "
+                                "for the optimization; estimates are reported on the original scale")
     if not np.isfinite(opt.deviance):
         raise RuntimeError(f"the {lf.name} model has no finite Laplace log-likelihood at the optimizer's "
                            "final point (check the link and the starting values)")

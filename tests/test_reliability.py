@@ -414,3 +414,20 @@ def test_grouping_column_values_that_print_alike_are_refused(sim):
     # the same values in one type are levels as usual
     ok = _quiet_fit("y ~ x + (1 | gg)", sim.assign(gg=gg.astype(str)), family="poisson")
     assert ok.ngroups == {"gg": 12}
+
+
+@pytest.mark.parametrize("sx, sy", [(1000.0, 1.0), (1.0, 1000.0), (1000.0, 1000.0)])
+def test_gamma_inverse_on_rescaled_data_is_the_unscaled_model(sx, sy):
+    # before: llf -3275.05 (x*1000), -17655.36 (y*1000), -17657.92 (both) instead of
+    # -3164.558 and -3164.558 - n log 1000, with NaN standard errors reported as converged
+    fam = interlace.family("gamma", link="inverse")
+    m1 = _quiet_fit("y ~ x + (1 | g)", _gamma_inverse_data(), family=fam)
+    d = _gamma_inverse_data(sx, sy)
+    m = _quiet_fit("y ~ x + (1 | g)", d, family=fam)
+    assert m.converged and m1.converged
+    assert m.llf == pytest.approx(m1.llf - len(d) * np.log(sy), abs=1e-6)
+    # eta = 1 / mu scales by 1 / sy; the slope by 1 / sx
+    scale = np.array([1.0 / sy, 1.0 / (sx * sy)])
+    np.testing.assert_allclose(m.fe_params.to_numpy(), m1.fe_params.to_numpy() * scale, rtol=1e-5)
+    np.testing.assert_allclose(m.fe_bse.to_numpy(), m1.fe_bse.to_numpy() * scale, rtol=1e-4)
+    np.testing.assert_allclose(m.fittedvalues.to_numpy(), m1.fittedvalues.to_numpy() * sy, rtol=1e-5)
