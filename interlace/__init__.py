@@ -30,6 +30,9 @@ _LAZY: dict[str, str] = {
     "SingularFitWarning": "interlace.api",
     "GLMMResult": "interlace.results",
     "anova": "interlace.inference.anova",
+    "lmer": "interlace.lmm",
+    "fit": "interlace.lmm",
+    "ranova": "interlace.inference.lmertest",
     "family": "interlace.families",
     "GLMMFamily": "interlace.families",
     "ExponentialFamily": "interlace.families",
@@ -70,6 +73,8 @@ if TYPE_CHECKING:  # type checkers and the API docs see the real objects
     from interlace.families.zip import ZeroInflatedPoissonFamily
     from interlace.families.zoib import ZeroOneInflatedBetaFamily
     from interlace.inference.anova import anova
+    from interlace.inference.lmertest import ranova
+    from interlace.lmm import fit, lmer
     from interlace.results import GLMMResult
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -32,8 +33,18 @@ def _same_data(a: Any, b: Any) -> str | None:
     return None
 
 
-def anova(*models: Any, names: list[str] | None = None) -> pd.DataFrame:
+def anova(*models: Any, names: list[str] | None = None, refit: bool = True, type: int | str = 3,
+          ddf: str = "Satterthwaite") -> pd.DataFrame:
     """Likelihood-ratio tests between nested models fitted to the same data.
+
+    With one ``interlace.lmer`` fit: lmerTest's F-table of its fixed-effect
+    terms (``type`` 1/2/3, ``ddf`` "Satterthwaite" or "Kenward-Roger"; see
+    :func:`interlace.inference.lmertest.anova_table`).
+
+    Linear mixed models fitted by REML whose fixed effects differ are refitted
+    by maximum likelihood first, as lme4 does (``refit=False`` keeps the REML
+    fits, valid only when the fixed effects are the same); the table's
+    ``attrs["refitted"]`` is True then and a ``UserWarning`` says so.
 
     Returns R's ``anova(m0, m1, ...)`` table for merMod fits: one row per
     model, sorted by the number of parameters, with columns ``npar``,
@@ -58,6 +69,10 @@ def anova(*models: Any, names: list[str] | None = None) -> pd.DataFrame:
     """
     if len(models) == 1 and isinstance(models[0], (list, tuple)):
         models = tuple(models[0])
+    if len(models) == 1 and models[0].optinfo.get("engine") == "lmm" and "REML" in models[0].optinfo:
+        from interlace.inference.lmertest import anova_table
+
+        return anova_table(models[0], type=type, ddf=ddf)
     if len(models) < 2:
         raise ValueError("anova needs at least two fitted models to compare")
     if names is None:
@@ -71,6 +86,16 @@ def anova(*models: Any, names: list[str] | None = None) -> pd.DataFrame:
         if why is not None:
             raise ValueError(f"models were not all fitted to the same data: {names[0]!r} and {names[i]!r} "
                              f"have {why}")
+    refitted = False
+    if any(m.optinfo.get("REML", False) for m in models):
+        same_fe = all(list(m.fe_params.index) == list(models[0].fe_params.index) for m in models)
+        if refit and not same_fe:
+            from interlace.lmm import refit_ml
+
+            warnings.warn("refitting model(s) with ML (instead of REML): REML criteria are not comparable "
+                          "across models with different fixed effects", UserWarning, stacklevel=2)
+            models = tuple(refit_ml(m) for m in models)
+            refitted = True
     npar = np.array([_npar(m) for m in models])
     order = np.argsort(npar, kind="stable")  # R: models sorted by npar
     llf = np.array([float(models[i].llf) for i in order])
@@ -84,8 +109,10 @@ def anova(*models: Any, names: list[str] | None = None) -> pd.DataFrame:
     df[1:] = np.diff(k)
     with np.errstate(invalid="ignore"):
         p = np.where(df > 0, special.chdtrc(np.where(df > 0, df, 1), chisq), np.nan)
-    return pd.DataFrame(
+    tab = pd.DataFrame(
         {"npar": k, "AIC": aic, "BIC": bic, "logLik": llf, "deviance": -2 * llf,
          "Chisq": chisq, "Df": df, "Pr(>Chisq)": p},
         index=pd.Index([names[i] for i in order]),
     )
+    tab.attrs["refitted"] = refitted
+    return tab

@@ -148,6 +148,7 @@ class _Refitter:
         self.theta = result.theta.to_numpy(dtype=float)
         self.beta = result.fe_params.to_numpy(dtype=float)
         self.sigma = float(np.sqrt(result.scale)) if self.engine == "lmm" else 1.0
+        self.reml = bool(result.optinfo.get("REML", False))
         self.fn = fn
         self.result = result if (fn is not None or not self._builtin_sim()) else None
         self._re = None
@@ -259,9 +260,12 @@ class _Refitter:
             from interlace.objective.lmm import LMMObjective
             from interlace.optimize import optimize_lmm
 
-            obj = LMMObjective(mf)
+            reml = self.reml  # a REML fit is refitted by REML (bootMer)
+            obj = LMMObjective(mf, reml=reml)
             opt = optimize_lmm(obj, opt_name, self.theta)
-            return build_result(mf, fam, obj, opt, nAGQ=1, engine="lmm", formula=self.formula, optimizer=opt_name)
+            res = build_result(mf, fam, obj, opt, nAGQ=1, engine="lmm", formula=self.formula, optimizer=opt_name)
+            res.optinfo["REML"] = reml
+            return res
         if self.engine not in ("laplace", "agq"):
             from interlace.engine_general import fit_general
 

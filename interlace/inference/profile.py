@@ -399,7 +399,10 @@ def profile(result, which=None, level: float | None = None, alphamax: float = 0.
     True
     """
     from interlace.api import _blas_single_thread
+    from interlace.lmm import refit_ml
 
+    # lme4's profile of a REML fit profiles the ML deviance of the ML refit (devfun2 calls refitML)
+    result = refit_ml(result)
     m = DevianceModel(result)
     with _blas_single_thread():
         try:

@@ -194,8 +194,10 @@ class GLMMResult:
         return residual_figure(self, **kwargs)
 
     # ------------------------------------------------------------------ summary
-    def summary(self) -> "Summary":
+    def summary(self, ddf: str | None = None) -> "Summary":
         """The text of lme4's summary(glmer); ``str()`` it or show it in a notebook.
+        For an ``interlace.lmer`` fit, lmerTest's: t-tests with ``ddf``
+        "Satterthwaite" (default) or "Kenward-Roger" degrees of freedom.
 
         Example
         -------
@@ -205,7 +207,7 @@ class GLMMResult:
         >>> "Random effects:" in str(m.summary())
         True
         """
-        return Summary(self)
+        return Summary(self, ddf=ddf)
 
     def __repr__(self) -> str:
         return f"<GLMMResult {self.formula!r} family={getattr(self.family, 'name', '?')} llf={self.llf:.4f}>"

@@ -115,12 +115,23 @@ def is_lmm(result) -> bool:
     return result.optinfo.get("engine") == "lmm"
 
 
-def fe_table(result) -> pd.DataFrame:
+def is_lmer(result) -> bool:
+    """True for a fit of interlace.lmer (lmerTest's tables apply)."""
+    return is_lmm(result) and "REML" in result.optinfo
+
+
+def fe_table(result, ddf: str | None = None) -> pd.DataFrame:
     """Fixed-effects table: Estimate, Std. Error, z value, Pr(>|z|) (lme4's
-    coef(summary(m))); for a linear mixed model ``t value`` without p-values,
-    as lmer prints it."""
+    coef(summary(m))); for ``glmer(family="gaussian")`` ``t value`` without
+    p-values, as lme4's lmer prints it; for an ``interlace.lmer`` fit
+    lmerTest's Estimate, Std. Error, df, t value, Pr(>|t|) with ``ddf``
+    "Satterthwaite" (default) or "Kenward-Roger"."""
     est, se = result.fe_params, result.fe_bse
     z = est / se
+    if is_lmer(result):
+        from interlace.inference.lmertest import coef_table
+
+        return coef_table(result, ddf or "Satterthwaite")
     if is_lmm(result):
         return pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": z})
     return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": z,
@@ -168,8 +179,9 @@ class Summary:
     in a notebook; the parts are attributes (``header``, ``residual_quantiles``,
     ``re_table``, ``fe_table``, ``fe_corr``, ``messages``)."""
 
-    def __init__(self, result: Any):
+    def __init__(self, result: Any, ddf: str | None = None):
         self.result = result
+        self.ddf = ddf
         r = result
         self.header = pd.Series({"AIC": r.aic, "BIC": r.bic, "logLik": r.llf, "deviance": -2.0 * r.llf,
                                  "df.resid": r.df_resid})
@@ -179,7 +191,7 @@ class Summary:
         except Exception:  # families without Pearson residuals: the block is left out
             self.residual_quantiles = None
         self.re_table = re_table(r)
-        self.fe_table = fe_table(r)
+        self.fe_table = fe_table(r, ddf)
         se = r.fe_bse.to_numpy(dtype=float)
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = r.vcov.to_numpy(dtype=float) / np.outer(se, se)
@@ -203,6 +215,10 @@ class Summary:
         r = self.result
         fam = r.family
         link = getattr(getattr(fam, "link", None), "name", "?")
+        if is_lmer(r):
+            how = "REML" if r.optinfo["REML"] else "maximum likelihood "
+            meth = "Kenward-Roger's" if str(self.fe_table.attrs.get("ddf", "")).startswith("K") else "Satterthwaite's"
+            return [f"Linear mixed model fit by {how}. t-tests use {meth} method ['lmerModLmerTest']"]
         if is_lmm(r):
             return ["Linear mixed model fit by maximum likelihood  ['lmerMod']"]
         if r.nAGQ > 1:
@@ -222,11 +238,14 @@ class Summary:
             lines.append("Dispersion:        ~ " + " + ".join(map(str, r.disp_params.index)))
         lines.append("")
         h = self.header
-        vals = [f"{h['AIC']:.1f}", f"{h['BIC']:.1f}", f"{h['logLik']:.1f}", f"{h['deviance']:.1f}",
-                f"{int(h['df.resid'])}"]
-        w = [max(len(a), len(b)) + 1 for a, b in zip(h.index, vals)]
-        lines.append(" ".join(a.rjust(k) for a, k in zip(h.index, w)))
-        lines.append(" ".join(b.rjust(k) for b, k in zip(vals, w)))
+        if is_lmer(r) and r.optinfo["REML"]:
+            lines.append(f"REML criterion at convergence: {-2.0 * r.llf:.1f}")
+        else:
+            vals = [f"{h['AIC']:.1f}", f"{h['BIC']:.1f}", f"{h['logLik']:.1f}", f"{h['deviance']:.1f}",
+                    f"{int(h['df.resid'])}"]
+            w = [max(len(a), len(b)) + 1 for a, b in zip(h.index, vals)]
+            lines.append(" ".join(a.rjust(k) for a, k in zip(h.index, w)))
+            lines.append(" ".join(b.rjust(k) for b, k in zip(vals, w)))
         lines.append("")
         if self.residual_quantiles is not None:
             q = self.residual_quantiles
@@ -291,18 +310,21 @@ class Summary:
         se = format_common(ft["Std. Error"], 4)
         zc = "t value" if "t value" in ft.columns else "z value"
         zs = [f"{v:.3f}" for v in ft[zc]]
-        head = ("", "Estimate", "Std. Error", zc)
-        with_p = "Pr(>|z|)" in ft.columns
+        with_df = "df" in ft.columns
+        pcol = "Pr(>|t|)" if "Pr(>|t|)" in ft.columns else "Pr(>|z|)"
+        head = ("", "Estimate", "Std. Error") + (("df",) if with_df else ()) + (zc,)
+        with_p = pcol in ft.columns
         if with_p:
-            head += ("Pr(>|z|)", "")
+            head += (pcol, "")
+        dfs = format_common(ft["df"], 4) if with_df else None
         rows = [head]
         for i, name in enumerate(ft.index):
-            cells = (_r_name(name), est[i], se[i], zs[i])
+            cells = (_r_name(name), est[i], se[i]) + ((dfs[i],) if with_df else ()) + (zs[i],)
             if with_p:
-                p = float(ft["Pr(>|z|)"].iloc[i])
+                p = float(ft[pcol].iloc[i])
                 cells += (_pformat(p), _stars(p))
             rows.append(cells)
-        lines += _table(rows, ["l", "r", "r", "r", "r", "l"][:len(head)])
+        lines += _table(rows, ["l", "r", "r", "r", "r", "r", "l"][:len(head)])
         if with_p:
             lines.append("---")
             lines.append("Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
