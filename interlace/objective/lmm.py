@@ -45,7 +45,7 @@ class LMMObjective:
         self.mf = mf
         self.reml = bool(reml)
         self.re = ReStructure(mf.terms)
-        self.chol = BlockedCholesky(self.re)
+        self._chol = BlockedCholesky(self.re)
         self.X = np.ascontiguousarray(mf.X, dtype=np.float64)
         self.y = np.ascontiguousarray(mf.y, dtype=np.float64)
         self.w = np.ascontiguousarray(mf.weights, dtype=np.float64)
@@ -59,6 +59,81 @@ class LMMObjective:
         self.ngev = 0
         self.pirls_iters = 0
         self.pirls_converged = True
+        self._stale = False  # row-path state (factor, eta) behind the fast path's theta
+        self._theta = None
+        self._grad = None
+        # One random-effect term: A is block diagonal, so evaluations run on
+        # per-level cross-products accumulated once (kernels/lmm_single.py).
+        self._fast = self.re.m == 1
+        if self._fast:
+            self._init_fast()
+
+    def _init_fast(self) -> None:
+        from interlace.kernels.lmm_single import lmm1_crossprods
+
+        re = self.re
+        nl, k, p = int(re.nlev[0]), int(re.kdim[0]), self.p
+        self._M = np.zeros((nl, k, k))
+        self._ZtX = np.zeros((nl, k, p))
+        self._Zty = np.zeros((nl, k))
+        self._XtX = np.zeros((p, p))
+        self._Xty = np.zeros(p)
+        # The deviance is the same for y and y - X b (beta absorbs X b); taking the
+        # weighted least-squares residuals keeps y'Wy - |c|^2 (pwrss) free of the
+        # cancellation that would put rounding noise into the deviance.
+        yc = self.y - self.offset
+        self._beta0 = np.zeros(p)
+        if p:
+            sw = np.sqrt(self.w)
+            self._beta0 = np.linalg.lstsq(self.X * sw[:, None], yc * sw, rcond=None)[0]
+            yc = yc - self.X @ self._beta0
+        self._yty = float(lmm1_crossprods(re.codes[0], re.z, self.X, yc, self.w, self._M,
+                                          self._ZtX, self._Zty, self._XtX, self._Xty))
+        self._L = np.zeros((nl, k, k))
+        self._RZX1 = np.zeros((nl, k, p))
+        self._cu = np.zeros((nl, k))
+        self._ta = np.ascontiguousarray(re.theta_a, dtype=np.int64)
+        self._tb = np.ascontiguousarray(re.theta_b, dtype=np.int64)
+
+    def _eval_fast(self, theta: np.ndarray) -> float:
+        from interlace.kernels.lmm_single import lmm1_eval
+
+        re = self.re
+        u = np.empty(re.q)
+        beta = np.empty(self.p)
+        RX = np.empty((self.p, self.p))
+        grad = np.empty(re.ntheta)
+        dev, pwrss, ld_a, ld_x = lmm1_eval(theta, self._ta, self._tb, self._M, self._ZtX, self._Zty, self._XtX,
+                                           self._Xty, self._yty, float(self.df_resid), self.sum_log_w, self.reml,
+                                           True, self._L, self._RZX1, self._cu, u, beta, RX, grad)
+        if not np.isfinite(dev):
+            # not positive definite in the compiled factor: the row path raises the usual error
+            self._fast = False
+            return self.deviance(theta)
+        self.u, self.beta, self.RX, self.pwrss = u, beta + self._beta0, RX, float(pwrss)
+        self.last_logdet, self.logdet_rx = float(ld_a), float(ld_x)
+        self._theta, self._grad, self._stale = theta.copy(), grad, True
+        return float(dev)
+
+    def _sync(self) -> None:
+        """Bring the row-path state (factor of A, eta, residuals) to the last theta."""
+        if self._stale:
+            self._solve(self._theta)
+
+    @property
+    def chol(self) -> BlockedCholesky:
+        self._sync()
+        return self._chol
+
+    @property
+    def eta(self) -> np.ndarray:
+        self._sync()
+        return self._eta
+
+    @property
+    def RZX(self) -> np.ndarray:
+        self._sync()
+        return self._RZX
 
     @property
     def df_resid(self) -> int:
@@ -69,21 +144,27 @@ class LMMObjective:
         re = self.re
         zl = re.zlambda(theta)
         zw = self.y - self.offset
-        u, beta, RZX, RX = solve_joint(re, self.chol, self.X, self.w, zw, zl)
+        u, beta, RZX, RX = solve_joint(re, self._chol, self.X, self.w, zw, zl)
         eta = re.eta_re(zl, u, self.X @ beta + self.offset)
         res = self.y - eta
-        self.u, self.beta, self.RZX, self.RX, self.eta = u, beta, RZX, RX, eta
+        self.u, self.beta, self._RZX, self.RX, self._eta = u, beta, RZX, RX, eta
         self.pwrss = float(np.sum(self.w * res * res) + u @ u)
         self._zl, self._res = zl, res
-        self.last_logdet = self.chol.logdet
+        self._stale = False
+        self._theta = np.array(theta, dtype=np.float64)
+        self._grad = None
+        self.last_logdet = self._chol.logdet
         self.logdet_rx = 2.0 * float(np.sum(np.log(np.diag(RX)))) if self.p else 0.0
 
     def deviance(self, theta: np.ndarray) -> float:
         """The profiled deviance (REML criterion when ``reml``) at theta."""
         self.nfev += 1
-        self._solve(np.asarray(theta, dtype=np.float64))
+        theta = np.asarray(theta, dtype=np.float64)
+        if self._fast:
+            return self._eval_fast(theta)
+        self._solve(theta)
         nd = self.df_resid
-        dev = self.chol.logdet - self.sum_log_w + nd * (1.0 + np.log(2.0 * np.pi * self.pwrss / nd))
+        dev = self._chol.logdet - self.sum_log_w + nd * (1.0 + np.log(2.0 * np.pi * self.pwrss / nd))
         if self.reml:
             dev += self.logdet_rx
         return float(dev)
@@ -95,6 +176,14 @@ class LMMObjective:
         envelope theorem over (u, beta); for REML d log|RX|^2 as in
         kernels/reml.py. All are sums over rows."""
         self.ngev += 1
+        theta = np.asarray(theta, dtype=np.float64)
+        if self._grad is not None and self._theta is not None and np.array_equal(theta, self._theta):
+            return self._grad.copy()  # computed with the deviance by the compiled single-term path
+        if self._theta is None or not np.array_equal(theta, self._theta):
+            self.nfev -= 1  # the state must be at theta; not a deviance evaluation the optimizer asked for
+            self.deviance(theta)
+            if self._grad is not None:
+                return self._grad.copy()
         return self._theta_gradient(self.df_resid / self.pwrss)
 
     def _theta_gradient(self, pwrss_factor: float) -> np.ndarray:
@@ -102,7 +191,8 @@ class LMMObjective:
         from interlace.kernels import gradient as kgr
 
         re, n = self.re, self.n
-        Ainv11, Ainv21, Ainv22 = self.chol.selected_inverse_pairs()
+        self._sync()
+        Ainv11, Ainv21, Ainv22 = self._chol.selected_inverse_pairs()
         s = pwrss_factor * self.w * self._res
         zero = np.zeros(n)
         gb = np.zeros(self.p)
@@ -113,7 +203,7 @@ class LMMObjective:
         if self.reml and self.p:
             from interlace.kernels.reml import reml_logdet_rx_grad
 
-            C = np.ascontiguousarray(self.chol.solve_Lt(self.RZX))  # A^{-1} U'WX
+            C = np.ascontiguousarray(self._chol.solve_Lt(self._RZX))  # A^{-1} U'WX
             Sinv = self.rx_inverse()
             reml_logdet_rx_grad(self.w, self.X, re.z, re.codes, self._zl, re.kcol, re.kdim, re.uoff, C, Sinv,
                                 re.theta_term, re.theta_a, re.theta_b, gt)
@@ -130,7 +220,7 @@ class LMMObjective:
         REML + log|RX|^2 - p log(2 pi sigma^2). Leaves the state at theta."""
         self._solve(np.asarray(theta, dtype=np.float64))
         s2 = sigma * sigma
-        dev = self.chol.logdet - self.sum_log_w + self.pwrss / s2 + self.n * np.log(2.0 * np.pi * s2)
+        dev = self._chol.logdet - self.sum_log_w + self.pwrss / s2 + self.n * np.log(2.0 * np.pi * s2)
         if self.reml:
             dev += self.logdet_rx - self.p * np.log(2.0 * np.pi * s2)
         return float(dev)
