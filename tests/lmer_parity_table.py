@@ -65,6 +65,22 @@ def main() -> None:
             else:
                 cells += ["-", "-"]
             print("| " + " | ".join(cells) + " |")
+    print()
+    print("| case | method | table | DenDF | F value | Pr(>F) |")
+    print("|---|---|---|---|---|---|")
+    for case in CASES:
+        fx = load(case)
+        for key, ddf in (("satterthwaite", "Satterthwaite"), ("kenward_roger", "Kenward-Roger")):
+            for table in ("anova3", "anova2"):
+                rows = [r for r in (fx.get(key) or {}).get(table) or [] if r.get("NumDF") is not None]
+                if not rows:
+                    continue
+                t = lmertest.anova_table(fitted(case), type=int(table[-1]), ddf=ddf)
+                t = t.loc[[r["term"] for r in rows]]
+                cells = [case, ddf, "Type " + "I" * int(table[-1])]
+                for col in ("DenDF", "F value", "Pr(>F)"):
+                    cells.append(f"{_rel(t[col], [r[col] for r in rows]):.1e}")
+                print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

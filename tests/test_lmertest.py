@@ -91,3 +91,18 @@ def test_contest_matches_coef_table():
     tab = lmertest.coef_table(m)
     one = lmertest.contest(m, np.eye(len(m.fe_params))[2])
     assert one["df"].iloc[0] == pytest.approx(tab["df"].iloc[2], rel=1e-12)
+
+
+def test_summary_text_is_lmertests():
+    m = fitted("sleepstudy_reml")
+    fx = load("sleepstudy_reml")
+    text = str(m.summary())
+    assert text.splitlines()[0] == ("Linear mixed model fit by REML. t-tests use Satterthwaite's method "
+                                    "['lmerModLmerTest']")
+    assert f"REML criterion at convergence: {fx['reml']['criterion']:.1f}" in text
+    assert "Pr(>|t|)" in text and " df " in text
+    kr = m.summary(ddf="Kenward-Roger")
+    assert "Kenward-Roger's method" in str(kr).splitlines()[0]
+    np.testing.assert_allclose(kr.fe_table["df"], [r["df"] for r in fx["kenward_roger"]["summary"]], rtol=1e-3)
+    ml = str(fitted("sleepstudy_reml", False).summary())
+    assert ml.startswith("Linear mixed model fit by maximum likelihood . t-tests use Satterthwaite's method")
