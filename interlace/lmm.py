@@ -75,6 +75,11 @@ def lmer(
     from interlace.objective.laplace import PIRLSError
     from interlace.validation import validate_fit_args
 
+    from interlace.distributed import is_dask_frame
+
+    if is_dask_frame(data):
+        raise NotImplementedError("lmer does not take Dask frames yet; glmer(..., family='gaussian') fits the "
+                                  "same model by ML on a cluster")
     if not isinstance(REML, (bool, np.bool_)):
         raise TypeError(f"REML must be True or False, got {REML!r}")
     if not isinstance(optimizer, str):

@@ -150,7 +150,7 @@ def kr_vcov(result) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     if "kr" in c:
         return c["kr"]
     n = result.nobs
-    if n > 6000:
+    if n > 3000:
         raise ValueError(f"Kenward-Roger needs dense {n} x {n} matrices here; use ddf='Satterthwaite' "
                          "for a model of this size")
     import scipy.linalg as sla
