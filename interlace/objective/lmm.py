@@ -62,9 +62,14 @@ class LMMObjective:
         self._stale = False  # row-path state (factor, eta) behind the fast path's theta
         self._theta = None
         self._grad = None
-        # One random-effect term: A is block diagonal, so evaluations run on
-        # per-level cross-products accumulated once (kernels/lmm_single.py).
-        self._fast = self.re.m == 1
+        # One grouping factor (one term, or several on the same factor as
+        # `(x || g)` makes): A is block diagonal, so evaluations run on per-level
+        # cross-products accumulated once (kernels/lmm_single.py). Terms on one
+        # factor are merged into one term whose Lambda is block diagonal.
+        terms = mf.terms
+        self._fast = self.re.m == 1 or all(
+            t.nlevels == terms[0].nlevels and np.array_equal(t.codes, terms[0].codes) for t in terms[1:])
+        self._merged = self._fast and self.re.m > 1  # u in the merged layout until synced
         if self._fast:
             self._init_fast()
 
@@ -72,7 +77,7 @@ class LMMObjective:
         from interlace.kernels.lmm_single import lmm1_crossprods
 
         re = self.re
-        nl, k, p = int(re.nlev[0]), int(re.kdim[0]), self.p
+        nl, k, p = int(re.nlev[0]), int(re.kcol[-1]), self.p
         self._M = np.zeros((nl, k, k))
         self._ZtX = np.zeros((nl, k, p))
         self._Zty = np.zeros((nl, k))
@@ -92,8 +97,10 @@ class LMMObjective:
         self._L = np.zeros((nl, k, k))
         self._RZX1 = np.zeros((nl, k, p))
         self._cu = np.zeros((nl, k))
-        self._ta = np.ascontiguousarray(re.theta_a, dtype=np.int64)
-        self._tb = np.ascontiguousarray(re.theta_b, dtype=np.int64)
+        # theta_t's entry of the merged Lambda: its term's columns start at kcol
+        off = re.kcol[re.theta_term]
+        self._ta = np.ascontiguousarray(off + re.theta_a, dtype=np.int64)
+        self._tb = np.ascontiguousarray(off + re.theta_b, dtype=np.int64)
 
     def _eval_fast(self, theta: np.ndarray) -> float:
         from interlace.kernels.lmm_single import lmm1_eval
@@ -110,7 +117,7 @@ class LMMObjective:
             # not positive definite in the compiled factor: the row path raises the usual error
             self._fast = False
             return self.deviance(theta)
-        self.u, self.beta, self.RX, self.pwrss = u, beta + self._beta0, RX, float(pwrss)
+        self._u, self.beta, self.RX, self.pwrss = u, beta + self._beta0, RX, float(pwrss)
         self.last_logdet, self.logdet_rx = float(ld_a), float(ld_x)
         self._theta, self._grad, self._stale = theta.copy(), grad, True
         return float(dev)
@@ -119,6 +126,17 @@ class LMMObjective:
         """Bring the row-path state (factor of A, eta, residuals) to the last theta."""
         if self._stale:
             self._solve(self._theta)
+
+    @property
+    def u(self) -> np.ndarray:
+        """Spherical random effects in ReStructure's layout (term by term)."""
+        if self._merged:
+            self._sync()
+        return self._u
+
+    @u.setter
+    def u(self, value: np.ndarray) -> None:
+        self._u = value
 
     @property
     def chol(self) -> BlockedCholesky:
