@@ -119,11 +119,13 @@ def identifiers(expr: str) -> list[str]:
 
     >>> identifiers("log(y) + C(f, levels=['a']) + np.exp(x) + I(a / b)")
     ['y', 'f', 'x', 'a', 'b']
+    >>> identifiers("größe + `my x` + 组")
+    ['größe', 'my x', '组']
     """
     # Blank out quoted strings (but keep backtick-quoted names).
     s = re.sub(r"'[^']*'|\"[^\"]*\"", lambda m: " " * len(m.group(0)), expr)
     out: list[str] = []
-    for m in re.finditer(r"`([^`]+)`|[A-Za-z_][A-Za-z0-9_]*", s):
+    for m in re.finditer(r"`([^`]+)`|[^\W\d]\w*", s):  # unicode identifiers too (größe, 组)
         if m.group(1) is not None:
             out.append(m.group(1))
             continue

@@ -110,7 +110,10 @@ class ModelFrame:
         return int(self.X.shape[1])
 
 
-_CONTEXT = {"np": np, "numpy": np}
+# The formula namespace without the caller's variables (numpy, the transforms):
+# what partition workers evaluate responses and weights with. build_model_frame
+# makes its own FormulaEnv holding the caller's variables the formula uses.
+_CONTEXT: dict = {}
 
 
 def _as_list(v: Any, arg: str) -> list[str]:
@@ -138,6 +141,47 @@ def _side_formula(text: str | None, arg: str) -> str | None:
     if "|" in s:
         raise ValueError(f"{arg} cannot have random-effect terms: {text!r}")
     return s or "1"
+
+
+def _formula_columns(text: str, columns: list[str], env: Any, role: str) -> list[str]:
+    """The data columns a formula part reads, after checking every expression in it
+    (and taking the caller's variables it names into ``env``)."""
+    from .formula.fixed import _KEYWORDS
+    from .formula.namespace import check_formula, r_powers
+
+    pieces = [p.strip() for p in text.split("+")]
+    if all(p in ("0", "1", "-1") or (p.isidentifier() and p not in _KEYWORDS) for p in pieces):
+        # plain terms (most formulas): columns, or variables formulaic looks up
+        names = [p for p in pieces if p not in ("0", "1", "-1")]
+        have = set(columns)
+        if all(p in have for p in names):
+            return names
+    return check_formula(r_powers(text), columns, env, role, resolve_caller=True)
+
+
+def _check_offset_range(family: Any, off: np.ndarray, parts: list[tuple[str, np.ndarray]]) -> None:
+    """An offset whose inverse link overflows (exp(800) with a log link) is an
+    error naming the offset, before the fit fails somewhere less clear."""
+    if not parts or not off.size:
+        return
+    try:
+        from .families import get_family
+
+        fam = get_family(family) if isinstance(family, str) else family
+        linkinv = fam.linkinv
+    except Exception:  # noqa: BLE001 - a family without linkinv has no such check
+        return
+    with np.errstate(all="ignore"):
+        mu = np.asarray(linkinv(np.asarray(off, dtype=np.float64)), dtype=np.float64)
+    if np.all(np.isfinite(mu)):
+        return
+    i = int(np.argmax(~np.isfinite(mu)))
+    name = max(parts, key=lambda p: float(np.max(p[1])) if np.size(p[1]) else -np.inf)[0] if len(parts) > 1 else parts[0][0]
+    link = str(getattr(fam, "link", "")).rstrip("()").removesuffix("Link").lower() or "?"
+    raise ValueError(
+        f"{name} reaches {off[i]:.6g} in row {i}: the inverse link ({link}) of it overflows, so the mean "
+        "is infinite before any coefficient is fitted; an offset is on the linear-predictor scale "
+        "(for a log link write offset(log(exposure)), not the exposure itself)")
 
 
 def build_model_frame(
@@ -172,9 +216,10 @@ def build_model_frame(
     """
     import warnings
 
-    from .data import frame_columns, frame_len, identifiers, missing_mask, to_pandas_columns
+    from .data import frame_columns, frame_len, missing_mask, to_pandas_columns
     from .formula.bars import Bar, expand_bars, group_parts, parse_bar, scan_formula
     from .formula.fixed import aliased_columns, build_fixed, evaluate_expression
+    from .formula.namespace import FormulaEnv, check_expression, r_powers
     from .formula.response import cbind_args, evaluate_response
     from .formula.spec import FrameSpec
     from .formula.terms import build_term, order_terms, vc_names
@@ -220,21 +265,29 @@ def build_model_frame(
     zi_rhs = _side_formula(ziformula, "ziformula")
     have = set(columns)
 
-    # Which columns each part reads; unknown names are errors naming the part.
+    # Which columns each part reads. Every expression is checked against the
+    # formula namespace before anything runs (namespace.py); names that are
+    # neither columns nor formula functions are looked up in the caller's scope.
+    env = FormulaEnv()
+
     def need(texts: list[str], role: str) -> list[str]:
         names: list[str] = []
         for t in texts:
-            names += identifiers(t)
-        unknown = [c for c in dict.fromkeys(names) if c not in have]
-        if unknown:
-            raise ValueError(f"{role} refers to column(s) not in data: {', '.join(unknown)}")
+            names += _formula_columns(t, columns, env, role)
+        return names
+
+    def need_expr(texts: list[str], role: str) -> list[str]:
+        names: list[str] = []
+        for t in texts:
+            names += check_expression(r_powers(t, everywhere=True), columns, env, role, resolve_caller=True)
         return names
 
     used: list[str] = []
-    resp_cols = need([parsed.response], f"response {parsed.response!r}")
+    cb = cbind_args(parsed.response)
+    resp_cols = need_expr(cb if cb is not None else [parsed.response], f"response {parsed.response!r}")
     used += resp_cols
     pred_cols = need([parsed.fixed] if parsed.fixed else [], "fixed-effects formula")
-    pred_cols += need(parsed.offsets, "offset() in the formula")
+    pred_cols += need_expr(parsed.offsets, "offset() in the formula")
     for b in written:
         pred_cols += need([b.lhs], f"random-effect term {b.text()}")
         gp = group_parts(b.group)
@@ -244,14 +297,19 @@ def build_model_frame(
         pred_cols += gp
     disp_cols = need([disp_rhs], "dispformula") if disp_rhs else []
     zi_cols = need([zi_rhs], "ziformula") if zi_rhs else []
-    used += pred_cols + disp_cols + zi_cols
+    model_cols = pred_cols + disp_cols + zi_cols
+    if "Intercept" in model_cols:
+        raise ValueError(
+            "a column named 'Intercept' is used in the formula: it clashes with the name of the intercept "
+            "column interlace generates; rename the column (the intercept is '1', included by default)")
+    used += model_cols
 
     def vec_arg(v: Any, arg: str) -> tuple[np.ndarray | None, str | None, list[str]]:
         """(array of full length, or None; expression; columns read)."""
         if v is None:
             return None, None, []
         if isinstance(v, str):
-            cols = [v] if v in have else need([v], arg)
+            cols = [v] if v in have else need_expr([v], arg)
             return None, v, cols
         return check_vector(v, n_full, arg), None, []
 
@@ -267,6 +325,7 @@ def build_model_frame(
             na_cols.append(arg)
     messages: list[str] = []
     row_index = np.arange(n_full)
+    full = None
     n_dropped = int(mask.sum())
     if n_dropped:
         where = ", ".join(na_cols)
@@ -276,6 +335,9 @@ def build_model_frame(
         warnings.warn(msg, UserWarning, stacklevel=2)
         messages.append(msg)
         keep = ~mask
+        # R's model.frame evaluates the terms on the whole data before na.action:
+        # stateful transforms (scale(), poly(), splines) see every row (formula/fixed.py).
+        full = frame
         frame = frame.loc[keep].reset_index(drop=True)
         row_index = row_index[keep]
         w_arr = None if w_arr is None else w_arr[keep]
@@ -297,32 +359,36 @@ def build_model_frame(
         frame[c] = frame[c].cat.remove_unused_categories()
 
     # Response, weights, offsets.
-    resp = evaluate_response(parsed.response, frame, _CONTEXT, family=fam)
+    resp = evaluate_response(parsed.response, frame, env, family=fam)
     prior = np.ones(n)
     if w_arr is not None:
         prior = w_arr
     elif w_expr is not None:
         prior = (numeric_values(frame[w_expr], f"weights column {w_expr!r}") if w_expr in frame.columns
-                 else evaluate_expression(w_expr, frame, _CONTEXT, "weights"))
+                 else evaluate_expression(w_expr, frame, env, "weights", full))
     check_finite(prior, "weights", nonnegative=True)
     wts = prior * resp.trials if resp.trials is not None else prior.copy()
     check_weights(prior, wts)
     off = np.zeros(n)
+    off_parts: list[tuple[str, np.ndarray]] = []
     for expr in parsed.offsets:
-        v = evaluate_expression(expr, frame, _CONTEXT, "offset")
+        v = evaluate_expression(expr, frame, env, "offset", full)
         check_finite(v, f"offset({expr})")
-        off = off + v
+        off_parts.append((f"offset({expr})", v))
     if o_arr is not None:
         check_finite(o_arr, "offset")
-        off = off + o_arr
+        off_parts.append(("offset", o_arr))
     elif o_expr is not None:
         v = (numeric_values(frame[o_expr], f"offset column {o_expr!r}") if o_expr in frame.columns
-             else evaluate_expression(o_expr, frame, _CONTEXT, "offset"))
+             else evaluate_expression(o_expr, frame, env, "offset", full))
         check_finite(v, f"offset {o_expr!r}")
+        off_parts.append((f"offset {o_expr!r}", v))
+    for _, v in off_parts:
         off = off + v
+    _check_offset_range(family, off, off_parts)
 
     # Fixed effects, with lme4's rank-deficiency drop and scale check.
-    X, names, fixed_spec = build_fixed(parsed.fixed, frame, _CONTEXT)
+    X, names, fixed_spec = build_fixed(parsed.fixed, frame, env, full)
     bad = [nm for j, nm in enumerate(names) if not np.all(np.isfinite(X[:, j]))]
     if bad:
         raise ValueError(f"fixed-effects column(s) with non-finite values: {', '.join(bad)}")
@@ -345,7 +411,7 @@ def build_model_frame(
         messages.append(smsg)
 
     # Random-effect terms, ordered as lme4's mkReTrms orders them.
-    built = [build_term(frame, b, _CONTEXT) for b in written]
+    built = [build_term(frame, b, env, full) for b in written]
     order = order_terms([t.nlevels for t, _ in built])
     built = [built[i] for i in order]
     terms = [t for t, _ in built]
@@ -367,9 +433,9 @@ def build_model_frame(
     disp_X = disp_names = zi_X = zi_names = None
     disp_spec = zi_spec = None
     if disp_rhs is not None:
-        disp_X, disp_names, disp_spec = build_fixed(disp_rhs, frame, _CONTEXT)
+        disp_X, disp_names, disp_spec = build_fixed(disp_rhs, frame, env, full)
     if zi_rhs is not None:
-        zi_X, zi_names, zi_spec = build_fixed(zi_rhs, frame, _CONTEXT)
+        zi_X, zi_names, zi_spec = build_fixed(zi_rhs, frame, env, full)
 
     o_cols_spec = [c for c in o_cols]
     spec = FrameSpec(
@@ -383,7 +449,7 @@ def build_model_frame(
         offset_expr=o_expr,
         offset_columns=o_cols_spec,
         columns=list(dict.fromkeys(pred_cols)),
-        context=_CONTEXT,
+        context=env,
         disp_spec=disp_spec,
         zi_spec=zi_spec,
     )

@@ -140,13 +140,17 @@ def test_polars_enum_and_categorical():
         "x": np.linspace(0.0, 1.0, n),
     })
     pdf = to_pandas_columns(df, ["e", "c", "x"])
+    # an Enum is an ordered factor: R's contr.poly, built by formulaic (not the fast path)
+    assert pdf["e"].cat.ordered and fast_fixed("e + x", pdf, CTX) is None
+    assert build_fixed("e + x", pdf, CTX)[1] == ["Intercept", "e[.L]", "e[.Q]", "x"]
+    pdf["e"] = pdf["e"].cat.as_unordered()
     for text in ("e + x", "0 + e + c", "c"):
         assert_same_as_formulaic(text, pdf)
 
 
 FALLBACK = [
     "x:f", "x * f", "f:g", "C(f)", "log(i + 100)", "I(x ** 2)", "np.log(i + 100)", "`x`", "x - 1", "(x + f)",
-    "b", "s", "nx", "x +", "x + 2", "center(x)", "x ** 2", "dt", "fl",
+    "b", "nx", "x +", "x + 2", "center(x)", "x ** 2", "dt", "fl",
 ]
 
 
@@ -394,10 +398,38 @@ def test_unusual_names():
 
 
 def test_ordered_categorical():
+    """An ordered categorical gets R's contr.poly (formulaic path, RMaterializer);
+    without an intercept it spans it with indicators, as R codes any factor."""
     df = pd.DataFrame({"o": pd.Categorical(list("abcab"), categories=list("cba"), ordered=True),
                        "x": np.arange(5.0)})
-    assert_same_as_formulaic("o + x", df)
-    assert_same_as_formulaic("0 + o", df)
+    assert fast_fixed("o + x", df, CTX) is None and fast_fixed("0 + o", df, CTX) is None
+    X, names, _ = build_fixed("o + x", df, CTX)
+    assert names == ["Intercept", "o[.L]", "o[.Q]", "x"]
+    # contr.poly(3) on the category order c < b < a: .L = (-1, 0, 1)/sqrt(2), .Q = (1, -2, 1)/sqrt(6)
+    pos = np.array([2, 1, 0, 2, 1])  # rank of a, b, c, a, b
+    np.testing.assert_allclose(X[:, 1], (pos - 1) / np.sqrt(2), atol=1e-15)
+    np.testing.assert_allclose(X[:, 2], np.array([1.0, -2.0, 1.0])[pos] / np.sqrt(6), atol=1e-15)
+    X0, names0, _ = build_fixed("0 + o", df, CTX)
+    assert names0 == ["o[c]", "o[b]", "o[a]"]
+    np.testing.assert_array_equal(X0, np.eye(3)[pos])
+    # unordered: the fast path, treatment contrasts, as before
+    du = df.assign(o=df["o"].cat.as_unordered())
+    assert_same_as_formulaic("o + x", du)
+
+
+@pytest.mark.parametrize("dtype", ["string", "large_string[pyarrow]", "string[pyarrow]"])
+def test_string_dtype_columns_are_categorical(dtype):
+    """pandas ``string`` and pyarrow string columns code as categorical, exactly as
+    object strings do (formulaic alone reads them as numbers and fails)."""
+    vals = ["basic", "fancy", "basic", None, "plain", "fancy"]
+    df = pd.DataFrame({"s": pd.Series(vals, dtype=dtype), "x": np.arange(6.0)})
+    ref = pd.DataFrame({"s": pd.Series(vals, dtype=object), "x": np.arange(6.0)})
+    X, names, spec = build_fixed("s + x", df, CTX)
+    Xr, namesr, _ = build_fixed("s + x", ref, CTX)
+    assert names == namesr == ["Intercept", "s[T.fancy]", "s[T.plain]", "x"]
+    np.testing.assert_array_equal(X, Xr)
+    new = pd.DataFrame({"s": pd.Series(["plain"], dtype=dtype), "x": [1.0]})
+    assert np.asarray(spec.get_model_matrix(new)).tolist() == [[1.0, 0.0, 1.0, 1.0]]
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -60,12 +60,17 @@ def test_pandas_polars_pyarrow_identical(df):
 
 
 def test_polars_enum_keeps_category_order(df):
-    pdf = df.assign(f=pd.Categorical(df["f"], categories=["mid", "lo", "hi"]))
+    # a polars Enum is an ordered factor (R's contr.poly on its category order),
+    # exactly as a pandas ordered Categorical; an unordered Categorical keeps its
+    # order with treatment contrasts
+    pdf = df.assign(f=pd.Categorical(df["f"], categories=["mid", "lo", "hi"], ordered=True))
     plf = pl.from_pandas(df).with_columns(pl.col("f").cast(pl.Enum(["mid", "lo", "hi"])))
     a = build_model_frame("y ~ f + (1 | g)", pdf, family="poisson")
     b = build_model_frame("y ~ f + (1 | g)", plf, family="poisson")
-    assert a.fe_names == ["Intercept", "f[T.lo]", "f[T.hi]"]
+    assert a.fe_names == ["Intercept", "f[.L]", "f[.Q]"]
     _same(a, b)
+    u = build_model_frame("y ~ f + (1 | g)", pdf.assign(f=pdf["f"].cat.as_unordered()), family="poisson")
+    assert u.fe_names == ["Intercept", "f[T.lo]", "f[T.hi]"]
 
 
 def test_caller_frame_unchanged(df):

@@ -208,7 +208,7 @@ def scan_formula(formula: str) -> ParsedFormula:
     return ParsedFormula(response=response, fixed=fixed.strip(), bars=bars, offsets=offsets)
 
 
-_NAME = r"(?:`[^`]+`|[A-Za-z_][A-Za-z0-9_.]*)"
+_NAME = r"(?:`[^`]+`|[^\W\d][\w.]*)"  # any Python identifier (unicode too), R's dots, or `quoted`
 
 
 def group_parts(group: str) -> list[str]:

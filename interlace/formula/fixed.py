@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["build_fixed", "fast_fixed", "LazyModelSpec", "aliased_columns", "evaluate_expression"]
+__all__ = ["build_fixed", "fast_fixed", "formulaic_matrix", "BoundSpec", "LazyModelSpec", "aliased_columns",
+           "evaluate_expression"]
 
 
 def aliased_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
@@ -97,8 +98,10 @@ class LazyModelSpec:
         if self._spec is None:
             from formulaic import model_matrix
 
+            from .namespace import RMaterializer
+
             with np.errstate(all="ignore"):
-                mm = model_matrix(self._text, self._frame, na_action="ignore")
+                mm = model_matrix(self._text, self._frame, na_action="ignore", materializer=RMaterializer)
             self._spec = mm.model_spec
             self._frame = None
         return self._spec
@@ -142,7 +145,7 @@ def _categorical_levels(s: pd.Series) -> tuple[np.ndarray, list[Any]] | None:
     dt = s.dtype
     if isinstance(dt, pd.CategoricalDtype):
         cats = dt.categories
-        if len(cats) == 0:
+        if len(cats) == 0 or dt.ordered:  # ordered: R's contr.poly, built by formulaic (RMaterializer)
             return None
         if cats.dtype.kind not in "iu" and not (cats.dtype == "str" or pd.api.types.infer_dtype(cats) == "string"):
             return None
@@ -256,33 +259,130 @@ def _clearly_full_rank(X: np.ndarray) -> bool:
     return bool(np.all(np.diag(L) > 1e-4 * np.sqrt(d)))
 
 
-def build_fixed(fixed: str, frame: pd.DataFrame, context: dict) -> tuple[np.ndarray, list[str], Any]:
+class BoundSpec:
+    """A formulaic ``ModelSpec`` with the formula namespace it was built in.
+
+    New data are evaluated with the same names (numpy, the transforms, the
+    caller's variables the formula used); everything else is the ModelSpec's.
+    Pickles (the namespace keeps only the caller's values).
+    """
+
+    __slots__ = ("spec", "env")
+
+    def __init__(self, spec: Any, env: Any) -> None:
+        self.spec = spec
+        self.env = env
+
+    def get_model_matrix(self, data: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("context", self.env.mapping())
+        return self.spec.get_model_matrix(data, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name in BoundSpec.__slots__:
+            raise AttributeError(name)
+        return getattr(self.spec, name)
+
+    def __getstate__(self) -> dict:
+        return {"spec": self.spec, "env": self.env}
+
+    def __setstate__(self, state: dict) -> None:
+        self.spec = state["spec"]
+        self.env = state["env"]
+
+    def __repr__(self) -> str:
+        return f"BoundSpec({self.spec.formula!r}, {self.env!r})"
+
+
+def _error_text(exc: BaseException) -> str:
+    """formulaic's message without its nested prefixes and coloured source excerpt."""
+    text = str(exc).split("\n")[0]
+    m = re.search(r"\[(\w+Error): (.*)\]\s*$", text)
+    return m.group(2) if m else text
+
+
+def _check_clash(mm: Any, text: str, what: str) -> None:
+    """Refuse two generated columns with one name (a column named like a generated
+    term, e.g. ``Intercept`` or ``f[T.b]``): formulaic would keep only one."""
+    structure = getattr(mm.model_spec, "structure", None) or []
+    names = [c for st in structure for c in st.columns]
+    if len(names) == mm.shape[1]:
+        return
+    seen: dict[str, int] = {}
+    for c in names:
+        seen[c] = seen.get(c, 0) + 1
+    dup = [c for c, k in seen.items() if k > 1]
+    raise ValueError(
+        f"{what} {text!r} generates the column name(s) {', '.join(map(repr, dup))} twice: a data column is named "
+        "like a term interlace generates; rename the column")
+
+
+def formulaic_matrix(text: str, frame: pd.DataFrame, env: Any, what: str, full: pd.DataFrame | None = None) -> Any:
+    """formulaic's model matrix of ``text`` on ``frame`` with R's semantics.
+
+    ``^`` is a power inside calls, ordered factors get ``contr.poly``, names
+    come from the formula namespace (``env``). With ``full`` (the rows before
+    missing values were dropped), stateful transforms (``scale``, ``center``,
+    ``poly``, splines) take their state from the whole data, as R's
+    ``model.frame`` evaluates terms before ``na.action``; factor levels still
+    come from the rows kept (R's ``drop.unused.levels``).
+    """
+    import copy
+
+    from formulaic import ModelSpec, model_matrix
+
+    from .namespace import RMaterializer, r_powers
+
+    text = r_powers(text)
+    ctx = env.mapping()
+    with np.errstate(all="ignore"):  # non-finite values are reported by the caller
+        if full is not None and len(full) != len(frame) and "(" in text:
+            mm0 = model_matrix(text, full, na_action="ignore", context=ctx, materializer=RMaterializer)
+            state = copy.deepcopy(dict(mm0.model_spec.transform_state))
+            if state:
+                spec = ModelSpec.from_spec(text, na_action="ignore", materializer=RMaterializer)
+                spec = spec.update(transform_state=state)
+                mm = spec.get_model_matrix(frame, context=ctx)
+                _check_clash(mm, text, what)
+                return mm
+        mm = model_matrix(text, frame, na_action="ignore", context=ctx, materializer=RMaterializer)
+    _check_clash(mm, text, what)
+    return mm
+
+
+def build_fixed(fixed: str, frame: pd.DataFrame, context: Any,
+                full: pd.DataFrame | None = None) -> tuple[np.ndarray, list[str], Any]:
     """X (float64, n x p), its formulaic column names and the formulaic ``ModelSpec``.
 
     Formulas of plain terms take ``fast_fixed`` (the spec is then a
-    :class:`LazyModelSpec`); everything else goes through formulaic.
+    :class:`LazyModelSpec`); everything else goes through formulaic
+    (:func:`formulaic_matrix`, with R's semantics; ``full`` is the frame before
+    rows with missing values were dropped).
     """
+    from .namespace import as_env
+
+    env = as_env(context)
     text = fixed.strip() or "1"
-    fast = fast_fixed(text, frame, context)
+    fast = fast_fixed(text, frame, env.caller)
     if fast is not None:
         X, names = fast
         return X, names, LazyModelSpec(text, frame, names)
-    from formulaic import model_matrix
-
     try:
-        with np.errstate(all="ignore"):  # non-finite values are reported by the caller
-            mm = model_matrix(text, frame, na_action="ignore", context=context)
+        mm = formulaic_matrix(text, frame, env, "fixed-effects formula", full)
+    except ValueError as exc:
+        if "generates the column name" in str(exc):
+            raise
+        raise ValueError(f"cannot build the fixed-effects matrix from {text!r}: {_error_text(exc)}") from exc
     except Exception as exc:
-        raise ValueError(f"cannot build the fixed-effects matrix from {text!r}: {exc}") from exc
+        raise ValueError(f"cannot build the fixed-effects matrix from {text!r}: {_error_text(exc)}") from exc
     X = np.asarray(mm, dtype=np.float64)
     if X.ndim == 1:
         X = X[:, None]
     if X.shape[0] != len(frame):
         X = np.broadcast_to(X, (len(frame), X.shape[1])).copy()
-    return np.ascontiguousarray(X), [str(c) for c in mm.columns], mm.model_spec
+    return np.ascontiguousarray(X), [str(c) for c in mm.columns], BoundSpec(mm.model_spec, env)
 
 
-_ARITH_TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|\d+\.?\d*(?:[eE][+-]?\d+)?|\*\*|[-+*/()])")
+_ARITH_TOKEN = re.compile(r"\s*(?:([^\W\d]\w*)|\d+\.?\d*(?:[eE][+-]?\d+)?|\*\*|[-+*/()])")
 
 
 def _numeric_column(frame: pd.DataFrame, name: str, what: str) -> np.ndarray:
@@ -345,21 +445,30 @@ def _fast_arithmetic(expr: str, frame: pd.DataFrame, what: str) -> np.ndarray | 
     return np.broadcast_to(out, (len(frame),)).copy() if out.ndim == 0 else out
 
 
-def evaluate_expression(expr: str, frame: pd.DataFrame, context: dict, what: str) -> np.ndarray:
-    """A numeric vector from a column name or an expression formulaic evaluates (``log(t)``)."""
-    from formulaic import model_matrix
+def evaluate_expression(expr: str, frame: pd.DataFrame, context: Any, what: str,
+                        full: pd.DataFrame | None = None) -> np.ndarray:
+    """A numeric vector from a column name or an expression (``log(t)``, ``t^2``).
+
+    ``^`` is a power (R's reading of an expression); the expression is checked
+    against the formula namespace (see :mod:`interlace.formula.namespace`)
+    before it runs. ``full``: the rows before missing values were dropped, for
+    stateful transforms (``scale(x)``).
+    """
+    from .namespace import as_env, check_expression, r_powers
 
     name = expr.strip().strip("`")
     if name in frame.columns:
         return _numeric_column(frame, name, what)
+    env = as_env(context)
+    expr = r_powers(expr, everywhere=True)
+    check_expression(expr, frame.columns, env, what)
     fast = _fast_arithmetic(expr, frame, what)
     if fast is not None:
         return fast
     try:
-        with np.errstate(all="ignore"):  # non-finite values are reported by the caller
-            mm = model_matrix(f"0 + I({expr})", frame, na_action="ignore", context=context)
+        mm = formulaic_matrix(f"0 + I({expr})", frame, env, what, full)
     except Exception as exc:
-        raise ValueError(f"cannot evaluate {what} {expr!r}: {exc}") from exc
+        raise ValueError(f"cannot evaluate {what} {expr!r}: {_error_text(exc)}") from exc
     v = np.asarray(mm, dtype=np.float64)
     if v.ndim == 2 and v.shape[1] != 1:
         raise ValueError(f"{what} {expr!r} must evaluate to one numeric column, got {v.shape[1]}")

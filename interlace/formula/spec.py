@@ -45,7 +45,7 @@ class FrameSpec:
     offset_expr: str | None = None
     offset_columns: list[str] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
-    context: dict = field(default_factory=dict)
+    context: Any = None  # the formula namespace (FormulaEnv): the caller's variables the formula used
     disp_spec: Any = None
     zi_spec: Any = None
 

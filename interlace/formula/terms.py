@@ -148,11 +148,16 @@ class TermSpec:
         return np.ascontiguousarray(np.asarray(mm, dtype=np.float64))
 
 
-def build_term(frame: pd.DataFrame, bar: Bar, context: dict) -> tuple[Any, TermSpec]:
-    """Build the ``ReTerm`` of one expanded (single-bar, no ``/``) term and its ``TermSpec``."""
-    from formulaic import model_matrix
+def build_term(frame: pd.DataFrame, bar: Bar, context: Any,
+               full: pd.DataFrame | None = None) -> tuple[Any, TermSpec]:
+    """Build the ``ReTerm`` of one expanded (single-bar, no ``/``) term and its ``TermSpec``.
 
+    ``full``: the rows before missing values were dropped (stateful transforms
+    of the left side take their state from them, as in R's model frame).
+    """
     from ..model_frame import ReTerm
+    from .fixed import BoundSpec, _error_text, formulaic_matrix
+    from .namespace import as_env
 
     codes, levels = group_codes(frame, bar.group)
     plain = _plain_cnames(bar.lhs, frame)
@@ -162,17 +167,20 @@ def build_term(frame: pd.DataFrame, bar: Bar, context: dict) -> tuple[Any, TermS
         spec = TermSpec(bar.group, group_parts(bar.group), levels, bar.lhs, None, plain)
         term = ReTerm(group=bar.group, vc_name=bar.group, codes=codes, levels=levels, z=z, cnames=plain, lhs=bar.lhs)
         return term, spec
+    env = as_env(context)
     try:
-        mm = model_matrix(bar.lhs, frame, na_action="ignore", context=context)
+        mm = formulaic_matrix(bar.lhs, frame, env, f"random-effect term {bar.text()}", full)
     except Exception as exc:
-        raise ValueError(f"cannot build the left side of random-effect term {bar.text()}: {exc}") from exc
+        if isinstance(exc, ValueError) and "generates the column name" in str(exc):
+            raise
+        raise ValueError(f"cannot build the left side of random-effect term {bar.text()}: {_error_text(exc)}") from exc
     z = np.ascontiguousarray(np.asarray(mm, dtype=np.float64))
     if z.ndim != 2 or z.shape[1] == 0:
         raise ValueError(f"random-effect term {bar.text()} has no columns on its left side")
     if z.shape[0] != len(frame):
         z = np.broadcast_to(z, (len(frame), z.shape[1])).copy()
     cnames = [str(c) for c in mm.columns]
-    spec = TermSpec(bar.group, group_parts(bar.group), levels, bar.lhs, mm.model_spec, cnames)
+    spec = TermSpec(bar.group, group_parts(bar.group), levels, bar.lhs, BoundSpec(mm.model_spec, env), cnames)
     term = ReTerm(group=bar.group, vc_name=bar.group, codes=codes, levels=levels, z=z, cnames=cnames, lhs=bar.lhs)
     return term, spec
 
