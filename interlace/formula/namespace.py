@@ -333,10 +333,10 @@ def check_expression(expr: str, columns: Iterable[str], env: FormulaEnv, what: s
                 else:
                     used.append(name)
                 continue
-            if name.startswith("__"):
-                raise ValueError(f"{what}: {expr} uses {name!r}, which formulas do not allow")
-            if name in cols:
+            if name in cols:  # data first: a column is data whatever its name
                 used.append(name)
+            elif name.startswith("__"):
+                raise ValueError(f"{what}: {expr} uses {name!r}, which formulas do not allow")
             elif name not in known:
                 unknown.append(name)
     if unknown and resolve_caller:
