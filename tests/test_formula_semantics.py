@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import warnings
 from pathlib import Path
 
@@ -448,3 +449,18 @@ def test_dotted_name_hint():
     df = airquality()
     with pytest.raises(ValueError, match=r"written in backticks: `Solar\.R`"):
         build_model_frame("log(Ozone) ~ scale(Solar.R) + (1 | Month)", df, family="gaussian")
+
+
+def test_stateful_transforms_refused_on_dask(small):
+    """The class of error of scale() on part of the data: on Dask the spec is built from a
+    sample of rows, so a stateful transform would silently take the sample's mean; refused."""
+    dd = pytest.importorskip("dask.dataframe")
+    distributed = pytest.importorskip("distributed")
+    ddf = dd.from_pandas(small, npartitions=2)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None):
+        for formula, kw, name in (("y ~ scale(x) + (1 | g)", {}, "scale(x)"),
+                                  ("y ~ x + (0 + center(w) | g)", {}, "center(w)"),
+                                  ("y ~ x + offset(poly(w, 1)) + (1 | g)", {}, "poly(w, 1)"),
+                                  ("y ~ x + (1 | g)", {"weights": "scale(w, center=False)"}, "scale(w")):
+            with pytest.raises(NotImplementedError, match=re.escape(name)):
+                fit(formula, ddf, family="poisson", **kw)

@@ -266,6 +266,7 @@ def _check_factor_response(c: str, meta_col: pd.Series, vals: pd.Series, fam: st
 def build_layout(merged: dict, cols: ModelColumns, meta: pd.DataFrame, formula: str, family: Any,
                  groups: Any, random: Any, offset: Any) -> Layout:
     """Build the FrameSpec from a representative sample and the global levels."""
+    from interlace.formula.namespace import stateful_calls
     from interlace.formula.terms import group_codes, order_terms, vc_names
     from interlace.model_frame import ReTerm, build_model_frame
     from interlace.validation import check_terms, family_name
@@ -296,6 +297,12 @@ def build_layout(merged: dict, cols: ModelColumns, meta: pd.DataFrame, formula: 
         mf = build_model_frame(f"{SYNTH_Y} ~ {rhs}", sample, family="poisson", groups=groups, random=random,
                                offset=offset)
     spec = mf.spec
+    stateful = spec.stateful_parts() + ([cols.weights_expr] if stateful_calls(cols.weights_expr) else [])
+    if stateful:  # their state (a mean, knots) would come from this sample, not the whole data as in R
+        raise NotImplementedError(
+            f"{', '.join(stateful)}: stateful transforms (scale, center, poly, splines) are not supported on a "
+            "Dask frame (their state would come from a sample of rows); compute the column on the frame first, "
+            "e.g. ddf['x_s'] = (ddf['x'] - ddf['x'].mean()) / ddf['x'].std()")
     spec.formula = formula
     names_all = [str(c) for c in spec.fixed_spec.column_names]
     spec.keep_columns = list(range(len(names_all)))

@@ -58,6 +58,7 @@ __all__ = [
     "r_powers",
     "scale",
     "center",
+    "stateful_calls",
 ]
 
 
@@ -196,7 +197,7 @@ class FormulaEnv:
     @staticmethod
     def builtin() -> dict[str, Any]:
         """The fixed functions (numpy, R-style scale/center, harmless built-ins)."""
-        return {"np": np, "numpy": np, "scale": scale, "center": center, **_SAFE_BUILTINS}
+        return {"np": np, "numpy": np, "scale": scale, "center": center, "standardize": scale, **_SAFE_BUILTINS}
 
     def mapping(self) -> dict[str, Any]:
         """The context handed to formulaic (its own transforms come after it)."""
@@ -276,6 +277,24 @@ def caller_variables(names: Iterable[str]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- checks
+
+
+def stateful_calls(text: str | None) -> list[str]:
+    """The stateful transforms (``scale``, ``center``, ``poly``, splines) a formula or
+    expression calls: their state (a mean, knots) depends on the rows they see.
+
+    >>> stateful_calls("x + scale(z) + np.log(t) + poly(w, 2)")
+    ['scale', 'poly']
+    """
+    if not text:
+        return []
+    from formulaic.transforms import TRANSFORMS
+
+    funcs = {**TRANSFORMS, **FormulaEnv.builtin()}
+    names = {k for k, v in funcs.items() if getattr(v, "__is_stateful_transform__", False) and k != "Q"}
+    found = [m.group(1) for m in re.finditer(r"(?<![\w.])([^\W\d]\w*)\s*\(", text) if m.group(1) in names]
+    return list(dict.fromkeys(found))
+
 
 _BACKTICK = re.compile(r"`([^`]*)`")
 _FACTOR_HINT = {

@@ -49,6 +49,23 @@ class FrameSpec:
     disp_spec: Any = None
     zi_spec: Any = None
 
+    def stateful_parts(self) -> list[str]:
+        """The parts of the model (fixed part, random-effect left sides, offsets) that call
+        a stateful transform (``scale(x)``): their state comes from the training rows.
+
+        >>> import pandas as pd
+        >>> from interlace.model_frame import build_model_frame
+        >>> df = pd.DataFrame({"y": [0.0, 1, 3, 2, 5, 4], "x": [1.0, 2, 3, 4, 5, 6], "g": list("aabbcc")})
+        >>> build_model_frame("y ~ scale(x) + (1 | g)", df, family="poisson").spec.stateful_parts()
+        ['scale(x)']
+        """
+        from .namespace import stateful_calls
+
+        texts = [self.fixed] + [t.lhs for t in self.terms] + [f"offset({o})" for o in self.formula_offsets]
+        if self.offset_expr:
+            texts.append(self.offset_expr)
+        return [t for t in texts if stateful_calls(t)]
+
     def transform(
         self, newdata: Any, allow_new_levels: bool = False, offset: Any = None
     ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
