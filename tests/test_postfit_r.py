@@ -103,7 +103,7 @@ def test_postfit_against_r(case, what):
         _close(res.resid(t), ref["residuals"][t])
     elif what.startswith("predict_"):
         t = what[len("predict_"):]
-        typ = "link" if t.startswith("link") else "response"
+        typ = t if t in ("conditional", "zprob") else "link" if t.startswith("link") else "response"
         _close(res.predict(df, type=typ, include_re=not t.endswith("_population")), ref["predict"][t])
     elif what.startswith("se_fit_"):
         t = what[len("se_fit_"):]

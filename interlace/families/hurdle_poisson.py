@@ -40,6 +40,12 @@ class HurdlePoissonFamily(LikelihoodFamily):
         mu = np.exp(eta)
         return (1.0 - special.expit(aux["zi"])) * mu / -np.expm1(-mu)
 
+    def conditional_mean(self, eta):
+        """Mean of the zero-truncated count part, lambda / (1 - exp(-lambda)) (glmmTMB's
+        ``predict(type = "conditional")`` for a truncated family)."""
+        lam = np.exp(np.asarray(eta, dtype=float))
+        return lam / -np.expm1(-lam)
+
     def row_dispersion(self, aux):
         return None
 

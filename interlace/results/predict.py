@@ -297,8 +297,9 @@ def predict(result, newdata: Any = None, type: str = "response", include_re: boo
 
     ``type``: ``"link"`` (eta), ``"response"`` (the mean of y: for
     zero-inflated and hurdle families the unconditional mean, as glmmTMB's
-    ``type = "response"``), ``"conditional"`` (mu of the conditional count
-    model) or ``"zprob"`` (the zero-inflation / hurdle probability).
+    ``type = "response"``), ``"conditional"`` (mean of the conditional count
+    model; for a hurdle family the zero-truncated mean, as glmmTMB) or
+    ``"zprob"`` (the zero-inflation / hurdle probability).
     ``se_fit=True`` returns ``Prediction(fit, se_fit)`` with the SE of eta.
 
     Example
@@ -327,8 +328,9 @@ def predict(result, newdata: Any = None, type: str = "response", include_re: boo
         eta = eta + _re_contribution(result, blocks)
     if type == "link":
         fit = eta
-    elif type == "conditional":
-        fit = np.asarray(fam.linkinv(eta), dtype=float)
+    elif type == "conditional":  # the count model's mean (the family may define it: hurdle = truncated)
+        cm = getattr(fam, "conditional_mean", None)
+        fit = np.asarray(cm(eta) if callable(cm) else fam.linkinv(eta), dtype=float)
     else:
         fit = response_mean(result, eta, newdata)
     if not se_fit:
