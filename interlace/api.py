@@ -149,6 +149,10 @@ def glmer(
     includes the saturated-model constant that lme4's ``logLik`` omits), so it is
     comparable across ``nAGQ`` values and with glmmTMB.
 
+    ``missing``: rows with missing values are dropped (``"drop"``, lme4's
+    na.omit), dropped but given back as NaN by ``fitted()``, ``resid()`` and
+    ``predict()`` (``"exclude"``, na.exclude), or refused (``"raise"``).
+
     ``family="gaussian"`` estimates the residual variance (as
     ``lmer(REML = FALSE)``); ``family="negativebinomial"`` estimates theta.
 
@@ -186,8 +190,14 @@ def _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nA
     if not isinstance(optimizer, str):
         raise TypeError(f"optimizer must be a string, got {type(optimizer).__name__}")
     optimizer = optimizer.lower()
+    from interlace.results.align import MISSING, attach_row_labels
+
+    if missing not in MISSING:
+        raise ValueError(f"missing must be one of {', '.join(map(repr, MISSING))}, got {missing!r}")
+    # "exclude" (lme4's na.exclude) drops the same rows; outputs are NaN-padded afterwards
     mf = build_model_frame(formula, data, family=fam, groups=groups, random=random, weights=weights,
-                           offset=offset, dispformula=dispformula, ziformula=ziformula, missing=missing)
+                           offset=offset, dispformula=dispformula, ziformula=ziformula,
+                           missing="drop" if missing == "exclude" else missing)
     from interlace.objective.predictor import ReStructure  # noqa: F401  (layout check below)
 
     ntheta = sum(t.k * (t.k + 1) // 2 for t in mf.terms)
@@ -249,6 +259,7 @@ def _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nA
         if agq is not None:
             agq.finalize(res, opt)
     guard_result(res)  # never converged=True with NaN standard errors
+    attach_row_labels(res, data, missing)
     _emit_warnings(res, stacklevel=4)
     return res
 

@@ -84,23 +84,23 @@ class GLMMResult:
 
     # ------------------------------------------------------------------ predict
     def predict(self, newdata=None, type: str = "response", include_re: bool = True,
-                allow_new_levels: bool = False, se_fit: bool = False, offset=None):
-        """Predictions on the response scale (``type="response"``), the link
-        scale (``"link"``) or, for zero-inflated and hurdle families, the
-        conditional mean (``"conditional"``) and the zero probability
-        (``"zprob"``), as glmmTMB's predict.
+                allow_new_levels: bool = False, se_fit: bool = False, offset=None, *,
+                re_form=None, random_only: bool = False):
+        """Predictions as lme4's / glmmTMB's predict (see :func:`interlace.results.predict.predict`).
 
-        ``newdata`` is any frame narwhals reads (pandas, polars, pyarrow);
-        without it the fitted rows are used. ``include_re=False`` gives the
-        population-level prediction (lme4's ``re.form = NA``). A level of a
-        grouping factor unseen in fitting raises a ValueError naming the
-        factor and the level, unless ``allow_new_levels=True``, which predicts
-        it at zero. ``offset`` is the ``offset=`` array for ``newdata`` (the
-        formula's ``offset()`` terms are evaluated on ``newdata``).
-        ``se_fit=True`` returns ``Prediction(fit, se_fit)``: the standard error
-        of the linear predictor, sqrt(x'Vx + z'Var(b|y)z), fixed-effect
-        covariance plus the conditional covariance of the random effects
-        (all terms jointly; a new level contributes its prior variance).
+        ``type``: ``"response"``, ``"link"``, and for zero-inflated / hurdle
+        families ``"conditional"`` and ``"zprob"``. ``re_form`` is lme4's
+        ``re.form``: None (all random effects), ``"~0"`` / ``"NA"`` (population
+        level; newdata then needs no grouping columns) or a formula naming
+        some terms (``"~ (1 | Subject)"``); ``include_re=False`` = ``"~0"``.
+        ``random_only=True`` gives the random-effects part alone. A missing
+        predictor gives NaN for its row (na.pass); an unseen level of a
+        grouping factor raises unless ``allow_new_levels=True`` (predicted at
+        zero); an unseen fixed-effect level raises naming column and level.
+        ``se_fit=True`` returns ``Prediction(fit, se_fit)`` with glmmTMB's
+        joint standard errors (beta, theta and the conditional modes), on the
+        scale of ``type``. Results are pandas Series indexed like ``newdata``
+        or like the fitted rows.
 
         Example
         -------
@@ -108,18 +108,26 @@ class GLMMResult:
         >>> df = interlace.datasets.load("cbpp")
         >>> m = interlace.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)",
         ...                     df, family="binomial")
-        >>> m.predict(df.head(2), type="link", include_re=False).round(2).tolist()
+        >>> m.predict(df.head(2)[["period"]], type="link", re_form="~0").round(2).tolist()
         [-1.4, -2.39]
         """
         from interlace.results.predict import predict
 
         return predict(self, newdata=newdata, type=type, include_re=include_re,
-                       allow_new_levels=allow_new_levels, se_fit=se_fit, offset=offset)
+                       allow_new_levels=allow_new_levels, se_fit=se_fit, offset=offset,
+                       re_form=re_form, random_only=random_only)
+
+    def fitted(self) -> pd.Series:
+        """Fitted means on the user's row index (NaN at dropped rows for ``missing="exclude"``)."""
+        from interlace.results.align import as_series
+
+        return as_series(self, self.fittedvalues.to_numpy(dtype=float), "fitted")
 
     # ------------------------------------------------------------------ post-fit (delegating)
-    def resid(self, type: str = "deviance") -> np.ndarray:
+    def resid(self, type: str = "deviance") -> pd.Series:
         """Residuals as R's residuals(m, type=...): ``"deviance"`` (default, as
-        for glmer), ``"pearson"``, ``"response"`` or ``"working"``.
+        for glmer), ``"pearson"``, ``"response"`` or ``"working"``, as a Series
+        on the user's row index (NaN at dropped rows for ``missing="exclude"``).
 
         Example
         -------
@@ -129,9 +137,10 @@ class GLMMResult:
         >>> m.resid("response").shape
         (56,)
         """
+        from interlace.results.align import as_series
         from interlace.results.residuals import resid
 
-        return resid(self, type=type)
+        return as_series(self, resid(self, type=type), "resid")
 
     def simulate(self, nsim: int = 1, seed=None, re: str = "conditional") -> np.ndarray:
         """(nsim, n) responses simulated from the fitted model (lme4's simulate):

@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -288,11 +289,394 @@ def response_mean(result, eta: np.ndarray, newdata: Any = None) -> np.ndarray:
     return mu
 
 
+# --------------------------------------------------------------------------- re_form
+
+
+def _norm(text: str) -> str:
+    return "".join(str(text).split())
+
+
+def _is_population_form(re_form: Any) -> bool:
+    """lme4's ``re.form = NA`` / ``~0``: no random effects."""
+    if re_form is None or re_form is True:
+        return False
+    if re_form is False:
+        return True
+    if isinstance(re_form, float) and np.isnan(re_form):
+        return True
+    try:
+        import pandas as pd
+
+        if re_form is pd.NA or re_form is pd.NaT:
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(re_form, str):
+        t = _norm(re_form)
+        return t.upper() in ("NA", "~0", "0", "~-1", "-1", "~NA", "")
+    return False
+
+
+def selected_terms(result, re_form: Any = None) -> list[int]:
+    """Indices (model-frame order) of the random-effect terms ``re_form`` keeps.
+
+    ``None``: all terms; ``NA`` / ``"~0"`` / ``False``: none; a formula naming
+    bars (``"~ (1 | Subject)"``) keeps those terms (``||`` and ``a/b`` are
+    expanded as in fitting). A bar that is not a term of the model is a
+    ValueError naming it, as lme4's "re.form's random effects not a subset".
+
+    >>> import interlace
+    >>> m = interlace.glmer("Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)",
+    ...                     interlace.datasets.load("sleepstudy"), family="gaussian")
+    >>> selected_terms(m, "~ (1 | Subject)"), selected_terms(m, "~0")
+    ([0], [])
+    """
+    terms = result.model_frame.terms
+    if re_form is None or re_form is True:
+        return list(range(len(terms)))
+    if _is_population_form(re_form):
+        return []
+    if not isinstance(re_form, str):
+        raise TypeError(f"re_form must be None, NA/'~0' or a formula string such as '~ (1 | g)', "
+                        f"got {type(re_form).__name__}")
+    from interlace.formula.bars import expand_bars, scan_formula
+
+    text = re_form.strip()
+    if not text.startswith("~"):
+        text = "~ " + text
+    parsed = scan_formula("y " + text)
+    if parsed.fixed and _norm(parsed.fixed) not in ("", "1", "0", "-1"):
+        raise ValueError(f"re_form {re_form!r} may name random-effect terms only, not {parsed.fixed!r}")
+    wanted = expand_bars(parsed.bars)
+    keys = [(_lhs_key(t.lhs), _norm(t.group)) for t in terms]
+    out: list[int] = []
+    for b in wanted:
+        key = (_lhs_key(b.lhs), _norm(b.group))
+        hits = [i for i, k in enumerate(keys) if k == key]
+        if not hits:
+            have = ", ".join(f"({t.lhs} | {t.group})" for t in terms)
+            raise ValueError(f"re_form term ({b.lhs} | {b.group}) is not a random-effect term of the model "
+                             f"(its terms: {have})")
+        out += [i for i in hits if i not in out]
+    return sorted(out)
+
+
+def _lhs_key(lhs: str) -> frozenset:
+    """A bar's left side as a set of pieces with R's implicit intercept made explicit."""
+    pieces = [p for p in _norm(lhs).replace("-1", "+0").split("+") if p]
+    if "0" not in pieces and "1" not in pieces:
+        pieces.append("1")
+    return frozenset(p for p in pieces if p != "")
+
+
+# --------------------------------------------------------------------------- newdata design
+
+
+def _unseen_level_message(fixed_spec, frame) -> str | None:
+    """'column 'x' has level 'z' not seen in fitting' for the first unseen categorical level."""
+    state = getattr(fixed_spec, "encoder_state", None) or {}
+    for var, (kind, st) in state.items():
+        cats = st.get("categories") if isinstance(st, dict) else None
+        if cats is None or var not in frame.columns:
+            continue
+        known = set(map(str, cats))
+        vals = frame[var]
+        new = [v for v in dict.fromkeys(vals.dropna().tolist()) if str(v) not in known and v not in cats]
+        if new:
+            return (f"newdata column {var!r} has level(s) not seen in fitting: "
+                    f"{', '.join(map(repr, map(str, new[:10])))} (known: {', '.join(map(str, cats[:20]))})")
+    return None
+
+
+def _needed_columns(result, which: list[int], offset: Any) -> list[str]:
+    """Columns of newdata the fixed part, the kept random terms and the offsets read."""
+    from interlace.data import identifiers
+
+    spec = result.model_frame.spec
+    known = set(spec.columns) | set(spec.offset_columns)
+    need: list[str] = []
+    if spec.fixed:
+        need += [c for c in identifiers(spec.fixed) if c in known]
+    for expr in spec.formula_offsets:
+        need += [c for c in identifiers(expr) if c in known]
+    if offset is None and spec.offset_expr is not None:
+        need += list(spec.offset_columns)
+    for i in which:
+        t = spec.terms[i]
+        need += list(t.parts) + [c for c in identifiers(t.lhs) if c in known]
+    return list(dict.fromkeys(need))
+
+
+def newdata_design(result, newdata: Any, which: list[int] | None = None, allow_new_levels: bool = False,
+                   offset: Any = None):
+    """``(X, blocks, offset, ok)`` for the rows of ``newdata`` without missing values.
+
+    ``blocks`` holds ``(codes, z)`` for the terms in ``which`` only, so
+    grouping columns of terms left out (population-level prediction) need not
+    be in ``newdata``. ``ok`` marks the complete rows (lme4's ``na.pass``:
+    the others predict NaN). An unseen level of a fixed-effect factor is a
+    ValueError naming the column and the level.
+    """
+    from formulaic.errors import DataMismatchWarning
+
+    from interlace.data import frame_columns, identifiers, missing_mask, to_pandas_columns
+    from interlace.formula.fixed import LazyModelSpec, evaluate_expression
+
+    mf = result.model_frame
+    spec = mf.spec
+    which = list(range(len(mf.terms))) if which is None else list(which)
+    need = _needed_columns(result, which, offset)
+    if isinstance(offset, str):
+        have = set(frame_columns(newdata, "newdata"))
+        need += [offset] if offset in have else [c for c in identifiers(offset) if c in have]
+    frame = to_pandas_columns(newdata, need, arg="newdata")
+    m_all = len(frame)
+    mask, _ = missing_mask(frame)
+    ok = ~mask
+    if isinstance(offset, (np.ndarray, list, tuple)) or (offset is not None and not isinstance(offset, str)):
+        arr = np.asarray(offset, dtype=np.float64).reshape(-1)
+        if arr.shape[0] != m_all:
+            raise ValueError(f"offset has length {arr.shape[0]}, but newdata has {m_all} rows")
+        ok &= np.isfinite(arr)
+        offset = arr[ok]
+    sub = frame.loc[ok].reset_index(drop=True) if not ok.all() else frame
+    m = len(sub)
+    fixed_spec = spec.fixed_spec
+    if isinstance(fixed_spec, LazyModelSpec):
+        fixed_spec = fixed_spec.spec
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataMismatchWarning)
+        try:
+            mm = fixed_spec.get_model_matrix(sub)
+        except DataMismatchWarning as exc:
+            msg = _unseen_level_message(fixed_spec, sub)
+            raise ValueError(msg or f"newdata has levels of a fixed-effect factor not seen in fitting: {exc}") from exc
+    X = np.asarray(mm, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.shape[0] != m:
+        X = np.broadcast_to(X, (m, X.shape[1])).copy()
+    X = np.ascontiguousarray(X[:, spec.keep_columns])
+    blocks = []
+    for i in which:
+        t = spec.terms[i]
+        z = t.z_for(sub)
+        if z.shape[0] != m:
+            z = np.broadcast_to(z, (m, z.shape[1])).copy()
+        blocks.append((t.codes_for(sub, allow_new_levels), z))
+    off = np.zeros(m)
+    for expr in spec.formula_offsets:
+        off = off + evaluate_expression(expr, sub, spec.context, "offset")
+    if offset is not None:
+        if isinstance(offset, str):
+            off = off + evaluate_expression(offset, sub, spec.context, "offset")
+        else:
+            off = off + offset
+    elif spec.offset_expr is not None:
+        off = off + evaluate_expression(spec.offset_expr, sub, spec.context, "offset")
+    return X, blocks, off, ok
+
+
+# --------------------------------------------------------------------------- joint covariance
+
+
+def _deviance_hessian(f, x0: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Central-difference Hessian of a scalar function (symmetric)."""
+    d = x0.shape[0]
+    H = np.zeros((d, d))
+    f0 = f(x0)
+    for i in range(d):
+        ei = np.zeros(d)
+        ei[i] = h[i]
+        H[i, i] = (f(x0 + ei) - 2.0 * f0 + f(x0 - ei)) / h[i] ** 2
+        for j in range(i):
+            ej = np.zeros(d)
+            ej[j] = h[j]
+            H[i, j] = H[j, i] = (f(x0 + ei + ej) - f(x0 + ei - ej) - f(x0 - ei + ej) + f(x0 - ei - ej)) / (
+                4.0 * h[i] * h[j])
+    return H
+
+
+def _steps(x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
+    return rel * np.maximum(1.0, np.abs(x))
+
+
+class _ModeMap:
+    """The conditional modes b(psi) as a function of the model's parameters psi
+    (theta, beta and, for the general engine, the family parameters), their
+    estimate and their covariance: what glmmTMB's sdreport propagates."""
+
+    def __init__(self, result):
+        self.result = result
+        obj = result.objective
+        self.obj = obj
+        self.re = obj.re
+        self.engine = result.optinfo.get("engine")
+        self.nt = int(self.re.ntheta)
+        theta = result.theta.to_numpy(dtype=float)
+        beta = result.fe_params.to_numpy(dtype=float)
+        self.p = beta.shape[0]
+        if self.engine == "general":
+            aux = getattr(result, "aux_params", None) or {}
+            parts = [theta, beta] + [np.asarray(aux[b.name], dtype=float) for b in obj.blocks if b.free]
+            self.psi = np.concatenate(parts)
+        else:
+            self.psi = np.concatenate([theta, beta])
+        self.V = self._covariance()
+
+    def modes(self, psi: np.ndarray) -> list[np.ndarray]:
+        nt, re, obj = self.nt, self.re, self.obj
+        theta = psi[:nt]
+        if self.engine == "lmm":
+            beta = psi[nt:nt + self.p]
+            u = self._lmm_u(theta, beta)
+        elif self.engine == "general":
+            obj.deviance(psi)
+            u = np.asarray(obj.u, dtype=float).copy()
+        else:
+            obj.deviance(theta, psi[nt:nt + self.p])
+            u = np.asarray(obj.u, dtype=float).copy()
+        return re.u_to_b(theta, u)
+
+    def _lmm_u(self, theta, beta):
+        obj, re = self.obj, self.re
+        zl = re.zlambda(theta)
+        obj.chol.accumulate(obj.w, obj.y - obj.offset - obj.X @ beta, zl)
+        obj.chol.factor()
+        return obj.chol.solve(obj.chol.rhs)
+
+    def _lmm_deviance(self, x: np.ndarray) -> float:
+        """-2 log-likelihood of the LMM at (theta, beta, log sigma^2), not profiled."""
+        obj, re, nt, p = self.obj, self.re, self.nt, self.p
+        theta, beta, ls2 = x[:nt], x[nt:nt + p], x[-1]
+        u = self._lmm_u(theta, beta)
+        zl = re.zlambda(theta)
+        eta = re.eta_re(zl, u, obj.X @ beta + obj.offset)
+        r = obj.y - eta
+        prss = float(np.sum(obj.w * r * r) + u @ u)
+        n = obj.n
+        return obj.chol.logdet - obj.sum_log_w + n * (np.log(2.0 * np.pi) + ls2) + prss / np.exp(ls2)
+
+    def _covariance(self) -> np.ndarray:
+        """Cov(psi_hat): 2 H^{-1} of the deviance (the fit's Hessian when it has one)."""
+        d = self.psi.shape[0]
+        if self.engine == "lmm":
+            x0 = np.concatenate([self.psi, [np.log(self.result.scale)]])
+            H = _deviance_hessian(self._lmm_deviance, x0, _steps(x0))
+            full = 2.0 * np.linalg.pinv(0.5 * (H + H.T))
+            return full[:d, :d]
+        H = self.result.optinfo.get("hessian")
+        if H is not None:
+            H = np.asarray(H, dtype=float)
+        if H is None or H.shape != (d, d) or not np.all(np.isfinite(H)):
+            # no usable Hessian: condition on the covariance parameters (beta block only)
+            V = np.zeros((d, d))
+            V[self.nt:self.nt + self.p, self.nt:self.nt + self.p] = self.result.vcov.to_numpy(dtype=float)
+            return V
+        return 2.0 * np.linalg.pinv(0.5 * (H + H.T))
+
+    def jacobians(self) -> list[np.ndarray]:
+        """Per term the (nlevels, k, d) derivative of b with respect to psi (central differences)."""
+        h = _steps(self.psi)
+        d = self.psi.shape[0]
+        out = None
+        try:
+            for j in range(d):
+                e = np.zeros(d)
+                e[j] = h[j]
+                bp, bm = self.modes(self.psi + e), self.modes(self.psi - e)
+                if out is None:
+                    out = [np.zeros(b.shape + (d,)) for b in bp]
+                for t, (a, b) in enumerate(zip(bp, bm)):
+                    out[t][..., j] = (a - b) / (2.0 * h[j])
+        finally:
+            self.modes(self.psi)  # leave the objective at the optimum
+            _refresh(self.result)
+        return out
+
+
+def _refresh(result) -> None:
+    """Put the objective's state back at the optimum (others read obj.u, obj.chol)."""
+    obj = result.objective
+    theta = result.theta.to_numpy(dtype=float)
+    engine = result.optinfo.get("engine")
+    if engine == "lmm":
+        obj.deviance(theta)
+    elif engine == "general":
+        aux = getattr(result, "aux_params", None) or {}
+        parts = [theta, result.fe_params.to_numpy(dtype=float)] + [
+            np.asarray(aux[b.name], dtype=float) for b in obj.blocks if b.free]
+        obj.deviance(np.concatenate(parts))
+    else:
+        obj.deviance(theta, result.fe_params.to_numpy(dtype=float))
+
+
+def _mode_map(result) -> _ModeMap:
+    cache = result.__dict__.setdefault("_postfit_cache", {})
+    if "modemap" not in cache:
+        mm = _ModeMap(result)
+        mm.J = mm.jacobians()
+        cache["modemap"] = mm
+    return cache["modemap"]
+
+
+def link_variance(result, X: np.ndarray, blocks, which: list[int]) -> np.ndarray:
+    """Var of the predicted linear predictor per row, as glmmTMB's sdreport gives it.
+
+    Without random effects x'Vx. With them (Kass and Steffey's delta method,
+    TMB's ``sdreport``): z'Var(b | y, psi)z at the estimate plus J Cov(psi) J',
+    with J the total derivative of x'beta + z'b(psi) in psi = (theta, beta,
+    family parameters), the conditional modes b moving with psi. This is
+    smaller than x'Vx + z'Var(b|y)z (the covariance of beta and b is
+    negative) and adds the uncertainty of theta. A level unseen in fitting
+    adds its prior variance and does not move with psi... except through
+    Sigma, which is left out as glmmTMB does (its new level has b = 0).
+    """
+    V = result.vcov.to_numpy(dtype=float)
+    if not which:
+        return np.einsum("ij,jk,ik->i", X, V, X)
+    mm = _mode_map(result)
+    nt, p = mm.nt, mm.p
+    m = X.shape[0]
+    J = np.zeros((m, mm.psi.shape[0]))
+    J[:, nt:nt + p] = X
+    for ti, (codes, z) in zip(which, blocks):
+        codes = np.asarray(codes, dtype=np.int64)
+        z = np.asarray(z, dtype=float)
+        ok = codes >= 0
+        J[ok] += np.einsum("ik,ikd->id", z[ok], mm.J[ti][codes[ok]])
+    var = np.einsum("ij,jk,ik->i", J, mm.V, J)
+    return var + conditional_link_variance(result, _full_blocks(result, blocks, which, m))
+
+
+def _full_blocks(result, blocks, which, m):
+    """Blocks for every term (left-out terms with zero covariates), as conditional_link_variance wants."""
+    terms = result.model_frame.terms
+    full = []
+    got = dict(zip(which, blocks))
+    for i, t in enumerate(terms):
+        if i in got:
+            full.append(got[i])
+        else:
+            full.append((np.zeros(m, dtype=np.int64), np.zeros((m, t.k))))
+    return full
+
+
 # --------------------------------------------------------------------------- predict
 
 
+def _row_labels(result, newdata):
+    """The index a prediction on ``newdata`` carries: newdata's own (pandas), else positions."""
+    import pandas as pd
+
+    if isinstance(newdata, pd.DataFrame):
+        return newdata.index
+    return None
+
+
 def predict(result, newdata: Any = None, type: str = "response", include_re: bool = True,
-            allow_new_levels: bool = False, se_fit: bool = False, offset: Any = None):
+            allow_new_levels: bool = False, se_fit: bool = False, offset: Any = None,
+            re_form: Any = None, random_only: bool = False):
     """Predictions from ``result`` (see :meth:`GLMMResult.predict`).
 
     ``type``: ``"link"`` (eta), ``"response"`` (the mean of y: for
@@ -300,7 +684,14 @@ def predict(result, newdata: Any = None, type: str = "response", include_re: boo
     ``type = "response"``), ``"conditional"`` (mean of the conditional count
     model; for a hurdle family the zero-truncated mean, as glmmTMB) or
     ``"zprob"`` (the zero-inflation / hurdle probability).
-    ``se_fit=True`` returns ``Prediction(fit, se_fit)`` with the SE of eta.
+    ``re_form`` is lme4's ``re.form``; ``include_re=False`` is ``re_form="~0"``.
+    ``random_only`` returns the random-effects part alone (no fixed effects,
+    no offset), on the link scale or through the inverse link, as lme4.
+    ``se_fit=True`` returns ``Prediction(fit, se_fit)`` with the SE on the
+    scale of ``type`` (delta method for the response scales).
+
+    Returns pandas Series indexed like ``newdata`` (pandas) or like the
+    fitted rows; rows with a missing predictor give NaN (lme4's na.pass).
 
     Example
     -------
@@ -311,32 +702,117 @@ def predict(result, newdata: Any = None, type: str = "response", include_re: boo
     >>> bool((se > 0).all())
     True
     """
+    import pandas as pd
+
     if type not in _TYPES:
         raise ValueError(f"type must be one of {', '.join(map(repr, _TYPES))}, got {type!r}")
     fam = result.family
     if type in ("conditional", "zprob") and not _is_zero_inflated(fam) and result.zi_params is None:
         raise ValueError(f"type={type!r} is for zero-inflated and hurdle families; "
                          f"family {getattr(fam, 'name', fam)!r} has no zero part")
+    labels = _row_labels(result, newdata)
+
+    def wrap(values, name):
+        if newdata is None:  # the fitted rows: the user's labels, NaN-padded for missing="exclude"
+            from interlace.results.align import as_series
+
+            return as_series(result, values, name)
+        if labels is None or len(labels) != len(values):
+            return pd.Series(values, name=name)
+        return pd.Series(values, index=labels, name=name)
+
     if type == "zprob":
         if se_fit:
             raise ValueError("se_fit is available for the linear predictor of the conditional model only")
-        return zi_probability(result, newdata)
-    # without the random effects the grouping levels are irrelevant, new ones included
-    X, blocks, off = design(result, newdata, allow_new_levels=allow_new_levels or not include_re, offset=offset)
-    eta = X @ result.fe_params.to_numpy(dtype=float) + off
-    if include_re and blocks:
-        eta = eta + _re_contribution(result, blocks)
+        return wrap(zi_probability(result, newdata), "zprob")
+    if not include_re:
+        if re_form is not None and not _is_population_form(re_form):
+            raise ValueError("give either include_re=False or re_form, not both")
+        re_form = "~0"
+    which = selected_terms(result, re_form)
+    if random_only and not which:
+        raise ValueError("random_only=True needs at least one random-effect term (re_form keeps none)")
+    if newdata is None:
+        if offset is not None:
+            raise ValueError("offset= applies to newdata; the training rows keep their fitted offset")
+        mf = result.model_frame
+        X = np.asarray(mf.X, dtype=float)
+        blocks = [(mf.terms[i].codes, mf.terms[i].z) for i in which]
+        off = np.asarray(mf.offset, float)
+        ok = np.ones(X.shape[0], dtype=bool)
+    else:
+        X, blocks, off, ok = newdata_design(result, newdata, which, allow_new_levels, offset)
+    m = X.shape[0]
+    re_part = np.zeros(m)
+    if which:
+        re_part = _re_contribution_terms(result, blocks, which)
+    if random_only:
+        eta = re_part
+    else:
+        eta = X @ result.fe_params.to_numpy(dtype=float) + off + re_part
     if type == "link":
         fit = eta
+    elif random_only:
+        fit = np.asarray(fam.linkinv(eta), dtype=float)
     elif type == "conditional":  # the count model's mean (the family may define it: hurdle = truncated)
         cm = getattr(fam, "conditional_mean", None)
         fit = np.asarray(cm(eta) if callable(cm) else fam.linkinv(eta), dtype=float)
     else:
-        fit = response_mean(result, eta, newdata)
+        fit = response_mean(result, eta, None if newdata is None else _subset_rows(newdata, ok))
+    fit_full = _scatter(fit, ok)
     if not se_fit:
-        return fit
-    V = result.vcov.to_numpy(dtype=float)
-    var = np.einsum("ij,jk,ik->i", X, V, X)
-    if include_re and blocks:
-        var = var + conditional_link_variance(result, blocks)
-    return Prediction(fit, np.sqrt(np.maximum(var, 0.0)))
+        return wrap(fit_full, "fit")
+    if random_only:
+        raise ValueError("se_fit is not available with random_only=True")
+    var = link_variance(result, X, blocks, which)
+    se = np.sqrt(np.maximum(var, 0.0))
+    if type != "link":
+        se = se * np.abs(_dmean_deta(result, eta, type, None if newdata is None else _subset_rows(newdata, ok)))
+    se_full = _scatter(se, ok)
+    return Prediction(wrap(fit_full, "fit"), wrap(se_full, "se_fit"))
+
+
+def _re_contribution_terms(result, blocks, which) -> np.ndarray:
+    effects = term_effects(result)
+    m = blocks[0][0].shape[0] if blocks else 0
+    eta = np.zeros(m)
+    for ti, (codes, z) in zip(which, blocks):
+        b = effects[ti]
+        codes = np.asarray(codes, dtype=np.int64)
+        z = np.asarray(z, dtype=float)
+        ok = codes >= 0  # new levels (allow_new_levels=True) are predicted at zero
+        eta[ok] += np.einsum("ik,ik->i", z[ok], b[codes[ok]])
+    return eta
+
+
+def _dmean_deta(result, eta, type, newdata) -> np.ndarray:
+    """d(prediction)/d(eta) for the delta method: mu_eta for the inverse link,
+    a central difference of the family's mean for the other response means."""
+    fam = result.family
+    h = 1e-6 * np.maximum(1.0, np.abs(eta))
+    cm = getattr(fam, "conditional_mean", None)
+    if type == "conditional" and callable(cm):
+        return (np.asarray(cm(eta + h), float) - np.asarray(cm(eta - h), float)) / (2.0 * h)
+    if type == "conditional" or not (getattr(fam, "aux_blocks", None) or result.zi_params is not None
+                                     or _is_zero_inflated(fam)):
+        return np.asarray(fam.mu_eta(eta), dtype=float)
+    return (response_mean(result, eta + h, newdata) - response_mean(result, eta - h, newdata)) / (2.0 * h)
+
+
+def _subset_rows(newdata, ok):
+    if ok.all():
+        return newdata
+    import pandas as pd
+
+    from interlace.data import frame_columns, to_pandas_columns
+
+    frame = to_pandas_columns(newdata, frame_columns(newdata, "newdata"), arg="newdata")
+    return frame.loc[ok].reset_index(drop=True) if isinstance(frame, pd.DataFrame) else frame
+
+
+def _scatter(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    if ok.all():
+        return np.asarray(values, dtype=float)
+    out = np.full(ok.shape[0], np.nan)
+    out[ok] = values
+    return out
