@@ -259,7 +259,10 @@ def _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nA
         if agq is not None:
             agq.finalize(res, opt)
     guard_result(res)  # never converged=True with NaN standard errors
-    attach_row_labels(res, data, missing)
+    attach_row_labels(res, data, missing, call=dict(
+        formula=formula, data=data, family=family, groups=groups, random=random, weights=weights,
+        optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, offset=offset, dispformula=dispformula,
+        ziformula=ziformula, missing=missing))
     _emit_warnings(res, stacklevel=4)
     return res
 

@@ -31,11 +31,13 @@ __all__ = ["attach_row_labels", "fitted_index", "pad_excluded", "MISSING"]
 MISSING = ("drop", "exclude", "raise")
 
 
-def attach_row_labels(result, data: Any, missing: str) -> None:
+def attach_row_labels(result, data: Any, missing: str, call: dict | None = None) -> None:
     """Record the user's row labels and ``missing`` on the fit's model frame and
     index ``fittedvalues`` / ``linear_predictor`` (the used rows: post-fit code
     reads them row by row) by those labels; ``fitted()``, ``resid()`` and
-    ``predict()`` pad them for ``missing="exclude"``."""
+    ``predict()`` pad them for ``missing="exclude"``. ``call`` (the fit's
+    arguments, data included, as R's merMod keeps its call and frame) lets
+    ``update()`` and ``drop1()`` refit."""
     mf = getattr(result, "model_frame", None)
     if mf is None:
         return
@@ -46,7 +48,12 @@ def attach_row_labels(result, data: Any, missing: str) -> None:
 
         labels = pd.RangeIndex(frame_len(data))
     mf.full_index = labels
+    mf.call = call
     mf.na_action = "exclude" if missing == "exclude" else "omit"
+    try:
+        mf.covariate_summary = covariate_summary(mf, data)
+    except Exception:  # the reference grid of emmeans is optional; the fit is not
+        mf.covariate_summary = None
     idx = fitted_index(result)
     for attr in ("fittedvalues", "linear_predictor"):
         s = getattr(result, attr, None)
@@ -86,3 +93,34 @@ def as_series(result, values: np.ndarray, name: str) -> pd.Series:
     if len(idx) != values.shape[0]:
         return pd.Series(values, name=name)
     return pd.Series(values, index=idx, name=name)
+
+
+def covariate_summary(mf, data: Any) -> dict:
+    """Per column of the fixed part: ``("numeric", mean)`` over the used rows, or
+    ``("factor", levels)`` (emmeans' reference grid: covariates at their means,
+    factors at their levels)."""
+    from interlace.data import identifiers, to_pandas_columns
+    from interlace.formula.terms import factor_codes
+
+    spec = mf.spec
+    cols = [c for c in dict.fromkeys(identifiers(spec.fixed or "")) if c in set(spec.columns)]
+    if not cols:
+        return {}
+    frame = to_pandas_columns(data, cols)
+    if mf.row_index is not None:
+        frame = frame.iloc[np.asarray(mf.row_index)]
+    out: dict = {}
+    for c in cols:
+        s = frame[c]
+        if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+            out[c] = ("numeric", float(s.astype(float).mean()))
+        else:
+            _codes, levels = factor_codes(s)
+            if isinstance(s.dtype, pd.CategoricalDtype):
+                raw = [v for v in s.cat.categories if (s == v).any()]
+            else:
+                uniq = list(dict.fromkeys(s.dropna().tolist()))
+                by_label = {str(v): v for v in uniq}
+                raw = [by_label.get(lv, lv) for lv in levels]
+            out[c] = ("factor", raw)
+    return out

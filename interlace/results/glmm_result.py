@@ -202,6 +202,74 @@ class GLMMResult:
 
         return residual_figure(self, **kwargs)
 
+    # ------------------------------------------------------------------ analysis toolbox (postfit)
+    @property
+    def tvalues(self) -> pd.Series:
+        """Wald statistics of the fixed effects (statsmodels' name; z for GLMMs, t for LMMs)."""
+        return (self.fe_params / self.fe_bse).rename("tvalues")
+
+    @property
+    def pvalues(self) -> pd.Series:
+        """Two-sided normal p-values of the fixed effects (as summary's Pr(>|z|))."""
+        from interlace.inference.tidy import wald_pvalues
+
+        return wald_pvalues(self)
+
+    def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
+        """Wald intervals of the fixed effects, columns 0 and 1 (statsmodels' ``conf_int``)."""
+        from interlace.inference.tidy import conf_int
+
+        return conf_int(self, alpha=alpha)
+
+    def emmeans(self, specs, by=None, at=None, type: str = "link", level: float = 0.95, **kwargs):
+        """Estimated marginal means and contrasts (see :func:`interlace.inference.emmeans.emmeans`)."""
+        from interlace.inference.emmeans import emmeans
+
+        return emmeans(self, specs, by=by, at=at, type=type, level=level, **kwargs)
+
+    def Anova(self, type: int | str = 2) -> pd.DataFrame:
+        """car::Anova: Type II / III Wald chi-square tests of whole terms (see interlace.inference.car)."""
+        from interlace.inference.car import Anova
+
+        return Anova(self, type=type)
+
+    def drop1(self, test: str = "Chisq") -> pd.DataFrame:
+        """R's drop1: likelihood-ratio tests of dropping each droppable term (refits)."""
+        from interlace.inference.car import drop1
+
+        return drop1(self, test=test)
+
+    def r2(self, **kwargs) -> pd.Series:
+        """Nakagawa's marginal and conditional R2 (performance::r2_nakagawa)."""
+        from interlace.inference.r2 import r2_nakagawa
+
+        return r2_nakagawa(self, **kwargs)
+
+    def icc(self, **kwargs) -> pd.Series:
+        """Adjusted and unadjusted ICC (performance::icc)."""
+        from interlace.inference.r2 import icc
+
+        return icc(self, **kwargs)
+
+    def tidy(self, effects: str = "fixed", conf_int: bool = False, conf_level: float = 0.95) -> pd.DataFrame:
+        """broom.mixed's tidy(): one row per estimate (see interlace.inference.tidy)."""
+        from interlace.inference.tidy import tidy
+
+        return tidy(self, effects=effects, conf_int=conf_int, conf_level=conf_level)
+
+    def glance(self) -> pd.DataFrame:
+        """broom.mixed's glance(): one row of fit statistics."""
+        from interlace.inference.tidy import glance
+
+        return glance(self)
+
+    def update(self, formula: str | None = None, data=None, **kwargs) -> "GLMMResult":
+        """Refit with a changed formula (R's ``update``: ``"~ . - x"``, ``". ~ . + z"``)
+        and/or other data or arguments (see interlace.inference.tidy.update)."""
+        from interlace.inference.tidy import update
+
+        return update(self, formula, data=data, **kwargs)
+
     # ------------------------------------------------------------------ summary
     def summary(self, ddf: str | None = None) -> "Summary":
         """The text of lme4's summary(glmer); ``str()`` it or show it in a notebook.
