@@ -6,7 +6,8 @@ added to the build as generated files, so the site always shows the current libr
 
 - ``figures/caterpillar.png`` and ``figures/residuals.png``: the cbpp model's caterpillar plot
   and DHARMa-style residual figure (``GLMMResult.plot_caterpillar()`` / ``plot_residuals()``);
-  ``figures/caterpillar_sleepstudy.png``: a random-slope model's caterpillar plot.
+  ``figures/caterpillar_sleepstudy.png``: a random-slope model's caterpillar plot;
+  ``figures/workflow_emmeans.png`` / ``workflow_residuals.png``: the Owls model of workflow.md.
 - ``figures/bench_chart.png``: copied from ``bench/results/chart.png`` when the bench has
   committed one.
 
@@ -67,7 +68,12 @@ def make_figures() -> dict[str, bytes]:
                         family="binomial")
     sleep = interlace.datasets.load("sleepstudy")
     s = interlace.glmer("Reaction ~ Days + (Days | Subject)", sleep, family="gaussian")
+    owls = interlace.datasets.load("owls")
+    o = interlace.glmer("SiblingNegotiation ~ FoodTreatment * SexParent + offset(logBroodSize) + (1 | Nest)",
+                        owls, family="poisson")
     return {
+        "workflow_emmeans.png": _png(o.emmeans("~ FoodTreatment | SexParent", type="response").plot()),
+        "workflow_residuals.png": _png(o.plot_residuals(nsim=250, seed=1)),
         "caterpillar.png": _png(m.plot_caterpillar()),
         "residuals.png": _png(m.plot_residuals(nsim=250, seed=1)),
         "caterpillar_sleepstudy.png": _png(s.plot_caterpillar()),

@@ -140,6 +140,7 @@ def glmer(
     *,
     ziformula: str | None = None,
     missing: str = "drop",
+    verbose: int | bool = 0,
 ) -> GLMMResult:
     """Fit a generalized linear mixed model (lme4's ``glmer``).
 
@@ -152,6 +153,9 @@ def glmer(
     ``missing``: rows with missing values are dropped (``"drop"``, lme4's
     na.omit), dropped but given back as NaN by ``fitted()``, ``resid()`` and
     ``predict()`` (``"exclude"``, na.exclude), or refused (``"raise"``).
+
+    ``verbose`` (1 or True) reports the stages on stderr: the model frame's
+    size, the engine and optimizer, and the optimum with its evaluations and time.
 
     ``family="gaussian"`` estimates the residual variance (as
     ``lmer(REML = FALSE)``); ``family="negativebinomial"`` estimates theta.
@@ -177,7 +181,7 @@ def glmer(
     with _blas_single_thread():
         try:
             return _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nAGQ, offset,
-                          dispformula, ziformula, missing)
+                          dispformula, ziformula, missing, verbose)
         except (np.linalg.LinAlgError, PIRLSError, FloatingPointError) as exc:
             raise FitError(
                 f"the model could not be fitted: {exc}. Check for extreme responses or covariates and for "
@@ -185,7 +189,7 @@ def glmer(
 
 
 def _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nAGQ, offset,
-           dispformula, ziformula, missing):
+           dispformula, ziformula, missing, verbose=0):
     fam = get_family(family)
     if not isinstance(optimizer, str):
         raise TypeError(f"optimizer must be a string, got {type(optimizer).__name__}")
@@ -207,6 +211,10 @@ def _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nA
     if theta0 is not None:
         theta0 = np.asarray(theta0, dtype=float).reshape(-1)
 
+    if verbose:
+        from interlace.results.align import report_frame
+
+        t_fit = report_frame(mf, fam, optimizer, nAGQ)
     custom = getattr(fam, "fit_engine", None)
     if custom is not None:  # non-exponential families supply their own engine (glmmTMB's model)
         res = custom(mf, fam, optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, formula=formula)
@@ -263,6 +271,10 @@ def _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nA
         formula=formula, data=data, family=family, groups=groups, random=random, weights=weights,
         optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, offset=offset, dispformula=dispformula,
         ziformula=ziformula, missing=missing))
+    if verbose:
+        from interlace.results.align import report_fit
+
+        report_fit(res, t_fit)
     _emit_warnings(res, stacklevel=4)
     return res
 

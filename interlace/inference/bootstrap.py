@@ -315,28 +315,18 @@ def _run_chunk(items: list[tuple[int, Any]]) -> list[tuple[int, np.ndarray | Non
 
 
 class _Progress:
-    """A one-line text progress bar on stderr, only when stderr is a terminal."""
+    """The bootstrap's progress bar (tqdm.auto: terminal or Jupyter; see inference/progress.py)."""
 
     def __init__(self, total: int, enabled: bool | None):
-        self.total = total
-        self.enabled = sys.stderr.isatty() if enabled is None else bool(enabled)
-        self.done = 0
-        self.t0 = time.perf_counter()
+        from interlace.inference.progress import progress_bar
+
+        self.bar = progress_bar(total, "bootstrap", enabled, unit="refit")
 
     def update(self, k: int) -> None:
-        self.done += k
-        if self.enabled:
-            width = 30
-            filled = int(width * self.done / max(self.total, 1))
-            el = time.perf_counter() - self.t0
-            sys.stderr.write(f"\rbootstrap [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                             f"{el:.1f}s")
-            sys.stderr.flush()
+        self.bar.update(k)
 
     def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        self.bar.close()
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -353,7 +343,7 @@ def bootstrap(result, nsim: int, fn: Callable | None = None, seed=None, n_jobs: 
         the same replicates whatever ``n_jobs`` is.
     n_jobs: worker processes (``-1``: one per CPU); replicates are split in
         contiguous chunks.
-    progress: text progress bar on stderr; default only when stderr is a terminal.
+    progress: progress bar (tqdm.auto); default when stderr is a terminal or in Jupyter.
     optimizer: optimizer of the refits (default: the fit's).
 
     Returns a :class:`BootResult`; failed and non-converged refits are

@@ -91,10 +91,14 @@ def _two_sided(stat: np.ndarray, df: np.ndarray) -> np.ndarray:
 def _tukey_p(stat: np.ndarray, nmeans: int, df: np.ndarray) -> np.ndarray:
     from scipy.stats import studentized_range  # scipy.stats only when a Tukey p is asked for
 
+    raw = _two_sided(stat, df)
+    if nmeans <= 2:  # the range of two means: Tukey's p is the unadjusted one, exactly
+        return raw
     out = np.empty(len(stat))
     for i, (s, d) in enumerate(zip(np.abs(stat), df)):
         out[i] = studentized_range.sf(np.sqrt(2.0) * s, nmeans, d if np.isfinite(d) else np.inf)
-    return np.minimum(1.0, out)
+    # far in the tail the numerical integral underflows to 0; Tukey's p is never below the raw p
+    return np.minimum(1.0, np.maximum(out, raw))
 
 
 def _scheffe_p(stat: np.ndarray, rank: int, df: np.ndarray) -> np.ndarray:
@@ -408,6 +412,49 @@ class EMMeans:
     def pairs(self, adjust: str | None = None, reverse: bool = False, by: Any = "same") -> Contrasts:
         """All pairwise differences (emmeans' ``pairs``), Tukey-adjusted by default."""
         return self.contrast("revpairwise" if reverse else "pairwise", adjust=adjust, by=by)
+
+    def plot(self, ax=None):
+        """Means with their confidence intervals, one panel row per by group
+        (emmeans' ``plot``); a matplotlib Figure built without pyplot.
+
+        >>> import interlace
+        >>> m = interlace.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+        ...                     interlace.datasets.load("cbpp"), family="binomial")
+        >>> fig = m.emmeans("period", type="response").plot()  # doctest: +SKIP
+        """
+        from interlace.results.plots import _figure
+
+        tab = self.table
+        est_col = [c for c in tab.columns if c in ("emmean", "prob", "rate", "response")][0]
+        lo, hi = [c for c in tab.columns if c.endswith("LCL") or c == "lower.CL"][0], \
+            [c for c in tab.columns if c.endswith("UCL") or c == "upper.CL"][0]
+        groups = (tab.groupby([tab[b].astype(str) for b in self.by], sort=False).indices
+                  if self.by else {"": np.arange(len(tab))})
+        fig = None
+        if ax is None:
+            fig = _figure(figsize=(5.5, 1.0 + 0.45 * len(tab) + 0.3 * len(groups)))
+            axes = fig.subplots(len(groups), 1, sharex=True, squeeze=False)[:, 0]
+        else:
+            axes = [ax] * len(groups)
+            fig = ax.figure
+        for a, (key, idx) in zip(axes, groups.items()):
+            idx = np.asarray(idx)
+            y = np.arange(len(idx))
+            labels = [" ".join(str(tab.loc[i, v]) for v in self.specs) for i in idx]
+            a.errorbar(tab[est_col].to_numpy()[idx], y,
+                       xerr=[tab[est_col].to_numpy()[idx] - tab[lo].to_numpy()[idx],
+                             tab[hi].to_numpy()[idx] - tab[est_col].to_numpy()[idx]],
+                       fmt="o", color="C0", ecolor="C0", capsize=3)
+            a.set_yticks(y)
+            a.set_yticklabels(labels)
+            a.set_ylim(-0.6, len(idx) - 0.4)
+            if self.by:
+                k = key if isinstance(key, tuple) else (key,)
+                a.set_title(", ".join(f"{b} = {v}" for b, v in zip(self.by, k)), fontsize=9, loc="left")
+        axes[-1].set_xlabel(f"{est_col} ({self.level:.0%} CI)")
+        if ax is None:
+            fig.tight_layout()
+        return fig
 
     def __repr__(self) -> str:
         lines = [self.table.to_string(index=False)]

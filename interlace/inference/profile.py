@@ -377,7 +377,7 @@ def _hessian_se(m: DevianceModel, x: np.ndarray) -> np.ndarray:
 
 
 def profile(result, which=None, level: float | None = None, alphamax: float = 0.01, maxpts: int = 100,
-            delta_cutoff: float = 1 / 8) -> ProfileResult:
+            delta_cutoff: float = 1 / 8, n_jobs: int = 1, progress: bool | None = None) -> ProfileResult:
     """Profile the deviance of a fitted model (lme4's ``profile.merMod``).
 
     ``which`` selects parameters as ``confint``'s ``parm`` does (None: all;
@@ -386,7 +386,11 @@ def profile(result, which=None, level: float | None = None, alphamax: float = 0.
     cutoff, ``sqrt(qchisq(1 - alphamax, nparams))`` as in lme4 (or the
     normal quantile of ``level`` plus a margin when ``level`` is given), or
     a bound of the parameter (SD 0, correlation +-1) is hit. Steps aim at
-    increments of ``delta_cutoff * cutoff`` in zeta.
+    increments of ``delta_cutoff * cutoff`` in zeta. ``n_jobs`` profiles the
+    parameters in that many processes (``-1``: one per CPU; each works on its
+    own copy of the objective, the results are identical to ``n_jobs=1``);
+    ``progress`` shows a bar over the parameters (tqdm.auto; default when
+    stderr is a terminal or in Jupyter).
 
     Example
     -------
@@ -406,12 +410,12 @@ def profile(result, which=None, level: float | None = None, alphamax: float = 0.
     m = DevianceModel(result)
     with _blas_single_thread():
         try:
-            return _profile(m, which, level, alphamax, maxpts, delta_cutoff)
+            return _profile(m, which, level, alphamax, maxpts, delta_cutoff, n_jobs, progress)
         finally:
             m.restore()
 
 
-def _profile(m: DevianceModel, which, level, alphamax, maxpts, delta_cutoff) -> ProfileResult:
+def _profile(m: DevianceModel, which, level, alphamax, maxpts, delta_cutoff, n_jobs=1, progress=None) -> ProfileResult:
     msgs: list[str] = []
     sel = resolve_parm(which, m.table, list(m.result.theta.index))
     # the fit's optimum polished with the optimizer used along the profiles, so
@@ -425,47 +429,103 @@ def _profile(m: DevianceModel, which, level, alphamax, maxpts, delta_cutoff) -> 
         cutoff = float(np.sqrt(stats.chi2.ppf(1 - alphamax, len(m.table))))
     dz = delta_cutoff * cutoff
     se = _hessian_se(m, x_hat)
+    from interlace.inference.progress import progress_bar
+
+    args = (x_hat, base, se, cutoff, dz, maxpts)
     profiles: dict[str, ParamProfile] = {}
-    for i in sel:
-        name = m.table[i].name
-        vals, zetas, pts, devs = [x_hat[i]], [0.0], [x_hat.copy()], [base]
-        bounds_hit = {-1: False, 1: False}
-        for s in (-1, 1):
-            prev_x, prev_z = x_hat[i], 0.0
-            start = x_hat.copy()
-            step = 0.5 * dz * se[i]  # a half-size first step on the Wald slope
-            for _ in range(maxpts):
-                v = prev_x + s * step
-                bound = m.lower[i] if s < 0 else m.upper[i]
-                if (s < 0 and v <= bound) or (s > 0 and v >= bound):
-                    v = bound
-                x0 = start.copy()
-                x0[i] = v
-                x, dev, _ok = m.minimize(x0, fixed=i)
-                dd = dev - base
-                if dd < -1e-6:
-                    msgs.append(f"profiling detected a lower deviance ({dev:.6f} < {base:.6f}) for {name}")
-                z = s * np.sqrt(max(dd, 0.0))
-                vals.append(v)
-                zetas.append(z)
-                pts.append(x)
-                devs.append(dev)
-                if v == bound:
-                    bounds_hit[s] = abs(z) < cutoff
-                    break
-                if abs(z) >= cutoff:
-                    break
-                # next step: aim at a zeta increment of dz on the local slope
-                slope = abs(z - prev_z) / abs(v - prev_x) if v != prev_x else 0.0
-                nstep = dz / slope if slope > 0 else 2 * step
-                step = float(np.clip(nstep, 0.25 * step, 4.0 * step))
-                prev_x, prev_z, start = v, z, x
-        order = np.argsort(vals)
-        vals_a, zeta_a = np.asarray(vals)[order], np.asarray(zetas)[order]
-        if np.any(np.diff(zeta_a) < -1e-8):
-            msgs.append(f"non-monotonic profile for {name}")
-        profiles[name] = ParamProfile(name, vals_a, zeta_a, np.asarray(pts)[order], np.asarray(devs)[order],
-                                      bounds_hit[-1], bounds_hit[1])
+    n_jobs = _n_jobs(n_jobs, len(sel))
+    with progress_bar(len(sel), "profile", progress, unit="param") as bar:
+        if n_jobs == 1:
+            done = []
+            for i in sel:
+                done.append(_profile_one(m, i, *args))
+                bar.update(1)
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            # fork: each worker gets its own copy of the objective (its state moves along a profile)
+            ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+            done = []
+            with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx, initializer=_init_profile_worker,
+                                     initargs=(m, args)) as ex:
+                for res in ex.map(_profile_worker, sel):
+                    done.append(res)
+                    bar.update(1)
+    for name, pp, pmsgs in done:
+        profiles[name] = pp
+        msgs += pmsgs
     for msg in msgs:
         warnings.warn(msg, ProfileWarning, stacklevel=3)
     return ProfileResult(profiles, pd.Series(x_hat, index=m.names), base, msgs, m)
+
+
+def _n_jobs(n_jobs, n: int) -> int:
+    import os
+
+    if n_jobs is None or n_jobs == 0:
+        return 1
+    if n_jobs < 0:
+        n_jobs = os.cpu_count() or 1
+    return int(max(1, min(n_jobs, n)))
+
+
+_PROFILE_WORKER: tuple | None = None
+
+
+def _init_profile_worker(m: DevianceModel, args: tuple) -> None:
+    global _PROFILE_WORKER
+    _PROFILE_WORKER = (m, args)
+
+
+def _profile_worker(i: int):
+    from interlace.api import _blas_single_thread
+
+    m, args = _PROFILE_WORKER
+    with _blas_single_thread():
+        return _profile_one(m, i, *args)
+
+
+def _profile_one(m: DevianceModel, i: int, x_hat, base, se, cutoff, dz, maxpts):
+    """The profile of parameter ``i`` in both directions: (name, ParamProfile, messages)."""
+    msgs: list[str] = []
+    name = m.table[i].name
+    vals, zetas, pts, devs = [x_hat[i]], [0.0], [x_hat.copy()], [base]
+    bounds_hit = {-1: False, 1: False}
+    for s in (-1, 1):
+        prev_x, prev_z = x_hat[i], 0.0
+        start = x_hat.copy()
+        step = 0.5 * dz * se[i]  # a half-size first step on the Wald slope
+        for _ in range(maxpts):
+            v = prev_x + s * step
+            bound = m.lower[i] if s < 0 else m.upper[i]
+            if (s < 0 and v <= bound) or (s > 0 and v >= bound):
+                v = bound
+            x0 = start.copy()
+            x0[i] = v
+            x, dev, _ok = m.minimize(x0, fixed=i)
+            dd = dev - base
+            if dd < -1e-6:
+                msgs.append(f"profiling detected a lower deviance ({dev:.6f} < {base:.6f}) for {name}")
+            z = s * np.sqrt(max(dd, 0.0))
+            vals.append(v)
+            zetas.append(z)
+            pts.append(x)
+            devs.append(dev)
+            if v == bound:
+                bounds_hit[s] = abs(z) < cutoff
+                break
+            if abs(z) >= cutoff:
+                break
+            # next step: aim at a zeta increment of dz on the local slope
+            slope = abs(z - prev_z) / abs(v - prev_x) if v != prev_x else 0.0
+            nstep = dz / slope if slope > 0 else 2 * step
+            step = float(np.clip(nstep, 0.25 * step, 4.0 * step))
+            prev_x, prev_z, start = v, z, x
+    order = np.argsort(vals)
+    vals_a, zeta_a = np.asarray(vals)[order], np.asarray(zetas)[order]
+    if np.any(np.diff(zeta_a) < -1e-8):
+        msgs.append(f"non-monotonic profile for {name}")
+    return name, ParamProfile(name, vals_a, zeta_a, np.asarray(pts)[order], np.asarray(devs)[order],
+                              bounds_hit[-1], bounds_hit[1]), msgs
+

@@ -75,7 +75,11 @@ def _null_mu(result) -> float:
 
     cache = result.__dict__.setdefault("_postfit_cache", {})
     if "null_mu" not in cache:
-        bars = " + ".join(f"({t.lhs} | {t.group})" for t in result.model_frame.terms)
+        mf = result.model_frame
+        # insight's null model keeps the offset (the rate scale of mu) and the random terms
+        pieces = [f"offset({o})" for o in mf.spec.formula_offsets]
+        pieces += [f"({t.lhs} | {t.group})" for t in mf.terms]
+        bars = " + ".join(pieces)
         import warnings
 
         with warnings.catch_warnings():

@@ -103,7 +103,10 @@ def covariate_summary(mf, data: Any) -> dict:
     from interlace.formula.terms import factor_codes
 
     spec = mf.spec
-    cols = [c for c in dict.fromkeys(identifiers(spec.fixed or "")) if c in set(spec.columns)]
+    # the fixed part's variables and those of its offset() terms (emmeans keeps an offset's
+    # covariates in the reference grid at their means)
+    texts = [spec.fixed or ""] + list(spec.formula_offsets)
+    cols = [c for c in dict.fromkeys(n for t in texts for n in identifiers(t)) if c in set(spec.columns)]
     if not cols:
         return {}
     frame = to_pandas_columns(data, cols)
@@ -124,3 +127,31 @@ def covariate_summary(mf, data: Any) -> dict:
                 raw = [by_label.get(lv, lv) for lv in levels]
             out[c] = ("factor", raw)
     return out
+
+
+# --------------------------------------------------------------------------- verbose=
+
+
+def report_frame(mf, family, optimizer: str, nAGQ: int) -> float:
+    """glmer(verbose=1): the model frame's size and the fitting plan on stderr; returns the start time."""
+    import sys
+    import time
+
+    terms = ", ".join(f"({t.lhs} | {t.group}) {t.nlevels} levels" for t in mf.terms) or "none"
+    print(f"interlace: {mf.n} rows ({mf.n_dropped} dropped for missing values), {mf.p} fixed effects, "
+          f"random terms: {terms}", file=sys.stderr)
+    print(f"interlace: family {getattr(family, 'name', family)}, optimizer {optimizer}, nAGQ {nAGQ}",
+          file=sys.stderr)
+    return time.perf_counter()
+
+
+def report_fit(result, t0: float) -> None:
+    """glmer(verbose=1): the optimum, its cost and the convergence verdict on stderr."""
+    import sys
+    import time
+
+    oi = result.optinfo
+    print(f"interlace: {oi.get('engine')} engine, {oi.get('nfev')} deviance evaluations, "
+          f"{oi.get('ngev')} gradients, {time.perf_counter() - t0:.2f} s; logLik {result.llf:.4f}; "
+          f"{'converged' if result.converged else 'NOT converged'}"
+          f"{' (singular)' if result.singular else ''}", file=sys.stderr)

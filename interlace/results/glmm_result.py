@@ -142,11 +142,13 @@ class GLMMResult:
 
         return as_series(self, resid(self, type=type), "resid")
 
-    def simulate(self, nsim: int = 1, seed=None, re: str = "conditional") -> np.ndarray:
+    def simulate(self, nsim: int = 1, seed=None, re: str = "conditional", progress: bool | None = None) -> np.ndarray:
         """(nsim, n) responses simulated from the fitted model (lme4's simulate):
         ``re="conditional"`` keeps the conditional modes (``use.u = TRUE``),
         ``"unconditional"`` draws new random effects. Binomial responses are
-        proportions, on the scale of the model frame's y.
+        proportions, on the scale of the model frame's y. Replicates are drawn
+        in blocks of 1000 from one generator (the same draws with or without
+        the ``progress`` bar).
 
         Example
         -------
@@ -156,9 +158,21 @@ class GLMMResult:
         >>> m.simulate(10, seed=1, re="unconditional").shape
         (10, 56)
         """
+        from interlace.inference.progress import progress_bar
         from interlace.results.simulate import simulate
 
-        return simulate(self, nsim=nsim, seed=seed, re=re)
+        nsim = int(nsim)
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        block = 1000
+        if nsim <= block:
+            return simulate(self, nsim=nsim, seed=rng, re=re)
+        out = []
+        with progress_bar(nsim, "simulate", progress, unit="sim") as bar:
+            for start in range(0, nsim, block):
+                k = min(block, nsim - start)
+                out.append(simulate(self, nsim=k, seed=rng, re=re))
+                bar.update(k)
+        return np.vstack(out)
 
     def scaled_residuals(self, nsim: int = 250, seed=None, re: str = "conditional"):
         """DHARMa-style randomized quantile residuals (uniform under a correct
@@ -179,7 +193,8 @@ class GLMMResult:
         return scaled_residuals(self, nsim=nsim, seed=seed, re=re)
 
     def confint(self, parm=None, level: float = 0.95, method: str = "Wald", **kwargs) -> pd.DataFrame:
-        """Confidence intervals like lme4's confint.merMod (Wald, profile, boot)."""
+        """Confidence intervals like lme4's confint.merMod (Wald, profile, boot);
+        profile and boot take ``n_jobs`` and ``progress``."""
         from interlace.inference.confint import confint
 
         return confint(self, parm=parm, level=level, method=method, **kwargs)
@@ -285,6 +300,10 @@ class GLMMResult:
         True
         """
         return Summary(self, ddf=ddf)
+
+    def _repr_html_(self) -> str:
+        """The notebook view: lme4's summary in one HTML table layout (results/html.py)."""
+        return self.summary()._repr_html_()
 
     def __repr__(self) -> str:
         return f"<GLMMResult {self.formula!r} family={getattr(self.family, 'name', '?')} llf={self.llf:.4f}>"

@@ -50,6 +50,41 @@ def abbreviate(name: str, minlength: int = 6) -> str:
     return "".join(chars[:minlength]) if len(chars) > minlength else "".join(chars)
 
 
+def abbreviate_unique(names: list[str], minlength: int = 6) -> list[str]:
+    """R's ``abbreviate(names, minlength)`` with its default ``strict = FALSE``:
+    names whose abbreviations collide are abbreviated again with a longer
+    ``minlength`` until all are distinct (so the correlation block of summary
+    never shows two columns under one label).
+
+    >>> abbreviate_unique(["urbanY:livch1", "urbanY:livch2", "urbanY:livch3+"])
+    ['urbY:1', 'urbY:2', 'urY:3+']
+    """
+    out = [abbreviate(n, minlength) for n in names]
+    redo = list(range(len(names)))
+    m = minlength
+    while True:
+        seen: dict[str, list[int]] = {}
+        for i, a in enumerate(out):
+            seen.setdefault(a, []).append(i)
+        dups = sorted(i for idx in seen.values() if len(idx) > 1 for i in idx)
+        if not dups or m > max(len(n) for n in names):
+            return out
+        m += 1
+        redo = dups
+        for i in redo:
+            out[i] = abbreviate(names[i], m)
+
+
+def r_coef_name(name: str) -> str:
+    """interlace's coefficient name as R prints it: ``Intercept`` -> ``(Intercept)``,
+    ``urban[T.Y]:livch[T.1]`` -> ``urbanY:livch1`` (treatment-contrast columns)."""
+    import re
+
+    if name == "Intercept":
+        return "(Intercept)"
+    return re.sub(r"\[T\.([^\]]*)\]", r"\1", str(name))
+
+
 def _decimals(x: float, digits: int) -> int:
     if not np.isfinite(x) or x == 0:
         return 0
@@ -288,8 +323,10 @@ class Summary:
         if len(r.fe_params) > 1:
             lines.append("")
             lines.append("Correlation of Fixed Effects:")
-            names = [_r_name(n) for n in r.fe_params.index]
-            short = [abbreviate(n) for n in names]
+            # lme4's layout: rows abbreviated to 11, columns to 6 characters, both made unique
+            rnames = [r_coef_name(n) for n in r.fe_params.index]
+            short = abbreviate_unique(rnames, 6)
+            names = abbreviate_unique(rnames, 11)
             cw = max(6, max(len(s) for s in short[:-1]))
             nw = max(len(n) for n in names[1:])
             corr = self.fe_corr.to_numpy()
@@ -346,8 +383,7 @@ class Summary:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        """The text as preformatted HTML followed by the tables as HTML tables."""
-        parts = [f"<pre>{html.escape(self.text)}</pre>",
-                 "<h4>Random effects</h4>", self.re_table.to_html(index=False),
-                 "<h4>Fixed effects</h4>", self.fe_table.to_html(float_format=lambda v: f"{v:.4g}")]
-        return "<div class='interlace-summary'>" + "".join(parts) + "</div>"
+        """lme4's summary as one HTML layout (interlace/results/html.py)."""
+        from interlace.results.html import summary_html
+
+        return summary_html(self)
