@@ -326,3 +326,31 @@ def test_update_formula_and_data():
     assert m.update(nAGQ=5).nAGQ == 5
     with pytest.raises(TypeError, match="bogus"):
         m.update(bogus=1)
+
+
+# ------------------------------------------------------------------ docs/workflow.md (Owls)
+
+
+def test_workflow_owls_matches_r():
+    """The numbers of docs/workflow.md against lme4 + emmeans + car + performance."""
+    r = _load("workflow")
+    m = _fit("SiblingNegotiation ~ FoodTreatment * SexParent + offset(logBroodSize) + (1 | Nest)",
+             interlace.datasets.load("owls"), "poisson")
+    assert m.llf == pytest.approx(r["loglik"], abs=1e-4)
+    mr = with_r_estimates(m, r)
+    e = mr.emmeans("~ FoodTreatment | SexParent")
+    assert_table(e.table, r["emmeans"], EMM_COLS, 1e-8, keys=("FoodTreatment", "SexParent"))
+    er = mr.emmeans("~ FoodTreatment | SexParent", type="response")
+    assert_table(er.table, r["emmeans_response"], {"rate": "rate", "SE": "SE", "asymp.LCL": "asymp.LCL"}, 1e-8)
+    assert_table(er.pairs().table, r["pairs_ratio"], {"ratio": "ratio", "SE": "SE", "z.ratio": "z.ratio",
+                                                      "p.value": "p.value"}, 1e-7, keys=("contrast", "SexParent"))
+    tab = mr.Anova()
+    np.testing.assert_allclose(tab["Chisq"], r["type2"]["Chisq"], rtol=1e-8)
+    # own estimates: the fit's parity
+    np.testing.assert_allclose(m.Anova()["Chisq"], r["type2"]["Chisq"], rtol=5e-3)
+    np.testing.assert_allclose(m.emmeans("~ FoodTreatment | SexParent", type="response").table["rate"],
+                               r["emmeans_response"]["rate"], rtol=1e-4)
+    np.testing.assert_allclose([m.r2()["R2_marginal"], m.r2()["R2_conditional"]],
+                               [r["r2_marginal"], r["r2_conditional"]], atol=1e-4)
+    np.testing.assert_allclose([m.icc()["ICC_adjusted"], m.icc()["ICC_unadjusted"]],
+                               [r["icc_adjusted"], r["icc_unadjusted"]], atol=1e-4)

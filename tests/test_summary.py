@@ -163,7 +163,8 @@ def test_html_and_fe_table():
     _case, res = fitted_case("cbpp_laplace")
     s = res.summary()
     html = s._repr_html_()
-    assert html.count("<table") == 2 and "<pre>" in html and "Fixed effects" in html
+    # one HTML layout (interlace/results/html.py): statistics, residuals, random, fixed, correlations
+    assert html.count("<table") == 5 and "<pre>" not in html and "Fixed effects" in html
     ft = res.fe_table
     assert list(ft.columns) == ["Estimate", "Std. Error", "z value", "Pr(>|z|)"]
     np.testing.assert_allclose(ft["z value"], res.fe_params / res.fe_bse)
