@@ -86,6 +86,20 @@ def test_se_fit_poisson_random_slope_matches_glmmtmb():
     assert _rel(se, r["se_fit"]) < 2e-3
 
 
+def test_se_fit_nb2_general_engine_matches_glmmtmb():
+    """A glmmTMB family: the covariance of (theta, beta, log dispersion) moves the modes too."""
+    gt = pd.read_csv(FIX / "data" / "grouseticks.csv").astype({"YEAR": str, "BROOD": str})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = interlace.glmer("TICKS ~ YEAR + cHEIGHT + (1 | BROOD)", gt, family="negativebinomial")
+    r = R["grouse_nb2"]
+    assert m.llf == pytest.approx(r["loglik"], abs=1e-4)
+    fit, se = m.predict(se_fit=True, type="link")
+    assert _rel(fit, r["fit"]) < 1e-4
+    assert _rel(se, r["se_fit"]) < 1e-4
+    assert _rel(m.predict(se_fit=True).se_fit, r["se_fit_response"]) < 1e-4
+
+
 # ------------------------------------------------------------------ re_form, random_only
 
 
@@ -177,3 +191,11 @@ def test_outputs_carry_user_index_and_exclude_pads():
     assert m_om.fittedvalues.index[0] == "r0"
     with pytest.raises(ValueError, match="missing"):
         interlace.glmer("Reaction ~ Days + (1 | Subject)", df, family="gaussian", missing="pass")
+
+
+def test_polars_newdata_gives_a_polars_series():
+    pl = pytest.importorskip("polars")
+    nd = _cbpp().head(3)
+    out = cbpp().predict(pl.from_pandas(nd))
+    assert isinstance(out, pl.Series)
+    np.testing.assert_allclose(out.to_numpy(), cbpp().predict(nd).to_numpy(), rtol=1e-12)

@@ -233,7 +233,14 @@ R2_CASES = {
     "contra_probit": ("use01 ~ urban + livch + age + (1 | district)", _contra, ("binomial", "probit")),
     "grouse_pois": ("TICKS ~ YEAR + cHEIGHT + (1 | BROOD)", None, "poisson"),
     "grouse_nb2": ("TICKS ~ YEAR + cHEIGHT + (1 | BROOD)", None, "negativebinomial"),
+    "grouse_nb1": ("TICKS ~ YEAR + cHEIGHT + (1 | BROOD)", None, "nbinom1"),
+    "gamma_log": ("y ~ x + trt + (1 | g)", lambda: _sim("sim_gamma.csv"), ("gamma", "log")),
+    "beta": ("y ~ x + (1 | g)", lambda: _sim("sim_beta.csv"), "beta"),
 }
+
+
+def _sim(name):
+    return pd.read_csv(FIX / "data" / name).astype({"g": str})
 
 
 def _grouse():

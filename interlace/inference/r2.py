@@ -34,7 +34,8 @@ import pandas as pd
 __all__ = ["r2_nakagawa", "icc", "variance_components", "SUPPORTED"]
 
 SUPPORTED = {"gaussian": ("identity",), "binomial": ("logit", "probit", "cloglog"),
-             "poisson": ("log",), "negativebinomial": ("log",), "nbinom2": ("log",)}
+             "poisson": ("log",), "negativebinomial": ("log",), "nbinom2": ("log",), "nbinom1": ("log",),
+             "gamma": ("log",), "beta": ("logit",)}
 
 
 def _family(result) -> tuple[str, str]:
@@ -115,6 +116,14 @@ def _residual_variance(result) -> float:
         return float(np.log1p(1.0 / _null_mu(result)))
     if name in ("negativebinomial", "nbinom2", "negbin2") and link == "log":
         return float(np.log1p(1.0 / _null_mu(result) + 1.0 / _theta(result)))
+    fp = result.family_params or {}
+    if name == "nbinom1" and link == "log" and "phi" in fp:
+        return float(np.log1p((1.0 + float(fp["phi"])) / _null_mu(result)))
+    if name == "gamma" and link == "log" and "shape" in fp:
+        return 1.0 / float(fp["shape"])  # sigma(m)^2, the squared coefficient of variation
+    if name == "beta" and link == "logit" and "phi" in fp:
+        mu = _null_mu(result)
+        return float(np.log1p(mu * (1.0 - mu) / (1.0 + float(fp["phi"])) / mu ** 2))
     supported = ", ".join(f"{f} ({'/'.join(ls)})" for f, ls in SUPPORTED.items())
     raise NotImplementedError(f"R2 / ICC for family {name!r} with link {link!r} is not implemented "
                               f"(supported: {supported})")

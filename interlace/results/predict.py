@@ -717,6 +717,10 @@ def predict(result, newdata: Any = None, type: str = "response", include_re: boo
             from interlace.results.align import as_series
 
             return as_series(result, values, name)
+        if newdata.__class__.__module__.split(".")[0] == "polars":  # the input frame's kind
+            import polars as pl
+
+            return pl.Series(name, np.asarray(values, dtype=float))
         if labels is None or len(labels) != len(values):
             return pd.Series(values, name=name)
         return pd.Series(values, index=labels, name=name)
