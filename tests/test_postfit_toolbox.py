@@ -361,3 +361,33 @@ def test_workflow_owls_matches_r():
                                [r["r2_marginal"], r["r2_conditional"]], atol=1e-4)
     np.testing.assert_allclose([m.icc()["ICC_adjusted"], m.icc()["ICC_unadjusted"]],
                                [r["icc_adjusted"], r["icc_unadjusted"]], atol=1e-4)
+
+
+def test_emmeans_finite_df_hook_for_lmm():
+    """The LMM path with finite df (emmeans' lmer.df = "satterthwaite"): the df come
+    from a callable (the hook helper `lmer`'s lmerTest port fills by default),
+    here R's own df per linear function, so t quantiles, t p-values and Tukey
+    with finite df are checked exactly."""
+    r = _load("emmeans_lmm")
+    d = pd.read_csv(FIX / "postfit" / "sleep_phase.csv")
+    d["phase"] = pd.Categorical(d["phase"], categories=["early", "mid", "late"])
+    m = with_r_estimates(_fit("Reaction ~ phase + (1 | Subject)", d, "gaussian"), r)
+    table = {}
+    for L, df in zip(r["emm_L"], r["emmeans"]["df"]):
+        table[tuple(np.round(L, 8))] = df
+    for L, df in zip(r["pairs_L"], r["pairs_tukey"]["df"]):
+        table[tuple(np.round(L, 8))] = df
+
+    def r_df(_result, row):
+        return table[tuple(np.round(row, 8))]
+
+    e = m.emmeans("phase", lmer_df=r_df)
+    assert e.df_method == "user"
+    assert_table(e.table, r["emmeans"], {"emmean": "emmean", "SE": "SE", "df": "df", "lower.CL": "lower.CL",
+                                         "upper.CL": "upper.CL"}, 1e-8, keys=("phase",))
+    t_cols = {"estimate": "estimate", "SE": "SE", "df": "df", "t.ratio": "t.ratio", "p.value": "p.value"}
+    assert_table(e.pairs().table, r["pairs_tukey"], t_cols, 1e-6, keys=("contrast",))
+    assert_table(e.pairs(adjust="none").table, r["pairs_none"], t_cols, 1e-8, keys=("contrast",))
+    # without lmerTest's df (helper `lmer`'s module) the LMM falls back to asymptotic df
+    e_asym = m.emmeans("phase", lmer_df="asymptotic")
+    assert np.isinf(e_asym.df).all()
