@@ -391,3 +391,18 @@ def test_emmeans_finite_df_hook_for_lmm():
     # without lmerTest's df (helper `lmer`'s module) the LMM falls back to asymptotic df
     e_asym = m.emmeans("phase", lmer_df="asymptotic")
     assert np.isinf(e_asym.df).all()
+
+
+def test_anova_F_is_for_lmms_and_needs_lmertest():
+    with pytest.raises(ValueError, match="linear mixed"):
+        cbpp().Anova(test="F")
+    with pytest.raises(ValueError, match="test"):
+        cbpp().Anova(test="LR")
+    try:
+        import interlace.inference.lmertest  # noqa: F401  (helper `lmer`'s module)
+    except ImportError:
+        with pytest.raises(NotImplementedError, match="lmertest"):
+            sleep().Anova(test="F")
+    else:
+        tab = sleep().Anova(test="F")
+        assert "F value" in tab.columns

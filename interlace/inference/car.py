@@ -74,10 +74,14 @@ def _conj_comp(X: np.ndarray, Z: np.ndarray, ip: np.ndarray) -> np.ndarray:
     return Z @ Q[:, rank:]
 
 
-def Anova(result, type: int | str = 2) -> pd.DataFrame:
+def Anova(result, type: int | str = 2, test: str = "Chisq", ddf: str = "Kenward-Roger") -> pd.DataFrame:
     """car::Anova for a mixed model: Wald chi-square tests of each fixed-effect
     term (``type`` 2 / "II" or 3 / "III"). Columns ``Chisq``, ``Df``,
     ``Pr(>Chisq)``, rows named by the terms (Type III includes ``(Intercept)``).
+    ``test="F"`` (linear mixed models) gives F tests with Kenward-Roger or
+    Satterthwaite denominator df (``ddf``), as car::Anova(test = "F") does
+    through pbkrtest: delegated to lmerTest's port
+    (``interlace.inference.lmertest.anova_table``, the lmer issue's module).
 
     Example
     -------
@@ -91,6 +95,17 @@ def Anova(result, type: int | str = 2) -> pd.DataFrame:
     t = {"2": "II", "3": "III"}.get(t, t)
     if t not in ("II", "III"):
         raise ValueError(f"type must be 2 / 'II' or 3 / 'III', got {type!r}")
+    if test not in ("Chisq", "F"):
+        raise ValueError(f"test must be 'Chisq' or 'F', got {test!r}")
+    if test == "F":
+        if result.optinfo.get("engine") != "lmm":
+            raise ValueError("test='F' is for linear mixed models; GLMMs use the Wald chi-square (test='Chisq')")
+        try:
+            from interlace.inference.lmertest import anova_table
+        except ImportError as exc:
+            raise NotImplementedError("F tests need interlace.inference.lmertest (Kenward-Roger / "
+                                      "Satterthwaite df), not available in this build") from exc
+        return anova_table(result, type=3 if t == "III" else 2, ddf=ddf)
     beta = result.fe_params.to_numpy(dtype=float)
     V = result.vcov.to_numpy(dtype=float)
     p = beta.shape[0]

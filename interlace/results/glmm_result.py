@@ -242,11 +242,12 @@ class GLMMResult:
 
         return emmeans(self, specs, by=by, at=at, type=type, level=level, **kwargs)
 
-    def Anova(self, type: int | str = 2) -> pd.DataFrame:
-        """car::Anova: Type II / III Wald chi-square tests of whole terms (see interlace.inference.car)."""
+    def Anova(self, type: int | str = 2, test: str = "Chisq", **kwargs) -> pd.DataFrame:
+        """car::Anova: Type II / III Wald chi-square tests of whole terms; ``test="F"`` for
+        LMMs with Kenward-Roger / Satterthwaite df (see interlace.inference.car)."""
         from interlace.inference.car import Anova
 
-        return Anova(self, type=type)
+        return Anova(self, type=type, test=test, **kwargs)
 
     def drop1(self, test: str = "Chisq") -> pd.DataFrame:
         """R's drop1: likelihood-ratio tests of dropping each droppable term (refits)."""
