@@ -114,8 +114,9 @@ def test_pyproject_metadata_and_dependencies():
     assert project["name"] == "interlace"
     assert project["requires-python"] == ">=3.11"
     names = {re.split(r"[<>=!\[ ;]", d, maxsplit=1)[0] for d in project["dependencies"]}
+    # tqdm: progress bars of bootstrap / profile / simulate in terminals and Jupyter (issue 23)
     assert names == {"numba", "numpy", "scipy", "pandas", "narwhals", "formulaic", "pluggy",
-                     "threadpoolctl"}
+                     "threadpoolctl", "tqdm"}
     extras = project["optional-dependencies"]
     def extra(name: str) -> set[str]:
         return {re.split(r"[<>=!\[ ;]", d, maxsplit=1)[0] for d in extras[name]}
