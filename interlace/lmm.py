@@ -86,13 +86,19 @@ def lmer(
         raise TypeError(f"optimizer must be a string, got {type(optimizer).__name__}")
     optimizer = optimizer.lower()
     fam = get_family("gaussian")
+    from interlace.results.align import MISSING, attach_row_labels
+
+    if missing not in MISSING:
+        raise ValueError(f"missing must be one of {', '.join(map(repr, MISSING))}, got {missing!r}")
+    call = dict(__fit__="lmer", formula=formula, data=data, REML=REML, weights=weights, offset=offset,
+                groups=groups, random=random, optimizer=optimizer, theta0=theta0, missing=missing)
     if isinstance(weights, str):
         weights = _column(data, weights, "weights")
     if isinstance(offset, str):
         offset = _column(data, offset, "offset")
     with _blas_single_thread():
         mf = build_model_frame(formula, data, family=fam, groups=groups, random=random, weights=weights,
-                               offset=offset, missing=missing)
+                               offset=offset, missing="drop" if missing == "exclude" else missing)
         ntheta = sum(t.k * (t.k + 1) // 2 for t in mf.terms)
         validate_fit_args(optimizer=optimizer, theta0_len_expected=ntheta, theta0=theta0, nAGQ=1,
                           terms=mf.terms, dispformula=None)
@@ -104,6 +110,7 @@ def lmer(
         except (np.linalg.LinAlgError, PIRLSError, FloatingPointError) as exc:
             raise FitError(f"the model could not be fitted: {exc}. Check for extreme responses or covariates, "
                            "rescale covariates, or try another optimizer or theta0") from exc
+    attach_row_labels(res, data, missing, call=call)  # user's row labels, emmeans grid, update()
     _emit_warnings(res, stacklevel=3)
     return res
 

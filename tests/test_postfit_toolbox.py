@@ -406,3 +406,36 @@ def test_anova_F_is_for_lmms_and_needs_lmertest():
     else:
         tab = sleep().Anova(test="F")
         assert "F value" in tab.columns
+
+
+def test_emmeans_lmm_default_df_from_lmertest():
+    """With helper `lmer`'s lmerTest port on main, an LMM's emmeans get
+    Satterthwaite's df by default (Kenward-Roger needs a REML fit), as
+    emmeans(m, "phase", lmer.df = "satterthwaite") for this ML fit."""
+    pytest.importorskip("interlace.inference.lmertest")
+    r = _load("emmeans_lmm")
+    d = pd.read_csv(FIX / "postfit" / "sleep_phase.csv")
+    d["phase"] = pd.Categorical(d["phase"], categories=["early", "mid", "late"])
+    m = _fit("Reaction ~ phase + (1 | Subject)", d, "gaussian")
+    assert m.llf == pytest.approx(r["loglik"], abs=1e-4)
+    e = m.emmeans("phase")
+    assert e.df_method == "Satterthwaite"
+    np.testing.assert_allclose(e.table["df"], r["emmeans"]["df"], rtol=2e-3)
+    np.testing.assert_allclose(e.table["lower.CL"], r["emmeans"]["lower.CL"], rtol=1e-4)
+    np.testing.assert_allclose(e.pairs().table["df"], r["pairs_tukey"]["df"], rtol=2e-3)
+    np.testing.assert_allclose(e.pairs().table["p.value"], r["pairs_tukey"]["p.value"], rtol=5e-3, atol=1e-10)
+
+
+def test_lmer_fits_carry_the_toolbox():
+    """interlace.lmer (REML) results: aligned outputs, update(), emmeans with KR df, Anova F."""
+    d = _sleep()
+    d.index = [f"r{i}" for i in range(len(d))]
+    m = interlace.lmer("Reaction ~ Days + (Days | Subject)", d)
+    assert m.fitted().index[0] == "r0"
+    m0 = m.update("~ . - Days")
+    assert m0.optinfo.get("REML") and m0.fe_params.index.tolist() == ["Intercept"]
+    ml = m.update(REML=False)
+    assert ml.llf == pytest.approx(sleep().llf, abs=1e-6)
+    e = m.emmeans("Days", at={"Days": [0, 9]})
+    assert e.df_method == "Kenward-Roger" and np.all(np.isfinite(e.df))
+    assert "F value" in m.Anova(test="F").columns

@@ -81,7 +81,8 @@ def Anova(result, type: int | str = 2, test: str = "Chisq", ddf: str = "Kenward-
     ``test="F"`` (linear mixed models) gives F tests with Kenward-Roger or
     Satterthwaite denominator df (``ddf``), as car::Anova(test = "F") does
     through pbkrtest: delegated to lmerTest's port
-    (``interlace.inference.lmertest.anova_table``, the lmer issue's module).
+    (``interlace.inference.lmertest.anova_table``, the lmer issue's module);
+    Kenward-Roger needs a REML fit, an ML fit gets Satterthwaite's df.
 
     Example
     -------
@@ -105,7 +106,9 @@ def Anova(result, type: int | str = 2, test: str = "Chisq", ddf: str = "Kenward-
         except ImportError as exc:
             raise NotImplementedError("F tests need interlace.inference.lmertest (Kenward-Roger / "
                                       "Satterthwaite df), not available in this build") from exc
-        return anova_table(result, type=3 if t == "III" else 2, ddf=ddf)
+        from interlace.inference.emmeans import _lmm_ddf
+
+        return anova_table(result, type=3 if t == "III" else 2, ddf=_lmm_ddf(result, ddf))
     beta = result.fe_params.to_numpy(dtype=float)
     V = result.vcov.to_numpy(dtype=float)
     p = beta.shape[0]

@@ -218,8 +218,17 @@ def _df(result, L: np.ndarray, lmer_df: str | Callable | float | None) -> tuple[
         from interlace.inference.lmertest import contest
     except ImportError:
         return np.full(n, np.inf), "asymptotic"
-    out = np.array([float(contest(result, row, ddf=lmer_df)["df"].iloc[0]) for row in L])
-    return out, str(lmer_df)
+    ddf = _lmm_ddf(result, lmer_df)
+    out = np.array([float(contest(result, row, ddf=ddf)["df"].iloc[0]) for row in L])
+    return out, ddf
+
+
+def _lmm_ddf(result, wanted: str) -> str:
+    """Kenward-Roger needs a REML fit (pbkrtest); an ML fit gets Satterthwaite's df."""
+    w = str(wanted).lower().replace("_", "-")
+    if w.startswith("k") and not result.optinfo.get("REML", False):
+        return "Satterthwaite"
+    return "Kenward-Roger" if w.startswith("k") else "Satterthwaite"
 
 
 # --------------------------------------------------------------------------- results
