@@ -1,5 +1,5 @@
 """The notebook view and summary's correlation block (issue 23 item 8): R's
-abbreviate() with unique labels (tests/fixtures/postfit/summary.json), one
+abbreviate() with unique labels (tests/fixtures/postfit_toolbox/summary.json), one
 HTML table layout without raw lists or a repeated text block."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import interlace
 from interlace.results.summary import abbreviate_unique, r_coef_name
 
 FIX = Path(__file__).parent / "fixtures"
-R = json.loads((FIX / "postfit" / "summary.json").read_text())
+R = json.loads((FIX / "postfit_toolbox" / "summary.json").read_text())
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,6 +1,6 @@
 """predict with re_form / random_only / na.pass / unseen levels, glmmTMB's joint se_fit,
 and outputs aligned with the user's rows (issue 23 items 1-2, issue 19 item 5 se_fit).
-R numbers: tests/fixtures/postfit/predict.json (make_postfit_toolbox.R)."""
+R numbers: tests/fixtures/postfit_toolbox/predict.json (make_postfit_toolbox.R)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 import interlace
 
 FIX = Path(__file__).parent / "fixtures"
-R = json.loads((FIX / "postfit" / "predict.json").read_text())
+R = json.loads((FIX / "postfit_toolbox" / "predict.json").read_text())
 
 
 def _sleep():
@@ -77,7 +77,7 @@ def test_se_fit_binomial_link_and_response_match_glmmtmb():
 
 
 def test_se_fit_poisson_random_slope_matches_glmmtmb():
-    d = pd.read_csv(FIX / "postfit" / "sim_pois_slope.csv")
+    d = pd.read_csv(FIX / "postfit_toolbox" / "sim_pois_slope.csv")
     m = interlace.glmer("y ~ x + (x | g)", d, family="poisson")
     r = R["pois_slope"]
     assert m.llf == pytest.approx(r["loglik"], abs=1e-4)

@@ -82,12 +82,9 @@ def _quantities():
         for t in ref["predict"]:
             out.append((case, f"predict_{t}"))
         for t in (ref.get("se_fit") or {}):
-            if t == "link":  # conditional: interlace's is 6-36 % above glmmTMB's (issue 19 item 5)
-                out.append(pytest.param(case, f"se_fit_{t}", marks=pytest.mark.xfail(
-                    strict=True, reason="conditional se_fit needs the joint covariance of beta and the "
-                    "modes: helper postfit's fix; remove this mark when it lands")))
-            else:
-                out.append((case, f"se_fit_{t}"))
+            # the conditional se_fit ("link") is glmmTMB's joint one (results/predict.py: the
+            # conditional variance plus J Cov(theta, beta, aux) J'), 6-36 % too large before
+            out.append((case, f"se_fit_{t}"))
         out.append((case, "simulate_moments"))
     return out
 

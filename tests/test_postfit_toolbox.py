@@ -1,6 +1,6 @@
 """emmeans, car::Anova, drop1, performance's R2 / ICC, broom.mixed's tidy / glance,
 statsmodels aliases and update() against R (issue 23 items 3-6).
-R numbers: tests/fixtures/postfit/*.json (make_postfit_toolbox.R).
+R numbers: tests/fixtures/postfit_toolbox/*.json (make_postfit_toolbox.R).
 
 Where a check is about the post-fit computation itself, the fit's estimates and
 vcov are replaced by lme4's (``with_r_estimates``), so the comparison is exact
@@ -26,7 +26,7 @@ FIX = Path(__file__).parent / "fixtures"
 
 
 def _load(name):
-    return json.loads((FIX / "postfit" / f"{name}.json").read_text())
+    return json.loads((FIX / "postfit_toolbox" / f"{name}.json").read_text())
 
 
 EMM, ANOVA, R2, TIDY = _load("emmeans"), _load("anova"), _load("r2"), _load("tidy")
@@ -369,7 +369,7 @@ def test_emmeans_finite_df_hook_for_lmm():
     here R's own df per linear function, so t quantiles, t p-values and Tukey
     with finite df are checked exactly."""
     r = _load("emmeans_lmm")
-    d = pd.read_csv(FIX / "postfit" / "sleep_phase.csv")
+    d = pd.read_csv(FIX / "postfit_toolbox" / "sleep_phase.csv")
     d["phase"] = pd.Categorical(d["phase"], categories=["early", "mid", "late"])
     m = with_r_estimates(_fit("Reaction ~ phase + (1 | Subject)", d, "gaussian"), r)
     table = {}
@@ -414,7 +414,7 @@ def test_emmeans_lmm_default_df_from_lmertest():
     emmeans(m, "phase", lmer.df = "satterthwaite") for this ML fit."""
     pytest.importorskip("interlace.inference.lmertest")
     r = _load("emmeans_lmm")
-    d = pd.read_csv(FIX / "postfit" / "sleep_phase.csv")
+    d = pd.read_csv(FIX / "postfit_toolbox" / "sleep_phase.csv")
     d["phase"] = pd.Categorical(d["phase"], categories=["early", "mid", "late"])
     m = _fit("Reaction ~ phase + (1 | Subject)", d, "gaussian")
     assert m.llf == pytest.approx(r["loglik"], abs=1e-4)
