@@ -464,3 +464,17 @@ def test_stateful_transforms_refused_on_dask(small):
                                   ("y ~ x + (1 | g)", {"weights": "scale(w, center=False)"}, "scale(w")):
             with pytest.raises(NotImplementedError, match=re.escape(name)):
                 fit(formula, ddf, family="poisson", **kw)
+
+
+def test_caller_scope_variable_on_dask(small):
+    """A variable of the caller's scope in the fixed part on a Dask frame: the same fit as in memory."""
+    dd = pytest.importorskip("dask.dataframe")
+    distributed = pytest.importorskip("distributed")
+    shift = 0.5
+    ddf = dd.from_pandas(small, npartitions=2)
+    mem = interlace.glmer("y ~ I(x - shift) + (1 | g)", small, family="poisson")
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None):
+        dsk = interlace.glmer("y ~ I(x - shift) + (1 | g)", ddf, family="poisson")
+    assert shift == 0.5
+    np.testing.assert_allclose(dsk.llf, mem.llf, rtol=1e-8)
+    np.testing.assert_allclose(dsk.fe_params.to_numpy(), mem.fe_params.to_numpy(), rtol=1e-6)

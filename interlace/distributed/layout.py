@@ -74,9 +74,14 @@ def model_columns(formula: str, columns: list[str], groups: Any = None, random: 
         for t in texts:
             names += identifiers(t)
         unknown = [c for c in dict.fromkeys(names) if c not in have]
+        if unknown:  # variables of the caller's scope (R's formula environment) are not columns
+            from interlace.formula.namespace import caller_variables
+
+            found = caller_variables(unknown)
+            unknown = [c for c in unknown if c not in found]
         if unknown:
             raise ValueError(f"{role} refers to column(s) not in data: {', '.join(unknown)}")
-        return names
+        return [c for c in names if c in have]
 
     resp = need([parsed.response], f"response {parsed.response!r}")
     other = need([parsed.fixed] if parsed.fixed else [], "fixed-effects formula")
