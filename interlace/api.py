@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from interlace.engines import fit_frame, select_engine
 from interlace.families import get_family
+from interlace.model.covariance import term_covariance
 from interlace.model_frame import build_model_frame
-from interlace.validation import guard_result, validate_fit_args
+from interlace.validation import validate_fit_args
 
 if TYPE_CHECKING:
     from interlace.results import GLMMResult
@@ -34,16 +36,8 @@ class FitError(ValueError):
 
 
 def _is_lmm(fam, dispformula) -> bool:
-    link = getattr(getattr(fam, "link", None), "name", None)
-    simple_disp = dispformula is None or dispformula.replace(" ", "") in ("~1",)
-    return getattr(fam, "name", None) == "gaussian" and link == "identity" and simple_disp
-
-
-def _ml_dispersion(fam) -> bool:
-    """True when the family has a dispersion that the general engine estimates
-    (the family's ``dispersion_family()`` hook; PIRLS would keep it at 1)."""
-    hook = getattr(fam, "dispersion_family", None)
-    return callable(hook) and hook() is not None
+    """True when ``fam`` (with ``dispformula``) is fitted by the profiled LMM engine."""
+    return select_engine(fam, dispformula=dispformula) == "lmm"
 
 
 _CONTROLLER = None
@@ -202,9 +196,7 @@ def _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nA
     mf = build_model_frame(formula, data, family=fam, groups=groups, random=random, weights=weights,
                            offset=offset, dispformula=dispformula, ziformula=ziformula,
                            missing="drop" if missing == "exclude" else missing)
-    from interlace.objective.predictor import ReStructure  # noqa: F401  (layout check below)
-
-    ntheta = sum(t.k * (t.k + 1) // 2 for t in mf.terms)
+    ntheta = sum(term_covariance(t).nparams for t in mf.terms)
     validate_fit_args(optimizer=optimizer, theta0_len_expected=ntheta, theta0=theta0, nAGQ=nAGQ,
                       terms=mf.terms, dispformula=dispformula)
     nAGQ = int(nAGQ)
@@ -215,58 +207,8 @@ def _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nA
         from interlace.results.align import report_frame
 
         t_fit = report_frame(mf, fam, optimizer, nAGQ)
-    custom = getattr(fam, "fit_engine", None)
-    if custom is not None:  # non-exponential families supply their own engine (glmmTMB's model)
-        res = custom(mf, fam, optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, formula=formula)
-    elif _is_lmm(fam, dispformula):
-        if nAGQ > 1:
-            raise ValueError("nAGQ > 1 is not defined for the Gaussian identity model (its likelihood is exact)")
-        from interlace.objective.lmm import LMMObjective
-        from interlace.optimize import optimize_lmm
-        from interlace.results.build import build_result
-
-        obj = LMMObjective(mf)
-        opt = optimize_lmm(obj, optimizer, theta0)
-        res = build_result(mf, fam, obj, opt, nAGQ=1, engine="lmm", formula=formula, optimizer=optimizer,
-                           extra_messages=mf.messages)
-    elif dispformula is not None or ziformula is not None or _ml_dispersion(fam):
-        # glmmTMB's model: dispersion / zero-inflation models, and every family with a dispersion
-        # (Gamma shape, inverse Gaussian phi, non-identity Gaussian sigma^2) estimated by ML
-        from interlace.engine_general import fit_general
-
-        res = fit_general(mf, fam, optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, formula=formula)
-    else:
-        from interlace.objective.laplace import LaplaceObjective
-        from interlace.optimize import optimize_glmm
-        from interlace.results.build import build_result
-
-        from interlace.objective.laplace import PIRLSError
-
-        obj = LaplaceObjective(mf, fam)
-        agq = None
-        if nAGQ > 1:
-            from interlace.objective.agq import AGQObjective
-
-            agq = AGQObjective(obj, nAGQ)
-        extra = list(mf.messages)
-        try:
-            opt = optimize_glmm(obj, optimizer, theta0, nAGQ, agq=agq)
-        except (np.linalg.LinAlgError, PIRLSError, FloatingPointError):
-            # a covariate on a scale of thousands can break the factorization
-            # near the start; lme4 warns and fits: fit the exactly equivalent
-            # model on rescaled columns (interlace/rescale.py)
-            from interlace.rescale import column_scales, fit_rescaled
-
-            scales = column_scales(mf) if agq is None else None
-            if scales is None:
-                raise
-            obj, opt, msg = fit_rescaled(mf, fam, optimizer, theta0, nAGQ, scales)
-            extra.append(msg)
-        res = build_result(mf, fam, obj, opt, nAGQ=nAGQ, engine="agq" if agq else "laplace",
-                           formula=formula, optimizer=optimizer, extra_messages=extra)
-        if agq is not None:
-            agq.finalize(res, opt)
-    guard_result(res)  # never converged=True with NaN standard errors
+    engine = select_engine(fam, dispformula=dispformula, ziformula=ziformula, nAGQ=nAGQ)
+    res = fit_frame(mf, fam, engine=engine, optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, formula=formula)
     attach_row_labels(res, data, missing, call=dict(
         formula=formula, data=data, family=family, groups=groups, random=random, weights=weights,
         optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, offset=offset, dispformula=dispformula,

@@ -56,21 +56,22 @@ def test_user_statistic_gets_a_full_result(cbpp):
 
 
 def test_warm_stage2_refit_equals_full_two_stage_refit(cbpp):
-    """Replicates skip optimizeGlmer's stage 1 (warm start at the fit); the optimum is the
+    """result.refit skips optimizeGlmer's stage 1 (warm start at the fit); the optimum is the
     one the full two-stage glmer path finds on the same simulated response."""
     import dataclasses
 
+    from interlace.engines import fit_frame
     from interlace.inference.bootstrap import _Refitter
 
     rf = _Refitter(cbpp, None, None)
     for s in range(3):
         y = rf.simulate(np.random.default_rng(s))
-        mf = dataclasses.replace(rf.mf, y=y)
-        _obj, opt = rf._refit_laplace_fast(mf)
-        full = rf._refit_full(mf)
-        assert -0.5 * opt.deviance == pytest.approx(full.llf, abs=1e-7)
-        np.testing.assert_allclose(opt.beta, full.fe_params.to_numpy(), atol=1e-4)
-        np.testing.assert_allclose(opt.theta, full.theta.to_numpy(), atol=1e-4)
+        warm = cbpp.refit(y)
+        assert warm.optinfo["stage1"]["message"] == "skipped: warm start"
+        full = fit_frame(dataclasses.replace(cbpp.model_frame, y=y), cbpp.family, engine="laplace")
+        assert warm.llf == pytest.approx(full.llf, abs=1e-7)
+        np.testing.assert_allclose(warm.fe_params.to_numpy(), full.fe_params.to_numpy(), atol=1e-4)
+        np.testing.assert_allclose(warm.theta.to_numpy(), full.theta.to_numpy(), atol=1e-4)
 
 
 def test_failed_refits_are_counted_not_dropped(cbpp):
@@ -97,9 +98,9 @@ def test_failed_refits_are_counted_not_dropped(cbpp):
 
 def test_nonconverged_refits_are_flagged(cbpp, monkeypatch):
     """lme4's convergence check failing on a refit: values kept, flagged, counted, warned."""
-    import interlace.optimize.outer as outer
+    import interlace.optimize.checks as checks
 
-    real = outer.check_convergence
+    real = checks.check_convergence
     state = {"n": 0}
 
     def flaky(g, h, at_bound, *a, **k):
@@ -108,7 +109,7 @@ def test_nonconverged_refits_are_flagged(cbpp, monkeypatch):
         return msgs + (["Model failed to converge with max|grad| = 1 (tol = 0.002, component 1)"]
                        if state["n"] % 3 == 0 else [])
 
-    monkeypatch.setattr(outer, "check_convergence", flaky)
+    monkeypatch.setattr(checks, "check_convergence", flaky)
     with pytest.warns(BootstrapWarning, match=r"3 did not converge"):
         b = cbpp.bootstrap(9, seed=2)
     assert b.n_nonconverged == 3 and b.n_failed == 0

@@ -36,7 +36,7 @@ from interlace.distributed.rounds import Rounds
 
 
 def _unsupported(fam: Any, nAGQ: int, dispformula: Any, ziformula: Any) -> str | None:
-    from interlace.api import _is_lmm
+    from interlace.engines import select_engine
 
     if dispformula is not None or ziformula is not None:
         return "dispformula / ziformula"
@@ -45,11 +45,10 @@ def _unsupported(fam: Any, nAGQ: int, dispformula: Any, ziformula: Any) -> str |
         return "nAGQ > 1" if int(nAGQ) > 1 else None
     if getattr(fam, "fit_engine", None) is not None:
         return f"family {getattr(fam, 'name', fam)!r} (it has its own engine)"
-    if _is_lmm(fam, dispformula):
+    kind = select_engine(fam)  # the family's own engine, not its name
+    if kind == "lmm":
         return "the Gaussian identity model (lmer)"
-    from interlace.api import _ml_dispersion
-
-    if _ml_dispersion(fam):  # Gamma, inverse Gaussian, non-identity Gaussian: PIRLS would fix the dispersion at 1
+    if kind == "general":
         return f"the {getattr(fam, 'name', fam)} family (its dispersion is estimated by the general engine)"
     if int(nAGQ) > 1:
         return "nAGQ > 1"

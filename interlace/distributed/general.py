@@ -219,7 +219,8 @@ class DistributedGeneralObjective(GeneralObjective):
         Utv = self.rounds.run(G.lev_round, pl)["Utv"]
         pl["xi"] = self.chol.solve(Utv)
         g = self.rounds.run(G.grad_round, pl)
-        return np.concatenate([g["gt"], g["gb"]] + [np.array([g["ga_" + nm]]) for nm in self._free])
+        return np.concatenate([self.re.chain(st["theta"], g["gt"]), g["gb"]]
+                              + [np.array([g["ga_" + nm]]) for nm in self._free])
 
 
 # ----------------------------------------------------------------------------- result

@@ -179,7 +179,8 @@ class DistributedLaplaceObjective:
             xi = ch.solve(lev["Utv"])
         pl.update(xi=xi, xb=None, with_beta=with_beta)
         g = self.rounds.run(B.gradient_round, pl)
-        return np.concatenate([g["gt"], g["gb"]]) if with_beta else g["gt"]
+        gt = self.re.chain(theta, g["gt"])  # Lambda's entries -> theta
+        return np.concatenate([gt, g["gb"]]) if with_beta else gt
 
     def gradient_joint(self, theta: np.ndarray) -> np.ndarray:
         """Exact dD0/dtheta of the nAGQ = 0 deviance (LaplaceObjective.gradient_joint): two rounds."""
@@ -200,7 +201,7 @@ class DistributedLaplaceObjective:
             self._load(ch, lev)
             ch.factor()
         pl.update(xi=xu, xb=xb, with_beta=False)
-        return self.rounds.run(B.gradient_round, pl)["gt"]
+        return self.re.chain(theta, self.rounds.run(B.gradient_round, pl)["gt"])
 
     # ---------------------------------------------------------------- nAGQ = 0
     def _joint_solve_loaded(self):
@@ -217,8 +218,9 @@ class DistributedLaplaceObjective:
         out = self.rounds.run(B.init_round, {})
         return np.linalg.lstsq(out["XtWX"], out["xrhs"], rcond=None)[0]
 
-    def pirls_joint(self, theta: np.ndarray) -> float:
-        """PIRLS over (u, beta) jointly (lme4's nAGQ = 0), as LaplaceObjective.pirls_joint."""
+    def pirls_joint(self, theta: np.ndarray, tol: float | None = None, u_tol: float | None = None) -> float:
+        """PIRLS over (u, beta) jointly (lme4's nAGQ = 0), as LaplaceObjective.pirls_joint
+        (its stopping rule is the objective's own ``tol``: each iteration is a cluster round)."""
         self.nfev += 1
         u, beta = self.u.copy(), self.beta.copy()
         dev = self._fused(theta, beta, u, "joint")

@@ -23,6 +23,7 @@ import pandas as pd
 
 from interlace.distributed import blocks as B
 from interlace.model_frame import ModelFrame
+from interlace.optimize.checks import is_failure_message
 from interlace.results.build import (
     _rx_inverse,
     vcov_from_hessian,
@@ -128,7 +129,7 @@ def build_dask_result(mf: ModelFrame, family, obj, opt, *, formula: str, optimiz
         llf=float(llf), aic=float(-2 * llf + 2 * df_model), bic=float(-2 * llf + np.log(n) * df_model),
         deviance=float(obj._dev), df_model=int(df_model), df_resid=int(n - df_model), nobs=int(n),
         ngroups=ngroups, scale=1.0,
-        converged=bool(opt.converged) and not any("failed to converge" in m for m in messages),
+        converged=bool(opt.converged) and not any(map(is_failure_message, messages)),
         singular=singular,
         optinfo={"optimizer": optimizer, "engine": "laplace-dask", "nfev": int(opt.nfev),
                  "ngev": int(opt.ngev), "pirls_iterations": int(obj.pirls_iters), "messages": messages,

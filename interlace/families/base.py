@@ -494,6 +494,14 @@ class ExponentialFamily:
 
     # ---- engine dispatch ---------------------------------------------------------
     @property
+    def engine(self) -> str:
+        """The engine that fits this family without side models (see
+        ``interlace.engines``): ``"general"`` when it has a dispersion to estimate
+        by maximum likelihood (:meth:`dispersion_family`), else ``"laplace"``
+        (PIRLS with Fisher weights); the Gaussian identity family says ``"lmm"``."""
+        return "general" if self.dispersion_family() is not None else "laplace"
+
+    @property
     def canonical(self) -> bool:
         """True when the link is the family's canonical link."""
         return self.canonical_link is not None and type(self.link) is self.canonical_link

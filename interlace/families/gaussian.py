@@ -51,6 +51,11 @@ class GaussianFamily(ExponentialFamily):
         var = disp if disp is not None else params.get("scale", 1.0)
         return mu + rng.standard_normal(mu.shape) * np.sqrt(np.asarray(var) / wt)
 
+    @property
+    def engine(self) -> str:
+        """The identity link is the linear mixed model (profiled deviance)."""
+        return "lmm" if self.link.name == "identity" else super().engine
+
     def dev_resids(self, y, mu, wt):
         return gaussian_dev_resids(y, mu, wt)
 

@@ -91,8 +91,9 @@ class LikelihoodFamily:
     fast_path = None
     estimates_scale = False
     canonical = False
-    #: glmer dispatches here (glmmTMB's model) instead of PIRLS
-    fit_engine = staticmethod(_fit_engine)
+    #: glmer fits these with the general-likelihood engine (glmmTMB's model), not PIRLS
+    engine = "general"
+    fit_engine = staticmethod(_fit_engine)  # kept for plugins that call it directly
     #: what the raw "disp" coefficients model, for the result's description
     disp_meaning: str = "log dispersion"
 

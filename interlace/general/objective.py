@@ -318,10 +318,10 @@ class GeneralObjective:
         kgen.ut_times(v, re.codes, zl, re.kcol, re.kdim, re.uoff, Utv)
         xi = chol.solve(Utv)
         gb = np.zeros(self.p)
-        gt = np.zeros(re.ntheta)
+        gt = np.zeros(re.nentries)  # in Lambda's entries; re.chain maps to theta
         kgen.gradient_pass(s, D, v, self.X, re.z, re.codes, zl, re.kcol, re.kdim, re.uoff, u, xi,
                            Ainv11, Adense, dense, re.theta_term, re.theta_a, re.theta_b, gb, gt)
-        out = [gt, gb]
+        out = [re.chain(theta, gt), gb]
         uxi = re.eta_re(zl, xi)
         for b in self.blocks:
             if b.free:

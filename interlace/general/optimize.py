@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize as sopt
 
-from interlace.optimize.outer import _minimize, check_convergence
+from interlace.control import DEFAULT_CONTROL, Control
+from interlace.optimize.checks import at_bound, verdict
+from interlace.optimize.outer import _minimize, settle_boundary
 
 __all__ = ["GeneralOpt", "optimize_general", "hessian"]
 
@@ -133,27 +135,8 @@ def _bound_mask(obj, x: np.ndarray) -> np.ndarray:
     return np.isfinite(lo) & (x <= lo + 1e-8)
 
 
-def optimize_general(obj, optimizer: str = "lbfgsb", theta0=None) -> GeneralOpt:
-    """Minimize the Laplace deviance of a :class:`GeneralObjective`."""
-    x0 = obj.x_start()
-    if theta0 is not None:
-        x0[: obj.nt] = np.asarray(theta0, dtype=float)
-    lower = obj.lower
-    x0 = np.maximum(x0, lower)
-
-    def fg(x):
-        d = obj.deviance(x)
-        if not np.isfinite(d):
-            return 1e300, np.zeros(len(x))
-        return d, obj.gradient(x)
-
-    if optimizer == "lbfgsb":
-        res = lbfgs_guarded(fg, x0, lower)
-    else:
-        res = _minimize(lambda x: fg(x)[0], None, x0, lower, optimizer)
-    x = np.maximum(np.asarray(res.x, dtype=float), lower)
-    dev = obj.deviance(x)
-    # Newton polish on the free coordinates
+def _polish(obj, x: np.ndarray, dev: float, lower: np.ndarray):
+    """Newton steps on the free coordinates; returns (x, dev, H, steps)."""
     steps = 0
     H = None
     for _ in range(8):
@@ -188,21 +171,55 @@ def optimize_general(obj, optimizer: str = "lbfgsb", theta0=None) -> GeneralOpt:
         steps += 1
         if dec < 1e-9:
             break
-    g = obj.gradient(x)
-    at_bound = _bound_mask(obj, x)
-    if H is None or steps:
-        H = hessian(obj, x, at_bound)
+    return x, dev, H, steps
+
+
+def optimize_general(obj, optimizer: str = "lbfgsb", theta0=None, control: Control = DEFAULT_CONTROL) -> GeneralOpt:
+    """Minimize the Laplace deviance of a :class:`GeneralObjective` (in memory or
+    on Dask); the boundary probe and the verdict are those of every engine."""
+    x0 = obj.x_start()
+    if theta0 is not None:
+        x0[: obj.nt] = np.asarray(theta0, dtype=float)
+    lower = obj.lower
+    x0 = np.maximum(x0, lower)
+
+    def fg(x):
+        d = obj.deviance(x)
+        if not np.isfinite(d):
+            return 1e300, np.zeros(len(x))
+        return d, obj.gradient(x)
+
+    def run(x_start):
+        if optimizer == "lbfgsb":
+            return lbfgs_guarded(fg, x_start, lower)
+        return _minimize(lambda x: fg(x)[0], None, x_start, lower, optimizer)
+
+    res = run(x0)
+    x = np.maximum(np.asarray(res.x, dtype=float), lower)
+    state = {"steps": 0}
+
+    def finish(x):
+        x, dev, H, steps = _polish(obj, x, obj.deviance(x), lower)
+        state["steps"] += steps
+        g = obj.gradient(x)
+        if H is None or steps:
+            H = hessian(obj, x, _bound_mask(obj, x))
+        return x, obj.deviance(x), g, H
+
+    def restart(x_start):
+        r = run(x_start)
+        return np.maximum(np.asarray(r.x, dtype=float), lower), r
+
+    nt = obj.nt
+    x, dev, g, H, res, gain = settle_boundary(obj.deviance, (*finish(x), res), lower[:nt], nt, finish, restart,
+                                              control)
     dev = obj.deviance(x)
-    msgs = []
-    if not res.success and not steps:
-        msgs.append(f"optimizer ({optimizer}) convergence code: {getattr(res, 'status', -1)} ({res.message})")
-    msgs += check_convergence(g, H, at_bound)
-    if not obj.inner_converged:
-        msgs.append("Newton iterations for the random effects did not converge at the optimum")
-    # an optimizer that stopped without converging (evaluation limit, no
-    # progress) and that the Newton polish could not take further is not converged
-    converged = (obj.inner_converged and not any("failed to converge" in m for m in msgs)
-                 and bool(res.success or steps))
-    return GeneralOpt(x=x, deviance=float(dev), converged=bool(converged), optimizer=optimizer, hessian=H,
-                      gradient=g, at_bound=at_bound, messages=msgs, opt_message=str(res.message),
+    bound = at_bound(x, lower, control)
+    steps = state["steps"]
+    v = verdict(g, H, bound, optimizer_ok=bool(res.success) or steps > 0, optimizer=optimizer,
+                optimizer_status=getattr(res, "status", -1), optimizer_message=str(res.message),
+                inner_converged=obj.inner_converged, inner="Newton iterations for the random effects",
+                neighbour_gain=gain, control=control)
+    return GeneralOpt(x=x, deviance=float(dev), converged=v.converged, optimizer=optimizer, hessian=H,
+                      gradient=g, at_bound=_bound_mask(obj, x), messages=v.messages, opt_message=str(res.message),
                       newton_steps=steps)

@@ -2,11 +2,10 @@
 a failed refit silently.
 
 Each replicate simulates a response from the fitted model with new random
-effects (bootMer's default ``use.u = FALSE``), refits the model on it
-warm-started at the fitted parameters, and records ``fn(refit)``. The parsed
-model is reused: a replicate swaps the response into the fitted
-``ModelFrame`` (``dataclasses.replace``) and calls the engine's stages
-directly, so nothing is parsed twice.
+effects (bootMer's default ``use.u = FALSE``) with the family's simulate,
+refits the model on it through the one ``refit`` path (lme4's refit.merMod:
+the parsed model frame with the new response, warm-started at the fitted
+parameters, nothing parsed twice), and records ``fn(refit)``.
 
 Seeds: one ``numpy.random.SeedSequence(seed)`` is spawned into one child per
 replicate, so replicate ``i`` sees the same random numbers whatever
@@ -21,7 +20,6 @@ messages kept, and a warning is issued.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
@@ -34,6 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from interlace.engines import refit
 from interlace.inference._params import level_labels
 
 
@@ -115,65 +114,18 @@ def percentile_interval(t: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return out
 
 
-# ---------------------------------------------------------------------------- simulation
-def _simulate_builtin(mf, family, re, theta, beta, sigma, rng) -> np.ndarray:
-    """One response simulated with new random effects: b = sigma Lambda u, u ~ N(0, I)."""
-    u = rng.standard_normal(re.q) * sigma
-    eta = re.eta_re(re.zlambda(theta), u, mf.X @ beta + mf.offset)
-    mu = np.asarray(family.linkinv(eta), dtype=float)
-    name = family.name
-    w = np.asarray(mf.weights, float)
-    if name == "binomial":
-        trials = np.rint(w).astype(np.int64)
-        return rng.binomial(trials, np.clip(mu, 0.0, 1.0)) / np.where(trials > 0, trials, 1)
-    if name == "poisson":
-        return rng.poisson(mu).astype(float)
-    if name == "gaussian":
-        return mu + sigma / np.sqrt(w) * rng.standard_normal(len(mu))
-    raise NotImplementedError(name)
-
-
 # ---------------------------------------------------------------------------- the refit
 class _Refitter:
-    """Everything a worker needs to simulate and refit, without the caller's data."""
+    """What a worker needs: the fitted result (data only: it pickles) and the statistic."""
 
     def __init__(self, result, fn, optimizer: str | None):
-        mf = result.model_frame
-        self.mf = dataclasses.replace(mf, spec=None)  # the formula spec holds modules; not needed to refit
-        self.family = result.family
-        self.formula = result.formula
-        self.engine = result.optinfo.get("engine", "laplace")
-        self.optimizer = optimizer or result.optinfo.get("optimizer", "lbfgsb")
-        self.nAGQ = int(result.nAGQ)
-        self.theta = result.theta.to_numpy(dtype=float)
-        self.beta = result.fe_params.to_numpy(dtype=float)
-        self.sigma = float(np.sqrt(result.scale)) if self.engine == "lmm" else 1.0
-        self.reml = bool(result.optinfo.get("REML", False))
+        self.result = result
         self.fn = fn
-        self.result = result if (fn is not None or not self._builtin_sim()) else None
-        self._re = None
-
-    def _builtin_sim(self) -> bool:
-        link = getattr(getattr(self.family, "link", None), "name", None)
-        return (getattr(self.family, "name", None) in ("binomial", "poisson", "gaussian")
-                and getattr(self.family, "fit_engine", None) is None and link is not None
-                and (self.family.name != "gaussian" or self.engine == "lmm"))
-
-    @property
-    def re(self):
-        if self._re is None:
-            from interlace.objective.predictor import ReStructure
-
-            self._re = ReStructure(self.mf.terms)
-        return self._re
+        self.optimizer = optimizer
 
     def simulate(self, rng) -> np.ndarray:
-        if self._builtin_sim():
-            return _simulate_builtin(self.mf, self.family, self.re, self.theta, self.beta, self.sigma, rng)
-        sim = getattr(self.result, "simulate", None)
-        if sim is None:
-            raise NotImplementedError(f"no simulation for family {getattr(self.family, 'name', '?')!r}")
-        return np.asarray(sim(nsim=1, seed=rng, re="unconditional"), dtype=float).reshape(-1)
+        """One response with new random effects (bootMer's ``use.u = FALSE``), by the family's simulate."""
+        return np.asarray(self.result.simulate(nsim=1, seed=rng, re="unconditional"), dtype=float).reshape(-1)
 
     def run(self, i: int, seed_seq) -> tuple[int, np.ndarray | None, str, str]:
         """Replicate i: (i, values or None, status, message)."""
@@ -186,105 +138,11 @@ class _Refitter:
         return i, values, "ok" if converged else "nonconverged", msg
 
     def refit(self, y: np.ndarray):
-        mf = dataclasses.replace(self.mf, y=np.ascontiguousarray(y, dtype=np.float64))
-        res = None
-        if self.engine == "laplace" and self.nAGQ == 1 and getattr(self.family, "fit_engine", None) is None:
-            fast = self._refit_laplace_fast(mf)
-            if fast is not None:
-                obj, opt = fast
-                if self.fn is None:
-                    msgs = [m for m in opt.messages if "singular" not in m]
-                    return np.concatenate([opt.beta, opt.theta]), opt.converged, "; ".join(msgs)
-                from interlace.results.build import build_result
-
-                res = build_result(mf, self.family, obj, opt, nAGQ=1, engine="laplace", formula=self.formula,
-                                   optimizer="lbfgsb")
-        if res is None:
-            res = self._refit_full(mf)
+        """(statistic, converged, messages) of the model refitted to ``y`` (lme4's refit)."""
+        res = refit(self.result, y, optimizer=self.optimizer)
         values = self.fn(res) if self.fn is not None else _default_stat(res)
         msgs = [m for m in res.optinfo.get("messages", []) if "singular" not in m]
         return _as_values(values), bool(res.converged), "; ".join(msgs)
-
-    def _refit_laplace_fast(self, mf):
-        """Stage 2 of optimizeGlmer only, from the fitted (theta, beta), with
-        exact gradients; then lme4's convergence checks. Returns (objective,
-        OptResult), or None when the family has no exact gradient (the full
-        two-stage path then runs). Stage 1 only finds a start, and the
-        fitted parameters are a better one for a replicate of the same model."""
-        from scipy import optimize as sopt
-
-        from interlace.objective.laplace import LaplaceObjective
-        from interlace.optimize import outer
-
-        obj = LaplaceObjective(mf, self.family)
-        if not obj.has_exact_gradient():
-            return None
-        re, nt = obj.re, obj.re.ntheta
-        lower = np.concatenate([re.theta_lower, np.full(obj.p, -np.inf)])
-
-        def fg(x):
-            d = obj.deviance(x[:nt], x[nt:])
-            return d, obj.gradient(x[:nt], x[nt:])
-
-        x0 = np.concatenate([self.theta, self.beta])
-        res = sopt.minimize(fg, x0, jac=True, method="L-BFGS-B",
-                            bounds=[(lo if np.isfinite(lo) else None, None) for lo in lower],
-                            options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-7, "maxls": 60})
-        x = np.maximum(res.x, lower)
-        d, g = fg(x)
-        if not np.isfinite(d):
-            raise FloatingPointError("non-finite deviance at the refit's optimum")
-        hess = outer.hessian_from_gradient(lambda z: fg(z)[1], x, lower)
-        fg(x)  # state back at the optimum
-        at_bound = np.zeros(len(x), bool)
-        at_bound[:nt] = np.isfinite(re.theta_lower) & (x[:nt] <= re.theta_lower + 1e-4)
-        msgs = [] if res.success else [f"optimizer (lbfgsb) convergence code: {res.status} ({res.message})"]
-        msgs += outer.check_convergence(g, hess, at_bound)
-        if not obj.pirls_converged:
-            msgs.append("PIRLS did not converge at the optimum")
-        failed = getattr(outer, "is_failure_message", lambda m: "failed to converge" in m)
-        converged = bool(res.success) and obj.pirls_converged and not any(map(failed, msgs))
-        opt = outer.OptResult(x[:nt].copy(), x[nt:].copy(), float(d), converged, "lbfgsb", obj.nfev, obj.ngev,
-                              msgs, hess, g, {}, str(res.message))
-        return obj, opt
-
-    def _refit_full(self, mf):
-        """The same stage functions api.glmer composes, on the swapped frame."""
-        fam, opt_name = self.family, self.optimizer
-        custom = getattr(fam, "fit_engine", None)
-        if custom is not None:
-            return custom(mf, fam, optimizer=opt_name, theta0=self.theta, nAGQ=self.nAGQ, formula=self.formula)
-        from interlace.results.build import build_result
-
-        if self.engine == "lmm":
-            from interlace.objective.lmm import LMMObjective
-            from interlace.optimize import optimize_lmm
-
-            reml = self.reml  # a REML fit is refitted by REML (bootMer)
-            obj = LMMObjective(mf, reml=reml)
-            opt = optimize_lmm(obj, opt_name, self.theta)
-            res = build_result(mf, fam, obj, opt, nAGQ=1, engine="lmm", formula=self.formula, optimizer=opt_name)
-            res.optinfo["REML"] = reml
-            return res
-        if self.engine not in ("laplace", "agq"):
-            from interlace.engine_general import fit_general
-
-            return fit_general(mf, fam, optimizer=opt_name, theta0=self.theta, nAGQ=self.nAGQ, formula=self.formula)
-        from interlace.objective.laplace import LaplaceObjective
-        from interlace.optimize import optimize_glmm
-
-        obj = LaplaceObjective(mf, fam)
-        agq = None
-        if self.nAGQ > 1:
-            from interlace.objective.agq import AGQObjective
-
-            agq = AGQObjective(obj, self.nAGQ)
-        opt = optimize_glmm(obj, opt_name, self.theta, self.nAGQ, agq=agq)
-        res = build_result(mf, fam, obj, opt, nAGQ=self.nAGQ, engine="agq" if agq else "laplace",
-                           formula=self.formula, optimizer=opt_name)
-        if agq is not None:
-            agq.finalize(res, opt)
-        return res
 
 
 def _default_stat(res) -> np.ndarray:

@@ -80,6 +80,10 @@ class DevianceModel:
         else:
             self.obj = result.objective
             self.re = self.obj.re
+        if not getattr(self.re, "linear", True):
+            # the sd/cor parametrisation below inverts Lambda entry by entry (us terms)
+            raise NotImplementedError("profiling needs unstructured (us) covariance terms; use method='Wald' "
+                                      "or method='boot'")
         self.nt = self.re.ntheta
         self.p = len(result.fe_params)
         aux = aux_layout(result) if self.general else []

@@ -101,7 +101,7 @@ class AGQObjective:
         self.crow = ka.split_constants(*resp.codes, self.y, self.wt) if self.fast else np.zeros(0)
         self.th_a = re.theta_a.copy()
         self.th_b = re.theta_b.copy()
-        self.ntheta = int(re.ntheta)
+        self.ntheta = int(re.nentries)  # the kernels' gradient is in Lambda's entries; re.chain maps it
         self._dev_lev = np.empty(self.nl)
         self._grad_lev = np.empty((self.nl, self.ntheta + obj.p))
         self._want_grad = False  # switched on by the first gradient() request
@@ -181,6 +181,8 @@ class AGQObjective:
                       s0, h0, w0, wd0, self._dev_lev, self._grad_lev)
         g = np.zeros(self.ntheta + obj.p)
         devsum = ka.sum_levels(self._dev_lev, self._grad_lev, want_grad, g)
+        if want_grad:
+            g = np.concatenate([re.chain(theta, g[:self.ntheta]), g[self.ntheta:]])
         self._last_grad = g if want_grad else None
         return float(self._total(devsum, lam, u0, beta))
 

@@ -50,7 +50,7 @@ class LaplaceObjective:
         self._zl_theta = None
         self._zl = None
         self._chol_h = None
-        # nAGQ = 0 PIRLS tolerances; loosened while stage 1 only seeds stage 2
+        # nAGQ = 0 PIRLS tolerances (the optimizer passes looser ones while stage 1 only seeds stage 2)
         self.joint_tol = tol
         self.joint_u_tol = 1e-9
         # whole PIRLS loops compiled; the Python loops remain for row passes
@@ -347,10 +347,11 @@ class LaplaceObjective:
             xi = ch.solve(Utv)
             hh = h
         gb = np.zeros(self.p)
-        gt = np.zeros(re.ntheta)
+        gt = np.zeros(re.nentries)  # in Lambda's entries; re.chain maps to theta
         kpar.gradient_pass(s, resp.w, hh, v, self.X, re.z, re.codes, zl, re.kcol, re.kdim, re.uoff, re.pairidx, re.poff,
                           self.u, xi, np.zeros(re.n), Ainv11, Ainv21, Ainv22, re.theta_term, re.theta_a, re.theta_b,
                           gb, gt, with_beta)
+        gt = re.chain(theta, gt)
         return np.concatenate([gt, gb]) if with_beta else gt
 
     def gradient_joint(self, theta: np.ndarray) -> np.ndarray:
@@ -392,11 +393,11 @@ class LaplaceObjective:
             ch.accumulate(resp.w, zero, zl)
             ch.factor()
         gb = np.zeros(self.p)
-        gt = np.zeros(re.ntheta)
+        gt = np.zeros(re.nentries)  # in Lambda's entries; re.chain maps to theta
         kpar.gradient_pass(s, resp.w, hh, v, self.X, re.z, re.codes, zl, re.kcol, re.kdim, re.uoff,
                           re.pairidx, re.poff, self.u, xu, self.X @ xb, Ainv11, Ainv21, Ainv22,
                           re.theta_term, re.theta_a, re.theta_b, gb, gt, False)
-        return gt
+        return re.chain(theta, gt)
 
     # ---------------------------------------------------------------- nAGQ = 0
     def _joint_fused_pass(self, zl, u, beta, bufs) -> float:
@@ -413,7 +414,7 @@ class LaplaceObjective:
         resp.eta = eta
         return float(dev)
 
-    def _pirls_joint_fused(self, theta: np.ndarray) -> float | None:
+    def _pirls_joint_fused(self, theta: np.ndarray, u_tol: float) -> float | None:
         """nAGQ = 0 PIRLS on the fast path: one fused pass per iteration; the
         joint Newton step solved at a point is its convergence test. Returns
         None when the warm start is unusable (the caller starts cold)."""
@@ -462,7 +463,7 @@ class LaplaceObjective:
             du, db = unew - u, bnew - beta
             dmax = max(float(np.max(np.abs(du), initial=0.0)) if du.size else 0.0, float(np.max(np.abs(db), initial=0.0)))
             scale = 1.0 + max(float(np.max(np.abs(u), initial=0.0)), float(np.max(np.abs(beta), initial=0.0)))
-            if dmax <= self.joint_u_tol * scale:
+            if dmax <= u_tol * scale:
                 # the factor and the state are at (u, beta): gradient_joint reuses the system
                 self._joint_cache = (self.nfev, UtWX, RX)
                 if not compiled_step:
@@ -497,12 +498,16 @@ class LaplaceObjective:
         self.u, self.beta, self._dev = u, beta, dev
         return self.resp.minus2loglik(dev) + u @ u + self.last_logdet
 
-    def pirls_joint(self, theta: np.ndarray) -> float:
+    def pirls_joint(self, theta: np.ndarray, tol: float | None = None, u_tol: float | None = None) -> float:
         """PIRLS over (u, beta) jointly (lme4's nAGQ = 0); returns the deviance
-        -2 log p(y | u, beta) + |u|^2 + log|L|^2 at the joint mode."""
+        -2 log p(y | u, beta) + |u|^2 + log|L|^2 at the joint mode. ``tol``
+        (relative deviance change) and ``u_tol`` (relative step) default to the
+        objective's own; the optimizer's Control passes looser ones for stage 1."""
         self.nfev += 1
+        tol = self.joint_tol if tol is None else tol
+        u_tol = self.joint_u_tol if u_tol is None else u_tol
         if self.resp.codes is not None:
-            d = self._pirls_joint_fused(theta)
+            d = self._pirls_joint_fused(theta, u_tol)
             if d is not None:
                 return d
         re, resp, chol = self.re, self.resp, self.chol
@@ -545,8 +550,8 @@ class LaplaceObjective:
             ustep = float(np.max(np.abs(step * du), initial=0.0)) if du.size else 0.0
             u, beta, eta, pdev = ut, bt, eta_t, pdev_t
             dev = resp.update(eta)
-            if change <= self.joint_tol * (abs(pdev) + 1.0) and \
-                    ustep <= self.joint_u_tol * (1.0 + float(np.max(np.abs(u), initial=0.0))):
+            if change <= tol * (abs(pdev) + 1.0) and \
+                    ustep <= u_tol * (1.0 + float(np.max(np.abs(u), initial=0.0))):
                 break
         base = self.X @ beta + off
         chol.accumulate(resp.w, (eta - base) + resp.r, zl)

@@ -109,8 +109,8 @@ class LMMObjective:
         u = np.empty(re.q)
         beta = np.empty(self.p)
         RX = np.empty((self.p, self.p))
-        grad = np.empty(re.ntheta)
-        dev, pwrss, ld_a, ld_x = lmm1_eval(theta, self._ta, self._tb, self._M, self._ZtX, self._Zty, self._XtX,
+        grad = np.empty(re.nentries)  # in Lambda's entries; re.chain maps to theta
+        dev, pwrss, ld_a, ld_x = lmm1_eval(re.entries(theta), self._ta, self._tb, self._M, self._ZtX, self._Zty, self._XtX,
                                            self._Xty, self._yty, float(self.df_resid), self.sum_log_w, self.reml,
                                            True, self._L, self._RZX1, self._cu, u, beta, RX, grad)
         if not np.isfinite(dev):
@@ -119,7 +119,7 @@ class LMMObjective:
             return self.deviance(theta)
         self._u, self.beta, self.RX, self.pwrss = u, beta + self._beta0, RX, float(pwrss)
         self.last_logdet, self.logdet_rx = float(ld_a), float(ld_x)
-        self._theta, self._grad, self._stale = theta.copy(), grad, True
+        self._theta, self._grad, self._stale = theta.copy(), re.chain(theta, grad), True
         return float(dev)
 
     def _sync(self) -> None:
@@ -214,7 +214,7 @@ class LMMObjective:
         s = pwrss_factor * self.w * self._res
         zero = np.zeros(n)
         gb = np.zeros(self.p)
-        gt = np.zeros(re.ntheta)
+        gt = np.zeros(re.nentries)  # in Lambda's entries; re.chain maps to theta
         kgr.gradient_pass(s, self.w, zero, zero, self.X, re.z, re.codes, self._zl, re.kcol, re.kdim, re.uoff,
                           re.pairidx, re.poff, self.u, np.zeros(re.q), zero, Ainv11, Ainv21, Ainv22,
                           re.theta_term, re.theta_a, re.theta_b, gb, gt, False)
@@ -225,7 +225,7 @@ class LMMObjective:
             Sinv = self.rx_inverse()
             reml_logdet_rx_grad(self.w, self.X, re.z, re.codes, self._zl, re.kcol, re.kdim, re.uoff, C, Sinv,
                                 re.theta_term, re.theta_a, re.theta_b, gt)
-        return gt
+        return re.chain(self._theta, gt)
 
     def rx_inverse(self) -> np.ndarray:
         """(RX RX')^{-1} at the current state (the unscaled vcov of beta)."""

@@ -21,6 +21,7 @@ from interlace.kernels import crossprod as kx
 from interlace.kernels import glm as kg
 from interlace.kernels import parallel as kpar
 from interlace.kernels import pirls as kp
+from interlace.model.covariance import Unstructured, term_covariance
 from interlace.model_frame import ReTerm
 
 
@@ -43,25 +44,63 @@ class ReStructure:
         self.kcol = np.concatenate([[0], np.cumsum(self.kdim)]).astype(np.int64)
         self.codes = np.ascontiguousarray(np.stack([np.asarray(t.codes, dtype=np.int64) for t in terms]))
         self.z = np.ascontiguousarray(np.hstack([np.asarray(t.z, dtype=np.float64) for t in terms]))
-        # theta layout: per term the lower triangle of Lambda_j, column-major (lme4)
-        th_term, th_a, th_b, lower = [], [], [], []
-        for j, k in enumerate(self.kdim):
-            for b in range(k):
-                for a in range(b, k):
-                    th_term.append(j)
-                    th_a.append(a)
-                    th_b.append(b)
-                    lower.append(0.0 if a == b else -np.inf)
+        # Each term's covariance structure maps its parameters (the slice of theta it owns)
+        # to Lambda_j; the "entries" are Lambda_j's lower triangles, column-major (lme4's
+        # theta for ``us``), the layout the kernels differentiate in.
+        self.covs = [term_covariance(t) for t in terms]
+        for t, cov in zip(terms, self.covs):
+            if cov.k != t.k:
+                raise ValueError(f"the covariance structure of the term on {t.group!r} has dimension {cov.k}, "
+                                 f"the term {t.k} columns")
+        self.linear = all(isinstance(c, Unstructured) for c in self.covs)
+        th_term, th_a, th_b = [], [], []
+        for j, cov in enumerate(self.covs):
+            th_term += [j] * cov.nentries
+            th_a += cov.rows.tolist()
+            th_b += cov.cols.tolist()
         self.theta_term = np.array(th_term, dtype=np.int64)
         self.theta_a = np.array(th_a, dtype=np.int64)
         self.theta_b = np.array(th_b, dtype=np.int64)
-        self.theta_lower = np.array(lower)
-        self.ntheta = len(lower)
+        self.nentries = len(th_term)
+        sizes = [c.nparams for c in self.covs]
+        self.par_off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.ntheta = int(self.par_off[-1])
+        self.theta_lower = np.concatenate([c.lower for c in self.covs]).astype(float)
+        #: the parameters the deviance is even in (a zero there is a boundary to probe)
+        self.even_params = np.concatenate([c.even_params for c in self.covs]).astype(bool)
         self._build_pattern()
+
+    def _par(self, theta: np.ndarray, j: int) -> np.ndarray:
+        return np.asarray(theta, dtype=float)[self.par_off[j]:self.par_off[j + 1]]
 
     def theta_start(self) -> np.ndarray:
         """lme4's default start: identity Lambda (ones on diagonals, zeros off)."""
-        return np.where(self.theta_a == self.theta_b, 1.0, 0.0)
+        return np.concatenate([c.start() for c in self.covs]).astype(float)
+
+    def entries(self, theta: np.ndarray) -> np.ndarray:
+        """Lambda's lower-triangle entries of every term (the kernels' layout)."""
+        if self.linear:
+            return np.asarray(theta, dtype=float)
+        return np.concatenate([c.entries(self._par(theta, j)) for j, c in enumerate(self.covs)])
+
+    def chain(self, theta: np.ndarray, g_entries: np.ndarray) -> np.ndarray:
+        """The gradient in theta from the gradient in Lambda's entries: J' g, J the
+        block-diagonal Jacobian of the terms' covariance structures."""
+        if self.linear:
+            return g_entries
+        out = []
+        e0 = 0
+        for j, c in enumerate(self.covs):
+            out.append(c.jacobian(self._par(theta, j)).T @ g_entries[e0:e0 + c.nentries])
+            e0 += c.nentries
+        return np.concatenate(out)
+
+    def theta_names(self) -> list[str]:
+        """One name per parameter (``Subject.Intercept``, ``Subject.Days.Intercept``)."""
+        out: list[str] = []
+        for t, c in zip(self.terms, self.covs):
+            out += c.param_names(t.vc_name, list(t.cnames))
+        return out
 
     def _build_pattern(self) -> None:
         """Find the nonzero (level_j, level_0) pairs of the cross blocks once."""
@@ -134,24 +173,16 @@ class ReStructure:
         """The same covariance with non-negative diagonals: Lambda Lambda' is
         unchanged by flipping the sign of a column of Lambda (and so is the
         deviance), so each column with a negative diagonal is negated."""
-        th = np.array(theta, dtype=float, copy=True)
-        for t in range(self.ntheta):
-            if self.theta_a[t] == self.theta_b[t] and th[t] < 0:
-                col = (self.theta_term == self.theta_term[t]) & (self.theta_b == self.theta_b[t])
-                th[col] = -th[col]
-        return th
+        return np.concatenate([c.canonical(self._par(theta, j)) for j, c in enumerate(self.covs)])
 
     def lambdas(self, theta: np.ndarray) -> list[np.ndarray]:
-        out = [np.zeros((k, k)) for k in self.kdim]
-        for t in range(self.ntheta):
-            out[self.theta_term[t]][self.theta_a[t], self.theta_b[t]] = theta[t]
-        return out
+        return [c.lambda_(self._par(theta, j)) for j, c in enumerate(self.covs)]
 
     def zlambda(self, theta: np.ndarray) -> np.ndarray:
         """Rows of U = Z Lambda in block form: (n, sum k_j)."""
         lams = self.lambdas(theta)
         if self.m == 1 and self.kdim[0] == 1:
-            return self.z * theta[0]
+            return self.z * lams[0][0, 0]
         parts = []
         for j, lam in enumerate(lams):
             parts.append(self.z[:, self.kcol[j]:self.kcol[j + 1]] @ lam)

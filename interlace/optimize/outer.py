@@ -17,6 +17,16 @@ import numpy as np
 import scipy.linalg as sla
 from scipy import optimize as sopt
 
+from interlace.control import DEFAULT_CONTROL, Control
+from interlace.optimize.checks import (  # noqa: F401  (re-exported: the checks' old home)
+    FAILURE_MARKERS,
+    at_bound,
+    better_neighbour,
+    check_convergence,
+    is_failure_message,
+    verdict,
+)
+
 KNOWN_OPTIMIZERS = ("lbfgsb", "bobyqa", "nelder-mead")
 
 
@@ -140,66 +150,6 @@ def hessian_from_function(f, x, lower, h_rel=1e-3):
     return H
 
 
-# Messages of check_convergence that mean the fit did not converge (lme4's
-# negative codes); "nearly unidentifiable" is advice (positive codes).
-FAILURE_MARKERS = ("failed to converge", "unable to evaluate scaled gradient", "numerically singular",
-                   "Problem with Hessian check")
-
-
-def is_failure_message(msg: str) -> bool:
-    """True for a convergence message that makes ``result.converged`` False.
-
-    >>> is_failure_message("Hessian is numerically singular: parameters are not uniquely determined")
-    True
-    """
-    return any(k in msg for k in FAILURE_MARKERS)
-
-
-def check_convergence(grad, hess, at_bound, tol_grad=0.002, tol_hess=1e-6):
-    """lme4's checkConv (with checkHess) on the free parameters: the gradient
-    scaled by the Cholesky factor of the Hessian (its element-wise minimum
-    with the raw gradient, as lme4), then the Hessian's eigenvalues:
-    negative -> degenerate, near zero -> numerically singular, largest above
-    1/tol or ratio below tol -> nearly unidentifiable. Parameters at a bound
-    (a singular fit, reported separately) are left out.
-
-    >>> check_convergence(np.zeros(2), np.diag([1e-9, 1e-9]), np.zeros(2, bool))
-    ['Hessian is numerically singular: parameters are not uniquely determined']
-    """
-    msgs = []
-    free = ~np.asarray(at_bound, bool)
-    if hess is None or not np.any(free):
-        return msgs
-    H = hess[np.ix_(free, free)]
-    g = grad[free]
-    if not (np.all(np.isfinite(H)) and np.all(np.isfinite(g))):
-        return ["Problem with Hessian check (infinite or missing values?)"]
-    try:
-        scgrad = np.linalg.solve(np.linalg.cholesky(H), g)
-    except np.linalg.LinAlgError:
-        scgrad = None
-    if scgrad is None or not np.all(np.isfinite(scgrad)):
-        msgs.append("unable to evaluate scaled gradient")
-    else:
-        mingrad = np.minimum(np.abs(scgrad), np.abs(g))
-        mg = float(np.max(mingrad)) if mingrad.size else 0.0
-        if mg > tol_grad:
-            comp = int(np.argmax(mingrad)) + 1
-            msgs.append(f"Model failed to converge with max|grad| = {mg:.6g} (tol = {tol_grad}, component {comp})")
-    ev = np.linalg.eigvalsh(H)
-    nneg = int(np.sum(ev < -tol_hess))
-    if nneg:
-        msgs.append(f"Model failed to converge: degenerate  Hessian with {nneg} negative eigenvalues")
-    elif np.any(np.abs(ev) < tol_hess) or scgrad is None:
-        msgs.append("Hessian is numerically singular: parameters are not uniquely determined")
-    else:
-        if ev.max() * tol_hess > 1:
-            msgs.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
-        if ev.min() / ev.max() < tol_hess:
-            msgs.append("Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?")
-    return msgs
-
-
 def _newton_polish(fun, grad, x, g, hess, lower_t, nt, f0=None):
     """One Newton step with the final (exact-gradient) Hessian: the optimizer
     stops within its tolerance; this takes the remaining error from ~1e-4
@@ -263,7 +213,7 @@ def _escape_zero_diagonal(fg, x, diag_idx, max_restarts: int = 2):
     return x, res
 
 
-def _pirls_joint(obj, theta) -> float:
+def _pirls_joint(obj, theta, tol=None, u_tol=None) -> float:
     """Stage-1 deviance with a warm start, falling back to a cold start.
 
     lme4 restarts every evaluation from the initial linear predictor; the warm
@@ -275,10 +225,10 @@ def _pirls_joint(obj, theta) -> float:
     from interlace.objective.laplace import PIRLSError
 
     try:
-        return obj.pirls_joint(theta)
+        return obj.pirls_joint(theta, tol, u_tol)
     except (np.linalg.LinAlgError, PIRLSError):
         obj.u = np.full_like(obj.u, np.nan)  # non-finite state: pirls_joint re-initializes
-        return obj.pirls_joint(theta)
+        return obj.pirls_joint(theta, tol, u_tol)
 
 
 class _StateEval:
@@ -320,32 +270,78 @@ class _StateEval:
 
 
 # Stage 1 (theta with beta inside PIRLS) only seeds stage 2 when nAGQ > 0: its
-# PIRLS stops at a joint Newton step of 1e-5 (relative; at 1e-4 the deviance's
-# noise already stalls its line search on large counts) and it stops after 6
-# iterations or at a relative deviance change of 1e-7. Its first L-BFGS step
-# is a unit step in theta, as before: from theta = 1 that lands exactly on a
-# zero variance when the data say so (a smaller first step approaches the
-# boundary only asymptotically).
-STAGE1_U_TOL = 1e-5
-STAGE1_MAXITER = 6
-# Stage 2 stops at a gradient of 1e-4 in its scaled coordinates (standard-error
-# units: the deviance is ~1e-8 from its minimum); the Newton polish with the
-# exact-gradient Hessian then takes the rest. Asking L-BFGS-B for less sends it
-# into line searches below the deviance's rounding noise.
-STAGE2_GTOL = 1e-4
-# stage 2 restarts when it stops with a scaled gradient above this (see optimize_glmm)
-STAGE2_RESTARTS = 2
-STAGE2_RESTART_GRAD = 1e-2
+# PIRLS stops at a joint Newton step of Control.stage1_u_tol (relative; at 1e-4 the
+# deviance's noise already stalls its line search on large counts) and it stops after
+# Control.stage1_maxiter iterations or at a relative deviance change of 1e-7. Its first
+# L-BFGS step is a unit step in theta: from theta = 1 that lands exactly on a zero
+# variance when the data say so (a smaller first step approaches the boundary only
+# asymptotically). Stage 2 stops at a gradient of Control.stage2_gtol in its scaled
+# coordinates (standard-error units: the deviance is ~1e-8 from its minimum); the
+# Newton polish with the exact-gradient Hessian then takes the rest. Asking L-BFGS-B
+# for less sends it into line searches below the deviance's rounding noise.
 
 
-def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, agq=None) -> OptResult:
+def settle_boundary(fun, found, lower_t, nt, finish, restart, control: Control):
+    """Issue 19 item 3: while a theta at its bound has a better feasible neighbour,
+    restart the optimizer there (``restart(x0) -> (x, res)``, then
+    ``finish(x) -> (x, dev, g, hess)``), at most ``control.boundary_restarts``
+    times. ``found`` = (x, dev, g, hess, res) of the optimizer; returns the best
+    (x, dev, g, hess, res) and ``gain``: how much lower the deviance still is next
+    to the bound (None: no better neighbour). The objective's state is left at x."""
+    x, dev = found[0], found[1]
+    best = found
+    gain = None
+    for attempt in range(control.boundary_restarts + 1):
+        lower = np.concatenate([lower_t, np.full(len(x) - nt, -np.inf)])
+        bound = at_bound(x, lower, control)
+        if not np.any(bound):
+            gain = None
+            break
+        nb = better_neighbour(fun, x, dev, bound, lower, control)
+        fun(x)  # the probes moved the objective's state
+        if nb is None or dev - nb[1] <= control.boundary_gain_tol * (abs(dev) + 1.0):
+            gain = None
+            break
+        gain = dev - nb[1]
+        if attempt == control.boundary_restarts:
+            break
+        x_new, res = restart(nb[0])
+        x_new, dev_new, g, hess = finish(x_new)
+        if not dev_new < dev:
+            fun(x)
+            break  # the restart found nothing better: the neighbour stays reported
+        x, dev = x_new, dev_new
+        best = (x, dev, g, hess, res)
+    return (*best, gain)
+
+
+def restarter(fg, fun, lower, optimizer: str, canonical, nt: int, gtol: float):
+    """The restart of :func:`settle_boundary`: L-BFGS-B on ``fg`` (value, exact
+    gradient) unbounded in theta, then ``canonical`` theta; without ``fg`` the
+    named derivative-free optimizer within the bounds."""
+    def restart(x0):
+        if fg is not None:
+            r = sopt.minimize(fg, x0, jac=True, method="L-BFGS-B",
+                              options={"maxiter": 2000, "ftol": 1e-15, "gtol": gtol, "maxls": 60})
+            return np.concatenate([canonical(r.x[:nt]), r.x[nt:]]), r
+        r = _minimize(fun, None, x0, lower, optimizer)
+        return np.maximum(r.x, lower), r
+
+    return restart
+
+
+def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, agq=None, beta0=None,
+                  control: Control = DEFAULT_CONTROL) -> OptResult:
     """Two-stage optimization of a LaplaceObjective (or AGQ through `agq`).
 
     Stage 1 optimizes theta with beta inside the joint PIRLS (nAGQ = 0, exact
     gradient); stage 2 optimizes (theta, beta) on the Laplace (or AGQ)
     deviance with L-BFGS-B in coordinates scaled by stage 1's RX (beta) and
     stage 1's theta curvature; then the Hessian by forward differences of
-    the exact gradient and one Newton polish step.
+    the exact gradient and one Newton polish step. With ``beta0`` (a refit
+    warm-started at a known (theta0, beta0)) stage 1 is skipped: it only
+    finds a start. A theta left on its bound is probed (``settle_boundary``)
+    and the verdict is :func:`interlace.optimize.checks.verdict`.
 
     >>> res = optimize_glmm(LaplaceObjective(mf, family))  # doctest: +SKIP
     """
@@ -359,8 +355,7 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
 
     # stage 1: theta only, beta inside PIRLS (nAGQ = 0). When it only seeds
     # stage 2, its PIRLS need not be tight (stage 2 re-optimizes everything).
-    if nAGQ != 0:
-        obj.joint_tol, obj.joint_u_tol = 1e-8, STAGE1_U_TOL
+    tols1 = (control.stage1_tol, control.stage1_u_tol) if nAGQ != 0 else (None, None)
     # the objective's state (u, beta, RX) is always at the last theta given to
     # the joint PIRLS: remember it, and do not solve the same point twice
     last1 = {"t": None, "d": np.nan}
@@ -368,13 +363,16 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
     def f1(t):
         if last1["t"] is None or not np.array_equal(t, last1["t"]):
             last1["t"] = None  # a failure below leaves no stale point
-            d = _pirls_joint(obj, t)
+            d = _pirls_joint(obj, t, *tols1)
             last1["t"], last1["d"] = np.array(t, dtype=float, copy=True), d
         return last1["d"]
 
     f1(theta)
     curv1 = None  # stage 1's theta curvature (from its L-BFGS memory)
-    if optimizer == "lbfgsb" and obj.has_exact_gradient():
+    if beta0 is not None and nAGQ != 0:
+        res1 = sopt.OptimizeResult(x=np.asarray(theta, dtype=float), nfev=1, success=True,
+                                   message="skipped: warm start")
+    elif optimizer == "lbfgsb" and obj.has_exact_gradient():
         def fg1(t):
             return f1(t), obj.gradient_joint(t)
 
@@ -383,14 +381,14 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
         # bound there traps gradient methods; the canonical (diagonal >= 0)
         # theta is reported (lme4's bounds hold for the result).
         res1 = sopt.minimize(fg1, np.maximum(theta, lower_t), jac=True, method="L-BFGS-B",
-                             options={"maxiter": 500 if nAGQ == 0 else STAGE1_MAXITER, "ftol": 1e-7,
+                             options={"maxiter": 500 if nAGQ == 0 else control.stage1_maxiter, "ftol": 1e-7,
                                       "gtol": 1e-2, "maxls": 20})
         if getattr(res1, "nit", 0) >= 1 and hasattr(res1, "hess_inv"):
             try:
                 curv1 = np.diag(np.linalg.inv(res1.hess_inv.todense()))
             except np.linalg.LinAlgError:
                 curv1 = None
-        diag_t = [i for i in range(nt) if re.theta_a[i] == re.theta_b[i]]
+        diag_t = np.flatnonzero(re.even_params).tolist()
         x_esc, r_esc = _escape_zero_diagonal(fg1, res1.x, diag_t)
         if r_esc is not None:
             res1, curv1 = r_esc, None
@@ -400,15 +398,16 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
     theta1 = np.maximum(res1.x, lower_t)
     # the objective's state (beta, RX) is at the last evaluated theta: reuse it
     dev1 = f1(theta1)
-    beta1 = obj.beta.copy()
-    obj.joint_tol, obj.joint_u_tol = obj.tol, 1e-9
+    beta1 = obj.beta.copy() if beta0 is None or nAGQ == 0 else np.asarray(beta0, dtype=float).copy()
     stage1 = {"theta": theta1, "beta": beta1, "deviance": dev1, "nfev": int(res1.nfev),
               "message": str(res1.message), "cpu_seconds": _time.process_time() - clock["start"]}
     clock["stage2"] = _time.process_time()
     if nAGQ == 0:
-        hess = None
-        return OptResult(theta1, beta1, dev1, bool(res1.success) and obj.pirls_converged, optimizer,
-                         obj.nfev, obj.ngev, [], hess, None, stage1, str(res1.message))
+        v = verdict(None, None, np.zeros(nt, bool), optimizer_ok=bool(res1.success), optimizer=optimizer,
+                    optimizer_status=getattr(res1, "status", -1), optimizer_message=str(res1.message),
+                    inner_converged=obj.pirls_converged, control=control)
+        return OptResult(theta1, beta1, dev1, v.converged, optimizer, obj.nfev, obj.ngev, v.messages, None, None,
+                         stage1, str(res1.message))
 
     lower = np.concatenate([lower_t, np.full(p, -np.inf)])
     dev_fn = agq.deviance if agq is not None else (lambda t, b: obj.deviance(t, b))
@@ -436,8 +435,8 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
             # region where the deviance is concave in theta: its L-BFGS memory then
             # gives a useless scaling and stage 2 stops on its relative-reduction
             # test with a large gradient. Restart from there, scaled afresh by
-            # differences of the exact gradient (at most STAGE2_RESTARTS times).
-            for _attempt in range(1 + STAGE2_RESTARTS):
+            # differences of the exact gradient (at most Control.stage2_restarts times).
+            for _attempt in range(1 + control.stage2_restarts):
                 # theta: scale each component by its curvature, from stage 1's
                 # L-BFGS memory when it has one (free), else one forward difference
                 # of the exact gradient per theta
@@ -469,15 +468,15 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
 
                 z0 = np.zeros(nt + p)
                 res = sopt.minimize(fgz, z0, jac=True, method="L-BFGS-B",
-                                    options={"maxiter": 2000, "ftol": 1e-14, "gtol": STAGE2_GTOL, "maxls": 60})
-                diag_t = [i for i in range(nt) if re.theta_a[i] == re.theta_b[i]]
+                                    options={"maxiter": 2000, "ftol": 1e-14, "gtol": control.stage2_gtol, "maxls": 60})
+                diag_t = np.flatnonzero(re.even_params).tolist()
                 x_esc, r_esc = _escape_zero_diagonal(fg, to_x(res.x), diag_t)
                 if r_esc is not None:
                     res = r_esc
                 res.x = np.concatenate([re.canonical_theta(x_esc[:nt]), x_esc[nt:]])
                 g_end = ev.grad(res.x)  # remembered at the optimizer's last iterate
                 gz = np.concatenate([st * g_end[:nt], T.T @ g_end[nt:]])
-                if not np.all(np.isfinite(gz)) or np.max(np.abs(gz)) <= STAGE2_RESTART_GRAD:
+                if not np.all(np.isfinite(gz)) or np.max(np.abs(gz)) <= control.stage2_restart_grad:
                     break
                 theta1, beta1, curv1 = res.x[:nt].copy(), res.x[nt:].copy(), None
         else:
@@ -487,39 +486,41 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
     x = np.maximum(res.x, lower)
     stage1["stage2_cpu_seconds"] = _time.process_time() - clock["stage2"]
     clock["hess"] = _time.process_time()
-    if grad_fn is not None:
-        # at the optimizer's last iterate these are remembered, not recomputed;
-        # central differences across a zero diagonal are valid (sign symmetry)
-        dev, g = ev.fg(x)
-        try:
-            hess = hessian_along(ev.grad, x, g, J)
-            if not np.all(np.isfinite(hess)):
-                raise FloatingPointError("non-finite Hessian")
-        except (np.linalg.LinAlgError, FloatingPointError, RuntimeError, ValueError):
-            # e.g. under separation one "standard error" is huge: unit-free steps
-            hess = hessian_along(ev.grad, x, g, None)
-        x, g = _newton_polish(ev.dev, ev.grad, x, g, hess, lower_t, nt, f0=dev)
-    else:
-        g = _fd_grad(fun, x, lower)
-        hess = hessian_from_function(fun, x, lower)
-    dev = fun(x)  # leave the objective's state at the optimum (free when it is there)
+
+    def finish(x):
+        """Hessian and Newton polish at x; the objective's state left at x."""
+        if grad_fn is not None:
+            # at the optimizer's last iterate these are remembered, not recomputed;
+            # central differences across a zero diagonal are valid (sign symmetry)
+            dev, g = ev.fg(x)
+            try:
+                hess = hessian_along(ev.grad, x, g, J)
+                if not np.all(np.isfinite(hess)):
+                    raise FloatingPointError("non-finite Hessian")
+            except (np.linalg.LinAlgError, FloatingPointError, RuntimeError, ValueError):
+                # e.g. under separation one "standard error" is huge: unit-free steps
+                hess = hessian_along(ev.grad, x, g, None)
+            x, g = _newton_polish(ev.dev, ev.grad, x, g, hess, lower_t, nt, f0=dev)
+        else:
+            g = _fd_grad(fun, x, lower)
+            hess = hessian_from_function(fun, x, lower)
+        return x, fun(x), g, hess  # the objective's state at the optimum (free when it is there)
+
+    restart = restarter(ev.fg if grad_fn is not None else None, fun, lower,
+                        optimizer if grad_fn is None else "lbfgsb", re.canonical_theta, nt, 1e-7)
+    x, dev, g, hess, res, gain = settle_boundary(fun, (*finish(x), res), lower_t, nt, finish, restart, control)
     stage1["hessian_cpu_seconds"] = _time.process_time() - clock["hess"]
-    at_bound = np.zeros(len(x), bool)
-    at_bound[:nt] = (np.isfinite(lower_t)) & (x[:nt] <= lower_t + 1e-4)
-    msgs = []
-    if not res.success:
-        msgs.append(f"optimizer ({optimizer}) convergence code: {getattr(res, 'status', -1)} ({res.message})")
-    msgs += check_convergence(g, hess, at_bound)
-    if not obj.pirls_converged:
-        msgs.append("PIRLS did not converge at the optimum")
-    converged = bool(res.success) and obj.pirls_converged and not any(map(is_failure_message, msgs))
-    return OptResult(x[:nt].copy(), x[nt:].copy(), float(dev), converged, optimizer, obj.nfev, obj.ngev,
-                     msgs, hess, g, stage1, str(res.message))
+    v = verdict(g, hess, at_bound(x, lower, control), optimizer_ok=bool(res.success), optimizer=optimizer,
+                optimizer_status=getattr(res, "status", -1), optimizer_message=str(res.message),
+                inner_converged=obj.pirls_converged, inner="PIRLS", neighbour_gain=gain, control=control)
+    return OptResult(x[:nt].copy(), x[nt:].copy(), float(dev), v.converged, optimizer, obj.nfev, obj.ngev,
+                     v.messages, hess, g, stage1, str(res.message))
 
 
-def optimize_lmm(obj, optimizer: str = "lbfgsb", theta0=None) -> OptResult:
+def optimize_lmm(obj, optimizer: str = "lbfgsb", theta0=None, control: Control = DEFAULT_CONTROL) -> OptResult:
     """Optimize the profiled ML deviance of an LMM over theta (exact gradient
-    with L-BFGS-B; derivative-free otherwise)."""
+    with L-BFGS-B; derivative-free otherwise); the boundary probe and the
+    verdict are those of every engine."""
     re = obj.re
     lower = re.theta_lower
     nt = re.ntheta
@@ -529,10 +530,14 @@ def optimize_lmm(obj, optimizer: str = "lbfgsb", theta0=None) -> OptResult:
     def fg(t):
         return obj.deviance(t), obj.gradient(t)
 
+    def grad(z):
+        f(z)
+        return obj.gradient(z)
+
     if optimizer == "lbfgsb":
         res = sopt.minimize(fg, np.maximum(theta, lower), jac=True, method="L-BFGS-B",
                             options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-8, "maxls": 60})
-        diag_t = [i for i in range(nt) if re.theta_a[i] == re.theta_b[i]]
+        diag_t = np.flatnonzero(re.even_params).tolist()
         x_esc, r_esc = _escape_zero_diagonal(fg, res.x, diag_t)
         if r_esc is not None:
             res = r_esc
@@ -540,14 +545,19 @@ def optimize_lmm(obj, optimizer: str = "lbfgsb", theta0=None) -> OptResult:
     else:
         res = _minimize(f, None, theta, lower, optimizer)
         x = np.maximum(res.x, lower)
-    at_bound = np.isfinite(lower) & (x <= lower + 1e-4)
+
+    def finish(x):
+        f(x)
+        g = obj.gradient(x)
+        hess = hessian_from_gradient(grad, x, np.full(nt, -np.inf))
+        x, g = _newton_polish(f, grad, x, g, hess, lower, nt)
+        return x, f(x), g, hess  # the objective's state (u, beta, sigma) at the optimum
+
+    restart = restarter(fg if optimizer == "lbfgsb" else None, f, lower, optimizer, re.canonical_theta, nt, 1e-8)
+    x, dev, g, hess, res, gain = settle_boundary(f, (*finish(x), res), lower, nt, finish, restart, control)
     f(x)
-    g = obj.gradient(x)
-    hess = hessian_from_gradient(lambda z: (f(z), obj.gradient(z))[1], x, np.full(nt, -np.inf))
-    x, g = _newton_polish(f, lambda z: (f(z), obj.gradient(z))[1], x, g, hess, lower, nt)
-    dev = f(x)  # leave the objective's state (u, beta, sigma) at the optimum
-    msgs = [] if res.success else [f"optimizer ({optimizer}) convergence code: {getattr(res, 'status', -1)}"]
-    msgs += check_convergence(g, hess, at_bound)
-    converged = bool(res.success) and not any("failed" in m for m in msgs)
-    return OptResult(x, obj.beta.copy(), float(dev), converged, optimizer, obj.nfev, obj.ngev, msgs,
+    v = verdict(g, hess, at_bound(x, lower, control), optimizer_ok=bool(res.success), optimizer=optimizer,
+                optimizer_status=getattr(res, "status", -1), optimizer_message=str(res.message),
+                neighbour_gain=gain, control=control)
+    return OptResult(x, obj.beta.copy(), float(dev), v.converged, optimizer, obj.nfev, obj.ngev, v.messages,
                      hess, g, {}, str(res.message))

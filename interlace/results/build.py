@@ -10,21 +10,14 @@ import numpy as np
 import pandas as pd
 
 from interlace.model_frame import ModelFrame
-from interlace.optimize.outer import is_failure_message
+from interlace.optimize.checks import is_failure_message
 
 SINGULAR_TOL = 1e-4
 
 
 def _theta_names(re) -> list[str]:
-    names = []
-    for t in range(re.ntheta):
-        term = re.terms[re.theta_term[t]]
-        a, b = re.theta_a[t], re.theta_b[t]
-        if a == b:
-            names.append(f"{term.vc_name}.{term.cnames[a]}")
-        else:
-            names.append(f"{term.vc_name}.{term.cnames[a]}.{term.cnames[b]}")
-    return names
+    """One name per covariance parameter (the terms' covariance structures name them)."""
+    return re.theta_names()
 
 
 def _varcorr_columns(re, theta: np.ndarray, scale: float, residual: bool) -> dict[str, list]:
@@ -39,12 +32,13 @@ def _varcorr_columns(re, theta: np.ndarray, scale: float, residual: bool) -> dic
         cov = scale * (lam @ lam.T)
         sd = np.sqrt(np.diag(cov))
         k = term.k
-        grp += [term.vc_name] * (k * (k + 1) // 2)
+        correlated = getattr(re.covs[j], "correlated", True)
+        grp += [term.vc_name] * (k * (k + 1) // 2 if correlated else k)
         var1 += list(term.cnames[:k])
         var2 += [None] * k
         vcov += np.diag(cov).tolist()
         sdcor += sd.tolist()
-        for b in range(k):
+        for b in range(k if correlated else 0):
             for a in range(b + 1, k):
                 den = sd[a] * sd[b]
                 var1.append(term.cnames[b])
@@ -145,7 +139,7 @@ def variance_components(vc: pd.DataFrame) -> pd.Series:
 def is_singular(re, theta: np.ndarray, tol: float = SINGULAR_TOL) -> bool:
     """lme4's isSingular: a diagonal element of some Lambda_j near zero."""
     diag = re.theta_a == re.theta_b
-    return bool(np.any(theta[diag] < tol))
+    return bool(np.any(re.entries(theta)[diag] < tol))
 
 
 def build_result(mf: ModelFrame, family, obj, opt, *, nAGQ: int, engine: str, formula: str,

@@ -59,8 +59,38 @@ class GLMMResult:
     aux_params: dict = field(default_factory=dict)
     aux_bse: dict = field(default_factory=dict)
     model_frame: Any = None
-    objective: Any = None
+    objective: Any = field(default=None, repr=False, compare=False)  # machinery: see the property below
     warnings: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ data, not machinery
+    def __getstate__(self) -> dict:
+        """Pickle / deepcopy state: everything but the engine's objective (numba
+        state, caches), which is rebuilt from the model frame on first use."""
+        state = dict(self.__dict__)
+        state["_objective"] = None
+        state.pop("_postfit_cache", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def refit(self, new_response) -> "GLMMResult":
+        """The same model fitted to ``new_response`` (lme4's ``refit``), warm-started
+        at this fit's parameters; ``new_response`` is on the model frame's scale
+        (binomial: proportions of the same trials). Bootstrap and profile refit
+        through here.
+
+        Example
+        -------
+        >>> import interlace
+        >>> m = interlace.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+        ...                     interlace.datasets.load("cbpp"), family="binomial")
+        >>> abs(m.refit(m.model_frame.y).llf - m.llf) < 1e-6
+        True
+        """
+        from interlace.engines import refit
+
+        return refit(self, new_response)
 
     # ------------------------------------------------------------------ access
     @property
@@ -309,5 +339,24 @@ class GLMMResult:
     def __repr__(self) -> str:
         return f"<GLMMResult {self.formula!r} family={getattr(self.family, 'name', '?')} llf={self.llf:.4f}>"
 
+
+def _get_objective(self):
+    obj = self.__dict__.get("_objective")
+    if obj is None and self.model_frame is not None:
+        from interlace.engines import objective_at  # the engines import this module
+
+        obj = objective_at(self)
+        self.__dict__["_objective"] = obj
+    return obj
+
+
+def _set_objective(self, obj) -> None:
+    self.__dict__["_objective"] = obj
+
+
+# The engine's objective at the optimum: kept from the fit, rebuilt from the model frame
+# after unpickling (dataclass __init__ assigns through the setter).
+GLMMResult.objective = property(_get_objective, _set_objective,
+                                doc="The engine's objective at the optimum (rebuilt after unpickling).")
 
 from interlace.results.summary import Summary  # noqa: E402  (re-exported; summary imports nothing from here)
