@@ -77,8 +77,6 @@ class FrameSpec:
         expression) replaces the training ``offset=`` argument; the formula's
         ``offset()`` terms are always evaluated on ``newdata``.
         """
-        from formulaic.errors import DataMismatchWarning
-
         need = list(self.columns)
         if offset is None and self.offset_expr is not None:
             need += self.offset_columns
@@ -88,6 +86,26 @@ class FrameSpec:
             have = set(frame_columns(newdata, "newdata"))
             need += [c for c in ([offset] if offset in have else identifiers(offset))]
         frame = to_pandas_columns(newdata, need, arg="newdata")
+        if offset is not None and not isinstance(offset, str):
+            offset = np.asarray(offset, dtype=np.float64).reshape(-1)
+            if offset.shape[0] != len(frame):
+                raise ValueError(f"offset has length {offset.shape[0]}, but newdata has {len(frame)} rows")
+        return self.design(frame, allow_new_levels, offset=offset)
+
+    def design(
+        self, frame: Any, allow_new_levels: bool = False, which: list[int] | None = None, offset: Any = None,
+        unseen_message: Any = None,
+    ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+        """``(X, [(codes, z) per term in which], offset)`` of a pandas ``frame`` holding the columns.
+
+        The one place a design is rebuilt from new rows (``transform`` and
+        ``predict``). ``which`` picks random-effect terms (all by default);
+        ``offset`` is an expression, an array of the frame's length, or None
+        (then the training ``offset=`` expression, if any). ``unseen_message(fixed_spec,
+        frame)`` may name the column and level of an unseen fixed-effect level.
+        """
+        from formulaic.errors import DataMismatchWarning
+
         m = len(frame)
         fixed_spec = self.fixed_spec
         if isinstance(fixed_spec, LazyModelSpec):
@@ -97,7 +115,9 @@ class FrameSpec:
             try:
                 mm = fixed_spec.get_model_matrix(frame)
             except DataMismatchWarning as exc:
-                raise ValueError(f"newdata has levels of a fixed-effect factor not seen in training: {exc}") from exc
+                msg = unseen_message(fixed_spec, frame) if unseen_message is not None else None
+                raise ValueError(msg or f"newdata has levels of a fixed-effect factor not seen in training: {exc}") \
+                    from exc
         X = np.asarray(mm, dtype=np.float64)
         if X.ndim == 1:
             X = X[:, None]
@@ -105,7 +125,7 @@ class FrameSpec:
             X = np.broadcast_to(X, (m, X.shape[1])).copy()
         X = np.ascontiguousarray(X[:, self.keep_columns])
         blocks = []
-        for t in self.terms:
+        for t in (self.terms if which is None else [self.terms[i] for i in which]):
             z = t.z_for(frame)
             if z.shape[0] != m:
                 z = np.broadcast_to(z, (m, z.shape[1])).copy()
@@ -113,14 +133,10 @@ class FrameSpec:
         off = np.zeros(m)
         for expr in self.formula_offsets:
             off = off + evaluate_expression(expr, frame, self.context, "offset")
-        if offset is not None:
-            if isinstance(offset, str):
-                off = off + evaluate_expression(offset, frame, self.context, "offset")
-            else:
-                arr = np.asarray(offset, dtype=np.float64).reshape(-1)
-                if arr.shape[0] != m:
-                    raise ValueError(f"offset has length {arr.shape[0]}, but newdata has {m} rows")
-                off = off + arr
+        if isinstance(offset, str):
+            off = off + evaluate_expression(offset, frame, self.context, "offset")
+        elif offset is not None:
+            off = off + offset
         elif self.offset_expr is not None:
             off = off + evaluate_expression(self.offset_expr, frame, self.context, "offset")
         return X, blocks, off

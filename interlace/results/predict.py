@@ -19,7 +19,6 @@ True
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -417,10 +416,7 @@ def newdata_design(result, newdata: Any, which: list[int] | None = None, allow_n
     the others predict NaN). An unseen level of a fixed-effect factor is a
     ValueError naming the column and the level.
     """
-    from formulaic.errors import DataMismatchWarning
-
     from interlace.data import frame_columns, identifiers, missing_mask, to_pandas_columns
-    from interlace.formula.fixed import LazyModelSpec, evaluate_expression
 
     mf = result.model_frame
     spec = mf.spec
@@ -440,40 +436,8 @@ def newdata_design(result, newdata: Any, which: list[int] | None = None, allow_n
         ok &= np.isfinite(arr)
         offset = arr[ok]
     sub = frame.loc[ok].reset_index(drop=True) if not ok.all() else frame
-    m = len(sub)
-    fixed_spec = spec.fixed_spec
-    if isinstance(fixed_spec, LazyModelSpec):
-        fixed_spec = fixed_spec.spec
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DataMismatchWarning)
-        try:
-            mm = fixed_spec.get_model_matrix(sub)
-        except DataMismatchWarning as exc:
-            msg = _unseen_level_message(fixed_spec, sub)
-            raise ValueError(msg or f"newdata has levels of a fixed-effect factor not seen in fitting: {exc}") from exc
-    X = np.asarray(mm, dtype=np.float64)
-    if X.ndim == 1:
-        X = X[:, None]
-    if X.shape[0] != m:
-        X = np.broadcast_to(X, (m, X.shape[1])).copy()
-    X = np.ascontiguousarray(X[:, spec.keep_columns])
-    blocks = []
-    for i in which:
-        t = spec.terms[i]
-        z = t.z_for(sub)
-        if z.shape[0] != m:
-            z = np.broadcast_to(z, (m, z.shape[1])).copy()
-        blocks.append((t.codes_for(sub, allow_new_levels), z))
-    off = np.zeros(m)
-    for expr in spec.formula_offsets:
-        off = off + evaluate_expression(expr, sub, spec.context, "offset")
-    if offset is not None:
-        if isinstance(offset, str):
-            off = off + evaluate_expression(offset, sub, spec.context, "offset")
-        else:
-            off = off + offset
-    elif spec.offset_expr is not None:
-        off = off + evaluate_expression(spec.offset_expr, sub, spec.context, "offset")
+    X, blocks, off = spec.design(sub, allow_new_levels, which=which, offset=offset,
+                                 unseen_message=_unseen_level_message)
     return X, blocks, off, ok
 
 
