@@ -36,6 +36,9 @@ class ReTerm:
         The k column names of ``z`` in formulaic style (``"Intercept"``, ``"Days"``).
     lhs:
         The left side's formula text (``"1 + Days"``).
+    cov:
+        The term's covariance structure (``interlace.model.covariance``) when the formula
+        names one (``ar1(0 + t | s)``); None is lme4's default, unstructured.
     """
 
     group: str
@@ -45,6 +48,7 @@ class ReTerm:
     z: np.ndarray
     cnames: list[str]
     lhs: str = "1"
+    cov: Any = None
 
     @property
     def k(self) -> int:
@@ -223,6 +227,7 @@ def build_model_frame(
     from .formula.response import cbind_args, evaluate_response
     from .formula.spec import FrameSpec
     from .formula.terms import build_term, order_terms, vc_names
+    from .model.covariance import STRUCTURES
     from .validation import (
         check_finite,
         check_response,
@@ -254,9 +259,12 @@ def build_model_frame(
             group_parts(g)  # a malformed name is a ValueError here
         extra = [Bar("1", g) for g in groups_list]
     written = expand_bars(parsed.bars + extra)
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str | None]] = set()
     for b in written:
-        key = (" ".join(b.lhs.split()), b.group.replace(" ", ""))
+        if b.structure is not None and b.structure not in STRUCTURES:
+            raise ValueError(f"random-effect term {b.text()}: unknown covariance structure {b.structure!r} "
+                             f"(known: {', '.join(sorted(STRUCTURES))})")
+        key = (" ".join(b.lhs.split()), b.group.replace(" ", ""), b.structure)
         if key in seen:
             raise ValueError(f"random-effect term {b.text()} is given twice (formula and groups=/random=?)")
         seen.add(key)

@@ -49,11 +49,18 @@ def _scales(A: np.ndarray) -> np.ndarray:
     return s
 
 
+def _rescalable(term: Any) -> bool:
+    """Whether the term's structure can carry a column's scale into its parameters."""
+    cov = getattr(term, "cov", None)
+    return cov is None or cov.rescale_factors(np.ones(cov.k)) is not None
+
+
 def column_scales(mf: Any) -> tuple[np.ndarray, list[np.ndarray]] | None:
     """Powers of ten to divide the columns of X and of each term's Z by, or
     None when no column is far from unit scale."""
     sx = _scales(mf.X)
-    sz = [_scales(t.z) for t in mf.terms]
+    # a structure that cannot carry a column's scale into its parameters keeps its Z as is
+    sz = [_scales(t.z) if _rescalable(t) else np.ones(t.z.shape[1]) for t in mf.terms]
     if np.all(sx == 1.0) and all(np.all(s == 1.0) for s in sz):
         return None
     return sx, sz
@@ -66,8 +73,10 @@ def scaled_frame(mf: Any, sx: np.ndarray, sz: list[np.ndarray]) -> Any:
 
 
 def _theta_factors(re: Any, sz: list[np.ndarray]) -> np.ndarray:
-    """theta_t (original) = theta'_t * factor_t: row a of Lambda_j is divided by s_a."""
-    return np.array([1.0 / sz[int(re.theta_term[t])][int(re.theta_a[t])] for t in range(re.ntheta)])
+    """theta_t (original) = theta'_t * factor_t: row a of Lambda_j is divided by s_a (each
+    structure says what that does to its parameters)."""
+    return np.concatenate([c.rescale_factors(s) if np.any(s != 1.0) else np.ones(c.nparams)
+                           for c, s in zip(re.covs, sz)])
 
 
 def unscale_opt(opt: Any, re: Any, sx: np.ndarray, sz: list[np.ndarray]) -> Any:

@@ -5,6 +5,11 @@ formulaic knows nothing of ``(lhs | group)``, and Python's ``ast`` cannot read
 parenthesis depth. It does no evaluation: it returns strings that the fixed
 and term builders hand to formulaic.
 
+A covariance structure wraps a bar term as glmmTMB and lme4 (>= 1.1-36) write it:
+``ar1(0 + time | subject)``, ``cs(0 + f | g)``, ``rr(0 + trait | site, d = 2)``. The
+scanner records the structure's name and its extra arguments on the :class:`Bar`; whether
+the name is a known structure is the registry's question (``interlace.model.covariance``).
+
 Example
 -------
 >>> p = scan_formula("y ~ x + (1 + x || g) + offset(log(t))")
@@ -12,10 +17,13 @@ Example
 ('y', 'x', ['log(t)'])
 >>> [b.text() for b in expand_bars(p.bars)]
 ['(1 | g)', '(0 + x | g)']
+>>> scan_formula("y ~ x + ar1(0 + t | s)").bars[0]
+Bar(lhs='0 + t', group='s', double=False, structure='ar1', args=())
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field
 
@@ -33,15 +41,30 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Bar:
-    """One random-effect term as written: ``(lhs | group)`` or ``(lhs || group)``."""
+    """One random-effect term as written: ``(lhs | group)``, ``(lhs || group)`` or a
+    covariance structure wrapping a bar, ``ar1(lhs | group)`` (``structure = "ar1"``).
+
+    ``args`` are the structure's extra arguments as ``(name, value)`` pairs; a positional
+    argument has the name ``""`` (``rr(x | g, 2)``).
+    """
 
     lhs: str
     group: str
     double: bool = False
+    structure: str | None = None
+    args: tuple = ()
+
+    def __repr__(self) -> str:
+        extra = "" if self.structure is None else f", structure={self.structure!r}, args={self.args!r}"
+        return f"Bar(lhs={self.lhs!r}, group={self.group!r}, double={self.double!r}{extra})"
 
     def text(self) -> str:
-        """The term rendered back to lme4 syntax, e.g. ``"(1 + x | g)"``."""
-        return f"({self.lhs} {'||' if self.double else '|'} {self.group})"
+        """The term rendered back to lme4 syntax, e.g. ``"(1 + x | g)"``, ``"ar1(0 + t | s)"``."""
+        inner = f"{self.lhs} {'||' if self.double else '|'} {self.group}"
+        if self.structure is None:
+            return f"({inner})"
+        extra = "".join(f", {k} = {v!r}" if k else f", {v!r}" for k, v in self.args)
+        return f"{self.structure}({inner}{extra})"
 
 
 @dataclass
@@ -130,6 +153,14 @@ def parse_bar(text: str) -> Bar:
     """
     s = text.strip()
     _check_balanced(s, "random-effect term")
+    call = _structure_call(s)
+    if call is not None:
+        name, inner, args = call
+        bar = parse_bar(inner)
+        if bar.double:
+            raise ValueError(f"random-effect term {text.strip()!r}: a covariance structure wraps a single-bar "
+                             f"term ({name}(lhs | group)); '||' already means the diag structure")
+        return Bar(bar.lhs, bar.group, False, name, args)
     if s.startswith("(") and _matching_paren(s, 0) == len(s) - 1:
         s = s[1:-1].strip()
     bars = [i for i, ch, d in _depth_positions(s) if ch == "|" and d == 0]
@@ -152,6 +183,52 @@ def parse_bar(text: str) -> Bar:
         )
     group_parts(group)  # validates the names
     return Bar(lhs=" ".join(lhs.split()), group=" ".join(group.split()), double=double)
+
+
+_CALL = re.compile(r"([^\W\d][\w.]*)\s*\(", re.S)
+
+
+def _structure_call(text: str) -> tuple[str, str, tuple] | None:
+    """``(name, bar text, args)`` if ``text`` is ``name(lhs | group, ...)``: a call whose first
+    argument holds a bar at its top level; None otherwise.
+
+    >>> _structure_call("rr(0 + trait | site, d = 2)")
+    ('rr', '0 + trait | site', (('d', 2),))
+    >>> _structure_call("log(x)") is None
+    True
+    """
+    s = text.strip()
+    m = _CALL.match(s)
+    if m is None:
+        return None
+    open_at = m.end() - 1
+    if _matching_paren(s, open_at) != len(s) - 1:
+        return None
+    pieces = [p for _, p in split_top_level(s[open_at + 1:-1], ",")]
+    if not any(ch == "|" and d == 0 for _, ch, d in _depth_positions(pieces[0])):
+        return None
+    args: list[tuple[str, object]] = []
+    for p in pieces[1:]:
+        am = re.fullmatch(r"\s*([^\W\d][\w.]*)\s*=(?!=)(.*)", p, flags=re.S)
+        key, val = (am.group(1), am.group(2)) if am else ("", p)
+        if any(ch == "|" and d == 0 for _, ch, d in _depth_positions(val)):
+            raise ValueError(f"random-effect term {s!r}: only the first argument of {m.group(1)}() may be a bar term")
+        args.append((key, _literal(val, s)))
+    return m.group(1), pieces[0].strip(), tuple(args)
+
+
+def _literal(text: str, term: str) -> object:
+    """A structure argument's value: a number, a string, TRUE/FALSE (R's spelling too)."""
+    t = text.strip()
+    if t in ("TRUE", "T", "FALSE", "F"):
+        return t.startswith("T")
+    if re.fullmatch(r"[+-]?\d+L", t):  # R's integer literal 2L
+        t = t[:-1]
+    try:
+        return ast.literal_eval(t)
+    except (ValueError, SyntaxError):
+        raise ValueError(f"random-effect term {term!r}: argument {t!r} is not a literal value "
+                         "(a number, a string or TRUE/FALSE)") from None
 
 
 def scan_formula(formula: str) -> ParsedFormula:
@@ -183,6 +260,11 @@ def scan_formula(formula: str) -> ParsedFormula:
         if p.startswith("(") and _matching_paren(p, 0) == len(p) - 1 and any(
             ch == "|" and d == 0 for _, ch, d in _depth_positions(p[1:-1])
         ):
+            if sep == "-":
+                raise ValueError(f"cannot subtract the random-effect term {p!r}")
+            bars.append(parse_bar(p))
+            continue
+        if _structure_call(p) is not None:
             if sep == "-":
                 raise ValueError(f"cannot subtract the random-effect term {p!r}")
             bars.append(parse_bar(p))
@@ -271,7 +353,7 @@ def expand_bars(bars: list[Bar]) -> list[Bar]:
     for bar in bars:
         for group in _expand_group(bar.group):
             if not bar.double:
-                out.append(Bar(bar.lhs, group, False))
+                out.append(Bar(bar.lhs, group, False, bar.structure, bar.args))
                 continue
             has_int, others = lhs_terms(bar.lhs)
             if has_int:

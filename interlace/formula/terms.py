@@ -165,7 +165,8 @@ def build_term(frame: pd.DataFrame, bar: Bar, context: Any,
         # Intercepts and numeric columns need no formulaic pass (most terms are like this).
         z = _plain_lhs(frame, plain)
         spec = TermSpec(bar.group, group_parts(bar.group), levels, bar.lhs, None, plain)
-        term = ReTerm(group=bar.group, vc_name=bar.group, codes=codes, levels=levels, z=z, cnames=plain, lhs=bar.lhs)
+        term = ReTerm(group=bar.group, vc_name=bar.group, codes=codes, levels=levels, z=z, cnames=plain, lhs=bar.lhs,
+                      cov=_structure(bar, plain))
         return term, spec
     env = as_env(context)
     try:
@@ -181,8 +182,25 @@ def build_term(frame: pd.DataFrame, bar: Bar, context: Any,
         z = np.broadcast_to(z, (len(frame), z.shape[1])).copy()
     cnames = [str(c) for c in mm.columns]
     spec = TermSpec(bar.group, group_parts(bar.group), levels, bar.lhs, BoundSpec(mm.model_spec, env), cnames)
-    term = ReTerm(group=bar.group, vc_name=bar.group, codes=codes, levels=levels, z=z, cnames=cnames, lhs=bar.lhs)
+    term = ReTerm(group=bar.group, vc_name=bar.group, codes=codes, levels=levels, z=z, cnames=cnames, lhs=bar.lhs,
+                  cov=_structure(bar, cnames))
     return term, spec
+
+
+def _structure(bar: Bar, cnames: list[str]) -> Any:
+    """The term's covariance structure from ``name(lhs | group)`` (None: lme4's default ``us``).
+
+    A ValueError from the registry (an unknown name, a term the structure cannot support)
+    is re-raised naming the term as written.
+    """
+    if bar.structure is None:
+        return None
+    from ..model.covariance import make_structure, structure_kwargs
+
+    try:
+        return make_structure(bar.structure, list(cnames), **structure_kwargs(bar.structure, bar.args))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"random-effect term {bar.text()}: {exc}") from exc
 
 
 def _plain_cnames(lhs: str, frame: pd.DataFrame) -> list[str] | None:

@@ -43,7 +43,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Covariance", "Unstructured", "Diagonal", "tri_index", "term_covariance"]
+__all__ = ["Covariance", "Unstructured", "Diagonal", "tri_index", "term_covariance", "STRUCTURES",
+           "register_structure", "make_structure", "structure_kwargs"]
 
 
 def tri_index(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,6 +71,21 @@ class Covariance:
 
     name = "covariance"
     correlated = True
+    #: names of the extra arguments a positional argument fills, in order (``rr(x | g, 2)``)
+    positional_args: tuple[str, ...] = ()
+
+    @classmethod
+    def from_columns(cls, column_names: list[str], **args) -> "Covariance":
+        """The structure of a term whose model-matrix columns are ``column_names``.
+
+        The default takes the dimension from the number of columns and no extra arguments;
+        structures that read more from the columns (coordinates of a ``numFactor``) or take
+        arguments (``rr``'s ``d``) override it. Raise ValueError for a term the structure
+        cannot support (the caller names the term).
+        """
+        if args:
+            raise ValueError(f"the {cls.name} structure takes no arguments, got {', '.join(args)}")
+        return cls(len(column_names))
 
     def __init__(self, k: int) -> None:
         if int(k) < 1:
@@ -112,6 +128,12 @@ class Covariance:
     def canonical(self, par: np.ndarray) -> np.ndarray:
         """The same covariance with non-negative diagonal parameters (default: unchanged)."""
         return np.array(par, dtype=float, copy=True)
+
+    def rescale_factors(self, s: np.ndarray) -> np.ndarray | None:
+        """Factors f with par (original) = par' * f when the term's columns are divided by ``s``
+        (Lambda's row a scaled by 1 / s_a: interlace/rescale.py), or None when the structure's
+        parameters cannot absorb a column scale (the default; the columns are then left as is)."""
+        return None
 
     def param_names(self, vc_name: str, cnames: list[str]) -> list[str]:
         """``group.column`` per parameter (default: ``group.p1``, ``group.p2``, ...)."""
@@ -170,6 +192,9 @@ class Unstructured(Covariance):
             out[self.cols == self.cols[t]] *= -1.0
         return out
 
+    def rescale_factors(self, s: np.ndarray) -> np.ndarray:
+        return 1.0 / np.asarray(s, dtype=float)[self.rows]
+
     def param_names(self, vc_name: str, cnames: list[str]) -> list[str]:
         return [f"{vc_name}.{cnames[a]}" if a == b else f"{vc_name}.{cnames[a]}.{cnames[b]}"
                 for a, b in zip(self.rows, self.cols)]
@@ -212,5 +237,71 @@ class Diagonal(Covariance):
     def canonical(self, par: np.ndarray) -> np.ndarray:
         return np.abs(np.asarray(par, dtype=float))
 
+    def rescale_factors(self, s: np.ndarray) -> np.ndarray:
+        return 1.0 / np.asarray(s, dtype=float)
+
     def param_names(self, vc_name: str, cnames: list[str]) -> list[str]:
         return [f"{vc_name}.{c}" for c in cnames[: self.k]]
+
+
+# --------------------------------------------------------------------------- registry
+
+#: structure name (as written in a formula, ``ar1(0 + t | s)``) -> its Covariance class
+STRUCTURES: dict[str, type[Covariance]] = {}
+
+
+def register_structure(name: str, cls: type[Covariance]) -> None:
+    """Make ``name(lhs | group)`` in a formula build a ``cls`` structure.
+
+    >>> register_structure("us", Unstructured)  # already there: a no-op
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"a structure name must be an identifier, got {name!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Covariance)):
+        raise TypeError(f"structure {name!r}: {cls!r} is not a Covariance subclass")
+    have = STRUCTURES.get(name)
+    if have is not None and have is not cls:
+        raise ValueError(f"covariance structure {name!r} is already registered ({have.__name__})")
+    STRUCTURES[name] = cls
+
+
+def make_structure(name: str, column_names: list[str], **args) -> Covariance:
+    """The covariance structure ``name`` for a term with model-matrix columns ``column_names``.
+
+    ``args`` are the structure's extra arguments from the formula (``d = 2``). An unknown name
+    or a term the structure cannot support is a ValueError (callers prefix the term).
+
+    >>> make_structure("diag", ["(Intercept)", "x"])
+    Diagonal(2)
+    """
+    cls = STRUCTURES.get(name)
+    if cls is None:
+        raise ValueError(f"unknown covariance structure {name!r} (known: {', '.join(sorted(STRUCTURES))})")
+    return cls.from_columns(list(column_names), **args)
+
+
+def structure_kwargs(name: str, args: tuple) -> dict:
+    """A bar's ``(name, value)`` argument pairs as keywords, positional ones named by the
+    structure's ``positional_args``.
+
+    >>> structure_kwargs("us", ())
+    {}
+    """
+    cls = STRUCTURES.get(name)
+    if cls is None:
+        raise ValueError(f"unknown covariance structure {name!r} (known: {', '.join(sorted(STRUCTURES))})")
+    out: dict = {}
+    pos = list(cls.positional_args)
+    for key, val in args:
+        if not key:
+            if not pos:
+                raise ValueError(f"the {name} structure takes no positional argument (got {val!r})")
+            key = pos.pop(0)
+        if key in out:
+            raise ValueError(f"argument {key!r} of the {name} structure given twice")
+        out[key] = val
+    return out
+
+
+register_structure("us", Unstructured)
+register_structure("diag", Diagonal)
