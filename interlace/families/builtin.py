@@ -38,6 +38,8 @@ def interlace_register_families(registry: FamilyRegistry) -> None:
 
     # Non-exponential families (issue 13): glmmTMB's model on the general-likelihood engine.
     from interlace.families.beta import BetaFamily
+    from interlace.families.betabinomial import BetaBinomialFamily
+    from interlace.families.genpois import GeneralizedPoissonFamily
     from interlace.families.hurdle_poisson import HurdlePoissonFamily
     from interlace.families.negbin1 import NegativeBinomial1Family
     from interlace.families.negbin2 import NegativeBinomial2Family
@@ -52,3 +54,5 @@ def interlace_register_families(registry: FamilyRegistry) -> None:
     registry.add("zinb", ZeroInflatedNB2Family)
     registry.add("hurdle_poisson", HurdlePoissonFamily)
     registry.add("zoib", ZeroOneInflatedBetaFamily)
+    registry.add("genpois", GeneralizedPoissonFamily)
+    registry.add("betabinomial", BetaBinomialFamily)

@@ -188,10 +188,17 @@ class LikelihoodFamily:
     def parts(self, y: np.ndarray, eta: np.ndarray, lphi: np.ndarray | None, order: int) -> Parts:
         raise NotImplementedError
 
+    def parts_w(self, y: np.ndarray, wt: np.ndarray, eta: np.ndarray, lphi: np.ndarray | None,
+                order: int) -> tuple[Parts, np.ndarray]:
+        """The base distribution's :class:`Parts` and the likelihood weights of the rows.
+        Default: ``parts`` with the prior weights; a family whose weights are trials
+        (betabinomial) returns the density of the counts and unit weights."""
+        return self.parts(y, eta, lphi, order), wt
+
     def derivs(self, y, wt, eta, aux: dict[str, np.ndarray], order: int = 2) -> Derivs:
         """Weighted derivatives; ``order`` 0: l only, 1: + e, ee, 2: everything."""
-        P = self.parts(y, eta, aux.get("disp"), order)
-        return _from_parts(P, wt, order, "disp" in self.aux_blocks)
+        P, lw = self.parts_w(y, wt, eta, aux.get("disp"), order)
+        return _from_parts(P, lw, order, "disp" in self.aux_blocks)
 
     def mean(self, eta: np.ndarray, aux: dict[str, np.ndarray]) -> np.ndarray:
         """E[Y] per row (the result's fitted values)."""

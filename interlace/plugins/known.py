@@ -5,10 +5,10 @@ distribution; installing one adds its families through the ``interlace.families`
 
 Example
 -------
->>> KNOWN_PLUGIN_FAMILIES["betabinomial"]
-'interlace-betabinomial'
->>> install_hint("interlace-genpois")
-'pip install ./plugins/interlace-genpois from the root of an interlace checkout'
+>>> KNOWN_PLUGIN_FAMILIES["skellam"]
+'interlace-skellam'
+>>> install_hint("interlace-skellam")
+'pip install ./plugins/interlace-skellam from the root of an interlace checkout'
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ __all__ = ["KNOWN_PLUGIN_FAMILIES", "install_hint"]
 
 #: family name (lower case) -> the distribution in ``plugins/`` that provides it
 KNOWN_PLUGIN_FAMILIES: dict[str, str] = {
-    "betabinomial": "interlace-betabinomial",
-    "genpois": "interlace-genpois",
+    "skellam": "interlace-skellam",
     "binomial_cauchit": "interlace-cauchit",
     "binomial-cauchit": "interlace-cauchit",
 }
