@@ -145,6 +145,18 @@ def identifiers(expr: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _arrow_nulls(s: pd.Series) -> int | None:
+    """The null count of an Arrow-backed column (pandas 3's default strings), None otherwise.
+    pandas keeps a missing string as an Arrow null, so 0 means no missing value."""
+    to_arrow = getattr(s.array, "__arrow_array__", None)
+    if to_arrow is None or isinstance(s.dtype, pd.CategoricalDtype):
+        return None
+    try:
+        return int(to_arrow().null_count)
+    except Exception:  # not convertible: let isna() decide
+        return None
+
+
 def missing_mask(frame: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     """Rows with a missing value in any column, and the columns that have them."""
     mask = np.zeros(len(frame), dtype=bool)
@@ -155,6 +167,8 @@ def missing_mask(frame: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
             continue  # numpy integers and booleans cannot hold a missing value
         if isinstance(dt, np.dtype) and dt.kind in "fc":
             m = np.isnan(s.to_numpy())
+        elif _arrow_nulls(s) == 0:
+            continue  # an Arrow-backed column (pandas 3 strings) knows its null count: no pass
         else:
             m = np.asarray(s.isna(), dtype=bool)
         if m.any():

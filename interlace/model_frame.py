@@ -113,6 +113,27 @@ class ModelFrame:
     def p(self) -> int:
         return int(self.X.shape[1])
 
+    @property
+    def covariate_summary(self) -> dict | None:
+        """emmeans' reference grid per fixed-part column (results/align.py), computed on
+        first use from the data the fit was given (R's emmeans recovers it from the call)."""
+        d = self.__dict__
+        if "covariate_summary" not in d:
+            data = d.get("_covariate_data")
+            if data is None:
+                return None
+            from interlace.results.align import covariate_summary
+
+            try:
+                d["covariate_summary"] = covariate_summary(self, data)
+            except Exception:  # the reference grid of emmeans is optional; the fit is not
+                d["covariate_summary"] = None
+        return d["covariate_summary"]
+
+    @covariate_summary.setter
+    def covariate_summary(self, value: dict | None) -> None:
+        self.__dict__["covariate_summary"] = value
+
 
 # The formula namespace without the caller's variables (numpy, the transforms):
 # what partition workers evaluate responses and weights with. build_model_frame

@@ -463,10 +463,12 @@ def guard_result(res: Any) -> list[str]:
         raise ValueError("the fit ended without a finite log-likelihood: the model cannot be fitted to these data "
                          "as given (check the link against the response's range, rescale, or try another "
                          "optimizer or theta0)")
+    from interlace.results.lazy import peek
+
     bad = []
     for attr, what in (("fe_params", "fixed-effect estimates"), ("fe_bse", "standard errors"),
                        ("theta", "variance parameters")):
-        v = getattr(res, attr, None)
+        v = peek(res, attr)  # the numbers, without building a deferred pandas object
         if v is not None and len(v) and not np.all(np.isfinite(np.asarray(v, dtype=float))):
             bad.append(what)
     if not bad:

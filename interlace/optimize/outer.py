@@ -18,6 +18,7 @@ import scipy.linalg as sla
 from scipy import optimize as sopt
 
 from interlace.control import DEFAULT_CONTROL, Control
+from interlace.optimize.lbfgsb import minimize_lbfgsb
 from interlace.optimize.checks import (  # noqa: F401  (re-exported: the checks' old home)
     FAILURE_MARKERS,
     at_bound,
@@ -70,8 +71,8 @@ def _minimize(fun, jac, x0, lower, optimizer, maxiter=2000):
     if optimizer == "lbfgsb":
         if jac is None:
             jac = lambda x: _fd_grad(fun, x, lower)  # noqa: E731  measured stopgap for non-canonical links
-        res = sopt.minimize(fun, x0, jac=jac, method="L-BFGS-B", bounds=bounds,
-                            options={"maxiter": maxiter, "ftol": 1e-15, "gtol": 1e-7, "maxls": 60})
+        res = minimize_lbfgsb(lambda x: (fun(x), jac(x)), x0, lower, maxiter=maxiter, ftol=1e-15, gtol=1e-7,
+                              maxls=60)
     elif optimizer == "bobyqa":
         res = sopt.minimize(fun, x0, method="COBYQA", bounds=sopt.Bounds(
             np.where(np.isfinite(lower), lower, -np.inf), np.full(len(x0), np.inf)),
@@ -207,8 +208,7 @@ def _escape_zero_diagonal(fg, x, diag_idx, max_restarts: int = 2):
                     best, bestf = xt, ft
         if best is None:
             break
-        res = sopt.minimize(fg, best, jac=True, method="L-BFGS-B",
-                            options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-7, "maxls": 60})
+        res = minimize_lbfgsb(fg, best, maxiter=2000, ftol=1e-15, gtol=1e-7, maxls=60)
         x = res.x
     return x, res
 
@@ -321,8 +321,7 @@ def restarter(fg, fun, lower, optimizer: str, canonical, nt: int, gtol: float):
     named derivative-free optimizer within the bounds."""
     def restart(x0):
         if fg is not None:
-            r = sopt.minimize(fg, x0, jac=True, method="L-BFGS-B",
-                              options={"maxiter": 2000, "ftol": 1e-15, "gtol": gtol, "maxls": 60})
+            r = minimize_lbfgsb(fg, x0, maxiter=2000, ftol=1e-15, gtol=gtol, maxls=60)
             return np.concatenate([canonical(r.x[:nt]), r.x[nt:]]), r
         r = _minimize(fun, None, x0, lower, optimizer)
         return np.maximum(r.x, lower), r
@@ -380,9 +379,8 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
         # column of Lambda and its derivative vanishes at a zero diagonal, so a
         # bound there traps gradient methods; the canonical (diagonal >= 0)
         # theta is reported (lme4's bounds hold for the result).
-        res1 = sopt.minimize(fg1, np.maximum(theta, lower_t), jac=True, method="L-BFGS-B",
-                             options={"maxiter": 500 if nAGQ == 0 else control.stage1_maxiter, "ftol": 1e-7,
-                                      "gtol": 1e-2, "maxls": 20})
+        res1 = minimize_lbfgsb(fg1, np.maximum(theta, lower_t),
+                               maxiter=500 if nAGQ == 0 else control.stage1_maxiter, ftol=1e-7, gtol=1e-2, maxls=20)
         if getattr(res1, "nit", 0) >= 1 and hasattr(res1, "hess_inv"):
             try:
                 curv1 = np.diag(np.linalg.inv(res1.hess_inv.todense()))
@@ -467,8 +465,7 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
                     return d, np.concatenate([st * g[:nt], T.T @ g[nt:]])
 
                 z0 = np.zeros(nt + p)
-                res = sopt.minimize(fgz, z0, jac=True, method="L-BFGS-B",
-                                    options={"maxiter": 2000, "ftol": 1e-14, "gtol": control.stage2_gtol, "maxls": 60})
+                res = minimize_lbfgsb(fgz, z0, maxiter=2000, ftol=1e-14, gtol=control.stage2_gtol, maxls=60)
                 diag_t = np.flatnonzero(re.even_params).tolist()
                 x_esc, r_esc = _escape_zero_diagonal(fg, to_x(res.x), diag_t)
                 if r_esc is not None:
@@ -535,8 +532,7 @@ def optimize_lmm(obj, optimizer: str = "lbfgsb", theta0=None, control: Control =
         return obj.gradient(z)
 
     if optimizer == "lbfgsb":
-        res = sopt.minimize(fg, np.maximum(theta, lower), jac=True, method="L-BFGS-B",
-                            options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-8, "maxls": 60})
+        res = minimize_lbfgsb(fg, np.maximum(theta, lower), maxiter=2000, ftol=1e-15, gtol=1e-8, maxls=60)
         diag_t = np.flatnonzero(re.even_params).tolist()
         x_esc, r_esc = _escape_zero_diagonal(fg, res.x, diag_t)
         if r_esc is not None:

@@ -50,13 +50,19 @@ def attach_row_labels(result, data: Any, missing: str, call: dict | None = None)
     mf.full_index = labels
     mf.call = call
     mf.na_action = "exclude" if missing == "exclude" else "omit"
-    try:
-        mf.covariate_summary = covariate_summary(mf, data)
-    except Exception:  # the reference grid of emmeans is optional; the fit is not
-        mf.covariate_summary = None
-    idx = fitted_index(result)
+    # emmeans' reference grid (ModelFrame.covariate_summary) is read from call["data"] on
+    # first use, as R's emmeans recovers the data from the call.
+    from interlace.results.lazy import Deferred
+
+    mf.__dict__.pop("covariate_summary", None)
+    mf.__dict__["_covariate_data"] = data
+    idx = None
     for attr in ("fittedvalues", "linear_predictor"):
+        if isinstance(result.__dict__.get(attr), Deferred):
+            continue  # built on first access, on these labels (results/build.py)
         s = getattr(result, attr, None)
+        if idx is None and isinstance(s, pd.Series):
+            idx = fitted_index(result)
         if isinstance(s, pd.Series) and len(s) == len(idx):
             s.index = idx
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from interlace.model_frame import ModelFrame
 from interlace.optimize.checks import is_failure_message
+from interlace.results.lazy import Deferred
 
 SINGULAR_TOL = 1e-4
 
@@ -153,13 +154,12 @@ def build_result(mf: ModelFrame, family, obj, opt, *, nAGQ: int, engine: str, fo
     fe_names = list(mf.fe_names)
     p, nt = len(fe_names), re.ntheta
     n = mf.n
-    index = pd.Index(mf.row_index if mf.row_index is not None else np.arange(n))
     messages = list(extra_messages or []) + list(opt.messages)
     if engine == "lmm":
         scale = obj.sigma2
         V = scale * _rx_inverse(obj.RX)
         u = obj.u
-        eta = obj.eta
+        eta = obj.eta.copy()
         mu = eta.copy()
         llf = -0.5 * opt.deviance
         df_model = p + nt + 1
@@ -184,19 +184,12 @@ def build_result(mf: ModelFrame, family, obj, opt, *, nAGQ: int, engine: str, fo
         llf = -0.5 * opt.deviance
         df_model = p + nt
         deviance = float(np.sum(family.dev_resids(mf.y, mu, mf.weights)))
-    # One string Index for the coefficient names, a shallow copy per object
-    # (building a pandas string Index costs more than the numbers here).
-    fe_index = pd.Index(fe_names)
-    fe = pd.Series(beta, index=fe_index, name="fe_params")
-    bse = pd.Series(np.sqrt(np.diag(V)), index=fe_index.copy(), name="fe_bse")
-    vcov = pd.DataFrame(V, index=fe_index.copy(), columns=fe_index.copy())
+    # The numbers now (the objective may later move to another theta), the labelled
+    # pandas objects on first access (results/lazy.py): building a pandas 3 string
+    # Index costs more than a small model's numbers.
     b = re.u_to_b(theta, u)
-    labels: dict = {}
-    ranef = group_frames(re, b, labels)
     csd = conditional_variances(re, obj.chol, theta, scale)
-    ranef_sd = group_frames(re, csd, labels)
     vc_cols = _varcorr_columns(re, theta, scale, residual=(engine == "lmm"))
-    vc = _varcorr_from_columns(vc_cols)
     singular = is_singular(re, theta)
     if singular:
         messages.insert(0, "boundary (singular) fit: see help('isSingular')")
@@ -209,16 +202,37 @@ def build_result(mf: ModelFrame, family, obj, opt, *, nAGQ: int, engine: str, fo
     if engine == "lmm" and mf.disp_X is not None:
         disp_params = pd.Series([np.log(scale)], index=["Intercept"], name="disp_params")
         dispersion = np.full(n, scale)
+    labels: dict = {}
+    bse = np.sqrt(np.diag(V))
+    theta_names = _theta_names(re)
+    fe_index = _OnceIndex(fe_names)
+
+    def rows_index() -> pd.Index:
+        # the user's row labels, which attach_row_labels records on the model frame after the fit
+        if getattr(mf, "full_index", None) is not None:
+            from interlace.results.align import fitted_index
+
+            idx = fitted_index(_FrameOnly(mf))
+            if len(idx) == n:
+                return idx
+        return pd.Index(mf.row_index if mf.row_index is not None else np.arange(n))
+
     res = GLMMResult(
-        formula=formula, family=family, fe_params=fe, fe_bse=bse, vcov=vcov,
-        random_effects=ranef, random_effects_sd=ranef_sd,
-        variance_components=_variance_components(vc_cols["grp"], vc_cols["var1"],
-                                                 [v is None for v in vc_cols["var2"]], vc_cols["vcov"]),
-        varcorr=vc, theta=pd.Series(theta, index=_theta_names(re), name="theta"),
+        formula=formula, family=family,
+        fe_params=Deferred(lambda: pd.Series(beta, index=fe_index(), name="fe_params"), beta),
+        fe_bse=Deferred(lambda: pd.Series(bse, index=fe_index(), name="fe_bse"), bse),
+        vcov=Deferred(lambda: pd.DataFrame(V, index=fe_index(), columns=fe_index())),
+        random_effects=Deferred(lambda: group_frames(re, b, labels)),
+        random_effects_sd=Deferred(lambda: group_frames(re, csd, labels)),
+        variance_components=Deferred(lambda: _variance_components(
+            vc_cols["grp"], vc_cols["var1"], [v is None for v in vc_cols["var2"]], vc_cols["vcov"])),
+        varcorr=Deferred(lambda: _varcorr_from_columns(vc_cols)),
+        theta=Deferred(lambda: pd.Series(theta, index=theta_names, name="theta"), theta),
         llf=float(llf), aic=float(aic), bic=float(bic), deviance=float(deviance),
         df_model=int(df_model), df_resid=int(n - df_model), nobs=int(n), ngroups=ngroups,
-        scale=float(scale), fittedvalues=pd.Series(mu, index=index, name="fitted"),
-        linear_predictor=pd.Series(eta, index=index, name="eta"),
+        scale=float(scale),
+        fittedvalues=Deferred(lambda: pd.Series(mu, index=rows_index(), name="fitted")),
+        linear_predictor=Deferred(lambda: pd.Series(eta, index=rows_index(), name="eta")),
         converged=bool(opt.converged) and not any(map(is_failure_message, messages)),
         singular=singular,
         optinfo={"optimizer": optimizer, "engine": engine, "nfev": int(opt.nfev), "ngev": int(opt.ngev),
@@ -230,6 +244,27 @@ def build_result(mf: ModelFrame, family, obj, opt, *, nAGQ: int, engine: str, fo
         model_frame=mf, objective=obj, warnings=messages,
     )
     return res
+
+
+class _FrameOnly:
+    """What fitted_index reads of a result: its model frame."""
+
+    def __init__(self, mf: ModelFrame) -> None:
+        self.model_frame = mf
+
+
+class _OnceIndex:
+    """One pandas Index for the coefficient names, built on first use; each caller
+    gets its own shallow copy (objects must not share a mutable Index)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names, self.index = names, None
+
+    def __call__(self) -> pd.Index:
+        if self.index is None:
+            self.index = pd.Index(self.names)
+            return self.index
+        return self.index.copy()
 
 
 def vcov_from_hessian(H: np.ndarray | None, nt: int) -> np.ndarray | None:

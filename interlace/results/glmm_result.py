@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from interlace.results.lazy import install_lazy_fields, resolve_all
+
 
 @dataclass
 class GLMMResult:
@@ -66,6 +68,7 @@ class GLMMResult:
     def __getstate__(self) -> dict:
         """Pickle / deepcopy state: everything but the engine's objective (numba
         state, caches), which is rebuilt from the model frame on first use."""
+        resolve_all(self)  # deferred pandas attributes are closures: build them before pickling
         state = dict(self.__dict__)
         state["_objective"] = None
         state.pop("_postfit_cache", None)
@@ -358,5 +361,11 @@ def _set_objective(self, obj) -> None:
 # after unpickling (dataclass __init__ assigns through the setter).
 GLMMResult.objective = property(_get_objective, _set_objective,
                                 doc="The engine's objective at the optimum (rebuilt after unpickling).")
+
+# The labelled pandas attributes are built on first access (results/lazy.py): a small
+# fit spends more on pandas Index construction than on its numbers.
+install_lazy_fields(GLMMResult, ("fe_params", "fe_bse", "vcov", "random_effects", "random_effects_sd",
+                                 "variance_components", "varcorr", "theta", "fittedvalues",
+                                 "linear_predictor"))
 
 from interlace.results.summary import Summary  # noqa: E402  (re-exported; summary imports nothing from here)
