@@ -83,6 +83,10 @@ def fit_frame(mf: ModelFrame, fam: Any, *, engine: str, optimizer: str = "lbfgsb
     (theta, beta): lme4's stage 1, which only finds a start, is skipped.
     """
     formula = formula or mf.formula
+    if not mf.terms:  # no random-effect term: a GLM (R's glm, or glmmTMB's fit without random effects)
+        from interlace.glm import fit_glm
+
+        return _guarded(fit_glm(mf, fam, formula=formula, optimizer=optimizer))
     if engine == "custom":
         return _guarded(fam.fit_engine(mf, fam, optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, formula=formula))
     if engine == "general":

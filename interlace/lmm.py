@@ -99,6 +99,9 @@ def lmer(
     with _blas_single_thread():
         mf = build_model_frame(formula, data, family=fam, groups=groups, random=random, weights=weights,
                                offset=offset, missing="drop" if missing == "exclude" else missing)
+        if not mf.terms:  # R's lmer: "No random effects terms specified in formula"
+            raise ValueError("no random-effect terms: lmer needs (1 | g) in the formula; "
+                             "glmer(formula, data, family='gaussian') fits the linear model without them")
         ntheta = sum(t.k * (t.k + 1) // 2 for t in mf.terms)
         validate_fit_args(optimizer=optimizer, theta0_len_expected=ntheta, theta0=theta0, nAGQ=1,
                           terms=mf.terms, dispformula=None)

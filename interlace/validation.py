@@ -341,7 +341,7 @@ def check_terms(terms: Sequence[Any], n: int, family: str) -> None:
       random effect (``q == n``), so only ``n < q`` is an error there.
     """
     if not terms:
-        raise ValueError("no random-effect terms: add (1 | g) to the formula, or use groups= or random=")
+        return  # a model without random effects is a GLM (engines.select_engine sends it to "glm")
     for t in terms:
         if t.nlevels < 2:
             raise ValueError(

@@ -72,9 +72,9 @@ def test_malformed_random_terms(df, term):
         mf(df, "y ~ x", random=[term])
 
 
-def test_no_random_term(df):
-    with pytest.raises(ValueError, match="no random-effect terms"):
-        mf(df, "y ~ x")
+def test_no_random_term_is_a_glm_frame(df):
+    """A formula without a random-effect term is a GLM (issue 22 item 3), not an error."""
+    assert mf(df, "y ~ x").terms == []
 
 
 def test_single_level_grouping_factor(df):

@@ -412,6 +412,12 @@ class ExponentialFamily:
             return _arr(self._loglik(y, mu, wt, scale))
         return -0.5 * self.dev_resids(y, mu, wt) / scale
 
+    def glm_aic(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray, dev: float) -> float:
+        """R's ``family$aic(y, n, mu, wt, dev)``: -2 loglik of a GLM fit without the 2 rank
+        term (families with a dispersion add 2 for it and evaluate it at deviance / n).
+        Default: -2 sum(loglik) at scale 1 (binomial, Poisson)."""
+        return -2.0 * float(np.sum(self.loglik(y, mu, wt, 1.0)))
+
     @property
     def has_full_loglik(self) -> bool:
         """False when ``loglik`` is the quasi-likelihood (no normalizing constant)."""

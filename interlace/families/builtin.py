@@ -56,3 +56,8 @@ def interlace_register_families(registry: FamilyRegistry) -> None:
     registry.add("zoib", ZeroOneInflatedBetaFamily)
     registry.add("genpois", GeneralizedPoissonFamily)
     registry.add("betabinomial", BetaBinomialFamily)
+
+    # glmmTMB 1.1.5's further families (issue 22), by glmmTMB's names.
+    from interlace.families.student_t import StudentTFamily
+
+    registry.add("t", StudentTFamily, aliases=("t_family",))

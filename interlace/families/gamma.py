@@ -64,6 +64,11 @@ class GammaFamily(ExponentialFamily):
         ll = (shape - 1.0) * np.log(y) - y / s - shape * np.log(s) - special.gammaln(shape)
         return wt * ll
 
+    def glm_aic(self, y, mu, wt, dev):
+        """R's ``Gamma()$aic``: -2 sum(wt log dgamma) at dispersion dev / sum(wt), + 2."""
+        disp = dev / float(np.sum(wt))
+        return -2.0 * float(np.sum(self.loglik(y, mu, wt, disp))) + 2.0
+
     def initialize(self, y, wt):
         """y, R's Gamma ``mustart``."""
         return np.asarray(y, dtype=np.float64).copy()

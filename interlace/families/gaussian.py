@@ -29,7 +29,7 @@ class GaussianFamily(ExponentialFamily):
     """
 
     canonical_link = IdentityLink
-    allowed_links = ("identity", "log", "inverse")
+    allowed_links = ("identity", "log", "inverse", "sqrt")
     _fast_links = ("identity",)
 
     def __init__(self, link: str | Link = "identity") -> None:
@@ -72,6 +72,12 @@ class GaussianFamily(ExponentialFamily):
         ll = 0.5 * np.log(safe / (2.0 * math.pi * scale)) - 0.5 * safe * r * r / scale
         return np.where(pos, ll, 0.0)
 
+    def glm_aic(self, y, mu, wt, dev):
+        """R's ``gaussian()$aic``: n (log(2 pi dev / n) + 1) + 2 - sum(log(wt))."""
+        wt = np.asarray(wt, dtype=np.float64)
+        n = np.asarray(y).size
+        return float(n * (math.log(2.0 * math.pi * dev / n) + 1.0) + 2.0 - np.sum(np.log(wt[wt > 0])))
+
     def initialize(self, y, wt):
         """y, R's gaussian ``mustart``."""
         return np.asarray(y, dtype=np.float64).copy()
@@ -81,7 +87,7 @@ class GaussianFamily(ExponentialFamily):
         y = np.asarray(y, dtype=np.float64)
         if not np.all(np.isfinite(y)):
             raise ValueError(f"response {column!r} has non-finite values")
-        if self.link.name in ("log", "inverse") and np.any(y <= 0):
+        if self.link.name in ("log", "inverse", "sqrt") and np.any(y <= 0):
             # R: "cannot find valid starting values: please specify some"
             raise ValueError(
                 f"response {column!r} must be positive for the gaussian family with "

@@ -32,7 +32,7 @@ class GaussianDispFamily(LikelihoodFamily):
 
     name = "gaussian"
     aux_blocks = ("disp",)
-    allowed_links = ("identity", "log", "inverse")
+    allowed_links = ("identity", "log", "inverse", "sqrt")
     disp_meaning = "log(sigma^2)"
 
     def aux_default(self, block, y=None):

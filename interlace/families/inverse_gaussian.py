@@ -56,6 +56,12 @@ class InverseGaussianFamily(ExponentialFamily):
         ll = -0.5 * np.log(2.0 * math.pi * scale * y**3) - (y - mu) ** 2 / (2.0 * scale * mu * mu * y)
         return wt * ll
 
+    def glm_aic(self, y, mu, wt, dev):
+        """R's ``inverse.gaussian()$aic``: sum(wt) (1 + log(2 pi dev / sum(wt))) + 3 sum(wt log y) + 2."""
+        y, wt = np.asarray(y, dtype=np.float64), np.asarray(wt, dtype=np.float64)
+        sw = float(np.sum(wt))
+        return float(sw * (1.0 + math.log(2.0 * math.pi * dev / sw)) + 3.0 * np.sum(np.log(y) * wt) + 2.0)
+
     def initialize(self, y, wt):
         """y, R's inverse.gaussian ``mustart``."""
         return np.asarray(y, dtype=np.float64).copy()

@@ -33,7 +33,7 @@ def _table(result):
     from interlace.objective.predictor import ReStructure
 
     re = getattr(result.objective, "re", None)
-    if re is None:
+    if re is None and result.model_frame.terms:  # a GLM (no random-effect term) has no variance rows
         re = ReStructure(result.model_frame.terms)
     lmm = result.optinfo.get("engine") == "lmm"
     return re, param_table(re, list(result.fe_params.index), lmm, aux_layout(result)), lmm
@@ -43,7 +43,7 @@ def sdcor_values(result) -> pd.Series:
     """The variance parameters on lme4's scale: .sig01.. (SDs and correlations), .sigma for an LMM."""
     re, table, lmm = _table(result)
     sigma = float(np.sqrt(result.scale)) if lmm else 1.0
-    vals = list(theta_to_sdcor(re, result.theta.to_numpy(dtype=float), sigma))
+    vals = [] if re is None else list(theta_to_sdcor(re, result.theta.to_numpy(dtype=float), sigma))
     if lmm:
         vals.append(sigma)
     return pd.Series(vals, index=[p.name for p in table if p.kind in ("sd", "cor", "sigma")])

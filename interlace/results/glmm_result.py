@@ -104,6 +104,25 @@ class GLMMResult:
     def bse(self) -> pd.Series:
         return self.fe_bse
 
+    def sigma(self) -> float:
+        """glmmTMB's / lme4's ``sigma()``: the family's ``sigma`` where it names one (Gaussian
+        SD, the t's scale, Gamma's coefficient of variation 1 / sqrt(shape)), else the
+        exponentiated dispersion intercept (NB2 theta, NB1 / beta / Tweedie phi, as
+        glmmTMB), else sqrt of the scale (lme4; 1 for binomial and Poisson).
+
+        >>> import interlace
+        >>> m = interlace.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+        ...                     interlace.datasets.load("cbpp"), family="binomial")
+        >>> m.sigma()
+        1.0
+        """
+        fp = self.family_params or {}
+        if isinstance(fp.get("sigma"), (int, float)):
+            return float(fp["sigma"])
+        if self.disp_params is not None and "Intercept" in self.disp_params.index:
+            return float(np.exp(self.disp_params["Intercept"]))
+        return float(np.sqrt(self.scale))
+
     @property
     def fe_table(self) -> pd.DataFrame:
         """Fixed-effects table: Estimate, Std. Error, z value, Pr(>|z|) (t value for LMMs)."""

@@ -51,6 +51,8 @@ def family_parameters(result) -> dict[str, Any]:
 def _lambdas(result) -> list[np.ndarray]:
     re = getattr(result.objective, "re", None)
     if re is None:
+        if not result.model_frame.terms:  # a GLM: no random effects to draw
+            return []
         from interlace.objective.predictor import ReStructure
 
         re = ReStructure(result.model_frame.terms)
@@ -65,7 +67,7 @@ def simulate_eta(result, nsim: int, rng: np.random.Generator, re: str = "conditi
     mf = result.model_frame
     base = mf.X @ result.fe_params.to_numpy(dtype=float) + mf.offset
     if re == "conditional":
-        eta = base + _re_contribution(result, [(t.codes, t.z) for t in mf.terms])
+        eta = base + (_re_contribution(result, [(t.codes, t.z) for t in mf.terms]) if mf.terms else 0.0)
         return np.broadcast_to(eta, (nsim, mf.n)).copy()
     if re != "unconditional":
         raise ValueError(f"re must be 'conditional' or 'unconditional', got {re!r}")

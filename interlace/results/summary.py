@@ -169,6 +169,13 @@ def fe_table(result, ddf: str | None = None) -> pd.DataFrame:
         return coef_table(result, ddf or "Satterthwaite")
     if is_lmm(result):
         return pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": z})
+    if result.optinfo.get("dispersion_method") == "pearson":
+        # a GLM with its dispersion estimated (summary.glm): t tests on the residual df
+        from scipy import stats
+
+        df = result.nobs - len(est)
+        return pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": z,
+                             "Pr(>|t|)": 2 * stats.t.sf(np.abs(z), df)})
     return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": z,
                          "Pr(>|z|)": 2 * special.ndtr(-np.abs(z))})
 
@@ -256,6 +263,9 @@ class Summary:
             return [f"Linear mixed model fit by {how}. t-tests use {meth} method ['lmerModLmerTest']"]
         if is_lmm(r):
             return ["Linear mixed model fit by maximum likelihood  ['lmerMod']"]
+        if r.optinfo.get("engine") == "glm":  # no random-effect term
+            return ["Generalized linear model fit by maximum likelihood ['glm']",
+                    f" Family: {getattr(fam, 'name', '?')}  ( {link} )"]
         if r.nAGQ > 1:
             method = f"Adaptive Gauss-Hermite Quadrature, nAGQ = {r.nAGQ}"
         elif r.nAGQ == 0:
@@ -290,7 +300,24 @@ class Summary:
             lines.append(" ".join(a.rjust(k) for a, k in zip(q.index, ww)))
             lines.append(" ".join(b.rjust(k) for b, k in zip(vs, ww)))
             lines.append("")
-        lines.append("Random effects:")
+        if r.ngroups:
+            lines += self._re_lines()
+        else:  # a GLM
+            lines += [f"Number of obs: {r.nobs}", ""]
+        lines += self._fixed_lines()
+        if r.zi_params is not None:
+            lines.append("")
+            lines.append("Zero-inflation model:")
+            lines += self._coef_lines(r.zi_params, getattr(r, "zi_bse", None))
+        if r.disp_params is not None and not is_lmm(r):
+            lines.append("")
+            lines.append("Dispersion model (log scale):")
+            lines += self._coef_lines(r.disp_params, getattr(r, "disp_bse", None))
+        return self._finish(lines)
+
+    def _re_lines(self) -> list[str]:
+        r = self.result
+        lines = ["Random effects:"]
         rt = self.re_table
         var_s = format_common(rt["Variance"], 4)
         sd_s = format_common(rt["Std.Dev."], 4)
@@ -307,15 +334,10 @@ class Summary:
         ng = "; ".join(f"{g}, {n}" for g, n in r.ngroups.items())
         lines.append(f"Number of obs: {r.nobs}, groups:  {ng}")
         lines.append("")
-        lines += self._fixed_lines()
-        if r.zi_params is not None:
-            lines.append("")
-            lines.append("Zero-inflation model:")
-            lines += self._coef_lines(r.zi_params, getattr(r, "zi_bse", None))
-        if r.disp_params is not None and not is_lmm(r):
-            lines.append("")
-            lines.append("Dispersion model (log scale):")
-            lines += self._coef_lines(r.disp_params, getattr(r, "disp_bse", None))
+        return lines
+
+    def _finish(self, lines: list[str]) -> str:
+        r = self.result
         fp = {k: v for k, v in (r.family_params or {}).items() if np.isscalar(v) and not isinstance(v, str)}
         if fp:
             lines.append("")

@@ -1,0 +1,64 @@
+"""glmmTMB 1.1.5's families of issue 22 (item 1) against glmmTMB fits with a random intercept:
+logLik (within 1e-4), fixed effects, SEs, random-intercept SD, dispersion / zero-inflation
+coefficients and their SEs, glmmTMB's extra family parameters (psi) and family_params (1e-3
+relative). Reference numbers are read from tests/fixtures/families_new/ (make_families_new.R)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from families_new_utils import compare, fit, load, rel
+
+CASES = ["t", "t_fixed", "gaussian_log", "gaussian_sqrt"]
+TOL = 1e-3
+
+
+@pytest.fixture(scope="module")
+def fits():
+    cache: dict = {}
+
+    def get(name):
+        if name not in cache:
+            case = load(name)
+            cache[name] = (case, fit(case))
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_parity_with_glmmtmb(fits, name):
+    case, res = fits(name)
+    assert res.optinfo["engine"] == "general" and res.converged and case["converged"]
+    c = compare(res, case)
+    assert abs(c["llf"]) < 1e-4, c
+    for key, err in c.items():
+        if key != "llf":
+            assert err < TOL, (key, c)
+    assert rel(res.fittedvalues.to_numpy()[:20], case["fitted"]) < TOL
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_sigma_as_glmmtmb(fits, name):
+    """sigma(m) of glmmTMB: sqrt of the variance for the Gaussian, the t's scale."""
+    case, res = fits(name)
+    assert rel(res.sigma(), case["sigma"]) < TOL
+
+
+def test_t_fixed_df_is_not_estimated(fits):
+    case, res = fits("t_fixed")
+    assert res.family_params["Student-t df"] == 4.0
+    assert "psi" not in res.aux_params
+    assert res.df_model == case["df"]
+
+
+def test_t_simulate_and_response_check():
+    import interlace
+
+    fam = interlace.family("t", df=3)
+    rng = np.random.default_rng(1)
+    draws = fam.simulate(np.zeros((1, 20000)), np.ones(20000), rng, {"sigma": 2.0, "Student-t df": 3.0})
+    # Var = sigma^2 df / (df - 2) = 12; the median absolute value of 2 t_3 is 2 * 0.7649
+    assert abs(np.median(np.abs(draws)) - 2 * 0.764892) < 0.05
+    with pytest.raises(ValueError, match="'y'"):
+        fam.validate_response(np.array([1.0, np.nan]), np.ones(2), "y")
