@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from families_new_utils import compare, fit, load, rel
 
-CASES = ["t", "t_fixed", "gaussian_log", "gaussian_sqrt"]
+CASES = ["t", "t_fixed", "gaussian_log", "gaussian_sqrt", "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2"]
 TOL = 1e-3
 
 
@@ -62,3 +62,22 @@ def test_t_simulate_and_response_check():
     assert abs(np.median(np.abs(draws)) - 2 * 0.764892) < 0.05
     with pytest.raises(ValueError, match="'y'"):
         fam.validate_response(np.array([1.0, np.nan]), np.ones(2), "y")
+
+
+@pytest.mark.parametrize("name,aux", [("truncated_poisson", {}), ("truncated_nbinom1", {"disp": 0.4}),
+                                      ("truncated_nbinom2", {"disp": 0.7})])
+def test_truncated_simulate_mean_and_zeros(name, aux):
+    """Draws are >= 1 and average E[Y] = mu / (1 - f(0)) (the family's mean)."""
+    import interlace
+
+    fam = interlace.family(name)
+    n = 40000
+    eta = np.full(n, 0.2)
+    rows = {k: np.full(n, v) for k, v in aux.items()}
+    params = {"phi": np.exp(aux.get("disp", 0.0)), "theta": np.exp(aux.get("disp", 0.0))}
+    y = fam.simulate(np.exp(eta)[None, :], np.ones(n), np.random.default_rng(5), params)
+    assert y.min() >= 1
+    m = fam.mean(eta[:1], {k: v[:1] for k, v in rows.items()})[0]
+    assert abs(y.mean() - m) < 4 * y.std() / np.sqrt(n)
+    with pytest.raises(ValueError, match="ziformula"):
+        fam.derivs(np.array([0.0, 2.0]), np.ones(2), np.zeros(2), {k: v[:2] for k, v in rows.items()})

@@ -60,4 +60,9 @@ def interlace_register_families(registry: FamilyRegistry) -> None:
     # glmmTMB 1.1.5's further families (issue 22), by glmmTMB's names.
     from interlace.families.student_t import StudentTFamily
 
+    from interlace.families.truncated import TruncatedNB1Family, TruncatedNB2Family, TruncatedPoissonFamily
+
     registry.add("t", StudentTFamily, aliases=("t_family",))
+    registry.add("truncated_poisson", TruncatedPoissonFamily)
+    registry.add("truncated_nbinom1", TruncatedNB1Family)
+    registry.add("truncated_nbinom2", TruncatedNB2Family)
