@@ -338,7 +338,9 @@ def check_terms(terms: Sequence[Any], n: int, family: str) -> None:
       have > 1 sampled level``);
     - more random effects than observations for a term (check.nobs.vs.nRE).
       lmer (gaussian) forbids ``n <= q``; glmer allows an observation-level
-      random effect (``q == n``), so only ``n < q`` is an error there.
+      random effect (``q == n``), so only ``n < q`` is an error there. A structured
+      covariance (ar1, cs, ...: fewer parameters than unstructured) is not checked, as in
+      glmmTMB.
     """
     if not terms:
         return  # a model without random effects is a GLM (engines.select_engine sends it to "glm")
@@ -348,6 +350,9 @@ def check_terms(terms: Sequence[Any], n: int, family: str) -> None:
                 f"grouping factor {t.group!r} has {t.nlevels} level; grouping factors must have > 1 sampled level"
             )
     for t in terms:
+        cov = getattr(t, "cov", None)
+        if cov is not None and cov.nparams < cov.nentries:
+            continue  # a structure with fewer parameters than us (ar1, cs): glmmTMB fits n = q
         bad = n <= t.q if family == "gaussian" else n < t.q
         if bad:
             raise ValueError(

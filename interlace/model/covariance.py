@@ -42,9 +42,11 @@ Example
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg as sla
 
 __all__ = ["Covariance", "Unstructured", "Diagonal", "tri_index", "term_covariance", "STRUCTURES",
-           "register_structure", "make_structure", "structure_kwargs"]
+           "register_structure", "make_structure", "structure_kwargs", "ScaledCorrelation", "CompoundSymmetry",
+           "HomCompoundSymmetry", "AR1", "HetAR1", "Toeplitz", "HomToeplitz", "HomDiagonal"]
 
 
 def tri_index(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,6 +73,11 @@ class Covariance:
 
     name = "covariance"
     correlated = True
+    #: summary()'s tag after the structure's correlation, glmmTMB's ``0.67 (ar1)``; None for
+    #: structures printed as a correlation triangle (us, toep) or without correlations (diag)
+    vc_label: str | None = None
+    #: summary() prints only the first column's row (glmmTMB's ar1: every row is alike)
+    vc_first_row_only = False
     #: names of the extra arguments a positional argument fills, in order (``rr(x | g, 2)``)
     positional_args: tuple[str, ...] = ()
 
@@ -128,6 +135,13 @@ class Covariance:
     def canonical(self, par: np.ndarray) -> np.ndarray:
         """The same covariance with non-negative diagonal parameters (default: unchanged)."""
         return np.array(par, dtype=float, copy=True)
+
+    def vc_pairs(self) -> list[tuple[int, int]]:
+        """(column b, column a), b < a, of the correlations VarCorr lists: every pair for a
+        correlated structure (``us``), none for ``diag``; cs and ar1 list one, toep one per lag."""
+        if not self.correlated:
+            return []
+        return [(b, a) for b in range(self.k) for a in range(b + 1, self.k)]
 
     def rescale_factors(self, s: np.ndarray) -> np.ndarray | None:
         """Factors f with par (original) = par' * f when the term's columns are divided by ``s``
@@ -244,6 +258,364 @@ class Diagonal(Covariance):
         return [f"{vc_name}.{c}" for c in cnames[: self.k]]
 
 
+# --------------------------------------------------------------------------- SDs x correlation
+
+def _chol_derivative(C: np.ndarray, dR: np.ndarray) -> np.ndarray:
+    """d chol(R) for R = C C' moved by dR: C Phi(C^-1 dR C^-T), Phi = lower triangle with the
+    diagonal halved (the Cholesky factor's first-order perturbation)."""
+    X = sla.solve_triangular(C, dR, lower=True, check_finite=False)
+    X = sla.solve_triangular(C, X.T, lower=True, check_finite=False)
+    Phi = np.tril(X)
+    Phi[np.diag_indices_from(Phi)] *= 0.5
+    return C @ Phi
+
+
+class ScaledCorrelation(Covariance):
+    """Sigma = D R D: standard deviations D (one per column, or one for all in the homogeneous
+    variants) times a structured correlation matrix R (glmmTMB's cs, ar1, toep, ...).
+
+    Parameters: the relative SDs first (lower bound 0, as lme4's theta: the optimizer can
+    reach a zero variance), then the correlation parameters on glmmTMB's unconstrained scale.
+    Lambda = D chol(R) is lower triangular with a non-negative diagonal: the Cholesky factor of
+    D R D, and still a factor when an SD is 0. Subclasses give ``ncorr``, ``corr(cp)``, its
+    derivatives ``corr_derivs(cp)`` and the correlation rows VarCorr lists (``vc_pairs``).
+    """
+
+    homogeneous = False
+    min_k = 2
+
+    def __init__(self, k: int) -> None:
+        super().__init__(k)
+        if self.k < self.min_k:
+            raise ValueError(f"the {self.name} structure needs at least {self.min_k} columns, the term has {self.k} "
+                             "(a factor's levels give the columns: write e.g. 0 + f with f a factor)")
+
+    @classmethod
+    def from_columns(cls, column_names: list[str], **args) -> "Covariance":
+        if args:
+            raise ValueError(f"the {cls.name} structure takes no arguments, got {', '.join(args)}")
+        k = len(column_names)
+        if k < cls.min_k:
+            raise ValueError(f"the {cls.name} structure needs at least {cls.min_k} columns, the term has {k} "
+                             f"({', '.join(column_names)}); a numeric variable gives one column: use a factor "
+                             "(its levels are the columns, e.g. 0 + factor(time))")
+        return cls(k)
+
+    # --- the correlation part (to implement)
+    @property
+    def ncorr(self) -> int:
+        raise NotImplementedError
+
+    def corr(self, cp: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def corr_derivs(self, cp: np.ndarray) -> np.ndarray:
+        """dR / d cp_m, shape (ncorr, k, k)."""
+        raise NotImplementedError
+
+    def corr_start(self) -> np.ndarray:
+        return np.zeros(self.ncorr)
+
+    def corr_chol(self, cp: np.ndarray) -> np.ndarray:
+        return np.linalg.cholesky(self.corr(cp))
+
+    def vc_pairs(self) -> list[tuple[int, int]]:
+        """(column b, column a) of the correlations VarCorr lists (default: the first pair)."""
+        return [(0, 1)]
+
+    def corr_param_names(self) -> list[str]:
+        return [f"{self.name}{i + 1}" for i in range(self.ncorr)]
+
+    # --- shared
+    @property
+    def nsd(self) -> int:
+        return 1 if self.homogeneous else self.k
+
+    @property
+    def nparams(self) -> int:
+        return self.nsd + self.ncorr
+
+    def _split(self, par: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        par = np.asarray(par, dtype=float)
+        sd = np.broadcast_to(par[: self.nsd], (self.k,))
+        return sd, par[self.nsd:]
+
+    def lambda_(self, par: np.ndarray) -> np.ndarray:
+        sd, cp = self._split(par)
+        return sd[:, None] * self.corr_chol(cp)
+
+    def jacobian(self, par: np.ndarray) -> np.ndarray:
+        sd, cp = self._split(par)
+        C = self.corr_chol(cp)
+        J = np.empty((self.nentries, self.nparams))
+        cvals = C[self.rows, self.cols]
+        if self.homogeneous:
+            J[:, 0] = cvals
+        else:
+            for i in range(self.k):
+                J[:, i] = np.where(self.rows == i, cvals, 0.0)
+        for m, dR in enumerate(self.corr_derivs(cp)):
+            dC = _chol_derivative(C, dR)
+            J[:, self.nsd + m] = sd[self.rows] * dC[self.rows, self.cols]
+        return J
+
+    @property
+    def lower(self) -> np.ndarray:
+        return np.concatenate([np.zeros(self.nsd), np.full(self.ncorr, -np.inf)])
+
+    def start(self) -> np.ndarray:
+        return np.concatenate([np.ones(self.nsd), self.corr_start()])
+
+    @property
+    def even_params(self) -> np.ndarray:
+        # Sigma = s^2 R is even in a common SD; a column's own SD flips its correlations' signs
+        return np.concatenate([np.full(self.nsd, self.homogeneous), np.zeros(self.ncorr, bool)])
+
+    def canonical(self, par: np.ndarray) -> np.ndarray:
+        out = np.array(par, dtype=float, copy=True)
+        if self.homogeneous:
+            out[0] = abs(out[0])
+        return out
+
+    def rescale_factors(self, s: np.ndarray) -> np.ndarray | None:
+        if self.homogeneous:
+            return None  # one SD cannot carry two column scales
+        return np.concatenate([1.0 / np.asarray(s, dtype=float), np.ones(self.ncorr)])
+
+    def correlation(self, par: np.ndarray) -> np.ndarray:
+        """The structure's k x k correlation matrix R at ``par``."""
+        return self.corr(self._split(par)[1])
+
+    def param_names(self, vc_name: str, cnames: list[str]) -> list[str]:
+        sds = [f"{vc_name}.{self.name}.sd"] if self.homogeneous else [f"{vc_name}.{c}" for c in cnames[: self.k]]
+        return sds + [f"{vc_name}.{n}" for n in self.corr_param_names()]
+
+
+def _logistic(x: float) -> float:
+    return float(0.5 * (1.0 + np.tanh(0.5 * x)))  # overflow-free 1 / (1 + exp(-x))
+
+
+class CompoundSymmetry(ScaledCorrelation):
+    """``cs``: one correlation rho between every pair of columns, heterogeneous SDs (glmmTMB).
+
+    rho = logistic(x) (1 + a) - a with a = 1 / (k - 1): glmmTMB's map of its parameter x onto
+    (-1/(k-1), 1), the range where R is positive definite.
+
+    >>> cs = CompoundSymmetry(3)
+    >>> cs.nparams, round(float(cs.correlation(np.array([1.0, 1.0, 1.0, 0.0]))[0, 1]), 6)
+    (4, 0.25)
+    """
+
+    name = "cs"
+    vc_label = "cs"
+
+    @property
+    def ncorr(self) -> int:
+        return 1
+
+    def _a(self) -> float:
+        return 1.0 / (self.k - 1.0)
+
+    def rho(self, x: float) -> float:
+        a = self._a()
+        return _logistic(x) * (1.0 + a) - a
+
+    def corr(self, cp: np.ndarray) -> np.ndarray:
+        r = self.rho(float(cp[0]))
+        return np.full((self.k, self.k), r) + (1.0 - r) * np.eye(self.k)
+
+    def corr_derivs(self, cp: np.ndarray) -> np.ndarray:
+        p = _logistic(float(cp[0]))
+        d = (1.0 + self._a()) * p * (1.0 - p)
+        return (d * (np.ones((self.k, self.k)) - np.eye(self.k)))[None]
+
+    def corr_start(self) -> np.ndarray:
+        a = self._a()  # rho = 0: logistic(x) = a / (1 + a)
+        return np.array([np.log(a)])
+
+    def corr_param_names(self) -> list[str]:
+        return ["cs.rho"]
+
+
+class HomCompoundSymmetry(CompoundSymmetry):
+    """``homcs``: compound symmetry with one SD for all columns (glmmTMB >= 1.1.10's name).
+
+    >>> HomCompoundSymmetry(4).nparams
+    2
+    """
+
+    name = "homcs"
+    vc_label = "homcs"
+    homogeneous = True
+
+
+class AR1(ScaledCorrelation):
+    """``ar1``: R[i, j] = phi^|i - j| over the columns in order (equally spaced times), one SD
+    for all columns: glmmTMB 1.1.5's ar1, with phi = x / sqrt(1 + x^2).
+
+    >>> ar = AR1(3)
+    >>> np.round(ar.correlation(np.array([2.0, 1.0]))[2], 4).tolist()
+    [0.5, 0.7071, 1.0]
+    """
+
+    name = "ar1"
+    vc_label = "ar1"
+    vc_first_row_only = True
+    homogeneous = True
+
+    @property
+    def ncorr(self) -> int:
+        return 1
+
+    @staticmethod
+    def phi(x: float) -> float:
+        return float(x / np.sqrt(1.0 + x * x))
+
+    def _lags(self) -> np.ndarray:
+        i = np.arange(self.k)
+        return np.abs(i[:, None] - i[None, :])
+
+    def corr(self, cp: np.ndarray) -> np.ndarray:
+        return self.phi(float(cp[0])) ** self._lags()
+
+    def corr_derivs(self, cp: np.ndarray) -> np.ndarray:
+        x = float(cp[0])
+        ph = self.phi(x)
+        dphi = (1.0 + x * x) ** -1.5
+        L = self._lags()
+        return (np.where(L > 0, L * ph ** np.maximum(L - 1, 0), 0.0) * dphi)[None]
+
+    def corr_chol(self, cp: np.ndarray) -> np.ndarray:
+        # closed form: column 0 is phi^i, column j >= 1 is phi^(i - j) sqrt(1 - phi^2) (exact as
+        # |phi| -> 1, where a numerical Cholesky of R loses its last digits)
+        x = float(cp[0])
+        ph = self.phi(x)
+        c = 1.0 / np.sqrt(1.0 + x * x)  # sqrt(1 - phi^2) without cancellation
+        L = np.tril(ph ** np.tril(self._lags()))
+        L[:, 1:] *= c
+        return L
+
+    def corr_param_names(self) -> list[str]:
+        return ["ar1.phi"]
+
+
+class HetAR1(AR1):
+    """``hetar1``: ar1 correlations with one SD per column (glmmTMB >= 1.1.10's name).
+
+    >>> HetAR1(3).nparams
+    4
+    """
+
+    name = "hetar1"
+    vc_label = "hetar1"
+    vc_first_row_only = False
+    homogeneous = False
+
+
+def _pacf_to_acf(p: np.ndarray) -> np.ndarray:
+    """Autocorrelations rho_1..rho_m of the stationary process with partial autocorrelations
+    p_1..p_m (Durbin-Levinson); every p in (-1, 1) gives a positive definite Toeplitz R.
+    Plain arithmetic, so complex arguments give exact derivatives (complex step)."""
+    m = len(p)
+    rho = np.zeros(m, dtype=p.dtype)
+    phi = np.zeros(0, dtype=p.dtype)
+    v = 1.0 + 0.0 * p[0] if m else 1.0
+    for k in range(m):
+        rho[k] = (phi @ rho[:k][::-1] if k else 0.0) + p[k] * v
+        phi = np.concatenate([phi - p[k] * phi[::-1], [p[k]]])
+        v = v * (1.0 - p[k] * p[k])
+    return rho
+
+
+class Toeplitz(ScaledCorrelation):
+    """``toep``: one correlation per lag, R[i, j] = rho_|i - j|, heterogeneous SDs (glmmTMB).
+
+    The k - 1 correlation parameters are the lags' partial autocorrelations, each
+    x / sqrt(1 + x^2): every value gives a positive definite R (glmmTMB 1.1.5 maps each lag's
+    correlation itself, which can leave the positive definite set); VarCorr and the fitted
+    covariance are on the correlation scale either way.
+
+    >>> t = Toeplitz(3)
+    >>> np.round(t.correlation(np.array([1, 1, 1, 0.0, 0.0])), 3)[0].tolist()
+    [1.0, 0.0, 0.0]
+    """
+
+    name = "toep"
+
+    @property
+    def ncorr(self) -> int:
+        return self.k - 1
+
+    def _acf(self, cp: np.ndarray) -> np.ndarray:
+        x = np.asarray(cp)
+        return _pacf_to_acf(x / np.sqrt(1.0 + x * x))
+
+    def corr(self, cp: np.ndarray) -> np.ndarray:
+        r = np.concatenate([[1.0], self._acf(np.asarray(cp, dtype=float))])
+        i = np.arange(self.k)
+        return r[np.abs(i[:, None] - i[None, :])]
+
+    def corr_derivs(self, cp: np.ndarray) -> np.ndarray:
+        cp = np.asarray(cp, dtype=float)
+        h = 1e-30
+        i = np.arange(self.k)
+        lag = np.abs(i[:, None] - i[None, :])
+        out = np.zeros((self.ncorr, self.k, self.k))
+        for m in range(self.ncorr):
+            z = cp.astype(complex)
+            z[m] += 1j * h
+            dr = np.concatenate([[0.0], self._acf(z).imag / h])  # complex step: exact to rounding
+            out[m] = dr[lag]
+        return out
+
+    def vc_pairs(self) -> list[tuple[int, int]]:
+        return [(0, a) for a in range(1, self.k)]
+
+    def corr_param_names(self) -> list[str]:
+        return [f"toep.pacf{lag}" for lag in range(1, self.k)]
+
+
+class HomToeplitz(Toeplitz):
+    """``homtoep``: Toeplitz correlations with one SD (glmmTMB >= 1.1.10's name).
+
+    >>> HomToeplitz(3).nparams
+    3
+    """
+
+    name = "homtoep"
+    homogeneous = True
+
+
+class HomDiagonal(ScaledCorrelation):
+    """``homdiag``: independent columns with one common SD (glmmTMB >= 1.1.10's name); the
+    same model as a random intercept on the interaction of the group and the columns' factor.
+
+    >>> HomDiagonal(3).lambda_(np.array([2.0])).tolist()
+    [[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]]
+    """
+
+    name = "homdiag"
+    homogeneous = True
+    correlated = False
+    min_k = 1
+
+    @property
+    def ncorr(self) -> int:
+        return 0
+
+    def corr(self, cp: np.ndarray) -> np.ndarray:
+        return np.eye(self.k)
+
+    def corr_chol(self, cp: np.ndarray) -> np.ndarray:
+        return np.eye(self.k)
+
+    def corr_derivs(self, cp: np.ndarray) -> np.ndarray:
+        return np.zeros((0, self.k, self.k))
+
+    def vc_pairs(self) -> list[tuple[int, int]]:
+        return []
+
+
 # --------------------------------------------------------------------------- registry
 
 #: structure name (as written in a formula, ``ar1(0 + t | s)``) -> its Covariance class
@@ -305,3 +677,10 @@ def structure_kwargs(name: str, args: tuple) -> dict:
 
 register_structure("us", Unstructured)
 register_structure("diag", Diagonal)
+register_structure("cs", CompoundSymmetry)
+register_structure("homcs", HomCompoundSymmetry)
+register_structure("ar1", AR1)
+register_structure("hetar1", HetAR1)
+register_structure("toep", Toeplitz)
+register_structure("homtoep", HomToeplitz)
+register_structure("homdiag", HomDiagonal)

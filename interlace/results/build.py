@@ -33,19 +33,19 @@ def _varcorr_columns(re, theta: np.ndarray, scale: float, residual: bool) -> dic
         cov = scale * (lam @ lam.T)
         sd = np.sqrt(np.diag(cov))
         k = term.k
-        correlated = getattr(re.covs[j], "correlated", True)
-        grp += [term.vc_name] * (k * (k + 1) // 2 if correlated else k)
+        # the structure says which correlations it reports (all pairs for us, one for cs/ar1)
+        pairs = re.covs[j].vc_pairs()
+        grp += [term.vc_name] * (k + len(pairs))
         var1 += list(term.cnames[:k])
         var2 += [None] * k
         vcov += np.diag(cov).tolist()
         sdcor += sd.tolist()
-        for b in range(k if correlated else 0):
-            for a in range(b + 1, k):
-                den = sd[a] * sd[b]
-                var1.append(term.cnames[b])
-                var2.append(term.cnames[a])
-                vcov.append(float(cov[a, b]))
-                sdcor.append(float(cov[a, b] / den) if den > 0 else np.nan)
+        for b, a in pairs:
+            den = sd[a] * sd[b]
+            var1.append(term.cnames[b])
+            var2.append(term.cnames[a])
+            vcov.append(float(cov[a, b]))
+            sdcor.append(float(cov[a, b] / den) if den > 0 else np.nan)
     if residual:
         grp.append("Residual")
         var1.append(None)

@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy import special  # scipy.stats costs ~1 s of import time; ndtr is enough
 
+from interlace.model.covariance import Unstructured, term_covariance
+
 __all__ = ["Summary", "fe_table", "abbreviate", "format_common"]
 
 
@@ -180,23 +182,84 @@ def fe_table(result, ddf: str | None = None) -> pd.DataFrame:
                          "Pr(>|z|)": 2 * special.ndtr(-np.abs(z))})
 
 
+def term_structures(result) -> dict[str, tuple[Any, np.ndarray]]:
+    """Per VarCorr group: the term's covariance structure and its parameters (``result.theta``'s
+    slice), for the terms of the model frame (empty when the result carries none)."""
+    mf = getattr(result, "model_frame", None)
+    terms = getattr(mf, "terms", None) or []
+    theta = np.asarray(getattr(result, "theta", []), dtype=float)
+    out: dict[str, tuple[Any, np.ndarray]] = {}
+    off = 0
+    for t in terms:
+        cov = term_covariance(t)
+        out[t.vc_name] = (cov, theta[off:off + cov.nparams])
+        off += cov.nparams
+    if off != theta.size:
+        return {}
+    return out
+
+
+def varcorr_matrices(result) -> dict[str, dict[str, pd.DataFrame | pd.Series]]:
+    """Per group: the SDs (``"sd"``), the full correlation matrix (``"corr"``) and the
+    covariance matrix (``"cov"``) of its random effects, labelled by the term's columns
+    (glmmTMB's ``attr(VarCorr(m)$cond$g, "correlation")``; VarCorr's frame lists only the
+    structure's own correlations, one for ar1).
+
+    >>> import interlace
+    >>> m = interlace.lmer("Reaction ~ Days + (Days | Subject)", interlace.datasets.load("sleepstudy"))
+    >>> varcorr_matrices(m)["Subject"]["corr"].shape
+    (2, 2)
+    """
+    out: dict[str, dict[str, pd.DataFrame | pd.Series]] = {}
+    scale = float(result.scale) if is_lmm(result) else 1.0
+    mf = result.model_frame
+    structs = term_structures(result)
+    for t in mf.terms:
+        cov, par = structs[t.vc_name]
+        lam = cov.lambda_(par)
+        S = scale * (lam @ lam.T)
+        sd = np.sqrt(np.diag(S))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            R = S / np.outer(sd, sd)
+        np.fill_diagonal(R, 1.0)
+        names = [_r_name(c) for c in t.cnames]
+        out[t.vc_name] = {"sd": pd.Series(sd, index=names), "corr": pd.DataFrame(R, index=names, columns=names),
+                          "cov": pd.DataFrame(S, index=names, columns=names)}
+    return out
+
+
 def re_table(result) -> pd.DataFrame:
     """The random-effects table: Groups, Name, Variance, Std.Dev., Corr
-    (correlations with the earlier terms of the same block, as a list)."""
+    (correlations with the earlier terms of the same block, as a list) and Structure (the
+    tag glmmTMB prints after a structure's correlation, ``0.67 (ar1)``; "" for none)."""
     vc = result.varcorr
+    structs = term_structures(result)
     rows = []
     for grp, sub in vc.groupby("grp", sort=False):
         var_rows = sub[sub["var2"].isna()]
         cor_rows = sub[sub["var2"].notna()]
         names = [None if pd.isna(v) else str(v) for v in var_rows["var1"]]
+        cov = structs.get(grp, (None, None))[0]
+        label = getattr(cov, "vc_label", None) or ""
         for i, (_, row) in enumerate(var_rows.iterrows()):
+            if i and getattr(cov, "vc_first_row_only", False):
+                break
             corr = []
-            for prev in names[:i]:
-                mm = cor_rows[(cor_rows["var1"] == prev) & (cor_rows["var2"] == names[i])]
-                corr.append(float(mm["sdcor"].iloc[0]) if len(mm) else np.nan)
+            if label:
+                # one correlation for the structure, on its first row (glmmTMB's layout)
+                if i == 0 and len(cor_rows):
+                    corr = [float(cor_rows["sdcor"].iloc[0])]
+            elif cov is not None and not isinstance(cov, Unstructured) and cov.correlated:
+                R = cov.correlation(structs[grp][1]) if hasattr(cov, "correlation") else None
+                corr = [] if R is None else [float(R[i, b]) for b in range(i)]
+            else:
+                for prev in names[:i]:
+                    mm = cor_rows[(cor_rows["var1"] == prev) & (cor_rows["var2"] == names[i])]
+                    corr.append(float(mm["sdcor"].iloc[0]) if len(mm) else np.nan)
             rows.append({"Groups": grp, "Name": "" if names[i] is None else _r_name(names[i]),
-                         "Variance": float(row["vcov"]), "Std.Dev.": float(row["sdcor"]), "Corr": corr})
-    return pd.DataFrame(rows, columns=["Groups", "Name", "Variance", "Std.Dev.", "Corr"])
+                         "Variance": float(row["vcov"]), "Std.Dev.": float(row["sdcor"]), "Corr": corr,
+                         "Structure": label if corr and label else ""})
+    return pd.DataFrame(rows, columns=["Groups", "Name", "Variance", "Std.Dev.", "Corr", "Structure"])
 
 
 def _r_name(name: str) -> str:
@@ -327,7 +390,8 @@ class Summary:
         for i, row in rt.iterrows():
             cells = (row["Groups"] if row["Groups"] != prev else "", row["Name"], var_s[i], sd_s[i])
             if has_corr:
-                cells += (" ".join("  NA " if not np.isfinite(c) else f"{c:5.2f}" for c in row["Corr"]),)
+                cell = " ".join("  NA " if not np.isfinite(c) else f"{c:5.2f}" for c in row["Corr"])
+                cells += (f"{cell} ({row['Structure']})" if row["Structure"] else cell,)
             rows.append(cells)
             prev = row["Groups"]
         lines += [" " + s for s in _table(rows, ["l", "l", "l", "l", "l"][:len(rows[0])])]
