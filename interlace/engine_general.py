@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from interlace.families.likelihood import LikelihoodFamily
 from interlace.model_frame import ModelFrame
 
-__all__ = ["fit_general", "as_likelihood_family"]
+__all__ = ["fit_general", "as_likelihood_family", "general_objective"]
 
 
 def as_likelihood_family(fam: Any, zero_inflated: bool = False) -> Any:
@@ -37,34 +38,48 @@ def as_likelihood_family(fam: Any, zero_inflated: bool = False) -> Any:
     """
     name = getattr(fam, "name", None)
     link = getattr(getattr(fam, "link", None), "name", None)
-    if zero_inflated and name in ("poisson", "negativebinomial"):
+    if zero_inflated and "zi" not in getattr(fam, "aux_blocks", ()):
         # glmmTMB's family + ziformula: the zero-inflated version of the family
-        if link != "log":
-            raise ValueError(f"ziformula with the {name} family needs the log link, not {link!r}")
-        if name == "poisson":
+        if name == "poisson" and link == "log":
             from interlace.families.zip import ZeroInflatedPoissonFamily
 
             return ZeroInflatedPoissonFamily()
-        from interlace.families.zinb import ZeroInflatedNB2Family
+        if name == "negativebinomial" and link == "log":
+            from interlace.families.zinb import ZeroInflatedNB2Family
 
-        return ZeroInflatedNB2Family(theta=fam.params.get("theta"))
+            return ZeroInflatedNB2Family(theta=fam.params.get("theta"))
+        from interlace.families.zi import ZeroInflatedFamily
+
+        hook = getattr(fam, "likelihood_family", None)
+        base = hook() if callable(hook) else as_likelihood_family(fam, zero_inflated=False)
+        own = [type(base).parts is not LikelihoodFamily.parts, type(base).parts_w is not LikelihoodFamily.parts_w]
+        if not isinstance(base, LikelihoodFamily) or not any(own):
+            raise ValueError(f"ziformula is not available for the {name!r} family (its log density has no "
+                             "parts() to zero-inflate)")
+        return ZeroInflatedFamily(base)
     if hasattr(fam, "derivs") and hasattr(fam, "aux_blocks"):
         return fam
     hook = getattr(fam, "dispersion_family", None)
     lf = hook() if callable(hook) else None
     if lf is not None:  # a family with a dispersion: its ML version (gaussian sigma^2, gamma shape, IG phi)
         return lf
-    if zero_inflated:
-        raise ValueError(f"ziformula is not available for the {name!r} family (use poisson, negativebinomial, "
-                         "zip, zinb, hurdle_poisson or zoib)")
     raise ValueError(f"the {name!r} family has no dispersion parameter to model: dispformula is not "
                      "available for it (use negativebinomial, nbinom1, gamma, inverse_gaussian, beta or gaussian)")
+
+
+def general_objective(mf: ModelFrame, lf: Any):
+    """The general engine's objective: random effects in the conditional model only
+    (:class:`GeneralObjective`, the blocked kernels), or also in ``ziformula`` /
+    ``dispformula`` (:class:`MultiObjective`, the joint Laplace approximation)."""
+    from interlace.general.multi import MultiObjective, has_side_random_effects
+    from interlace.general.objective import GeneralObjective
+
+    return MultiObjective(mf, lf) if has_side_random_effects(mf) else GeneralObjective(mf, lf)
 
 
 def fit_general(mf: ModelFrame, fam: Any, *, optimizer: str = "lbfgsb", theta0: np.ndarray | None = None,
                 nAGQ: int = 1, formula: str = "", **_ignored: Any):
     """Fit ``mf`` with the general-likelihood Laplace engine; returns a GLMMResult."""
-    from interlace.general.objective import GeneralObjective
     from interlace.general.optimize import optimize_general
     from interlace.general.result import build_general_result
 
@@ -72,9 +87,10 @@ def fit_general(mf: ModelFrame, fam: Any, *, optimizer: str = "lbfgsb", theta0: 
         what = "dispformula" if mf.disp_X is not None else f"the {getattr(fam, 'name', '?')} family"
         raise ValueError(f"{what} is fitted by the Laplace approximation only (nAGQ = 1), got nAGQ = {nAGQ}")
     lf = as_likelihood_family(fam, zero_inflated=mf.zi_X is not None)
-    obj = GeneralObjective(mf, lf)
+    obj = general_objective(mf, lf)
     opt = optimize_general(obj, optimizer, theta0)
-    if not opt.converged or opt.hessian is None or not np.all(np.isfinite(opt.hessian)):
+    side_re = type(obj).__name__ == "MultiObjective"
+    if not side_re and (not opt.converged or opt.hessian is None or not np.all(np.isfinite(opt.hessian))):
         # a covariate decades from unit scale (x * 1000): the exactly equivalent
         # model on rescaled columns, kept when it reaches a better optimum (rescale.py)
         from interlace.rescale import column_scales, refit_general_rescaled, response_scale

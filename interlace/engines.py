@@ -33,8 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from interlace.engine_general import fit_general
-from interlace.general.objective import GeneralObjective
+from interlace.engine_general import fit_general, general_objective
 from interlace.model_frame import ModelFrame
 from interlace.objective.agq import AGQObjective
 from interlace.objective.laplace import LaplaceObjective, PIRLSError
@@ -174,7 +173,7 @@ def objective_at(result):
         obj.deviance(theta)
         return obj
     if engine == "general":
-        obj = GeneralObjective(mf, result.optinfo.get("engine_family") or result.family)
+        obj = general_objective(mf, result.optinfo.get("engine_family") or result.family)
         obj.deviance(np.asarray(result.optinfo["x"], dtype=float))
         return obj
     obj = LaplaceObjective(mf, result.family)

@@ -85,6 +85,8 @@ class ModelFrame:
     messages: warnings emitted while building the frame (also warned).
     disp_X / disp_names: dispersion sub-model matrix (None without dispformula).
     zi_X / zi_names: zero-inflation sub-model matrix (None without ziformula).
+    zi_terms / disp_terms: random-effect terms of ``ziformula`` / ``dispformula``
+        (``~ x + (1 | site)``; empty without bars), ordered as the conditional ones.
     """
 
     y: np.ndarray
@@ -104,6 +106,8 @@ class ModelFrame:
     disp_names: list[str] | None = None
     zi_X: np.ndarray | None = None
     zi_names: list[str] | None = None
+    zi_terms: list[ReTerm] = field(default_factory=list)
+    disp_terms: list[ReTerm] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -163,9 +167,24 @@ def _side_formula(text: str | None, arg: str) -> str | None:
         if lhs.strip():
             raise ValueError(f"{arg} must be one-sided (e.g. '~ z'), got {text!r}")
         s = rhs.strip()
-    if "|" in s:
-        raise ValueError(f"{arg} cannot have random-effect terms: {text!r}")
     return s or "1"
+
+
+def _split_side(rhs: str | None, parsed: Any, arg: str) -> tuple[str | None, list]:
+    """(fixed part, bars) of a side formula's right-hand side. ``.`` is the conditional
+    formula's right-hand side without its offsets (glmmTMB's ``ziformula = ~.``)."""
+    from .formula.bars import expand_bars, scan_formula
+
+    if rhs is None:
+        return None, []
+    if rhs.replace(" ", "") == ".":
+        return (parsed.fixed or "1"), list(parsed.bars)
+    if "|" not in rhs:
+        return rhs, []
+    side = scan_formula(f"y__ ~ {rhs}")
+    if side.offsets:
+        raise ValueError(f"{arg} cannot have an offset: {rhs!r}")
+    return (side.fixed or "1"), expand_bars(side.bars)
 
 
 def _formula_columns(text: str, columns: list[str], env: Any, role: str) -> list[str]:
@@ -290,8 +309,10 @@ def build_model_frame(
             raise ValueError(f"random-effect term {b.text()} is given twice (formula and groups=/random=?)")
         seen.add(key)
 
-    disp_rhs = _side_formula(dispformula, "dispformula")
-    zi_rhs = _side_formula(ziformula, "ziformula")
+    disp_rhs, disp_bars = _split_side(_side_formula(dispformula, "dispformula"), parsed, "dispformula")
+    zi_rhs, zi_bars = _split_side(_side_formula(ziformula, "ziformula"), parsed, "ziformula")
+    if zi_bars and ziformula is not None and ziformula.replace(" ", "") in ("~.", "."):
+        zi_bars = expand_bars(zi_bars)
     have = set(columns)
 
     # Which columns each part reads. Every expression is checked against the
@@ -326,6 +347,15 @@ def build_model_frame(
         pred_cols += gp
     disp_cols = need([disp_rhs], "dispformula") if disp_rhs else []
     zi_cols = need([zi_rhs], "ziformula") if zi_rhs else []
+    for bars, role, cols in ((disp_bars, "dispformula", disp_cols), (zi_bars, "ziformula", zi_cols)):
+        for b in bars:
+            cols += need([b.lhs], f"random-effect term {b.text()} of {role}")
+            gp = group_parts(b.group)
+            miss = [g for g in gp if g not in have]
+            if miss:
+                raise ValueError(f"grouping factor {', '.join(miss)} of term {b.text()} in {role} is not a "
+                                 "column of data")
+            cols += gp
     model_cols = pred_cols + disp_cols + zi_cols
     if "Intercept" in model_cols:
         raise ValueError(
@@ -450,12 +480,16 @@ def build_model_frame(
             raise ValueError(f"random-effect term ({t.lhs} | {t.group}) has non-finite covariates")
     check_terms(terms, n, fam)
 
+    # with zero inflation the family's support need only hold the nonzero responses
+    # (glmmTMB's ziGamma, a beta with zeros): the zeros are structural
+    keep_rows = (resp.y != 0) if zi_rhs is not None and np.any(resp.y != 0) else slice(None)
+    fails = resp.failures if cbind_args(parsed.response) is not None else None
     rmsg = check_response(
         family,
-        resp.y,
-        wts,
+        resp.y[keep_rows],
+        wts[keep_rows],
         parsed.response,
-        failures=resp.failures if cbind_args(parsed.response) is not None else None,
+        failures=fails[keep_rows] if fails is not None else None,
     )
     messages += rmsg
 
@@ -465,6 +499,22 @@ def build_model_frame(
         disp_X, disp_names, disp_spec = build_fixed(disp_rhs, frame, env, full)
     if zi_rhs is not None:
         zi_X, zi_names, zi_spec = build_fixed(zi_rhs, frame, env, full)
+
+    def side_terms(bars: list, role: str) -> list[ReTerm]:
+        if not bars:
+            return []
+        sb = [build_term(frame, b, env, full) for b in bars]
+        sb = [sb[i] for i in order_terms([t.nlevels for t, _ in sb])]
+        out = [t for t, _ in sb]
+        for t, name in zip(out, vc_names([t.group for t in out])):
+            t.vc_name = name
+            if not np.all(np.isfinite(t.z)):
+                raise ValueError(f"random-effect term ({t.lhs} | {t.group}) of {role} has non-finite covariates")
+        check_terms(out, n, fam)
+        return out
+
+    disp_terms = side_terms(disp_bars, "dispformula")
+    zi_terms = side_terms(zi_bars, "ziformula")
 
     o_cols_spec = [c for c in o_cols]
     spec = FrameSpec(
@@ -500,4 +550,6 @@ def build_model_frame(
         disp_names=disp_names,
         zi_X=zi_X,
         zi_names=zi_names,
+        zi_terms=zi_terms,
+        disp_terms=disp_terms,
     )

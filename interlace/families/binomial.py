@@ -43,6 +43,17 @@ class BinomialFamily(ExponentialFamily):
     def __init__(self, link: str | Link = "logit") -> None:
         super().__init__(link=link, variance=BinomialVariance(), name="binomial")
 
+    def likelihood_family(self):
+        """The binomial log-likelihood as a general-engine family (the base that
+        ``ziformula`` zero-inflates).
+
+        >>> BinomialFamily().likelihood_family().name
+        'binomial'
+        """
+        from interlace.families.zi import BinomialLikelihood
+
+        return BinomialLikelihood(link=self.link.name)
+
     def simulate(self, mu, wt, rng, params):
         """Binomial proportions of the prior-weight trials (lme4 returns the counts)."""
         n = np.broadcast_to(wt, mu.shape)

@@ -38,6 +38,19 @@ class PoissonFamily(ExponentialFamily):
     def __init__(self, link: str | Link = "log") -> None:
         super().__init__(link=link, variance=MuVariance(), name="poisson")
 
+    def likelihood_family(self):
+        """The Poisson log-likelihood (log link) as a general-engine family (the base
+        that ``ziformula`` zero-inflates).
+
+        >>> PoissonFamily().likelihood_family().name
+        'poisson'
+        """
+        from interlace.families.zi import PoissonLikelihood
+
+        if self.link.name != "log":
+            raise ValueError(f"ziformula with the poisson family needs the log link, not {self.link.name!r}")
+        return PoissonLikelihood()
+
     def simulate(self, mu, wt, rng, params):
         return rng.poisson(mu).astype(float)
 

@@ -49,6 +49,13 @@ class ZeroInflatedNB2Family(LikelihoodFamily):
         P = nbinom2_parts(y, eta, aux["disp"], order)
         return zero_inflate(P, y, wt, aux["zi"], order, True)
 
+    def jet(self, y, wt, eta, aux, names, order=3):
+        """Exact per-row derivatives in every predictor (random effects in the side models)."""
+        from interlace.families.negbin2 import NegativeBinomial2Family
+        from interlace.families.zi import ZeroInflatedFamily
+
+        return ZeroInflatedFamily(NegativeBinomial2Family()).jet(y, wt, eta, aux, names, order)
+
     def mean(self, eta, aux):
         return (1.0 - special.expit(aux["zi"])) * np.exp(eta)
 

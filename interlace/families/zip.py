@@ -43,6 +43,12 @@ class ZeroInflatedPoissonFamily(LikelihoodFamily):
     def derivs(self, y, wt, eta, aux, order=2):
         return zero_inflate(poisson_parts(y, eta, order), y, wt, aux["zi"], order, False)
 
+    def jet(self, y, wt, eta, aux, names, order=3):
+        """Exact per-row derivatives in every predictor (random effects in the side models)."""
+        from interlace.families.zi import PoissonLikelihood, ZeroInflatedFamily
+
+        return ZeroInflatedFamily(PoissonLikelihood()).jet(y, wt, eta, aux, names, order)
+
     def mean(self, eta, aux):
         return (1.0 - special.expit(aux["zi"])) * np.exp(eta)
 

@@ -179,7 +179,8 @@ def optimize_general(obj, optimizer: str = "lbfgsb", theta0=None, control: Contr
     on Dask); the boundary probe and the verdict are those of every engine."""
     x0 = obj.x_start()
     if theta0 is not None:
-        x0[: obj.nt] = np.asarray(theta0, dtype=float)
+        theta0 = np.asarray(theta0, dtype=float).reshape(-1)
+        x0[: min(len(theta0), obj.nt)] = theta0[: obj.nt]  # side models' theta (if any) keep their start
     lower = obj.lower
     x0 = np.maximum(x0, lower)
 

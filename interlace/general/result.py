@@ -107,9 +107,11 @@ def build_general_result(mf, family, obj, opt, *, formula: str, optimizer: str, 
     re = obj.re
     x = opt.x
     obj.deviance(x)
-    theta, beta, coefs = obj.split(x)
+    theta_all, beta, coefs = obj.split(x)
+    theta = theta_all[: re.ntheta]  # the conditional model's (side models' below)
     st = obj._state
-    eta, aux, u = st["eta"], st["aux"], st["u"]
+    eta, aux, u = st["eta"], st["aux"], st["u"][: re.q]
+    side = getattr(obj, "preds", None)  # random effects in ziformula / dispformula
     n, p, nt = mf.n, obj.p, obj.nt
     index = pd.Index(mf.row_index if mf.row_index is not None else np.arange(n))
     V = _covariance(opt)
@@ -139,14 +141,36 @@ def build_general_result(mf, family, obj, opt, *, formula: str, optimizer: str, 
 
     b_modes = re.u_to_b(theta, u)
     ranef = group_frames(re, b_modes)
+    side_sd = None
     try:
-        csd = _cond_sd(obj, x, V)
+        if side is not None:
+            side_sd = obj.cond_sd(x, V)
+            csd = side_sd["cond"]
+        else:
+            csd = _cond_sd(obj, x, V)
     except Exception:  # conditional SDs must not sink the fit
         csd = [np.full((int(re.nlev[j]), int(re.kdim[j])), np.nan) for j in range(re.m)]
     ranef_sd = group_frames(re, csd)
     obj.deviance(x)
     vc = varcorr_frame(re, theta, 1.0, residual=False)
     singular = is_singular(re, theta)
+    side_models = {}
+    if side is not None:
+        modes = obj.modes(x)
+        for k, pr in enumerate(side[1:], start=1):
+            if pr.re is None:
+                continue
+            th_k = obj.theta_of(theta_all, k)
+            singular = singular or is_singular(pr.re, th_k)
+            sd_k = side_sd[pr.name] if side_sd is not None else [np.full((int(pr.re.nlev[j]), int(pr.re.kdim[j])),
+                                                                          np.nan) for j in range(pr.re.m)]
+            side_models[pr.name] = {
+                "varcorr": varcorr_frame(pr.re, th_k, 1.0, residual=False),
+                "theta": pd.Series(th_k, index=_theta_names(pr.re), name=f"theta_{pr.name}"),
+                "random_effects": group_frames(pr.re, modes[pr.name]),
+                "random_effects_sd": group_frames(pr.re, sd_k),
+            }
+        obj.deviance(x)
     messages = list(mf.messages) + list(opt.messages)
     if singular:
         messages.insert(0, "boundary (singular) fit: see help('isSingular')")
@@ -184,4 +208,9 @@ def build_general_result(mf, family, obj, opt, *, formula: str, optimizer: str, 
     res.zi_bse = aux_bse.get("zi")
     res.aux_params = aux_params
     res.aux_bse = aux_bse
+    # random effects of the side models (glmmTMB's VarCorr()$zi, ranef()$zi)
+    res.side_models = side_models
+    for name, sm in side_models.items():
+        setattr(res, f"varcorr_{name}", sm["varcorr"])
+        setattr(res, f"random_effects_{name}", sm["random_effects"])
     return res

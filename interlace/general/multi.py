@@ -1,0 +1,452 @@
+"""Laplace objective with random effects in several linear predictors (glmmTMB's model).
+
+When ``ziformula`` or ``dispformula`` has random-effect terms (``~ x + (1 | site)``),
+each linear predictor k (the conditional eta, then the family's aux blocks "disp",
+"zi", ...) is
+
+    eta_k = X_k beta_k + Z_k Lambda_k(theta_k) u_k,
+
+and the spherical random effects of all predictors form one vector u = (u_cond, u_disp,
+u_zi) with the standard normal penalty. For x = (theta, beta, aux coefficients) the mode
+u* maximizes sum_i l_i(eta_i1..eta_iK) - |u|^2/2 (Newton with the exact per-row Hessian
+H_i of l in the K predictors, from :mod:`interlace.general.jet`), and
+
+    dev(x) = -2 sum_i l_i(u*) + |u*|^2 + log det A,   A = I + sum_i U_i' W_i U_i,  W_i = -H_i,
+
+U_i the K x q matrix of row i's entries of Z_k Lambda_k. The gradient is exact: with
+M_i = U_i A^-1 U_i', v_i = sum_ab M_i,ab T_i,ab., xi = A^-1 sum_i U_i' v_i and
+c_i = -2 G_i - v_i - H_i U_i xi, a predictor's fixed coefficients have gradient X_k' c_k,
+and the entries of Lambda_k have the gradient of
+sum_i [c_ik U_i,k(u) + 2 (W_i U_i A^-1)_k - G_ik U_i,k(xi)] in Z_k's entries
+(envelope theorem, the log-determinant's derivative and the implicit derivative of u*).
+
+A is assembled dense and factored by Cholesky: the side models usually share the
+conditional model's grouping factors, so q is a few times the number of groups.
+
+Example
+-------
+>>> import interlace
+>>> df = interlace.datasets.load("salamanders")
+>>> m = interlace.glmer("count ~ mined + (1 | site)", df, family="poisson",
+...                     ziformula="~ mined + (1 | site)")           # doctest: +SKIP
+>>> m.varcorr_zi                                                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+
+from interlace.general.jet import family_jet
+from interlace.general.objective import AuxBlock, InnerError, aux_blocks
+from interlace.model_frame import ModelFrame
+from interlace.objective.predictor import ReStructure
+
+__all__ = ["MultiObjective", "has_side_random_effects"]
+
+
+def has_side_random_effects(mf: ModelFrame) -> bool:
+    """True when ``ziformula`` or ``dispformula`` has random-effect terms."""
+    return bool(getattr(mf, "zi_terms", None) or getattr(mf, "disp_terms", None))
+
+
+class _Predictor:
+    """One linear predictor's random-effect layout: its ReStructure and the compact rows
+    of U_k = Z_k Lambda_k (column indices into the joint u, values)."""
+
+    def __init__(self, name: str, terms: list, col0: int, theta0: int):
+        self.name = name
+        self.re = ReStructure(terms) if terms else None
+        self.q = self.re.q if self.re is not None else 0
+        self.col0 = col0
+        self.nt = self.re.ntheta if self.re is not None else 0
+        self.theta0 = theta0
+        if self.re is None:
+            self.cols = None
+            return
+        re = self.re
+        cols = []
+        for j in range(re.m):
+            k = int(re.kdim[j])
+            cols.append(col0 + re.uoff[j] + re.codes[j][:, None] * k + np.arange(k)[None, :])
+        self.cols = np.ascontiguousarray(np.hstack(cols), dtype=np.int64)  # (n, r_k)
+
+    def vals(self, theta_k: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.re.zlambda(theta_k).reshape(self.cols.shape[0], -1))
+
+
+class MultiObjective:
+    """Laplace deviance and exact gradient over x = (theta_cond, theta of each side model,
+    beta, aux coefficients), the random effects of all predictors in one u."""
+
+    MAX_ITER = 100
+    MAX_HALVINGS = 30
+
+    def __init__(self, mf: ModelFrame, fam) -> None:
+        self.mf = mf
+        self.family = fam
+        self.X = np.ascontiguousarray(mf.X, dtype=np.float64)
+        self.y = np.ascontiguousarray(mf.y, dtype=np.float64)
+        self.wt = np.ascontiguousarray(mf.weights, dtype=np.float64)
+        self.offset = np.ascontiguousarray(mf.offset, dtype=np.float64)
+        self.blocks: list[AuxBlock] = aux_blocks(mf, fam)
+        self.names = ["cond"] + [b.name for b in self.blocks]
+        side = {"zi": list(mf.zi_terms or []), "disp": list(mf.disp_terms or [])}
+        for b, terms in side.items():
+            if terms and b not in [bl.name for bl in self.blocks]:
+                what = "ziformula" if b == "zi" else "dispformula"
+                raise ValueError(f"{what} has random effects but the {fam.name} family has no "
+                                 f"{'zero-inflation' if b == 'zi' else 'dispersion'} parameter")
+            if terms and next(bl for bl in self.blocks if bl.name == b).fixed is not None:
+                raise ValueError(f"the {fam.name} family's {b} parameter is held fixed: its "
+                                 f"{'ziformula' if b == 'zi' else 'dispformula'} cannot have random effects")
+        self.preds: list[_Predictor] = []
+        col, th = 0, 0
+        for name in self.names:
+            terms = list(mf.terms) if name == "cond" else side.get(name, [])
+            pr = _Predictor(name, terms, col, th)
+            self.preds.append(pr)
+            col += pr.q
+            th += pr.nt
+        if self.preds[0].re is None:
+            raise ValueError("random effects in ziformula / dispformula need a conditional model with random "
+                             "effects too")
+        self.re = self.preds[0].re  # the conditional model's layout (results, predict)
+        self.q = col
+        self.nt = th
+        self.p = self.X.shape[1]
+        sizes = [self.nt, self.p] + [b.size for b in self.blocks]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.k = int(self.offsets[-1])
+        lower = [pr.re.theta_lower for pr in self.preds if pr.re is not None]
+        self.lower = np.concatenate(lower + [np.full(self.k - self.nt, -np.inf)])
+        self.u = np.zeros(self.q)
+        self.nfev = self.ngev = self.inner_iters = 0
+        self.inner_converged = True
+        self.nonpd = False
+        self._state: dict | None = None
+
+    # ------------------------------------------------------------ layout
+    def split(self, x: np.ndarray):
+        theta = x[: self.nt]
+        beta = x[self.nt: self.nt + self.p]
+        coefs = {}
+        for i, b in enumerate(self.blocks):
+            coefs[b.name] = x[self.offsets[2 + i]: self.offsets[3 + i]]
+        return theta, beta, coefs
+
+    def theta_of(self, theta: np.ndarray, k: int) -> np.ndarray:
+        pr = self.preds[k]
+        return theta[pr.theta0: pr.theta0 + pr.nt]
+
+    def aux_rows(self, coefs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = {}
+        for b in self.blocks:
+            out[b.name] = np.full(self.mf.n, b.fixed) if b.fixed is not None else b.X @ coefs[b.name]
+        return out
+
+    def param_names(self) -> list[str]:
+        from interlace.results.build import _theta_names
+
+        names = []
+        for pr in self.preds:
+            if pr.re is not None:
+                pre = "theta." if pr.name == "cond" else f"theta.{pr.name}."
+                names += [pre + s for s in _theta_names(pr.re)]
+        names += list(self.mf.fe_names)
+        for b in self.blocks:
+            if b.free:
+                names += [f"{b.name}.{s}" for s in b.names]
+        return names
+
+    def _bases(self, x: np.ndarray):
+        theta, beta, coefs = self.split(x)
+        aux = self.aux_rows(coefs)
+        bases = [self.X @ beta + self.offset] + [aux[b.name] for b in self.blocks]
+        vals = [pr.vals(self.theta_of(theta, k)) if pr.re is not None else None for k, pr in enumerate(self.preds)]
+        return theta, bases, vals
+
+    def _etas(self, bases, vals, u):
+        out = []
+        for k, pr in enumerate(self.preds):
+            e = bases[k].copy()
+            if pr.re is not None:
+                e += np.sum(vals[k] * u[pr.cols], axis=1)
+            out.append(e)
+        return out
+
+    def _jet(self, etas, order):
+        aux = {b.name: etas[1 + i] for i, b in enumerate(self.blocks)}
+        with np.errstate(all="ignore"):
+            return family_jet(self.family, self.y, self.wt, etas[0], aux, self.names, order)
+
+    def _ut(self, vals, R: np.ndarray) -> np.ndarray:
+        """sum_i U_i' R_i for R (n, K)."""
+        g = np.zeros(self.q)
+        for k, pr in enumerate(self.preds):
+            if pr.re is not None:
+                g += np.bincount(pr.cols.ravel(), weights=(vals[k] * R[:, k, None]).ravel(), minlength=self.q)
+        return g
+
+    def _u_rows(self, vals, v: np.ndarray) -> np.ndarray:
+        """(n, K): row i's U_i v."""
+        out = np.zeros((self.mf.n, len(self.preds)))
+        for k, pr in enumerate(self.preds):
+            if pr.re is not None:
+                out[:, k] = np.sum(vals[k] * v[pr.cols], axis=1)
+        return out
+
+    def _hessian_u(self, vals, W: np.ndarray) -> np.ndarray:
+        """A = I + sum_i U_i' W_i U_i (dense, q x q)."""
+        q = self.q
+        flat = np.zeros(q * q)
+        for a, pa in enumerate(self.preds):
+            if pa.re is None:
+                continue
+            for b, pb in enumerate(self.preds):
+                if pb.re is None:
+                    continue
+                idx = pa.cols[:, :, None] * q + pb.cols[:, None, :]
+                val = vals[a][:, :, None] * W[:, a, b, None, None] * vals[b][:, None, :]
+                flat += np.bincount(idx.ravel(), weights=val.ravel(), minlength=q * q)
+        A = flat.reshape(q, q)
+        A[np.diag_indices(q)] += 1.0
+        return A
+
+    # ------------------------------------------------------------ start values
+    def x_start(self) -> np.ndarray:
+        """theta at lme4's identity start, beta and aux from the model without random effects."""
+        from interlace.general.optimize import lbfgs_guarded
+
+        fam = self.family
+        z = np.asarray(fam.start_eta(self.y), dtype=float) - self.offset
+        beta0 = np.linalg.lstsq(self.X, z, rcond=None)[0]
+        x = np.zeros(self.k)
+        x[: self.nt] = np.concatenate([pr.re.theta_start() for pr in self.preds if pr.re is not None])
+        x[self.nt: self.nt + self.p] = beta0
+        for i, b in enumerate(self.blocks):
+            if b.free:
+                col = [j for j, s in enumerate(b.names) if s == "Intercept"]
+                if col:
+                    x[self.offsets[2 + i] + col[0]] = float(fam.aux_default(b.name, self.y))
+        sl = slice(self.nt, self.k)
+
+        def f0(xf):
+            xx = x.copy()
+            xx[sl] = xf
+            _t, beta, coefs = self.split(xx)
+            aux = self.aux_rows(coefs)
+            with np.errstate(all="ignore"):
+                d = fam.derivs(self.y, self.wt, self.X @ beta + self.offset, aux, order=2)
+            val = -2.0 * float(np.sum(d.l))
+            if not np.isfinite(val):
+                return 1e300, np.zeros(len(xf))
+            g = [-2.0 * (self.X.T @ d.e)]
+            for b in self.blocks:
+                if b.free:
+                    g.append(-2.0 * (b.X.T @ d.aux[b.name][0]))
+            return val, np.concatenate(g)
+
+        with np.errstate(all="ignore"):
+            r = lbfgs_guarded(f0, x[sl], np.full(self.k - self.nt, -np.inf), maxiter=500, ftol=1e-12, gtol=1e-6)
+        if np.all(np.isfinite(r.x)) and np.isfinite(r.fun) and r.fun < 1e299:
+            x[sl] = r.x
+        return x
+
+    # ------------------------------------------------------------ inner Newton on u
+    def inner(self, bases, vals):
+        u = self.u.copy() if np.all(np.isfinite(self.u)) else np.zeros(self.q)
+
+        def pen_at(u):
+            etas = self._etas(bases, vals, u)
+            l, G, H, _ = self._jet(etas, 2)
+            return -2.0 * float(np.sum(l)) + float(u @ u), etas, G, H
+
+        pen, etas, G, H = pen_at(u)
+        if not np.isfinite(pen):
+            u = np.zeros(self.q)
+            pen, etas, G, H = pen_at(u)
+        if not np.isfinite(pen):
+            raise InnerError("the log-likelihood is not finite at the starting random effects")
+        converged = False
+        for _ in range(self.MAX_ITER):
+            self.inner_iters += 1
+            W = -H
+            try:
+                cf = sla.cho_factor(self._hessian_u(vals, W), lower=True, check_finite=True)
+            except (np.linalg.LinAlgError, ValueError):
+                # not positive definite: the rows' curvature projected onto PSD (a descent direction)
+                ev, evec = np.linalg.eigh(W)
+                Wp = np.einsum("nij,nj,nkj->nik", evec, np.maximum(ev, 0.0), evec)
+                cf = sla.cho_factor(self._hessian_u(vals, Wp), lower=True)
+            g = self._ut(vals, G) - u
+            delta = sla.cho_solve(cf, g)
+            dec = float(g @ delta)
+            if not np.isfinite(dec):
+                raise InnerError("non-finite Newton step on the random effects")
+            if dec < 1e-20 * (1.0 + abs(pen)):
+                converged = True
+                break
+            step = 1.0
+            for _h in range(self.MAX_HALVINGS):
+                ut = u + step * delta
+                pen_t, etas_t, G_t, H_t = pen_at(ut)
+                if np.isfinite(pen_t) and pen_t <= pen + 1e-13 * abs(pen):
+                    break
+                step *= 0.5
+            else:
+                converged = dec < 1e-8 * (1.0 + abs(pen))
+                break
+            u, pen, etas, G, H = ut, pen_t, etas_t, G_t, H_t
+            if dec < 1e-11 * (1.0 + abs(pen)) and step == 1.0:
+                converged = True
+                break
+        self.inner_converged = converged
+        return u, etas
+
+    # ------------------------------------------------------------ objective
+    def deviance(self, x: np.ndarray) -> float:
+        x = np.asarray(x, dtype=float)
+        if self._state is not None and np.array_equal(self._state["x"], x):
+            return self._state["dev"]
+        self.nfev += 1
+        theta, bases, vals = self._bases(x)
+        try:
+            u, etas = self.inner(bases, vals)
+        except (InnerError, np.linalg.LinAlgError, ValueError):
+            self._state = None
+            return np.inf
+        l, G, H, T = self._jet(etas, 3)
+        A = self._hessian_u(vals, -H)
+        try:
+            cf = sla.cho_factor(A, lower=True)
+            self.nonpd = False
+        except (np.linalg.LinAlgError, ValueError):
+            self._state = None
+            self.nonpd = True
+            return np.inf
+        logdet = 2.0 * float(np.sum(np.log(np.diag(cf[0]))))
+        dev = -2.0 * float(np.sum(l)) + float(u @ u) + logdet
+        if not np.isfinite(dev):
+            self._state = None
+            return np.inf
+        self.u = u
+        aux = {b.name: etas[1 + i] for i, b in enumerate(self.blocks)}
+        self._state = {"x": x.copy(), "dev": dev, "u": u, "eta": etas[0], "etas": etas, "aux": aux,
+                       "theta": theta, "vals": vals, "G": G, "H": H, "T": T, "cf": cf, "logdet": logdet}
+        return dev
+
+    def a_inverse(self) -> np.ndarray:
+        st = self._state
+        if "Ainv" not in st:
+            Ai = sla.cho_solve(st["cf"], np.eye(self.q))
+            st["Ainv"] = 0.5 * (Ai + Ai.T)
+        return st["Ainv"]
+
+    def gradient(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        if self._state is None or not np.array_equal(self._state["x"], x):
+            if not np.isfinite(self.deviance(x)):
+                return np.full(self.k, np.nan)
+        self.ngev += 1
+        st = self._state
+        vals, G, H, T, u, theta = st["vals"], st["G"], st["H"], st["T"], st["u"], st["theta"]
+        W = -H
+        Ai = self.a_inverse()
+        n, K = G.shape
+        re_k = [k for k, pr in enumerate(self.preds) if pr.re is not None]
+        # PA[(a, b)][i, s, t] = A^-1[cols_a[i, s], cols_b[i, t]]
+        PA = {(a, b): Ai[self.preds[a].cols[:, :, None], self.preds[b].cols[:, None, :]] for a in re_k for b in re_k}
+        M = np.zeros((n, K, K))
+        for a in re_k:
+            for b in re_k:
+                M[:, a, b] = np.einsum("is,ist,it->i", vals[a], PA[(a, b)], vals[b])
+        v = np.einsum("iab,iabm->im", M, T)
+        xi = sla.cho_solve(st["cf"], self._ut(vals, v))
+        Uxi = self._u_rows(vals, xi)
+        c = -2.0 * G - v - np.einsum("ikm,im->ik", H, Uxi)
+        out_theta = []
+        for k in re_k:
+            pr = self.preds[k]
+            cols = pr.cols
+            # (W_i U_i A^-1)[k, cols_k[i, t]] = sum_m W_ikm sum_s vals_m[i, s] PA[(m, k)][i, s, t]
+            WP = np.zeros(cols.shape)
+            for m in re_k:
+                WP += W[:, k, m, None] * np.einsum("is,ist->it", vals[m], PA[(m, k)])
+            Q = c[:, k, None] * u[cols] + 2.0 * WP - G[:, k, None] * xi[cols]
+            re = pr.re
+            gt = np.zeros(re.nentries)
+            for e in range(re.nentries):
+                j, a, b = int(re.theta_term[e]), int(re.theta_a[e]), int(re.theta_b[e])
+                gt[e] = float(re.z[:, re.kcol[j] + a] @ Q[:, re.kcol[j] + b])
+            out_theta.append(re.chain(self.theta_of(theta, k), gt))
+        out = out_theta + [self.X.T @ c[:, 0]]
+        for i, b in enumerate(self.blocks):
+            if b.free:
+                out.append(b.X.T @ c[:, 1 + i])
+        return np.concatenate(out)
+
+    # ------------------------------------------------------------ results
+    def b_at(self, x: np.ndarray) -> np.ndarray:
+        """Conditional modes b = Lambda u* of every predictor, stacked as u."""
+        self.deviance(x)
+        theta = x[: self.nt]
+        out = []
+        for k, pr in enumerate(self.preds):
+            if pr.re is not None:
+                uk = self.u[pr.col0: pr.col0 + pr.q]
+                out += [bj.ravel() for bj in pr.re.u_to_b(self.theta_of(theta, k), uk)]
+        return np.concatenate(out)
+
+    def modes(self, x: np.ndarray) -> dict[str, list[np.ndarray]]:
+        """Per predictor with random effects, per term (nlevels, k) conditional modes b."""
+        self.deviance(x)
+        theta = x[: self.nt]
+        out = {}
+        for k, pr in enumerate(self.preds):
+            if pr.re is not None:
+                out[pr.name] = pr.re.u_to_b(self.theta_of(theta, k), self.u[pr.col0: pr.col0 + pr.q])
+        return out
+
+    def cond_sd(self, x: np.ndarray, V: np.ndarray | None) -> dict[str, list[np.ndarray]]:
+        """Per predictor, per term (nlevels, k) conditional SDs of b, with TMB's term for the
+        uncertainty of the fixed parameters (J V J', J = db*/dx by central differences)."""
+        self.deviance(x)
+        theta = x[: self.nt]
+        Ai = self.a_inverse().copy()
+        var = np.zeros(self.q)
+        lam_rows = []
+        for k, pr in enumerate(self.preds):
+            if pr.re is None:
+                continue
+            re = pr.re
+            for j, lam in enumerate(re.lambdas(self.theta_of(theta, k))):
+                kd, nl = int(re.kdim[j]), int(re.nlev[j])
+                idx = pr.col0 + int(re.uoff[j]) + np.arange(nl)[:, None] * kd + np.arange(kd)[None, :]
+                blocks = Ai[idx[:, :, None], idx[:, None, :]]
+                var[idx] = np.einsum("ab,lbc,ac->la", lam, blocks, lam)
+                lam_rows.append(idx)
+        if V is not None and np.all(np.isfinite(V)):
+            J = np.zeros((self.q, len(x)))
+            for i in range(len(x)):
+                if V[i, i] <= 0:
+                    continue
+                h = 1e-5 * max(1.0, abs(x[i]))
+                xp, xm = x.copy(), x.copy()
+                xp[i] += h
+                xm[i] -= h
+                if xm[i] < self.lower[i]:
+                    xm[i] = x[i]
+                    J[:, i] = (self.b_at(xp) - self.b_at(xm)) / h
+                else:
+                    J[:, i] = (self.b_at(xp) - self.b_at(xm)) / (2 * h)
+            var = var + np.einsum("ij,jk,ik->i", J, V, J)
+            self.deviance(x)
+        out = {}
+        for k, pr in enumerate(self.preds):
+            if pr.re is None:
+                continue
+            re = pr.re
+            out[pr.name] = [np.sqrt(np.maximum(var[pr.col0 + re.uoff[j]: pr.col0 + re.uoff[j + 1]], 0.0))
+                            .reshape(int(re.nlev[j]), int(re.kdim[j])) for j in range(re.m)]
+        return out
