@@ -169,3 +169,19 @@ def test_disp_random_effects_match_an_independent_laplace():
         assert laplace(beta, sd * s, sdd, d0) < m.llf + 1e-6
     assert laplace(beta, sd, sdd, d0 + 0.01) < m.llf + 1e-6
     assert m.converged and 0.3 < sdd < 1.2
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_predict_every_type_matches_glmmtmb(case):
+    """predict(type = response, link, conditional, zprob, zlink, disp, se.fit = TRUE) on the
+    fitted rows: glmmTMB's values and TMB's sdreport SEs (random effects of every
+    predictor and the fixed parameters' uncertainty)."""
+    d, m = fit(case)
+    for kind, ref in d["predict"].items():
+        f, se = m.predict(type=kind, se_fit=True)
+        want = np.asarray(ref["fit"], dtype=float)
+        scale = np.maximum(np.abs(want), 0.1)
+        assert np.max(np.abs(np.asarray(f) - want) / scale) < 1e-3, kind
+        if ref["se"] is not None:
+            rse = np.asarray(ref["se"], dtype=float)
+            assert np.max(np.abs(np.asarray(se) - rse) / np.maximum(rse, 1e-3)) < 2e-3, kind

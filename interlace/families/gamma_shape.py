@@ -105,6 +105,10 @@ class GammaShapeFamily(LikelihoodFamily):
         """glmmTMB 1.1.5: Gamma's bare variance function mu^2 (no shape)."""
         return mu * mu
 
+    def sigma_rows(self, aux):
+        """glmmTMB's ``sigma()`` for the Gamma: the coefficient of variation 1/sqrt(shape)."""
+        return np.exp(-0.5 * np.asarray(aux["disp"], dtype=float))
+
     def simulate(self, mu, wt, rng, params):
         shape = np.broadcast_to(fitted_param(params, "shape", self.name), mu.shape)
         return rng.gamma(shape, mu / shape)

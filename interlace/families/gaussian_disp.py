@@ -73,6 +73,10 @@ class GaussianDispFamily(LikelihoodFamily):
     def dev_resids(self, y, mu, wt):
         return np.asarray(wt, float) * (np.asarray(y, float) - np.asarray(mu, float)) ** 2
 
+    def sigma_rows(self, aux):
+        """glmmTMB's ``sigma()``: the residual standard deviation."""
+        return np.exp(0.5 * np.asarray(aux["disp"], dtype=float))
+
     def simulate(self, mu, wt, rng, params):
         var = fitted_param(params, "sigma2", self.name)
         return mu + rng.standard_normal(mu.shape) * np.sqrt(var / wt)

@@ -343,6 +343,24 @@ class MultiObjective:
             st["Ainv"] = 0.5 * (Ai + Ai.T)
         return st["Ainv"]
 
+    def _pa(self, Ai: np.ndarray) -> dict:
+        """PA[(a, b)][i, s, t] = A^-1[cols_a[i, s], cols_b[i, t]] for the predictors with random effects."""
+        re_k = [k for k, pr in enumerate(self.preds) if pr.re is not None]
+        return {(a, b): Ai[self.preds[a].cols[:, :, None], self.preds[b].cols[:, None, :]] for a in re_k for b in re_k}
+
+    def _row_cov(self, vals, PA) -> np.ndarray:
+        n, K = self.mf.n, len(self.preds)
+        M = np.zeros((n, K, K))
+        for (a, b), pab in PA.items():
+            M[:, a, b] = np.einsum("is,ist,it->i", vals[a], pab, vals[b])
+        return M
+
+    def row_covariance(self) -> np.ndarray:
+        """(n, K, K): M_i = U_i A^-1 U_i', the conditional covariance of row i's predictors
+        given the fixed parameters (at the current state)."""
+        st = self._state
+        return self._row_cov(st["vals"], self._pa(self.a_inverse()))
+
     def gradient(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=float)
         if self._state is None or not np.array_equal(self._state["x"], x):
@@ -355,12 +373,8 @@ class MultiObjective:
         Ai = self.a_inverse()
         n, K = G.shape
         re_k = [k for k, pr in enumerate(self.preds) if pr.re is not None]
-        # PA[(a, b)][i, s, t] = A^-1[cols_a[i, s], cols_b[i, t]]
-        PA = {(a, b): Ai[self.preds[a].cols[:, :, None], self.preds[b].cols[:, None, :]] for a in re_k for b in re_k}
-        M = np.zeros((n, K, K))
-        for a in re_k:
-            for b in re_k:
-                M[:, a, b] = np.einsum("is,ist,it->i", vals[a], PA[(a, b)], vals[b])
+        PA = self._pa(Ai)
+        M = self._row_cov(vals, PA)
         v = np.einsum("iab,iabm->im", M, T)
         xi = sla.cho_solve(st["cf"], self._ut(vals, v))
         Uxi = self._u_rows(vals, xi)

@@ -27,7 +27,7 @@ from scipy import special
 __all__ = ["Prediction", "predict", "term_effects", "design", "zi_probability", "aux_predictors",
            "response_mean", "conditional_link_variance"]
 
-_TYPES = ("response", "link", "conditional", "zprob")
+_TYPES = ("response", "link", "conditional", "zprob", "zlink", "disp")
 
 
 class Prediction(NamedTuple):
@@ -671,6 +671,13 @@ def predict(result, newdata: Any = None, type: str = "response", include_re: boo
     if type not in _TYPES:
         raise ValueError(f"type must be one of {', '.join(map(repr, _TYPES))}, got {type!r}")
     fam = result.family
+    side = bool(getattr(result, "side_models", None))  # random effects in ziformula / dispformula
+    zi_general = (se_fit and result.optinfo.get("engine") == "general" and newdata is None
+                  and type in ("response", "zprob")
+                  and "zi" in tuple(getattr(result.optinfo.get("engine_family") or fam, "aux_blocks", ())))
+    if side or type in ("zlink", "disp") or zi_general:
+        return _predict_side(result, newdata, type, se_fit, include_re and re_form is None and not random_only,
+                             offset)
     if type in ("conditional", "zprob") and not _is_zero_inflated(fam) and result.zi_params is None:
         raise ValueError(f"type={type!r} is for zero-inflated and hurdle families; "
                          f"family {getattr(fam, 'name', fam)!r} has no zero part")
@@ -738,6 +745,43 @@ def predict(result, newdata: Any = None, type: str = "response", include_re: boo
         se = se * np.abs(_dmean_deta(result, eta, type, None if newdata is None else _subset_rows(newdata, ok)))
     se_full = _scatter(se, ok)
     return Prediction(wrap(fit_full, "fit"), wrap(se_full, "se_fit"))
+
+
+def _predict_side(result, newdata, type, se_fit, all_re, offset):
+    """glmmTMB's types on the fitted rows with TMB's SEs (results/predict_side.py); on
+    ``newdata`` the side models' fixed parts ("zlink", "disp" of a model whose side models
+    have no random effects)."""
+    from interlace.results.align import as_series
+    from interlace.results.predict_side import side_predict, sigma_rows
+
+    if result.optinfo.get("engine") != "general":
+        if type in ("zlink", "disp"):
+            if type == "disp":
+                fit = np.ones(result.model_frame.n if newdata is None else _nrows(newdata))
+                return Prediction(fit, np.zeros_like(fit)) if se_fit else fit
+            raise ValueError("type='zlink' is for zero-inflated and hurdle models; this model has no zero part")
+    side = bool(getattr(result, "side_models", None))
+    if newdata is None and offset is None and (all_re or not side):
+        fit, se = side_predict(result, type, se_fit)
+        out = as_series(result, fit, "fit")
+        return Prediction(out, as_series(result, se, "se_fit")) if se_fit else out
+    if side:
+        raise NotImplementedError("predict on newdata (or with re_form / offset) for a model with random effects "
+                                  "in ziformula or dispformula is not available yet; predict() gives the fitted rows")
+    if se_fit:
+        raise ValueError(f"se_fit for type={type!r} is available on the fitted rows (newdata=None)")
+    import pandas as pd
+
+    aux = aux_predictors(result, newdata)
+    if type == "zlink":
+        if "zi" not in aux:
+            raise ValueError("type='zlink' is for zero-inflated and hurdle models; this model has no zero part")
+        fit = aux["zi"]
+    else:
+        fam = result.optinfo.get("engine_family") or result.family
+        fit = sigma_rows(fam, aux, _nrows(newdata))
+    labels = _row_labels(result, newdata)
+    return pd.Series(fit, index=labels if labels is not None and len(labels) == len(fit) else None, name="fit")
 
 
 def _re_contribution_terms(result, blocks, which) -> np.ndarray:
