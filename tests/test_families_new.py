@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from families_new_utils import compare, fit, load, rel
 
-CASES = ["t", "t_fixed", "gaussian_log", "gaussian_sqrt", "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2"]
+CASES = ["t", "t_fixed", "gaussian_log", "gaussian_sqrt", "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2", "tweedie"]
 TOL = 1e-3
 
 
@@ -81,3 +81,32 @@ def test_truncated_simulate_mean_and_zeros(name, aux):
     assert abs(y.mean() - m) < 4 * y.std() / np.sqrt(n)
     with pytest.raises(ValueError, match="ziformula"):
         fam.derivs(np.array([0.0, 2.0]), np.ones(2), np.zeros(2), {k: v[:2] for k, v in rows.items()})
+
+
+def test_tweedie_density_and_simulation():
+    """The series density integrates to 1 with mean mu (numerical integration), and the
+    compound Poisson-gamma draws have mean mu and variance phi mu^p."""
+    from scipy import integrate
+
+    import interlace
+
+    fam = interlace.family("tweedie")
+    for mu, phi, p in [(1.0, 1.0, 1.5), (5.0, 0.5, 1.2), (0.3, 2.0, 1.8)]:
+        aux = {"disp": np.array([np.log(phi)]), "psi": np.array([np.log((p - 1) / (2 - p))])}
+
+        def dens(y):
+            return np.exp(fam.derivs(np.array([y]), np.ones(1), np.array([np.log(mu)]), aux, 0).l[0])
+
+        pts = [0.01, 0.1, 1.0, mu]
+        total = integrate.quad(dens, 0, 200, limit=500, points=pts)[0] + dens(0.0)
+        mean = integrate.quad(lambda y: y * dens(y), 0, 200, limit=500, points=pts)[0]
+        assert abs(total - 1) < 1e-8 and abs(mean - mu) < 1e-8 * max(mu, 1)
+        n = 200000
+        y = fam.simulate(np.full((1, n), mu), np.ones(n), np.random.default_rng(3),
+                         {"phi": phi, "Tweedie power": p})
+        assert abs(y.mean() - mu) < 5 * np.sqrt(phi * mu ** p / n)
+        assert abs(y.var() / (phi * mu ** p) - 1) < 0.05
+    with pytest.raises(ValueError, match="'y'"):
+        fam.validate_response(np.array([1.0, -1.0]), np.ones(2), "y")
+    with pytest.raises(ValueError, match="power"):
+        interlace.family("tweedie", power=2.5)

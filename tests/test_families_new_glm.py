@@ -15,7 +15,7 @@ from families_new_utils import compare, data, fit, load, py_name, rel
 import interlace
 
 GLM_CASES = ["glm_binomial", "glm_poisson", "glm_gaussian", "glm_gamma", "glm_inverse_gaussian"]
-TMB_CASES = ["tmb_nbinom2_nore"]
+TMB_CASES = ["tmb_nbinom2_nore", "tmb_tweedie_nore"]
 
 
 @pytest.fixture(scope="module")

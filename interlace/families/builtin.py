@@ -63,6 +63,9 @@ def interlace_register_families(registry: FamilyRegistry) -> None:
     from interlace.families.truncated import TruncatedNB1Family, TruncatedNB2Family, TruncatedPoissonFamily
 
     registry.add("t", StudentTFamily, aliases=("t_family",))
+    from interlace.families.tweedie import TweedieFamily
+
+    registry.add("tweedie", TweedieFamily)
     registry.add("truncated_poisson", TruncatedPoissonFamily)
     registry.add("truncated_nbinom1", TruncatedNB1Family)
     registry.add("truncated_nbinom2", TruncatedNB2Family)

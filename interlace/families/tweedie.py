@@ -1,0 +1,148 @@
+"""glmmTMB's ``tweedie``: compound Poisson-gamma with Var(Y) = phi mu^p, 1 < p < 2, log link.
+
+glmmTMB 1.1.5's parameters: the dispersion coefficients model log(phi) (``sigma(m)`` is phi);
+the power is the extra parameter psi with p = 1 + plogis(psi), estimated unless held fixed
+(``tweedie(power=1.6)``). glmmTMB prints it as ``Tweedie power`` (``family_params``), and so
+does ``family_params`` here. The density's series is summed by a compiled kernel
+(:mod:`interlace.kernels.tweedie`).
+
+Example
+-------
+>>> TweedieFamily(power=1.6).params
+{'Tweedie power': 1.6}
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from interlace.families.likelihood import Derivs, LikelihoodFamily, as_fixed
+
+__all__ = ["TweedieFamily"]
+
+_POWER = "Tweedie power"
+
+
+class TweedieFamily(LikelihoodFamily):
+    """Tweedie with log link; ``power`` in (1, 2) given -> held fixed.
+
+    log f(y) = (y mu^(1-p) / (1-p) - mu^(2-p) / (2-p)) / phi - log y + log A(y, phi, p) for y > 0,
+    log f(0) = -mu^(2-p) / ((2-p) phi).
+
+    >>> import numpy as np
+    >>> fam = TweedieFamily()
+    >>> d = fam.derivs(np.array([0.0]), np.ones(1), np.zeros(1), {"disp": np.zeros(1), "psi": np.zeros(1)}, 0)
+    >>> round(float(d.l[0]), 6)  # -1 / ((2 - 1.5) * 1)
+    -2.0
+    """
+
+    name = "tweedie"
+    aux_blocks = ("disp", "psi")
+    allowed_links = ("log",)
+    disp_meaning = "log(phi)"
+
+    def __init__(self, link: str = "log", power: float | None = None) -> None:
+        super().__init__(link)
+        v = as_fixed(power, "power")
+        if v is not None:
+            if not 1.0 < v < 2.0:
+                raise ValueError(f"the Tweedie power must lie in (1, 2), got {power!r}")
+            self.fixed_aux["psi"] = float(special.logit(v - 1.0))
+            self.params[_POWER] = v
+
+    def derivs(self, y, wt, eta, aux, order=2):
+        from interlace.kernels.tweedie import tweedie_log_series
+
+        y = np.asarray(y, dtype=float)
+        lphi = np.asarray(aux["disp"], dtype=float)
+        psi = np.asarray(aux["psi"], dtype=float)
+        # the power is one number per fit (glmmTMB's psi has no model)
+        p = float(1.0 + special.expit(psi[0])) if psi.size else 1.5
+        iphi = np.exp(-lphi)
+        eta = np.minimum(np.asarray(eta, dtype=float), 700.0)
+        a = y * np.exp((1.0 - p) * eta)  # y mu^(1-p)
+        b = np.exp((2.0 - p) * eta)  # mu^(2-p)
+        E = a / (1.0 - p) - b / (2.0 - p)
+        pos = y > 0
+        la, dla_phi, dla_p = tweedie_log_series(y, np.ascontiguousarray(np.broadcast_to(lphi, y.shape)), p)
+        with np.errstate(divide="ignore"):
+            logy = np.where(pos, np.log(np.where(pos, y, 1.0)), 0.0)
+        wt = np.asarray(wt, dtype=float)
+        out = Derivs(l=wt * (E * iphi - logy + la))
+        if order < 1:
+            return out
+        ge = (a - b) * iphi
+        gee = ((1.0 - p) * a - (2.0 - p) * b) * iphi
+        out.e, out.ee = wt * ge, wt * gee
+        if order < 2:
+            return out
+        out.eee = wt * ((1.0 - p) ** 2 * a - (2.0 - p) ** 2 * b) * iphi
+        out.aux["disp"] = (wt * (-E * iphi + dla_phi), -wt * ge, -wt * gee)
+        dp_dpsi = (p - 1.0) * (2.0 - p)  # d(1 + plogis(psi)) / dpsi
+        Ep = a * (-eta / (1.0 - p) + 1.0 / (1.0 - p) ** 2) + b * (eta / (2.0 - p) - 1.0 / (2.0 - p) ** 2)
+        gep = (-eta * a + eta * b) * iphi
+        geep = (-a - (1.0 - p) * eta * a + b + (2.0 - p) * eta * b) * iphi
+        out.aux["psi"] = (wt * dp_dpsi * (Ep * iphi + dla_p), wt * dp_dpsi * gep, wt * dp_dpsi * geep)
+        return out
+
+    def aux_default(self, block, y=None):
+        """glmmTMB's start: log(phi) = 0 and psi = 0 (p = 1.5)."""
+        return 0.0
+
+    def start_eta(self, y):
+        return np.log(np.maximum(np.asarray(y, dtype=float), 0.0) + 0.1)
+
+    def power_of(self, aux: dict) -> float:
+        psi = np.asarray(aux.get("psi", self.fixed_aux.get("psi", 0.0)), dtype=float).ravel()
+        return float(1.0 + special.expit(psi[0]))
+
+    def variance(self, mu):
+        phi = self.params.get("phi", 1.0)
+        p = self.params.get(_POWER, 1.5)
+        return phi * np.asarray(mu, dtype=float) ** p
+
+    def pearson_variance(self, mu, aux):
+        """glmmTMB's tweedie variance phi mu^p at the fitted phi and power."""
+        return np.exp(np.asarray(aux["disp"], dtype=float)) * np.asarray(mu, dtype=float) ** self.power_of(aux)
+
+    def dev_resids(self, y, mu, wt):
+        from interlace.families.base import power_dev_resids
+
+        return power_dev_resids(y, mu, wt, self.params.get(_POWER, 1.5))
+
+    def dev_resids_at(self, y, mu, wt, aux):
+        """The Tweedie unit deviance at the fitted power (the density is maximal at mu = y)."""
+        from interlace.families.base import power_dev_resids
+
+        return power_dev_resids(y, mu, wt, self.power_of(aux))
+
+    def row_dispersion(self, aux):
+        return np.exp(aux["disp"]) if "disp" in aux else None
+
+    def simulate(self, mu, wt, rng, params):
+        """Compound Poisson-gamma: N ~ Poisson(mu^(2-p) / (phi (2-p))), Y | N ~ Gamma(N (2-p)/(p-1),
+        scale phi (p-1) mu^(p-1)) (Y = 0 when N = 0)."""
+        p = float(params[_POWER])
+        phi = np.broadcast_to(np.asarray(params.get("dispersion", params.get("phi")), dtype=float), mu.shape)
+        lam = mu ** (2.0 - p) / (phi * (2.0 - p))
+        N = rng.poisson(lam)
+        shape = N * (2.0 - p) / (p - 1.0)
+        scale = phi * (p - 1.0) * mu ** (p - 1.0)
+        return np.where(N > 0, rng.gamma(np.where(N > 0, shape, 1.0), scale), 0.0)
+
+    def natural_params(self, coefs):
+        out = {}
+        d = coefs.get("disp", {})
+        if list(d) == ["Intercept"]:
+            out["phi"] = float(np.exp(d["Intercept"]))
+        s = coefs.get("psi", {})
+        if list(s) == ["Intercept"]:
+            out[_POWER] = float(1.0 + special.expit(s["Intercept"]))
+        return out
+
+    def validate_response(self, y, wt, column):
+        y = np.asarray(y, dtype=float)
+        if not np.all(np.isfinite(y)) or np.any(y < 0):
+            raise ValueError(f"tweedie response {column!r} must be finite and >= 0 "
+                             f"({int(np.sum(~np.isfinite(y) | (y < 0)))} value(s) are not)")
