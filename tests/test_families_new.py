@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from families_new_utils import compare, fit, load, rel
 
-CASES = ["t", "t_fixed", "gaussian_log", "gaussian_sqrt", "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2", "tweedie"]
+CASES = ["t", "t_fixed", "gaussian_log", "gaussian_sqrt", "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2", "tweedie", "ordbeta"]
 TOL = 1e-3
 
 
@@ -110,3 +110,22 @@ def test_tweedie_density_and_simulation():
         fam.validate_response(np.array([1.0, -1.0]), np.ones(2), "y")
     with pytest.raises(ValueError, match="power"):
         interlace.family("tweedie", power=2.5)
+
+
+def test_ordbeta_simulation_and_response_check():
+    """Zeros and ones with probabilities 1 - plogis(eta - c1) and plogis(eta - c2)."""
+    from scipy import special
+
+    import interlace
+
+    fam = interlace.family("ordbeta")
+    n = 100000
+    mu = np.full((1, n), special.expit(0.4))
+    y = fam.simulate(mu, np.ones(n), np.random.default_rng(7),
+                     {"phi": 6.0, "lower cutoff": special.expit(-1.5), "upper cutoff": special.expit(1.0)})
+    p0, p1 = 1 - special.expit(0.4 + 1.5), special.expit(0.4 - 1.0)
+    assert abs((y == 0).mean() - p0) < 4 * np.sqrt(p0 / n)
+    assert abs((y == 1).mean() - p1) < 4 * np.sqrt(p1 / n)
+    assert np.all((y >= 0) & (y <= 1))
+    with pytest.raises(ValueError, match="'y'"):
+        fam.validate_response(np.array([0.5, 1.2]), np.ones(2), "y")

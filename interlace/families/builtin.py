@@ -65,7 +65,10 @@ def interlace_register_families(registry: FamilyRegistry) -> None:
     registry.add("t", StudentTFamily, aliases=("t_family",))
     from interlace.families.tweedie import TweedieFamily
 
+    from interlace.families.ordbeta import OrderedBetaFamily
+
     registry.add("tweedie", TweedieFamily)
+    registry.add("ordbeta", OrderedBetaFamily)
     registry.add("truncated_poisson", TruncatedPoissonFamily)
     registry.add("truncated_nbinom1", TruncatedNB1Family)
     registry.add("truncated_nbinom2", TruncatedNB2Family)
