@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from families_new_utils import compare, fit, load, rel
 
-CASES = ["t", "t_fixed", "gaussian_log", "gaussian_sqrt", "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2", "tweedie", "ordbeta"]
+CASES = ["t", "t_fixed", "gaussian_log", "gaussian_sqrt", "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2", "tweedie", "ordbeta", "compois"]
 TOL = 1e-3
 
 
@@ -129,3 +129,21 @@ def test_ordbeta_simulation_and_response_check():
     assert np.all((y >= 0) & (y <= 1))
     with pytest.raises(ValueError, match="'y'"):
         fam.validate_response(np.array([0.5, 1.2]), np.ones(2), "y")
+
+
+def test_compois_is_poisson_at_nu_one_and_simulates_its_moments():
+    from scipy import stats
+
+    import interlace
+
+    fam = interlace.family("compois")
+    y = np.array([0.0, 1.0, 3.0, 7.0, 12.0])
+    eta = np.array([0.3, -1.0, 1.5, 2.0, 2.4])
+    d = fam.derivs(y, np.ones(5), eta, {"disp": np.zeros(5)}, 0)
+    assert np.allclose(d.l, stats.poisson.logpmf(y, np.exp(eta)), atol=1e-12)
+    n, mu, phi = 100000, 4.0, 0.4
+    draws = fam.simulate(np.full((1, n), mu), np.ones(n), np.random.default_rng(11), {"phi": phi})
+    var = float(fam._var(np.array([mu]), phi)[0])
+    assert var < mu  # phi < 1: under-dispersed
+    assert abs(draws.mean() - mu) < 5 * np.sqrt(var / n)
+    assert abs(draws.var() / var - 1) < 0.03
