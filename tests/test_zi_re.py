@@ -185,3 +185,46 @@ def test_predict_every_type_matches_glmmtmb(case):
         if ref["se"] is not None:
             rse = np.asarray(ref["se"], dtype=float)
             assert np.max(np.abs(np.asarray(se) - rse) / np.maximum(rse, 1e-3)) < 2e-3, kind
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_confint_rows_as_glmmtmb(case):
+    """confint(style="glmmTMB") is glmmTMB's Wald confint(m, full = TRUE): the same row
+    names (cond./zi./disp. coefficients, sigma, <model>.Std.Dev.<coef>|<group>), estimates
+    and limits (SDs on the log scale, sigma mapped from log scale)."""
+    d, m = fit(case)
+    ci = m.confint(style="glmmTMB")
+    ref = d["confint"]
+    assert list(ci.index) == ref["rownames"]
+    for col, key in (("Estimate", "estimate"), ("2.5 %", "lower"), ("97.5 %", "upper")):
+        want = np.asarray(ref[key], dtype=float)
+        got = ci[col].to_numpy(dtype=float)
+        assert np.max(np.abs(got - want) / np.maximum(np.abs(want), 0.05)) < 2e-3, (col, got, want)
+
+
+def test_simulate_uses_the_zero_inflation_random_effects():
+    """Conditional simulation reproduces the fitted zero fraction and mean (the zi random
+    effects enter zprob); unconditional draws new zi random effects, so zeros vary more by nest."""
+    d, m = fit("zinb2_re")
+    y = m.model_frame.y
+    s = m.simulate(nsim=400, seed=3)
+    zprob = np.asarray(m.predict(type="zprob"))
+    f0 = m.fittedvalues.to_numpy()
+    assert abs(s.mean() - f0.mean()) < 0.1
+    # P(0) per row = p + (1 - p) f_NB(0): the simulated zero fraction matches it
+    mu = np.asarray(m.predict(type="conditional"))
+    th = m.family_params["theta"]
+    p0 = zprob + (1 - zprob) * (th / (th + mu)) ** th
+    assert abs((s == 0).mean() - p0.mean()) < 0.01
+    assert abs((y == 0).mean() - p0.mean()) < 0.03
+    su = m.simulate(nsim=400, seed=3, re="unconditional")
+    assert su.shape == s.shape and np.isfinite(su).all()
+
+
+def test_scaled_residuals_and_bootstrap_run_on_side_random_effects():
+    d, m = fit("zip_re")
+    r = np.asarray(m.scaled_residuals(nsim=200, seed=1))
+    assert r.shape == (m.nobs,) and np.all((r >= 0) & (r <= 1))
+    assert abs(r.mean() - 0.5) < 0.05  # uniform under the fitted model
+    b = m.bootstrap(nsim=2, seed=1)
+    assert b.ok == 2 if hasattr(b, "ok") else True

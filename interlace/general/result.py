@@ -210,6 +210,8 @@ def build_general_result(mf, family, obj, opt, *, formula: str, optimizer: str, 
     res.aux_bse = aux_bse
     # random effects of the side models (glmmTMB's VarCorr()$zi, ranef()$zi)
     res.side_models = side_models
+    if side_models:  # per-row side predictors with their random effects (simulate, residuals)
+        res.aux_rows = {k: np.asarray(v, dtype=float).copy() for k, v in aux.items()}
     for name, sm in side_models.items():
         setattr(res, f"varcorr_{name}", sm["varcorr"])
         setattr(res, f"random_effects_{name}", sm["random_effects"])

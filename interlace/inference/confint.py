@@ -77,6 +77,11 @@ def confint(result, parm=None, level: float = 0.95, method: str = "Wald", **kwar
       keywords ``nsim`` (default 500, lme4's), ``seed``, ``n_jobs``,
       ``progress``.
 
+    ``style="glmmTMB"`` (Wald only) gives glmmTMB's ``confint(m, full = TRUE)`` instead:
+    rows ``cond.*``, ``zi.*``, ``disp.*`` or ``sigma``, ``cond.Std.Dev.(Intercept)|site``,
+    ``zi.Std.Dev.(Intercept)|site`` (random effects of every model), with an
+    ``Estimate`` column (:mod:`interlace.inference.confint_tmb`).
+
     ``parm`` selects rows: None (all), ``"theta_"``, ``"beta_"``, ``"aux_"``, names
     (lme4's ``.sig01`` or ``sd_(Intercept)|herd``, interlace's
     ``sd_Intercept|herd``, theta or fixed-effect names) or positions.
@@ -92,6 +97,18 @@ def confint(result, parm=None, level: float = 0.95, method: str = "Wald", **kwar
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    style = kwargs.pop("style", "lme4")
+    if style not in ("lme4", "glmmTMB"):
+        raise ValueError(f"style must be 'lme4' or 'glmmTMB', got {style!r}")
+    if style == "glmmTMB":  # glmmTMB's confint(m, full = TRUE): names, scales and the Estimate column
+        from interlace.inference.confint_tmb import confint_glmmtmb
+
+        if str(method).lower() != "wald":
+            raise ValueError("style='glmmTMB' gives glmmTMB's Wald intervals (method='Wald')")
+        out = confint_glmmtmb(result, level)
+        if parm is None:
+            return out
+        return out.loc[[parm] if isinstance(parm, str) else list(parm)]
     meth = {m.lower(): m for m in METHODS}.get(str(method).lower())
     if meth is None:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")

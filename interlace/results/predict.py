@@ -213,6 +213,9 @@ def aux_predictors(result, newdata: Any = None) -> dict[str, np.ndarray]:
     blocks = tuple(getattr(fam, "aux_blocks", ()) or ())
     if not blocks:
         return {}
+    rows = getattr(result, "aux_rows", None)  # the fit's rows, side-model random effects included
+    if newdata is None and rows is not None:
+        return {b: np.asarray(rows[b], dtype=float) for b in blocks if b in rows}
     m = result.model_frame.n if newdata is None else _nrows(newdata)
     params = dict(getattr(result, "aux_params", None) or {})
     if "disp" not in params and result.disp_params is not None:

@@ -113,6 +113,8 @@ def simulate(result, nsim: int = 1, seed: int | np.random.Generator | None = Non
     from interlace.results.predict import _is_zero_inflated, aux_predictors, zi_probability
 
     aux = aux_predictors(result)
+    if aux and re == "unconditional" and getattr(result, "side_models", None):
+        aux = _side_draws(result, aux, nsim, rng)
     if aux:
         params["aux"] = aux
         if hasattr(fam, "row_dispersion"):
@@ -120,5 +122,27 @@ def simulate(result, nsim: int = 1, seed: int | np.random.Generator | None = Non
             if d is not None:
                 params["dispersion"] = np.asarray(d, dtype=float)
     if _is_zero_inflated(fam) or (result.zi_params is not None and "zi" not in aux):
-        params["zprob"] = np.broadcast_to(zi_probability(result), mu.shape)
+        from scipy import special
+
+        zp = special.expit(aux["zi"]) if "zi" in aux else zi_probability(result)
+        params["zprob"] = np.broadcast_to(zp, mu.shape)
     return draw_response(fam, mu, np.asarray(mf.weights, dtype=float), rng, params)
+
+
+def _side_draws(result, aux: dict[str, np.ndarray], nsim: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """(nsim, n) side-model predictors with fresh random effects (ziformula / dispformula
+    random effects drawn from N(0, Sigma) as the conditional model's are)."""
+    mf = result.model_frame
+    out = dict(aux)
+    terms_of = {"zi": mf.zi_terms, "disp": mf.disp_terms}
+    for name, sm in result.side_models.items():
+        from interlace.objective.predictor import ReStructure
+
+        re = ReStructure(terms_of[name])
+        X = mf.zi_X if name == "zi" else mf.disp_X
+        val = np.broadcast_to(X @ result.aux_params[name].to_numpy(dtype=float), (nsim, mf.n)).copy()
+        for t, lam in zip(re.terms, re.lambdas(sm["theta"].to_numpy(dtype=float))):
+            u = rng.standard_normal((nsim, t.nlevels, t.k))
+            val += np.einsum("ik,sik->si", t.z, (u @ lam.T)[:, t.codes, :])
+        out[name] = val
+    return out
