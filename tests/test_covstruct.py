@@ -199,3 +199,18 @@ def test_varcorr_rows_and_summary():
     rt = m.summary().re_table
     R = varcorr_matrices(m)["s"]["corr"].to_numpy()
     np.testing.assert_allclose(rt["Corr"].iloc[3], R[3, :3])  # the full triangle, as glmmTMB prints it
+
+
+def test_simulate_predict_on_structures():
+    """Unconditional simulation draws b ~ N(0, Sigma) of the structure: the within-subject
+    covariance of simulated responses at lags 0..3 is Sigma's + sigma^2 on the diagonal;
+    predict on the fitted rows is the fitted values."""
+    df = _long(ns=40, reps=1)
+    m = _quiet(interlace.lmer, "yg ~ x + ar1(0 + t | s)", df, REML=False)
+    S = varcorr_matrices(m)["s"]["cov"].to_numpy() + m.scale * np.eye(4)
+    sims = m.simulate(3000, seed=4, re="unconditional")  # (nsim, n)
+    mu = (m.model_frame.X @ m.fe_params.to_numpy())[None, :]
+    r = (sims - mu).reshape(3000, 40, 4)  # rows are subject-major, t inner
+    emp = np.einsum("nsa,nsb->ab", r, r) / (3000 * 40)
+    np.testing.assert_allclose(emp, S, atol=0.06 * S.max())
+    np.testing.assert_allclose(m.predict(df), m.fittedvalues.to_numpy(), rtol=1e-10)

@@ -53,14 +53,16 @@ def param_table(re, fe_names: list[str], has_sigma: bool,
     ['Intercept', 'disp.Intercept']
     """
     out: list[ParamInfo] = []
-    for t in range(0 if re is None else re.ntheta):
-        term = re.terms[re.theta_term[t]]
-        a, b = int(re.theta_a[t]), int(re.theta_b[t])
-        if a == b:
-            alias, kind = f"sd_{term.cnames[a]}|{term.vc_name}", "sd"
-        else:
-            alias, kind = f"cor_{term.cnames[a]}.{term.cnames[b]}|{term.vc_name}", "cor"
-        out.append(ParamInfo(f".sig{t + 1:02d}", alias, kind, t))
+    t = 0
+    # each term's structure says which SD or correlation its parameters are reported as
+    for term, cov in ([] if re is None else zip(re.terms, re.covs)):
+        for kind, a, b in cov.sdcor_layout():
+            if kind == "sd":
+                alias = f"sd_{term.cnames[a]}|{term.vc_name}"
+            else:
+                alias = f"cor_{term.cnames[a]}.{term.cnames[b]}|{term.vc_name}"
+            out.append(ParamInfo(f".sig{t + 1:02d}", alias, kind, t))
+            t += 1
     if has_sigma:
         out.append(ParamInfo(".sigma", "sigma", "sigma", 0))
     for j, nm in enumerate(fe_names):
@@ -117,67 +119,25 @@ def resolve_parm(parm, table: list[ParamInfo], theta_names: list[str] | None = N
 
 
 def theta_to_sdcor(re, theta: np.ndarray, sigma: float = 1.0) -> np.ndarray:
-    """sd/cor values in theta's layout: SDs where theta holds a diagonal
-    element, correlations where it holds an off-diagonal one."""
-    out = np.empty(re.ntheta)
-    for j, lam in enumerate(re.lambdas(np.asarray(theta, float))):
-        cov = sigma * sigma * (lam @ lam.T)
-        sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
-        for t in np.flatnonzero(re.theta_term == j):
-            a, b = re.theta_a[t], re.theta_b[t]
-            if a == b:
-                out[t] = sd[a]
-            else:
-                den = sd[a] * sd[b]
-                out[t] = cov[a, b] / den if den > 0 else 0.0
-    return out
-
-
-def _semidefinite_cholesky(R: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Lower Cholesky factor of a correlation matrix allowing |cor| = 1
-    (pivots clipped at 0). Returns (L, ok); ok is False when R is not
-    positive semidefinite (a negative pivot beyond rounding)."""
-    k = R.shape[0]
-    L = np.zeros((k, k))
-    ok = True
-    for j in range(k):
-        piv = R[j, j] - L[j, :j] @ L[j, :j]
-        if piv < -1e-10:
-            ok = False
-        d = np.sqrt(max(piv, 0.0))
-        L[j, j] = d
-        for i in range(j + 1, k):
-            s = R[i, j] - L[i, :j] @ L[j, :j]
-            L[i, j] = s / d if d > 0 else 0.0
-            if d == 0 and abs(s) > 1e-10:
-                ok = False
-    return L, ok
+    """sd/cor values in theta's layout: per term, the SDs and correlations its structure's
+    parameters are reported as (``Covariance.sdcor``; for us, lme4's: SDs where theta holds a
+    diagonal element, correlations where it holds an off-diagonal one)."""
+    theta = np.asarray(theta, float)
+    return np.concatenate([c.sdcor(theta[re.par_off[j]:re.par_off[j + 1]], sigma)
+                           for j, c in enumerate(re.covs)]) if re.covs else np.zeros(0)
 
 
 def sdcor_to_theta(re, sdcor: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, bool]:
-    """Inverse of :func:`theta_to_sdcor`: theta = chol(D R D) / sigma.
-    Returns (theta, ok) with ok False for a correlation matrix that is not
-    positive semidefinite."""
+    """Inverse of :func:`theta_to_sdcor` (for us: theta = chol(D R D) / sigma).
+    Returns (theta, ok) with ok False for values outside a structure's set (a correlation
+    matrix that is not positive semidefinite)."""
     sdcor = np.asarray(sdcor, float)
-    theta = np.empty(re.ntheta)
-    ok_all = True
-    for j, k in enumerate(re.kdim):
-        k = int(k)
-        idx = np.flatnonzero(re.theta_term == j)
-        sd = np.zeros(k)
-        R = np.eye(k)
-        for t in idx:
-            a, b = re.theta_a[t], re.theta_b[t]
-            if a == b:
-                sd[a] = sdcor[t]
-            else:
-                R[a, b] = R[b, a] = sdcor[t]
-        Lr, ok = _semidefinite_cholesky(R)
+    parts, ok_all = [], True
+    for j, c in enumerate(re.covs):
+        par, ok = c.par_from_sdcor(sdcor[re.par_off[j]:re.par_off[j + 1]], sigma)
+        parts.append(par)
         ok_all &= ok
-        lam = (sd[:, None] * Lr) / sigma
-        for t in idx:
-            theta[t] = lam[re.theta_a[t], re.theta_b[t]]
-    return theta, ok_all
+    return (np.concatenate(parts) if parts else np.zeros(0)), ok_all
 
 
 def sdcor_bounds(table: list[ParamInfo]) -> tuple[np.ndarray, np.ndarray]:

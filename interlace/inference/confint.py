@@ -66,8 +66,10 @@ def confint(result, parm=None, level: float = 0.95, method: str = "Wald", **kwar
 
     - ``"Wald"``: estimate +- z * SE from ``vcov`` for the fixed effects and
       the family-parameter coefficients (SEs from the general engine's
-      Hessian, ``result.aux_bse``); NaN for the variance parameters, as lme4
-      gives NA.
+      Hessian, ``result.aux_bse``); NaN for the variance parameters of us and
+      diag terms, as lme4 gives NA; for glmmTMB's structures (cs, ar1, toep,
+      ...) of a GLMM, glmmTMB's intervals (log SD, and each correlation on
+      glmmTMB's scale, back-transformed).
     - ``"profile"``: the likelihood profile (see
       :func:`interlace.inference.profile.profile`) of the Laplace deviance,
       the AGQ deviance (nAGQ > 1) or the general engine's Laplace deviance;
@@ -119,12 +121,15 @@ def confint(result, parm=None, level: float = 0.95, method: str = "Wald", **kwar
     if meth == "Wald":
         z = stats.norm.ppf(0.5 + level / 2.0)
         out = pd.DataFrame(np.nan, index=names, columns=cols)
+        theta_wald = _theta_wald(result, re, z)
         for i in sel:
             p = table[i]
             if p.kind == "beta":
                 est = float(result.fe_params.iloc[p.index])
                 se = float(result.fe_bse.iloc[p.index])
                 out.loc[p.name] = [est - z * se, est + z * se]
+            elif p.kind in ("sd", "cor") and p.index in theta_wald:
+                out.loc[p.name] = theta_wald[p.index]
             elif p.kind == "aux":
                 blk, coef = p.name.split(".", 1)
                 est = float(result.aux_params[blk][coef])
@@ -143,6 +148,31 @@ def confint(result, parm=None, level: float = 0.95, method: str = "Wald", **kwar
     nsim = int(kwargs.pop("nsim", 500))
     br = bootstrap(result, nsim=nsim, fn=_SdcorFixef(), **kwargs)
     return br.confint(level=level).loc[names]
+
+
+def _theta_wald(result, re, z: float) -> dict[int, list[float]]:
+    """Wald limits of the sd/cor rows whose structure gives them (glmmTMB's cs, ar1, toep, ...;
+    lme4's us and diag give NA), from the Hessian of the deviance in (theta, ...) the fit kept.
+    Keyed by the row's position in theta's sd/cor layout."""
+    H = result.optinfo.get("hessian")
+    if re is None or H is None or result.optinfo.get("engine") == "lmm":
+        return {}
+    H = np.asarray(H, dtype=float)
+    nt = re.ntheta
+    try:
+        V = 2.0 * np.linalg.solve(H, np.eye(H.shape[0]))[:nt, :nt]
+    except np.linalg.LinAlgError:
+        return {}
+    V = 0.5 * (V + V.T)
+    theta = result.theta.to_numpy(dtype=float)
+    out: dict[int, list[float]] = {}
+    for j, cov in enumerate(re.covs):
+        sl = slice(int(re.par_off[j]), int(re.par_off[j + 1]))
+        lo, hi = cov.wald_sdcor(theta[sl], V[sl, sl], z)
+        for i in range(cov.nparams):
+            if np.isfinite(lo[i]) and np.isfinite(hi[i]):
+                out[sl.start + i] = [float(lo[i]), float(hi[i])]
+    return out
 
 
 class _SdcorFixef:

@@ -136,6 +136,49 @@ class Covariance:
         """The same covariance with non-negative diagonal parameters (default: unchanged)."""
         return np.array(par, dtype=float, copy=True)
 
+    # ------------------------------------------------------------ the sd/cor scale (inference)
+    def sdcor_layout(self) -> list[tuple[str, int, int]]:
+        """Per parameter, the SD or correlation it is reported as (lme4's confint/profile rows):
+        ``("sd", a, a)`` or ``("cor", a, b)``. The default is lme4's for ``us``: Lambda's lower
+        triangle, SDs on the diagonal, correlations below it."""
+        return [("sd", int(a), int(a)) if a == b else ("cor", int(a), int(b)) for a, b in zip(self.rows, self.cols)]
+
+    def sdcor(self, par: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+        """The parameters' SDs/correlations (``sdcor_layout``) of Sigma = sigma^2 Lambda Lambda'."""
+        lam = self.lambda_(np.asarray(par, dtype=float))
+        cov = sigma * sigma * (lam @ lam.T)
+        sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
+        out = []
+        for kind, a, b in self.sdcor_layout():
+            if kind == "sd":
+                out.append(sd[a])
+            else:
+                den = sd[a] * sd[b]
+                out.append(cov[a, b] / den if den > 0 else 0.0)
+        return np.array(out, dtype=float)
+
+    def par_from_sdcor(self, values: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, bool]:
+        """Inverse of :meth:`sdcor`: (parameters, ok); ok is False for values outside the
+        structure's set (a correlation matrix that is not positive semidefinite)."""
+        sd = np.zeros(self.k)
+        R = np.eye(self.k)
+        for v, (kind, a, b) in zip(np.asarray(values, dtype=float), self.sdcor_layout()):
+            if kind == "sd":
+                sd[a] = v
+            else:
+                R[a, b] = R[b, a] = v
+        L, ok = _semidefinite_cholesky(R)
+        lam = (sd[:, None] * L) / sigma
+        return lam[self.rows, self.cols], ok
+
+    def wald_sdcor(self, par: np.ndarray, V: np.ndarray, z: float, sigma: float = 1.0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Wald limits of the ``sdcor`` rows from V, the covariance of the parameters, at
+        z standard errors. The default gives NaN (lme4's confint gives NA for the variance
+        parameters); structures with glmmTMB's parametrization override it."""
+        nan = np.full(self.nparams, np.nan)
+        return nan, nan.copy()
+
     def vc_pairs(self) -> list[tuple[int, int]]:
         """(column b, column a), b < a, of the correlations VarCorr lists: every pair for a
         correlated structure (``us``), none for ``diag``; cs and ar1 list one, toep one per lag."""
@@ -254,8 +297,46 @@ class Diagonal(Covariance):
     def rescale_factors(self, s: np.ndarray) -> np.ndarray:
         return 1.0 / np.asarray(s, dtype=float)
 
+    def sdcor_layout(self) -> list[tuple[str, int, int]]:
+        return [("sd", a, a) for a in range(self.k)]
+
+    def par_from_sdcor(self, values: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, bool]:
+        v = np.asarray(values, dtype=float)
+        return v / sigma, bool(np.all(v >= 0))
+
+    def wald_sdcor(self, par: np.ndarray, V: np.ndarray, z: float, sigma: float = 1.0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """glmmTMB's Wald intervals of ``diag(...)`` SDs: on log SD, back-transformed (a zero
+        SD, on the boundary, gets NaN)."""
+        par = np.abs(np.asarray(par, dtype=float))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            se = np.sqrt(np.maximum(np.diag(V), 0.0)) / par
+            centre = np.log(sigma * par)
+        se = np.where(par > 0, se, np.nan)
+        return np.exp(centre - z * se), np.exp(centre + z * se)
+
     def param_names(self, vc_name: str, cnames: list[str]) -> list[str]:
         return [f"{vc_name}.{c}" for c in cnames[: self.k]]
+
+
+def _semidefinite_cholesky(R: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Lower Cholesky factor of a correlation matrix allowing |cor| = 1 (pivots clipped at 0).
+    Returns (L, ok); ok is False when R is not positive semidefinite."""
+    k = R.shape[0]
+    L = np.zeros((k, k))
+    ok = True
+    for j in range(k):
+        piv = R[j, j] - L[j, :j] @ L[j, :j]
+        if piv < -1e-10:
+            ok = False
+        d = np.sqrt(max(piv, 0.0))
+        L[j, j] = d
+        for i in range(j + 1, k):
+            s = R[i, j] - L[i, :j] @ L[j, :j]
+            L[i, j] = s / d if d > 0 else 0.0
+            if d == 0 and abs(s) > 1e-10:
+                ok = False
+    return L, ok
 
 
 # --------------------------------------------------------------------------- SDs x correlation
@@ -386,6 +467,64 @@ class ScaledCorrelation(Covariance):
         """The structure's k x k correlation matrix R at ``par``."""
         return self.corr(self._split(par)[1])
 
+    # the sd/cor scale: the SDs, then the correlations the parameters map to one to one
+    def corr_layout(self) -> list[tuple[int, int]]:
+        """(a, b) of R's entry each correlation parameter is reported as (default: (1, 0))."""
+        return [(1, 0)]
+
+    def corr_from_values(self, r: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Correlation parameters from the reported correlations (``corr_layout``'s entries)."""
+        raise NotImplementedError
+
+    def sdcor_layout(self) -> list[tuple[str, int, int]]:
+        return [("sd", i, i) for i in range(self.nsd)] + [("cor", a, b) for a, b in self.corr_layout()]
+
+    def sdcor(self, par: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+        par = np.asarray(par, dtype=float)
+        R = self.corr(par[self.nsd:])
+        return np.concatenate([sigma * par[: self.nsd], [R[a, b] for a, b in self.corr_layout()]])
+
+    def par_from_sdcor(self, values: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, bool]:
+        v = np.asarray(values, dtype=float)
+        cp, ok = self.corr_from_values(v[self.nsd:])
+        return np.concatenate([v[: self.nsd] / sigma, cp]), bool(ok and np.all(v[: self.nsd] >= 0))
+
+    # glmmTMB's scale of a reported correlation (its theta): x / sqrt(1 + x^2) = r by default
+    @staticmethod
+    def corr_link(r: np.ndarray) -> np.ndarray:
+        return r / np.sqrt(1.0 - r * r)
+
+    @staticmethod
+    def corr_link_deriv(r: np.ndarray) -> np.ndarray:
+        return (1.0 - r * r) ** -1.5
+
+    @staticmethod
+    def corr_linkinv(x: np.ndarray) -> np.ndarray:
+        return x / np.sqrt(1.0 + x * x)
+
+    def wald_sdcor(self, par: np.ndarray, V: np.ndarray, z: float, sigma: float = 1.0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """glmmTMB's Wald intervals: on log SD and on glmmTMB's scale of each correlation (its
+        theta: the per-lag correlation of toep, logit of cs's rescaled rho, ar1's phi map),
+        back-transformed. The SEs come from V by the delta method, which at the optimum equals
+        glmmTMB's SE on its own parametrization."""
+        par = np.asarray(par, dtype=float)
+        vals = self.sdcor(par, sigma)
+        G = np.zeros((self.nparams, self.nparams))  # d (transformed row) / d par
+        for i in range(self.nsd):
+            G[i, i] = 1.0 / par[i] if par[i] > 0 else np.nan
+        r = vals[self.nsd:]
+        dR = self.corr_derivs(par[self.nsd:])
+        dlink = self.corr_link_deriv(r)
+        for row, (a, b) in enumerate(self.corr_layout()):
+            G[self.nsd + row, self.nsd:] = dlink[row] * dR[:, a, b]
+        se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", G, V, G), 0.0))
+        centre = np.concatenate([np.log(vals[: self.nsd]), self.corr_link(r)])
+        lo, hi = centre - z * se, centre + z * se
+        back = np.concatenate([np.exp(lo[: self.nsd]), self.corr_linkinv(lo[self.nsd:])]), \
+            np.concatenate([np.exp(hi[: self.nsd]), self.corr_linkinv(hi[self.nsd:])])
+        return back
+
     def param_names(self, vc_name: str, cnames: list[str]) -> list[str]:
         sds = [f"{vc_name}.{self.name}.sd"] if self.homogeneous else [f"{vc_name}.{c}" for c in cnames[: self.k]]
         return sds + [f"{vc_name}.{n}" for n in self.corr_param_names()]
@@ -435,6 +574,27 @@ class CompoundSymmetry(ScaledCorrelation):
 
     def corr_param_names(self) -> list[str]:
         return ["cs.rho"]
+
+    def corr_link(self, r: np.ndarray) -> np.ndarray:  # type: ignore[override]
+        a = self._a()
+        p = (np.asarray(r) + a) / (1.0 + a)
+        return np.log(p / (1.0 - p))
+
+    def corr_link_deriv(self, r: np.ndarray) -> np.ndarray:  # type: ignore[override]
+        a = self._a()
+        p = (np.asarray(r) + a) / (1.0 + a)
+        return 1.0 / ((1.0 + a) * p * (1.0 - p))
+
+    def corr_linkinv(self, x: np.ndarray) -> np.ndarray:  # type: ignore[override]
+        a = self._a()
+        return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x))) * (1.0 + a) - a
+
+    def corr_from_values(self, r: np.ndarray) -> tuple[np.ndarray, bool]:
+        a = self._a()
+        p = (float(r[0]) + a) / (1.0 + a)
+        ok = 0.0 < p < 1.0
+        p = min(max(p, 1e-12), 1.0 - 1e-12)
+        return np.array([np.log(p / (1.0 - p))]), ok
 
 
 class HomCompoundSymmetry(CompoundSymmetry):
@@ -498,6 +658,9 @@ class AR1(ScaledCorrelation):
     def corr_param_names(self) -> list[str]:
         return ["ar1.phi"]
 
+    def corr_from_values(self, r: np.ndarray) -> tuple[np.ndarray, bool]:
+        return _from_unit(np.asarray(r, dtype=float))
+
 
 class HetAR1(AR1):
     """``hetar1``: ar1 correlations with one SD per column (glmmTMB >= 1.1.10's name).
@@ -525,6 +688,30 @@ def _pacf_to_acf(p: np.ndarray) -> np.ndarray:
         phi = np.concatenate([phi - p[k] * phi[::-1], [p[k]]])
         v = v * (1.0 - p[k] * p[k])
     return rho
+
+
+def _acf_to_pacf(rho: np.ndarray) -> np.ndarray:
+    """Partial autocorrelations of autocorrelations rho_1..rho_m (Durbin-Levinson); an entry
+    of modulus >= 1 marks a sequence that is not positive definite."""
+    m = len(rho)
+    r = np.concatenate([[1.0], rho])
+    pacf = np.zeros(m)
+    phi = np.zeros(0)
+    v = 1.0
+    for k in range(m):
+        num = r[k + 1] - (phi @ r[1:k + 1][::-1] if k else 0.0)
+        p = num / v if v > 0 else np.sign(num)
+        pacf[k] = p
+        phi = np.concatenate([phi - p * phi[::-1], [p]])
+        v = v * (1.0 - p * p)
+    return pacf
+
+
+def _from_unit(p: np.ndarray) -> tuple[np.ndarray, bool]:
+    """x with x / sqrt(1 + x^2) = p (glmmTMB's map onto (-1, 1)); ok False outside it."""
+    ok = bool(np.all(np.abs(p) < 1.0))
+    q = np.clip(p, -1.0 + 1e-12, 1.0 - 1e-12)
+    return q / np.sqrt(1.0 - q * q), ok
 
 
 class Toeplitz(ScaledCorrelation):
@@ -571,6 +758,12 @@ class Toeplitz(ScaledCorrelation):
     def vc_pairs(self) -> list[tuple[int, int]]:
         return [(0, a) for a in range(1, self.k)]
 
+    def corr_layout(self) -> list[tuple[int, int]]:
+        return [(a, 0) for a in range(1, self.k)]  # the lag-a correlation
+
+    def corr_from_values(self, r: np.ndarray) -> tuple[np.ndarray, bool]:
+        return _from_unit(_acf_to_pacf(np.asarray(r, dtype=float)))
+
     def corr_param_names(self) -> list[str]:
         return [f"toep.pacf{lag}" for lag in range(1, self.k)]
 
@@ -614,6 +807,12 @@ class HomDiagonal(ScaledCorrelation):
 
     def vc_pairs(self) -> list[tuple[int, int]]:
         return []
+
+    def corr_layout(self) -> list[tuple[int, int]]:
+        return []
+
+    def corr_from_values(self, r: np.ndarray) -> tuple[np.ndarray, bool]:
+        return np.zeros(0), True
 
 
 # --------------------------------------------------------------------------- registry
