@@ -147,3 +147,28 @@ def test_compois_is_poisson_at_nu_one_and_simulates_its_moments():
     assert var < mu  # phi < 1: under-dispersed
     assert abs(draws.mean() - mu) < 5 * np.sqrt(var / n)
     assert abs(draws.var() / var - 1) < 0.03
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_postfit_features(fits, name):
+    """predict on the fitted rows gives the fitted values (response) and eta (link), with
+    finite SEs; simulate, residuals, Wald intervals (family-parameter rows included) and a
+    small parametric bootstrap run."""
+    from families_new_utils import data
+
+    case, res = fits(name)
+    d = data(case).iloc[:8]
+    assert np.allclose(res.predict(d), res.fittedvalues.iloc[:8], rtol=1e-8)
+    assert np.allclose(res.predict(d, type="link"), res.linear_predictor.iloc[:8], rtol=1e-8)
+    p = res.predict(d, type="link", se_fit=True)
+    assert np.all(np.isfinite(np.asarray(p.se_fit))) and np.all(np.asarray(p.se_fit) > 0)
+    sims = res.simulate(2, seed=1)
+    assert sims.shape == (2, res.nobs) and np.all(np.isfinite(sims))
+    for kind in ("pearson", "deviance", "response"):
+        assert np.all(np.isfinite(res.resid(type=kind)))
+    ci = res.confint()
+    for blk, coefs in res.aux_params.items():
+        for c in coefs.index:
+            assert np.all(np.isfinite(ci.loc[f"{blk}.{c}"]))
+    boot = res.bootstrap(nsim=2, seed=3)
+    assert len(boot.failures) == 0

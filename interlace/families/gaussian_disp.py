@@ -40,7 +40,13 @@ class GaussianDispFamily(LikelihoodFamily):
         return 0.0 if y is None else float(np.log(max(np.var(np.asarray(y, float)), 1e-300)))
 
     def start_eta(self, y):
-        return np.asarray(self.linkfun(np.asarray(y, dtype=float)), dtype=float)
+        y = np.asarray(y, dtype=float)
+        if self.link.name in ("log", "sqrt", "inverse"):
+            # those links need mu > 0: a non-positive response (a simulated one, say) starts
+            # at a small positive value instead of a NaN
+            floor = 1e-3 * max(float(np.mean(np.abs(y))), 1e-8)
+            y = np.maximum(y, floor)
+        return np.asarray(self.linkfun(y), dtype=float)
 
     def initialize(self, y, wt):
         return np.asarray(y, dtype=float)

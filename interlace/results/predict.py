@@ -280,7 +280,7 @@ def response_mean(result, eta: np.ndarray, newdata: Any = None) -> np.ndarray:
     zoib: the mixture mean), otherwise the inverse link, with (1 - p) applied
     when an exponential-family result carries ``zi_params``."""
     fam = result.family
-    if getattr(fam, "aux_blocks", None):
+    if getattr(fam, "aux_blocks", None) is not None:  # a LikelihoodFamily, with or without aux blocks
         return np.asarray(fam.mean(eta, aux_predictors(result, newdata)), dtype=float)
     mu = np.asarray(fam.linkinv(eta), dtype=float)
     if result.zi_params is not None or _is_zero_inflated(fam):
@@ -808,7 +808,7 @@ def _dmean_deta(result, eta, type, newdata) -> np.ndarray:
     cm = getattr(fam, "conditional_mean", None)
     if type == "conditional" and callable(cm):
         return (np.asarray(cm(eta + h), float) - np.asarray(cm(eta - h), float)) / (2.0 * h)
-    if type == "conditional" or not (getattr(fam, "aux_blocks", None) or result.zi_params is not None
+    if type == "conditional" or not (getattr(fam, "aux_blocks", None) is not None or result.zi_params is not None
                                      or _is_zero_inflated(fam)):
         return np.asarray(fam.mu_eta(eta), dtype=float)
     return (response_mean(result, eta + h, newdata) - response_mean(result, eta - h, newdata)) / (2.0 * h)
