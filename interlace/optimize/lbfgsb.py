@@ -21,18 +21,69 @@ Example
 
 from __future__ import annotations
 
-from typing import Callable
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from typing import Any, Callable
 
 import numpy as np
-from scipy import optimize as sopt
 
-try:  # scipy >= 1.15: the C translation with this signature
-    from scipy.optimize import _lbfgsb
-    from scipy.optimize._lbfgsb_py import LbfgsInvHessProduct, status_messages, task_messages
 
-    _SETULB = getattr(_lbfgsb, "setulb", None)
-except ImportError:  # pragma: no cover - other scipy layouts use minimize
+def _load_setulb() -> Any:
+    """scipy's compiled ``setulb``, loaded without running ``scipy.optimize``'s package
+    ``__init__``: that imports scipy.special, scipy.spatial, scipy.fft and linprog's
+    machinery (0.1 s of CPU in a fresh process) which a fit never uses. The extension is
+    registered under its own name, so a later ``import scipy.optimize`` reuses it."""
+    name = "scipy.optimize._lbfgsb"
+    mod = sys.modules.get(name)
+    if mod is None:
+        import scipy
+
+        folder = os.path.join(os.path.dirname(scipy.__file__), "optimize")
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = os.path.join(folder, "_lbfgsb" + suffix)
+            if os.path.exists(path):
+                spec = importlib.util.spec_from_file_location(name, path)
+                if spec is None or spec.loader is None:
+                    return None
+                mod = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(mod)
+                sys.modules[name] = mod
+                break
+    return getattr(mod, "setulb", None)
+
+
+try:  # scipy >= 1.15: the C translation with the signature used below
+    _SETULB = _load_setulb()
+except Exception:  # pragma: no cover - another layout: scipy.optimize.minimize is used
     _SETULB = None
+
+# scipy's status and task texts (scipy/optimize/_lbfgsb_py.py), so messages read as minimize's
+_STATUS = {0: "START", 1: "NEW_X", 2: "RESTART", 3: "FG", 4: "CONVERGENCE", 5: "STOP", 6: "WARNING",
+           7: "ERROR", 8: "ABNORMAL"}
+_TASK = {0: "", 301: "", 302: "", 401: "NORM OF PROJECTED GRADIENT <= PGTOL",
+         402: "RELATIVE REDUCTION OF F <= FACTR*EPSMCH", 501: "CPU EXCEEDING THE TIME LIMIT",
+         502: "TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT", 503: "PROJECTED GRADIENT IS SUFFICIENTLY SMALL",
+         504: "TOTAL NO. OF ITERATIONS REACHED LIMIT", 505: "CALLBACK REQUESTED HALT",
+         601: "ROUNDING ERRORS PREVENT PROGRESS", 602: "STP = STPMAX", 603: "STP = STPMIN",
+         604: "XTOL TEST SATISFIED", 701: "NO FEASIBLE SOLUTION", 702: "FACTR < 0", 703: "FTOL < 0",
+         704: "GTOL < 0", 705: "XTOL < 0", 706: "STP < STPMIN", 707: "STP > STPMAX", 708: "STPMIN < 0",
+         709: "STPMAX < STPMIN", 710: "INITIAL G >= 0", 711: "M <= 0", 712: "N <= 0", 713: "INVALID NBD"}
+
+
+class LbfgsResult(dict):
+    """What ``scipy.optimize.OptimizeResult`` offers: a dict with attribute access."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError as exc:
+            raise AttributeError(name) from exc
+
+    __setattr__ = dict.__setitem__  # type: ignore[assignment]
+    __delattr__ = dict.__delitem__  # type: ignore[assignment]
+
 
 __all__ = ["minimize_lbfgsb"]
 
@@ -40,7 +91,7 @@ __all__ = ["minimize_lbfgsb"]
 def minimize_lbfgsb(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray,
                     lower: np.ndarray | None = None, upper: np.ndarray | None = None, *,
                     maxiter: int = 15000, maxfun: int = 15000, ftol: float = 2.2204460492503131e-09,
-                    gtol: float = 1e-5, maxls: int = 20, maxcor: int = 10) -> sopt.OptimizeResult:
+                    gtol: float = 1e-5, maxls: int = 20, maxcor: int = 10) -> Any:
     """``scipy.optimize.minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=...)`` with
     the same options (``ftol``, ``gtol``, ``maxls``, ``maxiter``, ``maxfun``, ``maxcor``);
     ``lower`` / ``upper`` are arrays with -inf / inf for no bound."""
@@ -49,6 +100,8 @@ def minimize_lbfgsb(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np
     lo = np.full(n, -np.inf) if lower is None else np.asarray(lower, dtype=np.float64)
     hi = np.full(n, np.inf) if upper is None else np.asarray(upper, dtype=np.float64)
     if _SETULB is None:
+        from scipy import optimize as sopt
+
         bounds = [(a if np.isfinite(a) else None, b if np.isfinite(b) else None) for a, b in zip(lo, hi)]
         return sopt.minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds,
                              options={"maxiter": maxiter, "maxfun": maxfun, "ftol": ftol, "gtol": gtol,
@@ -102,26 +155,38 @@ def minimize_lbfgsb(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np
     n_corrs = min(int(isave[30]), maxcor)
     s = wa[0:m * n].reshape(m, n)
     y = wa[m * n:2 * m * n].reshape(m, n)
-    msg = status_messages[task[0]] + ": " + task_messages[task[1]]
-    res = sopt.OptimizeResult(fun=float(f), jac=g, nfev=nfev, njev=nfev, nit=nit, status=warnflag,
+    msg = _STATUS[int(task[0])] + ": " + _TASK.get(int(task[1]), "")
+    res = LbfgsResult(fun=float(f), jac=g, nfev=nfev, njev=nfev, nit=nit, status=warnflag,
                               message=msg, x=x, success=(warnflag == 0))
-    res.hess_inv = _LazyInvHess(s[:n_corrs].copy(), y[:n_corrs].copy())
+    res.hess_inv = _LazyInvHess(s[:n_corrs].copy(), y[:n_corrs].copy())  # (0, n) arrays: identity
     return res
 
 
 class _LazyInvHess:
-    """The L-BFGS inverse-Hessian operator, built when read (``todense()``, ``matvec``):
-    scipy's LinearOperator costs more to construct than most fits use it."""
+    """The L-BFGS approximation of the inverse Hessian from the stored corrections
+    (s_i, y_i), identity start, as scipy's ``LbfgsInvHessProduct``: ``todense()`` and
+    ``matvec`` by the two-loop recursion of Nocedal and Wright (Algorithm 7.4)."""
 
     def __init__(self, s: np.ndarray, y: np.ndarray) -> None:
-        self._s, self._y, self._op = s, y, None
+        self.sk, self.yk = s, y
+        self.rho = 1.0 / np.einsum("ij,ij->i", s, y) if len(s) else np.zeros(0)
+        self.shape = (s.shape[1], s.shape[1])
 
-    def _get(self):
-        if self._op is None:
-            self._op = LbfgsInvHessProduct(self._s, self._y)
-        return self._op
+    def matmat(self, X: np.ndarray) -> np.ndarray:
+        q = np.array(X, dtype=np.float64)
+        alpha = []
+        for i in range(len(self.sk) - 1, -1, -1):
+            a = self.rho[i] * (self.sk[i] @ q)
+            q = q - np.multiply.outer(self.yk[i], a)
+            alpha.append(a)
+        alpha.reverse()
+        for i in range(len(self.sk)):
+            b = self.rho[i] * (self.yk[i] @ q)
+            q = q + np.multiply.outer(self.sk[i], alpha[i] - b)
+        return q
 
-    def __getattr__(self, name: str):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._get(), name)
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        return self.matmat(np.asarray(v, dtype=np.float64).reshape(-1, 1)).ravel()
+
+    def todense(self) -> np.ndarray:
+        return self.matmat(np.eye(self.shape[0]))

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg as sla
-from scipy import optimize as sopt
 
 from interlace.control import DEFAULT_CONTROL, Control
-from interlace.optimize.lbfgsb import minimize_lbfgsb
+from interlace.optimize.lbfgsb import LbfgsResult, minimize_lbfgsb
 from interlace.optimize.checks import (  # noqa: F401  (re-exported: the checks' old home)
     FAILURE_MARKERS,
     at_bound,
@@ -74,10 +73,14 @@ def _minimize(fun, jac, x0, lower, optimizer, maxiter=2000):
         res = minimize_lbfgsb(lambda x: (fun(x), jac(x)), x0, lower, maxiter=maxiter, ftol=1e-15, gtol=1e-7,
                               maxls=60)
     elif optimizer == "bobyqa":
+        from scipy import optimize as sopt  # derivative-free optimizers only: scipy.optimize is a heavy import
+
         res = sopt.minimize(fun, x0, method="COBYQA", bounds=sopt.Bounds(
             np.where(np.isfinite(lower), lower, -np.inf), np.full(len(x0), np.inf)),
             options={"maxfev": 20000, "final_tr_radius": 1e-9})
     elif optimizer == "nelder-mead":
+        from scipy import optimize as sopt
+
         res = sopt.minimize(fun, x0, method="Nelder-Mead", bounds=bounds,
                             options={"maxfev": 20000, "xatol": 1e-9, "fatol": 1e-12, "adaptive": True})
     else:
@@ -369,7 +372,7 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
     f1(theta)
     curv1 = None  # stage 1's theta curvature (from its L-BFGS memory)
     if beta0 is not None and nAGQ != 0:
-        res1 = sopt.OptimizeResult(x=np.asarray(theta, dtype=float), nfev=1, success=True,
+        res1 = LbfgsResult(x=np.asarray(theta, dtype=float), nfev=1, success=True,
                                    message="skipped: warm start")
     elif optimizer == "lbfgsb" and obj.has_exact_gradient():
         def fg1(t):
