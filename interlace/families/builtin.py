@@ -33,7 +33,7 @@ def interlace_register_families(registry: FamilyRegistry) -> None:
     registry.add("binomial", BinomialFamily)
     registry.add("poisson", PoissonFamily)
     registry.add("gaussian", GaussianFamily)
-    registry.add("gamma", GammaFamily, aliases=("Gamma",))
+    registry.add("gamma", GammaFamily, aliases=("Gamma", "ziGamma"))  # ziGamma: glmmTMB's Gamma with ziformula
     registry.add("inverse_gaussian", InverseGaussianFamily, aliases=("inverse.gaussian",))
 
     # Non-exponential families (issue 13): glmmTMB's model on the general-likelihood engine.
