@@ -1,4 +1,5 @@
-"""Optional Python peers (the ``bench`` extra): mixedlm's glmer (Rust) and GPBoost (C++).
+"""Optional Python peers (the ``bench`` extra): glmm (Rust, NumPy wrapper), mixedlm's glmer
+(Rust) and GPBoost (C++).
 
 Each adapter fits only the models its library can express exactly (same likelihood, same
 random effects); otherwise it returns None and the table says "n/a". A library that is not
@@ -7,7 +8,7 @@ importable is skipped.
 Example
 -------
 >>> from bench.peers import available_peers
->>> set(available_peers()) <= {"mixedlm", "gpboost"}
+>>> set(available_peers()) <= {"glmm", "mixedlm", "gpboost"}
 True
 """
 
@@ -27,7 +28,7 @@ _SIMPLE_TERM = re.compile(r"^\(\s*1\s*\|\s*(\w+)\s*\)$")
 def available_peers() -> list[str]:
     """Names of the peer libraries that import on this machine."""
     out = []
-    for name in ("mixedlm", "gpboost"):
+    for name in ("glmm", "mixedlm", "gpboost"):
         try:
             __import__(name)
             out.append(name)
@@ -87,12 +88,46 @@ def _gpboost_fitter(case: Case) -> Callable[[], float] | None:
     return fit
 
 
-_ADAPTERS = {"mixedlm": _mixedlm_fitter, "gpboost": _gpboost_fitter}
+_CBIND = re.compile(r"^\s*cbind\(\s*(\w+)\s*,\s*(.+?)\s*\)\s*~")
+_GLMM_FAMILIES = {"binomial", "poisson", "gaussian", "negativebinomial"}
+
+
+def _glmm_fitter(case: Case) -> Callable[[], float] | None:
+    """glmm.fit on the models it expresses: glmer/lmer/glmer.nb-type models with one
+    dispersion, no ``||`` (glmm always fits correlated terms), cbind responses whose
+    failures column is made beforehand (glmm's cbind takes column names)."""
+    call = case.spec["python_call"]
+    fam = call["family"]
+    if fam not in _GLMM_FAMILIES or call.get("ziformula") or call.get("offset"):
+        return None
+    if (call.get("dispformula") or "~1").replace(" ", "") != "~1" or "||" in call["formula"]:
+        return None
+    import glmm
+
+    df = read_case_data(case)
+    formula = call["formula"]
+    m = _CBIND.match(formula)
+    if m and not m.group(2).isidentifier():
+        df = df.copy()
+        df["_failures_"] = df.eval(m.group(2))  # e.g. size - incidence
+        formula = f"cbind({m.group(1)}, _failures_) ~" + formula[m.end():]
+    kw: dict = {"family": fam, "nagq": int(call.get("nAGQ", 1)), "satterthwaite": False}
+    if call.get("link"):
+        kw["link"] = call["link"]
+    if fam == "gaussian":
+        kw["reml"] = False  # the gaussian oracle cases are lmer(REML = FALSE)
+    if isinstance(call.get("weights"), str):
+        kw["weights"] = df[call["weights"]].to_numpy(float)
+    return lambda: float(glmm.fit(df, formula, **kw).loglik)
+
+
+_ADAPTERS = {"glmm": _glmm_fitter, "mixedlm": _mixedlm_fitter, "gpboost": _gpboost_fitter}
 
 
 def time_peer(peer: str, case: Case, reps: int) -> dict | None:
-    """Median seconds and log-likelihood of a peer's fit, after one warm-up fit; None if the
-    peer cannot fit this model; ``{"error": ...}`` if it tried and failed."""
+    """Median wall seconds, median CPU seconds (``cpu_seconds``, this process, all threads)
+    and log-likelihood of a peer's fit, after one warm-up fit; None if the peer cannot fit
+    this model; ``{"error": ...}`` if it tried and failed."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -100,11 +135,12 @@ def time_peer(peer: str, case: Case, reps: int) -> dict | None:
             if fitter is None:
                 return None
             llf = fitter()
-            secs = []
+            secs, cpus = [], []
             for _ in range(max(reps, 1)):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 llf = fitter()
                 secs.append(time.perf_counter() - t)
+                cpus.append(time.process_time() - c)
     except Exception as exc:  # noqa: BLE001  (a peer's failure is a result, not a crash)
         return {"error": f"{type(exc).__name__}: {exc}"[:200]}
-    return {"seconds": statistics.median(secs), "llf": llf}
+    return {"seconds": statistics.median(secs), "cpu_seconds": statistics.median(cpus), "llf": llf}

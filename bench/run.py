@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="skip the fresh-process timings (warm and empty numba cache) and memory")
     p.add_argument("--live-r", choices=("auto", "yes", "no"), default="auto",
                    help="time lme4/glmmTMB live with Rscript (auto: when it is installed)")
-    p.add_argument("--no-peers", action="store_true", help="skip mixedlm and GPBoost")
+    p.add_argument("--no-peers", action="store_true", help="skip the Python peers (glmm, mixedlm, GPBoost)")
     p.add_argument("--profile", type=int, default=2, metavar="K",
                    help="cProfile the K small and K large cases with the worst ratio to R (0: none)")
     p.add_argument("--out", type=Path, default=RESULTS, help="output directory")
@@ -110,7 +110,7 @@ def rerender(args: argparse.Namespace) -> int:
     saved = json.loads(args.from_json.read_text())
     rows, info, source = saved["rows"], saved["info"], saved["source"]
     seen = {p for r in rows for p in (r.get("peers") or {})}
-    peers = [p for p in ("mixedlm", "gpboost") if p in seen]
+    peers = [p for p in ("glmm", "mixedlm", "gpboost") if p in seen]
     args.out.mkdir(parents=True, exist_ok=True)
     text = report.write_markdown(rows, info, source, peers, saved.get("notes", []),
                                  args.out / "results.md")
@@ -260,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         "JSONs (taken on another 2-core machine).",
         "ratio = ours warm / R time (0.1 = ten times faster). ratio best R uses the fastest "
         "R variant timed for that case.",
-        "Peers: median of 3 fits after a warm-up (1 for n >= 10,000), library defaults "
-        "(GPBoost uses all cores through OpenMP: 2 here; mixedlm as it comes); their llf is "
+        "Peers: median of 3 fits after a warm-up (1 for n >= 10,000), wall and CPU seconds of "
+        "this process, library defaults (glmm with satterthwaite=False, what a bare lmer "
+        "computes; GPBoost uses all cores through OpenMP: 2 here; mixedlm as it comes); their llf is "
         "what each library reports for its optimum (GPBoost's is its own Laplace "
         "approximation; for Poisson it is not on lme4's scale).",
         "The machine is shared: a high load average inflates every wall time, ours and R's; "
