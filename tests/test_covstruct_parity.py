@@ -87,3 +87,18 @@ def test_wald_confint_of_the_structure(name):
     n = 1 if case["formula"].split("x + ", 1)[1].startswith("ar1") else len(ref)
     np.testing.assert_allclose(ours[:n], ref[:n], rtol=1e-3, atol=2e-4)
     assert np.all(np.isfinite(ours))
+
+
+@pytest.mark.parametrize("name", ["ar1_poisson", "cs_poisson"])
+def test_profile_confint_of_the_structure(name):
+    """Profile intervals are invariant to the parametrization: glmmTMB's, on its theta (log SD,
+    the correlation's unconstrained parameter), mapped to the SD/correlation scale, are ours
+    (glmmTMB splines its profile: 2e-3 on the correlations)."""
+    case, df = load(name)
+    m = fit(case, df)
+    cov = term_covariance(m.model_frame.terms[0])
+    ours = m.confint(parm="theta_", method="profile").to_numpy()
+    ref = np.c_[case["confint_profile"]["lower"], case["confint_profile"]["upper"]]
+    nsd = cov.nsd
+    np.testing.assert_allclose(ours[:nsd], np.exp(ref[:nsd]), rtol=2e-3)
+    np.testing.assert_allclose(ours[nsd:], cov.corr_linkinv(ref[nsd:]), atol=2e-3)

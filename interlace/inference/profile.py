@@ -80,10 +80,8 @@ class DevianceModel:
         else:
             self.obj = result.objective
             self.re = self.obj.re
-        if not getattr(self.re, "linear", True):
-            # the sd/cor parametrisation below inverts Lambda entry by entry (us terms)
-            raise NotImplementedError("profiling needs unstructured (us) covariance terms; use method='Wald' "
-                                      "or method='boot'")
+        # every term's structure maps its parameters to and from the sd/cor scale
+        # (Covariance.sdcor / par_from_sdcor), so structured terms profile as us terms do
         self.nt = self.re.ntheta
         self.p = len(result.fe_params)
         aux = aux_layout(result) if self.general else []
