@@ -21,7 +21,7 @@ Example
 >>> df = interlace.datasets.load("cbpp")
 >>> m = interlace.glmer("cbind(incidence, size - incidence) ~ period", df, family="binomial")
 >>> m.optinfo["engine"], round(m.llf, 3)
-('glm', -111.764)
+('glm', -99.029)
 """
 
 from __future__ import annotations
