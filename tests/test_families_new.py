@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from families_new_utils import compare, fit, load, rel
 
-CASES = ["t", "t_fixed", "gaussian_log", "gaussian_sqrt", "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2", "tweedie", "ordbeta", "compois",
+CASES = ["t", "t_fixed", "gaussian_log", "gaussian_sqrt", "truncated_poisson", "truncated_nbinom1", "truncated_nbinom2",
+         "truncated_genpois", "tweedie", "ordbeta", "compois",
          "hurdle_nbinom1", "hurdle_nbinom2", "zigamma"]
 TOL = 1e-3
 
@@ -66,7 +67,7 @@ def test_t_simulate_and_response_check():
 
 
 @pytest.mark.parametrize("name,aux", [("truncated_poisson", {}), ("truncated_nbinom1", {"disp": 0.4}),
-                                      ("truncated_nbinom2", {"disp": 0.7})])
+                                      ("truncated_nbinom2", {"disp": 0.7}), ("truncated_genpois", {"disp": 0.5})])
 def test_truncated_simulate_mean_and_zeros(name, aux):
     """Draws are >= 1 and average E[Y] = mu / (1 - f(0)) (the family's mean)."""
     import interlace

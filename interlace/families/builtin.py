@@ -60,7 +60,12 @@ def interlace_register_families(registry: FamilyRegistry) -> None:
     # glmmTMB 1.1.5's further families (issue 22), by glmmTMB's names.
     from interlace.families.student_t import StudentTFamily
 
-    from interlace.families.truncated import TruncatedNB1Family, TruncatedNB2Family, TruncatedPoissonFamily
+    from interlace.families.truncated import (
+        TruncatedGenpoisFamily,
+        TruncatedNB1Family,
+        TruncatedNB2Family,
+        TruncatedPoissonFamily,
+    )
 
     registry.add("t", StudentTFamily, aliases=("t_family",))
     from interlace.families.tweedie import TweedieFamily
@@ -75,3 +80,4 @@ def interlace_register_families(registry: FamilyRegistry) -> None:
     registry.add("truncated_poisson", TruncatedPoissonFamily)
     registry.add("truncated_nbinom1", TruncatedNB1Family)
     registry.add("truncated_nbinom2", TruncatedNB2Family)
+    registry.add("truncated_genpois", TruncatedGenpoisFamily)

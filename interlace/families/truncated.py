@@ -27,12 +27,14 @@ import numpy as np
 from scipy import stats
 
 from interlace.families.base import apply_zprob, fitted_param
+from interlace.families.genpois import GeneralizedPoissonFamily
 from interlace.families.likelihood import Parts, _from_parts, check_counts, poisson_parts
 from interlace.families.likelihood import LikelihoodFamily as _LikelihoodFamily
 from interlace.families.negbin1 import NegativeBinomial1Family
 from interlace.families.negbin2 import NegativeBinomial2Family
 
-__all__ = ["TruncatedPoissonFamily", "TruncatedNB1Family", "TruncatedNB2Family", "truncate_parts"]
+__all__ = ["TruncatedPoissonFamily", "TruncatedNB1Family", "TruncatedNB2Family", "TruncatedGenpoisFamily",
+           "truncate_parts"]
 
 
 def truncate_parts(P: Parts, P0: Parts, y: np.ndarray, order: int, has_disp: bool) -> Parts:
@@ -196,3 +198,38 @@ class TruncatedNB2Family(_Truncated, NegativeBinomial2Family):
         mu = np.asarray(mu, dtype=float)
         th = np.broadcast_to(fitted_param(params, "theta", self.name), mu.shape)
         return apply_zprob(_ztnb_draws(th, th / (th + mu), rng), params, rng)
+
+
+class TruncatedGenpoisFamily(_Truncated, GeneralizedPoissonFamily):
+    """Zero-truncated generalized Poisson (glmmTMB's ``truncated_genpois``: Var = phi mu before
+    truncation, f(0) = exp(-mu / sqrt(phi))); with ``ziformula`` the hurdle genpois.
+
+    >>> TruncatedGenpoisFamily(phi=2.0).params
+    {'phi': 2.0}
+    """
+
+    name = "truncated_genpois"
+
+    def _base_parts(self, y, eta, lphi, order):
+        return GeneralizedPoissonFamily.parts(self, y, eta, lphi, order)
+
+    def p_zero(self, mu, aux):
+        phi = np.exp(aux["disp"]) if "disp" in aux else self.params["phi"]
+        return np.exp(-mu / np.sqrt(phi))
+
+    def dev_resids_at(self, y, mu, wt, aux):
+        return _LikelihoodFamily.dev_resids_at(self, y, mu, wt, aux)
+
+    def simulate(self, mu, wt, rng, params):
+        """Generalized Poisson draws (``mu`` untruncated), zeros redrawn (at most 1000 rounds;
+        P(0) = exp(-mu / sqrt(phi)) < 1 so each round keeps a fixed share)."""
+        base = {k: v for k, v in params.items() if k != "zprob"}
+        y = GeneralizedPoissonFamily.simulate(self, mu, wt, rng, base)
+        for _ in range(1000):
+            zero = y == 0
+            if not zero.any():
+                break
+            sub = {k: (np.broadcast_to(v, y.shape)[zero] if np.ndim(v) else v) for k, v in base.items()
+                   if k in ("phi", "dispersion")}
+            y[zero] = GeneralizedPoissonFamily.simulate(self, np.broadcast_to(mu, y.shape)[zero], wt, rng, sub)
+        return apply_zprob(np.maximum(y, 1.0), params, rng)
