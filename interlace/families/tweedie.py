@@ -52,8 +52,6 @@ class TweedieFamily(LikelihoodFamily):
             self.params[_POWER] = v
 
     def derivs(self, y, wt, eta, aux, order=2):
-        from interlace.kernels.tweedie import tweedie_log_series
-
         y = np.asarray(y, dtype=float)
         lphi = np.asarray(aux["disp"], dtype=float)
         psi = np.asarray(aux["psi"], dtype=float)
@@ -65,7 +63,7 @@ class TweedieFamily(LikelihoodFamily):
         b = np.exp((2.0 - p) * eta)  # mu^(2-p)
         E = a / (1.0 - p) - b / (2.0 - p)
         pos = y > 0
-        la, dla_phi, dla_p = tweedie_log_series(y, np.ascontiguousarray(np.broadcast_to(lphi, y.shape)), p)
+        la, dla_phi, dla_p = self._series(y, np.ascontiguousarray(np.broadcast_to(lphi, y.shape)), p)
         with np.errstate(divide="ignore"):
             logy = np.where(pos, np.log(np.where(pos, y, 1.0)), 0.0)
         wt = np.asarray(wt, dtype=float)
@@ -85,6 +83,29 @@ class TweedieFamily(LikelihoodFamily):
         geep = (-a - (1.0 - p) * eta * a + b + (2.0 - p) * eta * b) * iphi
         out.aux["psi"] = (wt * dp_dpsi * (Ep * iphi + dla_p), wt * dp_dpsi * gep, wt * dp_dpsi * geep)
         return out
+
+    def _series(self, y, lphi, p):
+        """The series (log A and its derivatives) at (y, phi, p): it does not depend on eta, so
+        the inner Newton iterations on the random effects, which move eta only, reuse the last
+        one (the dominant cost of a fit: one pass over the rows' series)."""
+        from interlace.kernels.tweedie import tweedie_log_series
+
+        c = self.__dict__.get("_series_cache")
+        if c is not None and c[0] == p and np.array_equal(c[1], lphi) and np.array_equal(c[2], y):
+            return c[3]
+        out = tweedie_log_series(y, lphi, p)
+        self.__dict__["_series_cache"] = (p, lphi.copy(), y.copy(), out)
+        return out
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_series_cache", None)  # a cache of per-row arrays: not part of the family
+        return state
+
+    def __copy__(self):
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__getstate__())
+        return new
 
     def aux_default(self, block, y=None):
         """glmmTMB's start: log(phi) = 0 and psi = 0 (p = 1.5)."""
