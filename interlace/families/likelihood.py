@@ -55,6 +55,11 @@ class Parts:
     p: np.ndarray | None = None
     ep: np.ndarray | None = None
     eep: np.ndarray | None = None
+    #: optional second and third derivatives in p (random effects in dispformula);
+    #: where a family leaves them None they are taken by central differences of p and ep
+    pp: np.ndarray | None = None
+    epp: np.ndarray | None = None
+    ppp: np.ndarray | None = None
 
 
 @dataclass
@@ -387,6 +392,24 @@ def poisson_parts(y: np.ndarray, eta: np.ndarray, order: int) -> Parts:
     return P
 
 
+_UNIQ: dict = {"y": None, "u": None, "inv": None}
+
+
+def _special(fn, y: np.ndarray, th: np.ndarray) -> np.ndarray:
+    """fn(y + theta) per row. With one theta for all rows (no dispformula, or its random
+    effects absent) the special function is evaluated once per distinct count: the
+    counts of a large data set take few values, and these functions dominate the cost."""
+    if th.ndim == 0 or th.size < 256 or th[0] != th[-1] or np.ptp(th) != 0.0:
+        return fn(y + th)
+    if _UNIQ["y"] is not y:  # the same response array is passed on every call of a fit
+        u, inv = np.unique(y, return_inverse=True)
+        _UNIQ.update(y=y, u=u, inv=inv)
+    u, inv = _UNIQ["u"], _UNIQ["inv"]
+    if u.size > y.size // 4:
+        return fn(y + th)
+    return fn(u + th[0])[inv]
+
+
 def nbinom2_parts(y: np.ndarray, eta: np.ndarray, lth: np.ndarray, order: int) -> Parts:
     """NB2 with log link, theta = exp(lth): Var = mu + mu^2 / theta.
 
@@ -394,7 +417,8 @@ def nbinom2_parts(y: np.ndarray, eta: np.ndarray, lth: np.ndarray, order: int) -
     dm/dlog(theta) = -m (1 - m)."""
     th = np.exp(lth)
     lmt = np.logaddexp(eta, lth)  # log(mu + theta)
-    g = (special.gammaln(y + th) - special.gammaln(th) - special.gammaln(y + 1.0)
+    one = np.ones_like(th)
+    g = (_special(special.gammaln, y, th) - _of_theta(special.gammaln, th) - _special(special.gammaln, y, one)
          + th * (lth - lmt) + y * (eta - lmt))
     P = Parts(g=g)
     if order >= 1:
@@ -405,10 +429,28 @@ def nbinom2_parts(y: np.ndarray, eta: np.ndarray, lth: np.ndarray, order: int) -
         P.ee = -yt * mm
         if order >= 2:
             P.eee = -yt * mm * (1.0 - 2.0 * m)
-            P.p = th * (special.digamma(yt) - special.digamma(th) + lth - lmt + 1.0 - yt * np.exp(-lmt))
+            P.p = th * (_special(special.digamma, y, th) - _of_theta(special.digamma, th) + lth - lmt + 1.0
+                        - yt * np.exp(-lmt))
             P.ep = -th * m + yt * mm
             P.eep = -th * mm + yt * (1.0 - 2.0 * m) * mm
+            # d2/dp2 (random effects in dispformula): with s = 1 - m, R = (y + theta)/(mu + theta),
+            # g_p = theta A, dA/dp = theta D1 + 1 - 2 s + s R, D1 = trigamma(y + theta) - trigamma(theta)
+            sm = 1.0 - m
+            R = yt * np.exp(-lmt)
+            D1 = _special(_trigamma, y, th) - _of_theta(_trigamma, th)
+            P.pp = P.p + th * (th * D1 + 1.0 - 2.0 * sm + sm * R)
     return P
+
+
+def _of_theta(fn, th: np.ndarray) -> np.ndarray:
+    """fn(theta) per row, evaluated once when theta is the same on every row."""
+    if np.ndim(th) and th.size >= 256 and th[0] == th[-1] and np.ptp(th) == 0.0:
+        return np.full(th.shape, fn(th[0]))
+    return fn(th)
+
+
+def _trigamma(x):
+    return special.polygamma(1, x)
 
 
 # --------------------------------------------------------------------------- response checks

@@ -168,18 +168,26 @@ class ZeroInflatedFamily(LikelihoodFamily):
         P, lw = self._base_parts(y, wt, eta, aux.get("disp"), order)
         return zero_inflate(P, np.asarray(y, dtype=float), lw, aux["zi"], order, "disp" in self.base.aux_blocks)
 
-    def jet(self, y, wt, eta, aux, names, order=3):
+    def jet(self, y, wt, eta, aux, names, order=3, aux_re=None):
         """Exact per-row derivatives in (eta, disp, zi) for the joint Laplace approximation."""
         from interlace.general.jet import _H, zi_jet
 
         lphi = aux.get("disp")
         P, lw = self._base_parts(y, wt, eta, lphi, 2)
-        if lphi is not None and getattr(P, "pp", None) is None:
+        if lphi is not None and aux_re is not None and "disp" not in aux_re:
+            # no random effects in the dispersion model: its second and third derivatives are unused
+            zero = np.zeros_like(P.g)
+            P.pp, P.epp, P.ppp = (zero if P.pp is None else P.pp), zero, zero
+        if lphi is not None and (P.pp is None or (order >= 3 and (P.epp is None or P.ppp is None))):
+            # central differences of the exact p and ep (the Hessian needs pp only)
             Pp, _ = self._base_parts(y, wt, eta, lphi + _H, 2)
             Pm, _ = self._base_parts(y, wt, eta, lphi - _H, 2)
-            P.pp = (Pp.p - Pm.p) / (2 * _H)
-            P.epp = (Pp.ep - Pm.ep) / (2 * _H)
-            P.ppp = (Pp.p - 2.0 * P.p + Pm.p) / _H ** 2
+            if P.pp is None:
+                P.pp = (Pp.p - Pm.p) / (2 * _H)
+            if P.epp is None:
+                P.epp = (Pp.ep - Pm.ep) / (2 * _H)
+            if P.ppp is None:
+                P.ppp = (Pp.pp - Pm.pp) / (2 * _H) if Pp.pp is not None else (Pp.p - 2.0 * P.p + Pm.p) / _H ** 2
         return zi_jet(P, lw, np.asarray(y, dtype=float), aux["zi"], names, order)
 
     # ---- what the result and post-fit use ------------------------------------------

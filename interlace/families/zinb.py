@@ -49,12 +49,12 @@ class ZeroInflatedNB2Family(LikelihoodFamily):
         P = nbinom2_parts(y, eta, aux["disp"], order)
         return zero_inflate(P, y, wt, aux["zi"], order, True)
 
-    def jet(self, y, wt, eta, aux, names, order=3):
+    def jet(self, y, wt, eta, aux, names, order=3, aux_re=None):
         """Exact per-row derivatives in every predictor (random effects in the side models)."""
         from interlace.families.negbin2 import NegativeBinomial2Family
         from interlace.families.zi import ZeroInflatedFamily
 
-        return ZeroInflatedFamily(NegativeBinomial2Family()).jet(y, wt, eta, aux, names, order)
+        return ZeroInflatedFamily(NegativeBinomial2Family()).jet(y, wt, eta, aux, names, order, aux_re=aux_re)
 
     def mean(self, eta, aux):
         return (1.0 - special.expit(aux["zi"])) * np.exp(eta)

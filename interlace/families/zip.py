@@ -43,11 +43,11 @@ class ZeroInflatedPoissonFamily(LikelihoodFamily):
     def derivs(self, y, wt, eta, aux, order=2):
         return zero_inflate(poisson_parts(y, eta, order), y, wt, aux["zi"], order, False)
 
-    def jet(self, y, wt, eta, aux, names, order=3):
+    def jet(self, y, wt, eta, aux, names, order=3, aux_re=None):
         """Exact per-row derivatives in every predictor (random effects in the side models)."""
         from interlace.families.zi import PoissonLikelihood, ZeroInflatedFamily
 
-        return ZeroInflatedFamily(PoissonLikelihood()).jet(y, wt, eta, aux, names, order)
+        return ZeroInflatedFamily(PoissonLikelihood()).jet(y, wt, eta, aux, names, order, aux_re=aux_re)
 
     def mean(self, eta, aux):
         return (1.0 - special.expit(aux["zi"])) * np.exp(eta)

@@ -45,12 +45,15 @@ def _sym3(T: np.ndarray, a: int, b: int, c: int, val: np.ndarray) -> None:
         T[:, i, j, k] = val
 
 
-def family_jet(fam, y, wt, eta, aux: dict[str, np.ndarray], names: list[str], order: int = 3):
+def family_jet(fam, y, wt, eta, aux: dict[str, np.ndarray], names: list[str], order: int = 3,
+               aux_re: set[str] | None = None):
     """(l, G, H, T) per row in the predictors ``names`` ("cond" first, then aux blocks);
-    ``order`` 2 skips T (returned as None)."""
+    ``order`` 2 skips T (returned as None). ``aux_re``: the aux predictors with random
+    effects (None: all); a family may leave the second and third derivatives within the
+    others at zero, as the Laplace approximation never uses them."""
     own = getattr(fam, "jet", None)
     if callable(own):
-        return own(y, wt, eta, aux, names, order)
+        return own(y, wt, eta, aux, names, order, aux_re=aux_re)
     return jet_from_derivs(fam, y, wt, eta, aux, names, order)
 
 
@@ -119,7 +122,7 @@ def base_full_parts(fam, y, wt, eta, lphi, order: int):
     (attributes on the Parts), else central differences of its exact ``p`` and ``ep``.
     Returns (Parts, likelihood weights)."""
     P, lw = fam.parts_w(y, wt, eta, lphi, max(order, 2) if lphi is not None else order)
-    if lphi is None or order < 2 or getattr(P, "pp", None) is not None:
+    if lphi is None or order < 2 or P.pp is not None:
         return P, lw
     Pp, _ = fam.parts_w(y, wt, eta, lphi + _H, 2)
     Pm, _ = fam.parts_w(y, wt, eta, lphi - _H, 2)
@@ -140,44 +143,24 @@ def zi_jet(P: Parts, lw, y, z, names: list[str], order: int = 3):
     grad l = r grad g + (1 - r - s1) e_z, Hess l = r(1-r) w w' + r Hess g - s2 e_z e_z',
     third = r(1-r)(1-2r) w^3 + r(1-r) sym(Hess g x w) + r g''' - s3 e_z^3,
     s1, s2, s3 the derivatives of softplus(z)."""
+    from interlace.kernels.zi_jet import zi_tensors
+
     n, K = len(y), len(names)
     iz = names.index("zi")
-    ip = names.index("disp") if "disp" in names else None
+    ip = names.index("disp") if "disp" in names else -1
     zero = np.asarray(y) == 0
-    lw = np.asarray(lw, dtype=float)
+    lw = np.ascontiguousarray(np.broadcast_to(np.asarray(lw, dtype=float), (n,)))
     l = (np.where(zero, np.logaddexp(z, P.g), P.g) - np.logaddexp(0.0, z)) * lw
-    g1 = np.zeros((n, K))
-    g2 = np.zeros((n, K, K))
-    g1[:, 0] = P.e
-    g2[:, 0, 0] = P.ee
-    if ip is not None:
-        g1[:, ip] = P.p
-        g2[:, 0, ip] = g2[:, ip, 0] = P.ep
-        g2[:, ip, ip] = P.pp
-    r = np.where(zero, special.expit(P.g - z), 1.0)
-    rr = r * (1.0 - r)
-    s1 = special.expit(z)
-    s2 = s1 * (1.0 - s1)
-    w = g1.copy()
-    w[:, iz] -= 1.0
-    G = r[:, None] * g1
-    G[:, iz] += 1.0 - r - s1
-    H = rr[:, None, None] * w[:, :, None] * w[:, None, :] + r[:, None, None] * g2
-    H[:, iz, iz] -= s2
-    T = None
-    if order >= 3:
-        g3 = np.zeros((n, K, K, K))
-        g3[:, 0, 0, 0] = P.eee
-        if ip is not None:
-            _sym3(g3, 0, 0, ip, P.eep)
-            _sym3(g3, 0, ip, ip, P.epp)
-            g3[:, ip, ip, ip] = P.ppp
-        rr3 = rr * (1.0 - 2.0 * r)
-        s3 = s2 * (1.0 - 2.0 * s1)
-        T = (rr3[:, None, None, None] * w[:, :, None, None] * w[:, None, :, None] * w[:, None, None, :]
-             + r[:, None, None, None] * g3)
-        hw = g2[:, :, :, None] * w[:, None, None, :]
-        T += rr[:, None, None, None] * (hw + np.transpose(hw, (0, 1, 3, 2)) + np.transpose(hw, (0, 3, 1, 2)))
-        T[:, iz, iz, iz] -= s3
-        T *= lw[:, None, None, None]
-    return l, G * lw[:, None], H * lw[:, None, None], T
+    r = np.ascontiguousarray(np.where(zero, special.expit(P.g - z), 1.0))
+    s1 = np.ascontiguousarray(special.expit(z))
+    nil = np.zeros(n)
+
+    def arr(v):
+        return nil if v is None else np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=float), (n,)))
+
+    G = np.empty((n, K))
+    H = np.empty((n, K, K))
+    T = np.empty((n, K, K, K)) if order >= 3 else np.empty((1, 1, 1, 1))
+    zi_tensors(K, ip, iz, r, s1, lw, arr(P.e), arr(P.ee), arr(P.eee), arr(P.p), arr(P.ep), arr(P.eep),
+               arr(P.pp), arr(P.epp), arr(P.ppp), G, H, T, int(order))
+    return l, G, H, (T if order >= 3 else None)

@@ -112,6 +112,7 @@ class MultiObjective:
             raise ValueError("random effects in ziformula / dispformula need a conditional model with random "
                              "effects too")
         self.re = self.preds[0].re  # the conditional model's layout (results, predict)
+        self.aux_re = {pr.name for pr in self.preds[1:] if pr.re is not None}
         self.q = col
         self.nt = th
         self.p = self.X.shape[1]
@@ -178,7 +179,12 @@ class MultiObjective:
     def _jet(self, etas, order):
         aux = {b.name: etas[1 + i] for i, b in enumerate(self.blocks)}
         with np.errstate(all="ignore"):
-            return family_jet(self.family, self.y, self.wt, etas[0], aux, self.names, order)
+            return family_jet(self.family, self.y, self.wt, etas[0], aux, self.names, order, aux_re=self.aux_re)
+
+    def _loglik(self, etas) -> np.ndarray:
+        aux = {b.name: etas[1 + i] for i, b in enumerate(self.blocks)}
+        with np.errstate(all="ignore"):
+            return self.family.derivs(self.y, self.wt, etas[0], aux, order=0).l
 
     def _ut(self, vals, R: np.ndarray) -> np.ndarray:
         """sum_i U_i' R_i for R (n, K)."""
@@ -257,17 +263,17 @@ class MultiObjective:
     def inner(self, bases, vals):
         u = self.u.copy() if np.all(np.isfinite(self.u)) else np.zeros(self.q)
 
-        def pen_at(u):
+        def pen_at(u):  # the penalized objective alone (the step halving needs no derivatives)
             etas = self._etas(bases, vals, u)
-            l, G, H, _ = self._jet(etas, 2)
-            return -2.0 * float(np.sum(l)) + float(u @ u), etas, G, H
+            return -2.0 * float(np.sum(self._loglik(etas))) + float(u @ u), etas
 
-        pen, etas, G, H = pen_at(u)
+        pen, etas = pen_at(u)
         if not np.isfinite(pen):
             u = np.zeros(self.q)
-            pen, etas, G, H = pen_at(u)
+            pen, etas = pen_at(u)
         if not np.isfinite(pen):
             raise InnerError("the log-likelihood is not finite at the starting random effects")
+        _l, G, H, _ = self._jet(etas, 2)
         converged = False
         for _ in range(self.MAX_ITER):
             self.inner_iters += 1
@@ -290,17 +296,18 @@ class MultiObjective:
             step = 1.0
             for _h in range(self.MAX_HALVINGS):
                 ut = u + step * delta
-                pen_t, etas_t, G_t, H_t = pen_at(ut)
+                pen_t, etas_t = pen_at(ut)
                 if np.isfinite(pen_t) and pen_t <= pen + 1e-13 * abs(pen):
                     break
                 step *= 0.5
             else:
                 converged = dec < 1e-8 * (1.0 + abs(pen))
                 break
-            u, pen, etas, G, H = ut, pen_t, etas_t, G_t, H_t
+            u, pen, etas = ut, pen_t, etas_t
             if dec < 1e-11 * (1.0 + abs(pen)) and step == 1.0:
-                converged = True
+                converged = True  # quadratic convergence: this step took the decrement to ~1e-22
                 break
+            _l, G, H, _ = self._jet(etas, 2)
         self.inner_converged = converged
         return u, etas
 
@@ -316,7 +323,7 @@ class MultiObjective:
         except (InnerError, np.linalg.LinAlgError, ValueError):
             self._state = None
             return np.inf
-        l, G, H, T = self._jet(etas, 3)
+        l, G, H, _T = self._jet(etas, 2)  # third derivatives: in gradient(), when asked
         A = self._hessian_u(vals, -H)
         try:
             cf = sla.cho_factor(A, lower=True)
@@ -333,7 +340,7 @@ class MultiObjective:
         self.u = u
         aux = {b.name: etas[1 + i] for i, b in enumerate(self.blocks)}
         self._state = {"x": x.copy(), "dev": dev, "u": u, "eta": etas[0], "etas": etas, "aux": aux,
-                       "theta": theta, "vals": vals, "G": G, "H": H, "T": T, "cf": cf, "logdet": logdet}
+                       "theta": theta, "vals": vals, "G": G, "H": H, "T": None, "cf": cf, "logdet": logdet}
         return dev
 
     def a_inverse(self) -> np.ndarray:
@@ -368,6 +375,8 @@ class MultiObjective:
                 return np.full(self.k, np.nan)
         self.ngev += 1
         st = self._state
+        if st["T"] is None:
+            st["T"] = self._jet(st["etas"], 3)[3]
         vals, G, H, T, u, theta = st["vals"], st["G"], st["H"], st["T"], st["u"], st["theta"]
         W = -H
         Ai = self.a_inverse()
