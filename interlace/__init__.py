@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "lmer": "interlace.lmm",
     "fit": "interlace.lmm",
     "ranova": "interlace.inference.lmertest",
+    "numFactor": "interlace.formula.numfactor",
     "family": "interlace.families",
     "GLMMFamily": "interlace.families",
     "ExponentialFamily": "interlace.families",
@@ -73,6 +74,7 @@ if TYPE_CHECKING:  # type checkers and the API docs see the real objects
     from interlace.families.zip import ZeroInflatedPoissonFamily
     from interlace.families.zoib import ZeroOneInflatedBetaFamily
     from interlace.inference.anova import anova
+    from interlace.formula.numfactor import numFactor
     from interlace.inference.lmertest import ranova
     from interlace.lmm import fit, lmer
     from interlace.results import GLMMResult

@@ -7,7 +7,7 @@ namespace, looked up in this order:
 1. the data's columns;
 2. interlace's formula functions: ``np``/``numpy``, formulaic's transforms
    (``log``, ``exp``, ``C``, ``poly``, ``bs``, ...), R-style ``scale``/``center``
-   (missing values ignored, as R's ``scale`` does), and the harmless built-ins
+   (missing values ignored, as R's ``scale`` does), glmmTMB's ``numFactor``, and the harmless built-ins
    ``abs``, ``min``, ``max``, ``round``, ``pow``, ``sum``, ``float``, ``int``, ``bool``;
 3. the caller's variables (R's ``environment(formula)``): a constant ``k`` in
    ``I(x - k)`` or a function of the user's; modules, classes and built-in
@@ -197,7 +197,10 @@ class FormulaEnv:
     @staticmethod
     def builtin() -> dict[str, Any]:
         """The fixed functions (numpy, R-style scale/center, harmless built-ins)."""
-        return {"np": np, "numpy": np, "scale": scale, "center": center, "standardize": scale, **_SAFE_BUILTINS}
+        from interlace.formula.numfactor import numFactor  # glmmTMB's coordinate factor
+
+        return {"np": np, "numpy": np, "scale": scale, "center": center, "standardize": scale,
+                "numFactor": numFactor, **_SAFE_BUILTINS}
 
     def mapping(self) -> dict[str, Any]:
         """The context handed to formulaic (its own transforms come after it)."""

@@ -1,0 +1,306 @@
+"""Spatial and continuous-time covariance structures: glmmTMB's ``ou``, ``exp``, ``gau``, ``mat``.
+
+A term ``exp(pos + 0 | g)`` has one column per position (the levels of ``pos``, made with
+:func:`interlace.numFactor`); the structure reads each column's coordinates from its name
+(``"pos(1.5,2)"``), and the k x k covariance of the term is
+
+    Sigma = sd^2 C(d),   C_ij = rho(d_ij),   d_ij the Euclidean distance of positions i and j,
+
+with glmmTMB 1.1.5's correlation functions and parameters (src/glmmTMB.cpp, ``termwise_nll``):
+
+=======  ====================================================  =================================
+``ou``   rho = exp(-exp(theta_1) |t_i - t_j|)  (1-D times)     theta_1 = log rate
+``exp``  rho = exp(-d exp(-theta_1))                           theta_1 = log scale
+``gau``  rho = exp(-d^2 exp(-2 theta_1))                       theta_1 = log scale
+``mat``  rho = (d/phi)^kappa K_kappa(d/phi) / (Gamma(kappa)    theta_1 = log phi (range),
+         2^(kappa-1))  (TMB's ``matern``)                      theta_2 = log kappa (smoothness)
+=======  ====================================================  =================================
+
+glmmTMB's theta_0 is log sd; here the first parameter is sd itself, relative to the residual
+SD in the LMM (as lme4's theta), bounded below by 0 and even (so a zero variance is a boundary
+the optimizer sees, as for ``us``); the others are glmmTMB's theta_1 (and theta_2) unchanged.
+:meth:`SpatialCovariance.tmb_theta` gives glmmTMB's parametrization back.
+
+Lambda = sd chol(C); its Jacobian in the correlation parameters is the Cholesky factor's
+derivative, dL = L Phi(L^-1 dC L^-T) (Phi: the lower triangle with half the diagonal), exact.
+
+Example
+-------
+>>> import numpy as np
+>>> cov = ExponentialCovariance(["pos(0,0)", "pos(3,4)"])
+>>> C = cov.correlation(np.array([1.0, np.log(5.0)]))
+>>> round(float(C[0, 1]), 6) == round(float(np.exp(-1.0)), 6)
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.linalg as sla
+from scipy import special
+
+from interlace.formula.numfactor import parse_num_levels
+from interlace.model.covariance import Covariance
+
+__all__ = [
+    "SpatialCovariance",
+    "OUCovariance",
+    "ExponentialCovariance",
+    "GaussianCovariance",
+    "MaternCovariance",
+    "matern",
+]
+
+
+def _phi(X: np.ndarray) -> np.ndarray:
+    """The lower triangle of X with half its diagonal (the Cholesky derivative's map)."""
+    out = np.tril(X)
+    out[np.diag_indices_from(out)] *= 0.5
+    return out
+
+
+class SpatialCovariance(Covariance):
+    """Base of the distance-based structures: Sigma = sd^2 C(theta), C from the positions.
+
+    Subclasses define ``corr_params`` (glmmTMB's theta_1, ...), ``_rho(par)`` (the
+    correlation at the distances ``self.dist``) and ``_drho(par)`` (its derivatives)."""
+
+    name = "spatial"
+    #: names of the correlation parameters after sd (glmmTMB's theta_1, theta_2)
+    corr_params: tuple[str, ...] = ("log_scale",)
+    #: coordinates must be one-dimensional (``ou``)
+    one_dimensional = False
+
+    def __init__(self, column_names: Sequence[str], term: str | None = None) -> None:
+        names = [str(c) for c in column_names]
+        super().__init__(len(names))
+        what = f"the term {term!r}" if term else f"a {self.name}() term"
+        try:
+            coords = parse_num_levels(names)
+        except ValueError as exc:
+            raise ValueError(
+                f"{what} has no coordinates: {self.name}() needs a position factor on the left side, "
+                f"e.g. {self.name}(pos + 0 | g) with pos = interlace.numFactor(x, y); {exc}") from None
+        if coords.shape[1] == 0:
+            raise ValueError(f"{what} has no coordinates in its columns {names[:3]}")
+        if self.one_dimensional and coords.shape[1] != 1:
+            raise ValueError(f"{what}: {self.name}() is for one-dimensional times, got {coords.shape[1]}-D "
+                             "coordinates")
+        if len({tuple(r) for r in coords.tolist()}) != len(coords):
+            raise ValueError(f"{what} has repeated coordinates among its columns: each column must be "
+                             "a distinct position")
+        self.column_names = names
+        self.term = term
+        self.coords = coords
+        diff = coords[:, None, :] - coords[None, :, :]
+        self.dist = np.sqrt(np.sum(diff * diff, axis=-1))
+        self._off = ~np.eye(self.k, dtype=bool)
+
+    # ------------------------------------------------------------ correlation
+    def _rho(self, par: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _drho(self, par: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def correlation(self, par: np.ndarray) -> np.ndarray:
+        """The k x k correlation matrix C at the parameters ``par`` (sd first)."""
+        return self.correlation_at(np.asarray(par, dtype=float), self.dist)
+
+    def correlation_at(self, par: np.ndarray, dist: np.ndarray) -> np.ndarray:
+        """The correlation function at arbitrary distances (1 at distance 0), for prediction
+        at new positions and for the correlation-vs-distance picture."""
+        saved = self.dist
+        try:
+            self.dist = np.asarray(dist, dtype=float)
+            r = self._rho(np.asarray(par, dtype=float))
+        finally:
+            self.dist = saved
+        return np.where(np.asarray(dist) == 0.0, 1.0, r)
+
+    def distances_to(self, coords: np.ndarray) -> np.ndarray:
+        """Euclidean distances from new positions (rows of ``coords``) to the term's positions."""
+        c = np.asarray(coords, dtype=float).reshape(-1, self.coords.shape[1])
+        diff = c[:, None, :] - self.coords[None, :, :]
+        return np.sqrt(np.sum(diff * diff, axis=-1))
+
+    def _factor(self, par: np.ndarray) -> np.ndarray:
+        C = self.correlation(par)
+        try:
+            return np.linalg.cholesky(C)
+        except np.linalg.LinAlgError:
+            raise np.linalg.LinAlgError(
+                f"the {self.name}() correlation matrix is not positive definite at {par.tolist()}") from None
+
+    # ------------------------------------------------------------ Covariance interface
+    @property
+    def nparams(self) -> int:
+        return 1 + len(self.corr_params)
+
+    def lambda_(self, par: np.ndarray) -> np.ndarray:
+        par = np.asarray(par, dtype=float)
+        return par[0] * self._factor(par)
+
+    def jacobian(self, par: np.ndarray) -> np.ndarray:
+        par = np.asarray(par, dtype=float)
+        L = self._factor(par)
+        J = np.empty((self.nentries, self.nparams))
+        J[:, 0] = L[self.rows, self.cols]
+        for j, dC in enumerate(self._drho(par)):
+            dC = np.where(self._off, dC, 0.0)
+            M = sla.solve_triangular(L, dC, lower=True, check_finite=False)           # L^-1 dC
+            X = sla.solve_triangular(L, M.T, lower=True, check_finite=False)          # L^-1 dC L^-T
+            dL = L @ _phi(X)
+            J[:, j + 1] = par[0] * dL[self.rows, self.cols]
+        return J
+
+    @property
+    def lower(self) -> np.ndarray:
+        return np.concatenate([[0.0], np.full(len(self.corr_params), -np.inf)])
+
+    def start(self) -> np.ndarray:
+        # glmmTMB's start: theta = 0 (sd 1, scale 1, smoothness 1)
+        return np.concatenate([[1.0], np.zeros(len(self.corr_params))])
+
+    @property
+    def even_params(self) -> np.ndarray:
+        out = np.zeros(self.nparams, bool)
+        out[0] = True
+        return out
+
+    def canonical(self, par: np.ndarray) -> np.ndarray:
+        out = np.array(par, dtype=float, copy=True)
+        out[0] = abs(out[0])
+        return out
+
+    def param_names(self, vc_name: str, cnames: list[str]) -> list[str]:
+        return [f"{vc_name}.sd"] + [f"{vc_name}.{p}" for p in self.corr_params]
+
+    def tmb_theta(self, par: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+        """glmmTMB's theta for these parameters: (log sd, theta_1, ...), sd absolute
+        (``sigma`` the residual SD of an LMM, 1 for GLMMs).
+
+        >>> ExponentialCovariance(["(0)", "(1)"]).tmb_theta(np.array([2.0, 0.5])).round(4).tolist()
+        [0.6931, 0.5]
+        """
+        par = np.asarray(par, dtype=float)
+        return np.concatenate([[np.log(abs(par[0]) * sigma)], par[1:]])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.k} positions)"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.column_names == other.column_names  # type: ignore[attr-defined]
+
+    __hash__ = object.__hash__
+
+
+class OUCovariance(SpatialCovariance):
+    """``ou``: Ornstein-Uhlenbeck, the continuous-time AR(1) over the times of the columns,
+    rho = exp(-exp(theta_1) |t_i - t_j|) (glmmTMB: theta_1 the log rate).
+
+    >>> cov = OUCovariance(["t(0)", "t(1)", "t(3)"])
+    >>> C = cov.correlation(np.array([1.0, 0.0]))
+    >>> bool(np.isclose(C[0, 2], C[0, 1] * C[1, 2]))
+    True
+    """
+
+    name = "ou"
+    corr_params = ("log_rate",)
+    one_dimensional = True
+
+    def _rho(self, par: np.ndarray) -> np.ndarray:
+        return np.exp(-np.exp(par[1]) * self.dist)
+
+    def _drho(self, par: np.ndarray) -> list[np.ndarray]:
+        a = np.exp(par[1]) * self.dist
+        return [-a * np.exp(-a)]
+
+
+class ExponentialCovariance(SpatialCovariance):
+    """``exp``: rho = exp(-d / s), s = exp(theta_1) the scale (glmmTMB's ``exp``)."""
+
+    name = "exp"
+
+    def _rho(self, par: np.ndarray) -> np.ndarray:
+        return np.exp(-self.dist * np.exp(-par[1]))
+
+    def _drho(self, par: np.ndarray) -> list[np.ndarray]:
+        a = self.dist * np.exp(-par[1])
+        return [a * np.exp(-a)]
+
+
+class GaussianCovariance(SpatialCovariance):
+    """``gau``: rho = exp(-d^2 / s^2), s = exp(theta_1) (glmmTMB's ``gau``)."""
+
+    name = "gau"
+
+    def _rho(self, par: np.ndarray) -> np.ndarray:
+        return np.exp(-self.dist**2 * np.exp(-2.0 * par[1]))
+
+    def _drho(self, par: np.ndarray) -> list[np.ndarray]:
+        a = self.dist**2 * np.exp(-2.0 * par[1])
+        return [2.0 * a * np.exp(-a)]
+
+
+# Gauss-Legendre nodes for d K_nu(x) / d nu = int_0^inf t sinh(nu t) exp(-x cosh t) dt
+_GL_T, _GL_W = np.polynomial.legendre.leggauss(96)
+
+
+def _dkv_dnu(nu: float, x: np.ndarray) -> np.ndarray:
+    """d K_nu(x) / d nu for x > 0, by quadrature of its integral representation over
+    [0, T], T where exp(-x cosh t + nu t) is below 1e-40 of its scale (several panels so the
+    peak near 0 for large x and the long tail for small x are both resolved)."""
+    x = np.asarray(x, dtype=float)
+    # beyond T the integrand is below exp(-90) relative: x cosh T - nu T > 90 + log(T)
+    T = np.arccosh(np.maximum(1.0 + 1e-12, (100.0 + nu * 40.0) / x)) + 1.0
+    out = np.zeros_like(x)
+    npan = 6
+    for p in range(npan):
+        a = T * p / npan
+        b = T * (p + 1) / npan
+        t = 0.5 * (b - a)[..., None] * (_GL_T + 1.0) + a[..., None]
+        f = t * np.sinh(nu * t) * np.exp(-x[..., None] * np.cosh(t))
+        out += 0.5 * (b - a) * (f @ _GL_W)
+    return out
+
+
+def matern(d: np.ndarray, phi: float, kappa: float) -> np.ndarray:
+    """TMB's ``matern(u, phi, kappa)``: (d/phi)^kappa K_kappa(d/phi) / (Gamma(kappa)
+    2^(kappa-1)), 1 at d = 0.
+
+    >>> round(float(matern(np.array(1.0), 1.0, 0.5)), 6) == round(float(np.exp(-1.0)), 6)
+    True
+    """
+    d = np.asarray(d, dtype=float)
+    x = np.where(d > 0, d / phi, 1.0)
+    logc = -special.gammaln(kappa) - (kappa - 1.0) * np.log(2.0)
+    r = np.exp(logc + kappa * np.log(x)) * special.kv(kappa, x)
+    return np.where(d > 0, r, 1.0)
+
+
+class MaternCovariance(SpatialCovariance):
+    """``mat``: TMB's Matern correlation, range phi = exp(theta_1), smoothness
+    kappa = exp(theta_2) (glmmTMB's ``mat``); kappa = 1/2 is ``exp``."""
+
+    name = "mat"
+    corr_params = ("log_range", "log_smoothness")
+
+    def _rho(self, par: np.ndarray) -> np.ndarray:
+        return matern(self.dist, np.exp(par[1]), np.exp(par[2]))
+
+    def _drho(self, par: np.ndarray) -> list[np.ndarray]:
+        phi, kappa = np.exp(par[1]), np.exp(par[2])
+        d = self.dist
+        pos = d > 0
+        x = np.where(pos, d / phi, 1.0)
+        logc = -special.gammaln(kappa) - (kappa - 1.0) * np.log(2.0)
+        c_xk = np.exp(logc + kappa * np.log(x))
+        rho = c_xk * special.kv(kappa, x)
+        # d/dx [x^k K_k(x)] = -x^k K_{k-1}(x); dx/dlog phi = -x
+        d_logphi = c_xk * special.kv(kappa - 1.0, x) * x
+        # d/dkappa: rho (log x - digamma(kappa) - log 2) + c x^k dK_k/dk; times kappa (log scale)
+        d_kappa = rho * (np.log(x) - special.digamma(kappa) - np.log(2.0)) + c_xk * _dkv_dnu(kappa, x)
+        return [np.where(pos, d_logphi, 0.0), np.where(pos, d_kappa * kappa, 0.0)]

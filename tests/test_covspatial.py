@@ -1,0 +1,131 @@
+"""Spatial / continuous-time structures (ou, exp, gau, mat), reduced rank (rr) and numFactor
+(issue 21 part 2): the maps and their exact Jacobians against finite differences, glmmTMB's
+correlation functions from their formulas, numFactor's level names against glmmTMB's (fixture
+made by tests/fixtures/covspatial/numfactor.R)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import special
+
+import interlace
+from interlace.formula.numfactor import numFactor, parse_num_levels, r_number
+from interlace.model.reduced_rank import ReducedRank
+from interlace.model.spatial import (
+    ExponentialCovariance,
+    GaussianCovariance,
+    MaternCovariance,
+    OUCovariance,
+    matern,
+)
+
+FIX = Path(__file__).parent / "fixtures" / "covspatial"
+
+
+def _fd_jacobian(cov, par, h=1e-6):
+    cols = []
+    for i in range(len(par)):
+        e = np.zeros(len(par))
+        e[i] = h
+        cols.append((cov.entries(par + e) - cov.entries(par - e)) / (2 * h))
+    return np.stack(cols, axis=1)
+
+
+def _positions(n, seed=0, dim=2):
+    rng = np.random.default_rng(seed)
+    xy = np.round(rng.uniform(0, 4, size=(n, dim)), 3)
+    return list(numFactor(*xy.T).categories)
+
+
+@pytest.mark.parametrize("cov,par", [
+    (OUCovariance(["t(0)", "t(0.5)", "t(1.7)", "t(3)", "t(3.2)"]), np.array([1.3, -0.4])),
+    (ExponentialCovariance(_positions(7)), np.array([0.8, 0.3])),
+    (GaussianCovariance(_positions(6, 1)), np.array([1.1, -0.5])),
+    (MaternCovariance(_positions(6, 2)), np.array([0.9, 0.1, -0.3])),
+    (MaternCovariance(_positions(5, 3)), np.array([0.7, -0.4, 0.8])),
+    (ReducedRank(["a", "b", "c", "d"], d=2), np.array([1.2, 0.7, 0.3, -0.5, 0.9, 0.2, -0.1])),
+    (ReducedRank(["a", "b", "c"], d=1), np.array([0.8, -0.3, 0.5])),
+])
+def test_maps_and_exact_jacobians(cov, par):
+    lam = cov.lambda_(par)
+    assert lam.shape == (cov.k, cov.k) and np.allclose(np.triu(lam, 1), 0.0)
+    assert cov.entries(par).tolist() == lam[cov.rows, cov.cols].tolist()
+    assert len(cov.lower) == len(cov.start()) == len(cov.param_names("g", [f"c{i}" for i in range(cov.k)])) \
+        == cov.nparams
+    np.testing.assert_allclose(cov.jacobian(par), _fd_jacobian(cov, par), rtol=1e-6, atol=1e-8)
+    # canonical keeps Sigma = Lambda Lambda' and puts the even parameters on their non-negative side
+    flipped = np.where(cov.even_params, -par, par)
+    lc = cov.lambda_(cov.canonical(flipped))
+    lf = cov.lambda_(flipped)
+    np.testing.assert_allclose(lc @ lc.T, lf @ lf.T, atol=1e-12)
+    assert np.all(cov.canonical(flipped)[cov.even_params] >= 0)
+
+
+def test_spatial_correlations_are_glmmtmb_formulas():
+    """glmmTMB.cpp: exp: exp(-d e^-th1); gau: exp(-d^2 e^-2th1); ou: exp(-e^th1 |dt|);
+    mat: TMB's matern(d, e^th1, e^th2), which is exp(-d/phi) at kappa = 1/2."""
+    names = ["(0,0)", "(3,4)", "(6,8)"]
+    d = np.array([[0, 5, 10], [5, 0, 5], [10, 5, 0]], float)
+    th = 0.7
+    np.testing.assert_allclose(ExponentialCovariance(names).correlation([1, th]), np.exp(-d * np.exp(-th)))
+    np.testing.assert_allclose(GaussianCovariance(names).correlation([1, th]), np.exp(-d**2 * np.exp(-2 * th)))
+    np.testing.assert_allclose(OUCovariance(["(0)", "(5)", "(10)"]).correlation([1, th]),
+                               np.exp(-np.exp(th) * d))
+    np.testing.assert_allclose(MaternCovariance(names).correlation([1, th, np.log(0.5)]),
+                               np.exp(-d / np.exp(th)), rtol=1e-12)
+    # kappa = 3/2: (1 + x) exp(-x)
+    x = d / np.exp(th)
+    np.testing.assert_allclose(MaternCovariance(names).correlation([1, th, np.log(1.5)]),
+                               (1 + x) * np.exp(-x), rtol=1e-12)
+    assert float(matern(np.array(0.0), 2.0, 1.0)) == 1.0
+    assert float(matern(np.array(2.0), 2.0, 1.0)) == pytest.approx(1.0 * special.kv(1.0, 1.0))
+
+
+def test_spatial_without_coordinates_names_the_term():
+    with pytest.raises(ValueError, match=r"exp\(x \+ 0 \| g\).*no coordinates"):
+        ExponentialCovariance(["xa", "xb"], term="exp(x + 0 | g)")
+    with pytest.raises(ValueError, match="no coordinates"):
+        MaternCovariance(["Intercept"])
+    with pytest.raises(ValueError, match="one-dimensional"):
+        OUCovariance(["(0,1)", "(1,1)"], term="ou(pos + 0 | g)")
+    with pytest.raises(ValueError, match="rank d = 4"):
+        ReducedRank(["a", "b", "c"], d=4, term="rr(0 + trait | site, d = 4)")
+    with pytest.raises(TypeError, match="integer rank"):
+        ReducedRank(["a", "b", "c"], d=1.5)
+
+
+def test_rr_is_glmmtmb_loading_order():
+    # glmmTMB.cpp: lam_diag = theta.head(d); lam_lower fills column by column below the diagonal
+    rr = ReducedRank(["a", "b", "c", "d"], d=2)
+    L = rr.loadings(np.arange(1.0, 8.0))
+    np.testing.assert_array_equal(L, [[1, 0], [3, 2], [4, 6], [5, 7]])
+    lam = rr.lambda_(np.arange(1.0, 8.0))
+    np.testing.assert_array_equal(lam @ lam.T, L @ L.T)
+
+
+def test_numfactor_levels_match_glmmtmb():
+    fx = json.loads((FIX / "numfactor.json").read_text())
+    for case in fx["cases"]:
+        f = numFactor(*[np.asarray(c, dtype=float) for c in case["columns"]])
+        assert list(f.categories) == case["levels"], case["columns"]
+        assert list(f.astype(str)) == case["values"]
+        np.testing.assert_allclose(parse_num_levels(case["levels"]), np.asarray(case["parsed"], float).reshape(
+            len(case["levels"]), -1), rtol=1e-14)
+    assert [r_number(float(v)) for v in fx["numbers"]["x"]] == fx["numbers"]["as_character"]
+
+
+def test_numfactor_inputs():
+    f = numFactor(pd.Series([2, 1, 2]), pd.Categorical(["b", "a", "b"]))
+    assert list(f.categories) == ["(1,a)", "(2,b)"]
+    with pytest.raises(TypeError, match="numeric or factor"):
+        numFactor(np.array(["x", "y"]))
+    with pytest.raises(ValueError, match="different lengths"):
+        numFactor([1, 2], [1, 2, 3])
+    with pytest.raises(ValueError, match="missing"):
+        numFactor([1.0, np.nan])
+    assert interlace.numFactor is numFactor
