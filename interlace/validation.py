@@ -330,6 +330,11 @@ def check_weights(prior: np.ndarray, total: np.ndarray | None = None) -> None:
                          "contributes to the fit")
 
 
+def _parsimonious(term: Any) -> bool:
+    """Whether the term's covariance structure has a fixed, small number of parameters."""
+    return bool(getattr(getattr(term, "cov", None), "parsimonious", False))
+
+
 def check_terms(terms: Sequence[Any], n: int, family: str) -> None:
     """lme4's checkNlevels / checkZdims for the random-effect terms.
 
@@ -345,7 +350,10 @@ def check_terms(terms: Sequence[Any], n: int, family: str) -> None:
     if not terms:
         return  # a model without random effects is a GLM (engines.select_engine sends it to "glm")
     for t in terms:
-        if t.nlevels < 2:
+        # a structure with a few parameters whatever its number of columns (a spatial field
+        # over many positions, glmmTMB's exp(pos + 0 | group) with one group) says so: lme4's
+        # checks, made for the unstructured covariance, do not apply to it (nor in glmmTMB)
+        if t.nlevels < 2 and not _parsimonious(t):
             raise ValueError(
                 f"grouping factor {t.group!r} has {t.nlevels} level; grouping factors must have > 1 sampled level"
             )

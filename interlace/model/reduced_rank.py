@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from interlace.model.covariance import Covariance
+from interlace.model.covariance import Covariance, register_structure
 
 __all__ = ["ReducedRank"]
 
@@ -39,6 +39,15 @@ class ReducedRank(Covariance):
     glmmTMB's default rank is 2."""
 
     name = "rr"
+    positional_args = ("d",)
+
+    @classmethod
+    def from_columns(cls, column_names: list[str], **args) -> "ReducedRank":
+        """``rr(lhs | group, d = 2)``: glmmTMB's default rank is 2."""
+        unknown = set(args) - {"d"}
+        if unknown:
+            raise ValueError(f"the rr structure takes only d (the rank), got {', '.join(sorted(unknown))}")
+        return cls(column_names, d=args.get("d", 2))
 
     def __init__(self, column_names: Sequence[str] | int, d: int = 2, term: str | None = None) -> None:
         names = [f"c{i + 1}" for i in range(column_names)] if isinstance(column_names, int) else \
@@ -110,6 +119,11 @@ class ReducedRank(Covariance):
                 out[self._lj == j] *= -1.0
         return out
 
+    def singular(self, par: np.ndarray, tol: float) -> bool:
+        """A boundary fit: a factor's diagonal loading near zero (the covariance lost rank);
+        Lambda's padding columns are zero by construction and do not count."""
+        return bool(np.any(np.abs(np.asarray(par, dtype=float)[: self.d]) < tol))
+
     def param_names(self, vc_name: str, cnames: list[str]) -> list[str]:
         return [f"{vc_name}.{cnames[i]}.rr{j + 1}" for i, j in zip(self._li, self._lj)]
 
@@ -120,3 +134,6 @@ class ReducedRank(Covariance):
         return type(self) is type(other) and self.k == other.k and self.d == other.d  # type: ignore[attr-defined]
 
     __hash__ = object.__hash__
+
+
+register_structure("rr", ReducedRank)

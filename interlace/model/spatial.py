@@ -42,7 +42,7 @@ import scipy.linalg as sla
 from scipy import special
 
 from interlace.formula.numfactor import parse_num_levels
-from interlace.model.covariance import Covariance
+from interlace.model.covariance import Covariance, register_structure
 
 __all__ = [
     "SpatialCovariance",
@@ -72,6 +72,17 @@ class SpatialCovariance(Covariance):
     corr_params: tuple[str, ...] = ("log_scale",)
     #: coordinates must be one-dimensional (``ou``)
     one_dimensional = False
+    #: a fixed number of parameters whatever the number of positions: one level of the grouping
+    #: factor is enough (glmmTMB's exp(pos + 0 | group) with a one-level group), and more
+    #: random effects than observations is no identifiability problem (validation.check_terms)
+    parsimonious = True
+
+    @classmethod
+    def from_columns(cls, column_names: list[str], **args) -> "SpatialCovariance":
+        """The structure of a term whose columns are positions (``pos(1.5,2)``)."""
+        if args:
+            raise ValueError(f"the {cls.name} structure takes no arguments, got {', '.join(args)}")
+        return cls(column_names)
 
     def __init__(self, column_names: Sequence[str], term: str | None = None) -> None:
         names = [str(c) for c in column_names]
@@ -125,6 +136,28 @@ class SpatialCovariance(Covariance):
         c = np.asarray(coords, dtype=float).reshape(-1, self.coords.shape[1])
         diff = c[:, None, :] - self.coords[None, :, :]
         return np.sqrt(np.sum(diff * diff, axis=-1))
+
+    def new_effects(self, par: np.ndarray, b: np.ndarray, column_names: Sequence[str]) -> np.ndarray:
+        """The effects at the positions (or times) ``column_names`` given the fitted effects
+        ``b`` (nlevels, k) of every level: the conditional mean of a Gaussian field,
+        b C_PP^-1 C_Pq (kriging; glmmTMB's predict at new positions gives it as the mode of
+        the new effects, which have no data). At a fitted position it is the fitted effect.
+
+        >>> cov = OUCovariance(["t(0)", "t(1)"])
+        >>> cov.new_effects(np.array([1.0, 0.0]), np.array([[0.0, 2.0]]), ["t(1)", "t(2)"]).round(4).tolist()
+        [[2.0, 0.7358]]
+        """
+        par = np.asarray(par, dtype=float)
+        try:
+            coords = parse_num_levels([str(c) for c in column_names])
+        except ValueError as exc:
+            raise ValueError(f"new positions for the {self.name}() term: {exc}") from None
+        if coords.shape[1] != self.coords.shape[1]:
+            raise ValueError(f"new positions for the {self.name}() term have {coords.shape[1]} coordinates, "
+                             f"the fitted ones {self.coords.shape[1]}")
+        C_qP = self.correlation_at(par, self.distances_to(coords))          # (m, k)
+        W = sla.cho_solve((self._factor(par), True), C_qP.T, check_finite=False)  # C_PP^-1 C_Pq
+        return np.asarray(b, dtype=float) @ W
 
     def _factor(self, par: np.ndarray) -> np.ndarray:
         C = self.correlation(par)
@@ -304,3 +337,9 @@ class MaternCovariance(SpatialCovariance):
         # d/dkappa: rho (log x - digamma(kappa) - log 2) + c x^k dK_k/dk; times kappa (log scale)
         d_kappa = rho * (np.log(x) - special.digamma(kappa) - np.log(2.0)) + c_xk * _dkv_dnu(kappa, x)
         return [np.where(pos, d_logphi, 0.0), np.where(pos, d_kappa * kappa, 0.0)]
+
+
+register_structure("ou", OUCovariance)
+register_structure("exp", ExponentialCovariance)
+register_structure("gau", GaussianCovariance)
+register_structure("mat", MaternCovariance)

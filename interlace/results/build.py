@@ -138,9 +138,18 @@ def variance_components(vc: pd.DataFrame) -> pd.Series:
 
 
 def is_singular(re, theta: np.ndarray, tol: float = SINGULAR_TOL) -> bool:
-    """lme4's isSingular: a diagonal element of some Lambda_j near zero."""
-    diag = re.theta_a == re.theta_b
-    return bool(np.any(re.entries(theta)[diag] < tol))
+    """lme4's isSingular: a diagonal element of some Lambda_j near zero. A structure whose
+    Lambda has zero columns by construction (rr's padding) gives its own rule, ``singular``."""
+    ent = re.entries(theta)
+    e0, out = 0, False
+    for j, c in enumerate(re.covs):
+        rule = getattr(c, "singular", None)
+        if rule is not None:
+            out |= bool(rule(re._par(theta, j), tol))
+        else:
+            out |= bool(np.any(ent[e0:e0 + c.nentries][c.rows == c.cols] < tol))
+        e0 += c.nentries
+    return out
 
 
 def build_result(mf: ModelFrame, family, obj, opt, *, nAGQ: int, engine: str, formula: str,

@@ -718,12 +718,24 @@ def predict(result, newdata: Any = None, type: str = "response", include_re: boo
         blocks = [(mf.terms[i].codes, mf.terms[i].z) for i in which]
         off = np.asarray(mf.offset, float)
         ok = np.ones(X.shape[0], dtype=bool)
+        moved = {}
     else:
-        X, blocks, off, ok = newdata_design(result, newdata, which, allow_new_levels, offset)
+        # terms of a spatial / ou structure are built apart: their positions may be new
+        pos_terms = _position_terms(result, which)
+        plain = [i for i in which if i not in pos_terms]
+        X, blocks_plain, off, ok = newdata_design(result, newdata, plain, allow_new_levels, offset)
+        got = dict(zip(plain, blocks_plain))
+        moved = _new_position_effects(result, newdata, ok, pos_terms, X.shape[0], got, allow_new_levels)
+        blocks = [got[i] for i in which]
     m = X.shape[0]
     re_part = np.zeros(m)
     if which:
         re_part = _re_contribution_terms(result, blocks, which)
+    for codes, z, eff in moved.values():  # effects at new positions / times (kriging)
+        sel = codes >= 0
+        re_part[sel] += np.einsum("ik,ik->i", z[sel], eff[codes[sel]])
+    if moved and se_fit:
+        raise ValueError("se_fit at new positions or time points of a spatial / ou term is not available")
     if random_only:
         eta = re_part
     else:
@@ -785,6 +797,57 @@ def _predict_side(result, newdata, type, se_fit, all_re, offset):
         fit = sigma_rows(fam, aux, _nrows(newdata))
     labels = _row_labels(result, newdata)
     return pd.Series(fit, index=labels if labels is not None and len(labels) == len(fit) else None, name="fit")
+
+
+def _position_terms(result, which) -> list[int]:
+    """The terms among ``which`` whose structure predicts at new positions (``new_effects``)."""
+    from interlace.model.covariance import term_covariance
+
+    terms = result.model_frame.terms
+    return [i for i in which if callable(getattr(term_covariance(terms[i]), "new_effects", None))]
+
+
+def _new_position_effects(result, newdata, ok, pos_terms, m, got, allow_new_levels: bool) -> dict:
+    """Terms of a structure that predicts effects at positions or times not in the fit (ou,
+    exp, gau, mat: ``new_effects``), as glmmTMB's predict does. Each term's left side is built
+    afresh on newdata (its columns are newdata's own positions). When every position was
+    fitted, the term's block in the fitted column layout goes to ``got`` (so se_fit works);
+    otherwise ``got`` gets a zero block and the result holds, per term, the new rows' level
+    codes, their left side and the effects at those positions for every fitted level."""
+    from interlace.data import identifiers, to_pandas_columns
+    from interlace.formula.fixed import formulaic_matrix
+    from interlace.formula.namespace import as_env
+    from interlace.model.covariance import term_covariance
+
+    mf = result.model_frame
+    spec = mf.spec
+    theta = result.theta.to_numpy(dtype=float)
+    covs = [term_covariance(t) for t in mf.terms]
+    offs = np.concatenate([[0], np.cumsum([c.nparams for c in covs])]).astype(int)
+    out: dict = {}
+    for i in pos_terms:
+        ts, term = spec.terms[i], mf.terms[i]
+        known = set(spec.columns)
+        cols = list(dict.fromkeys(list(ts.parts) + [c for c in identifiers(ts.lhs) if c in known]))
+        frame = to_pandas_columns(newdata, cols, arg="newdata")
+        frame = frame.loc[ok].reset_index(drop=True) if not ok.all() else frame
+        env = getattr(ts.lhs_spec, "env", None)
+        mm = formulaic_matrix(ts.lhs, frame, as_env(env), f"random-effect term ({ts.lhs} | {ts.group}) in newdata")
+        z = np.ascontiguousarray(np.asarray(mm, dtype=np.float64))
+        if z.shape[0] != m:
+            raise ValueError(f"newdata has missing values in the positions of the term ({ts.lhs} | {ts.group})")
+        names = [str(c) for c in mm.columns]
+        codes = ts.codes_for(frame, allow_new_levels)
+        where = {c: a for a, c in enumerate(term.cnames)}
+        if all(nm in where for nm in names):  # only fitted positions: the plain design
+            zf = np.zeros((m, term.k))
+            zf[:, [where[nm] for nm in names]] = z
+            got[i] = (codes, zf)
+            continue
+        eff = covs[i].new_effects(theta[offs[i]:offs[i + 1]], term_effects(result)[i], names)
+        got[i] = (codes, np.zeros((m, term.k)))
+        out[i] = (codes, z, eff)
+    return out
 
 
 def _re_contribution_terms(result, blocks, which) -> np.ndarray:
