@@ -7,6 +7,7 @@ so chunks of rows can be added.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 
@@ -69,6 +70,8 @@ def gradient_pass(s, D, v, X, z, codes, zl, kcol, kdim, uoff, u, xi, Ainv11, Ade
     m = codes.shape[0]
     p = X.shape[1]
     nth = th_term.shape[0]
+    # entry (a, b) of term j gets z[i, a] * r[b]: r once per column (O((sum k)^2) per row)
+    r = np.empty(kcol[m])
     for i in range(n):
         uxi = 0.0
         for j in range(m):
@@ -78,15 +81,17 @@ def gradient_pass(s, D, v, X, z, codes, zl, kcol, kdim, uoff, u, xi, Ainv11, Ade
         g = -2.0 * s[i] + v[i] - D[i] * uxi
         for c in range(p):
             gbeta[c] += g * X[i, c]
+        for j in range(m):
+            l = codes[j, i]
+            for b in range(kdim[j]):
+                col = uoff[j] + l * kdim[j] + b
+                ua = 0.0
+                for j1 in range(m):
+                    l1 = codes[j1, i]
+                    for a1 in range(kdim[j1]):
+                        # H^{-1} is symmetric: read (col, a1) along a row of the stored block
+                        ua += zl[i, kcol[j1] + a1] * _hinv(j, l, b, j1, l1, a1, uoff, kdim, Ainv11, Adense, dense)
+                r[kcol[j] + b] = g * u[col] + s[i] * xi[col] + 2.0 * D[i] * ua
         for t in range(nth):
             j = th_term[t]
-            a = th_a[t]
-            b = th_b[t]
-            l = codes[j, i]
-            col = uoff[j] + l * kdim[j] + b
-            ua = 0.0
-            for j1 in range(m):
-                l1 = codes[j1, i]
-                for a1 in range(kdim[j1]):
-                    ua += zl[i, kcol[j1] + a1] * _hinv(j1, l1, a1, j, l, b, uoff, kdim, Ainv11, Adense, dense)
-            gtheta[t] += z[i, kcol[j] + a] * (g * u[col] + s[i] * xi[col] + 2.0 * D[i] * ua)
+            gtheta[t] += z[i, kcol[j] + th_a[t]] * r[kcol[j] + th_b[t]]

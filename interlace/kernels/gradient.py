@@ -10,6 +10,7 @@ observed information there).
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 
@@ -64,6 +65,9 @@ def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff,
     k0 = kdim[0]
     q0 = uoff[1] if m > 1 else 0
     nth = th_term.shape[0]
+    # per row, the factor of Lambda's entry (a, b) of term j is z[i, a] * r[b]: r is computed
+    # once per column b (O((sum k)^2) per row, not O(k^3) for a k-column term)
+    r = np.empty(kcol[m])
     for i in range(n):
         uxi = xxi[i]
         for j in range(m):
@@ -74,20 +78,22 @@ def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff,
         if with_beta:
             for c in range(p):
                 gbeta[c] += g * X[i, c]
+        for j in range(m):
+            l = codes[j, i]
+            for b in range(kdim[j]):
+                col = uoff[j] + l * kdim[j] + b
+                # (U_i A^{-1})[col]
+                ua = 0.0
+                for j1 in range(m):
+                    l1 = codes[j1, i]
+                    for a1 in range(kdim[j1]):
+                        # A^{-1} is symmetric: (col, a1) read along a row of the stored block
+                        ua += zl[i, kcol[j1] + a1] * _ainv(i, j, l, b, j1, l1, a1, k0, q0, uoff, kdim,
+                                                           pairidx, poff, Ainv11, Ainv21, Ainv22)
+                r[kcol[j] + b] = g * u[col] + s[i] * xi[col] + 2.0 * w[i] * ua
         for t in range(nth):
             j = th_term[t]
-            a = th_a[t]
-            b = th_b[t]
-            l = codes[j, i]
-            col = uoff[j] + l * kdim[j] + b
-            # (U_i A^{-1})[col]
-            ua = 0.0
-            for j1 in range(m):
-                l1 = codes[j1, i]
-                for a1 in range(kdim[j1]):
-                    ua += zl[i, kcol[j1] + a1] * _ainv(i, j1, l1, a1, j, l, b, k0, q0, uoff, kdim,
-                                                       pairidx, poff, Ainv11, Ainv21, Ainv22)
-            gtheta[t] += z[i, kcol[j] + a] * (g * u[col] + s[i] * xi[col] + 2.0 * w[i] * ua)
+            gtheta[t] += z[i, kcol[j] + th_a[t]] * r[kcol[j] + th_b[t]]
 
 
 @njit(cache=True, nogil=True)

@@ -279,7 +279,7 @@ class GaussianCovariance(SpatialCovariance):
 
 
 # Gauss-Legendre nodes for d K_nu(x) / d nu = int_0^inf t sinh(nu t) exp(-x cosh t) dt
-_GL_T, _GL_W = np.polynomial.legendre.leggauss(96)
+_GL_T, _GL_W = np.polynomial.legendre.leggauss(32)  # 6 panels: relative error ~1e-14
 
 
 def _dkv_dnu(nu: float, x: np.ndarray) -> np.ndarray:
@@ -335,7 +335,12 @@ class MaternCovariance(SpatialCovariance):
         # d/dx [x^k K_k(x)] = -x^k K_{k-1}(x); dx/dlog phi = -x
         d_logphi = c_xk * special.kv(kappa - 1.0, x) * x
         # d/dkappa: rho (log x - digamma(kappa) - log 2) + c x^k dK_k/dk; times kappa (log scale)
-        d_kappa = rho * (np.log(x) - special.digamma(kappa) - np.log(2.0)) + c_xk * _dkv_dnu(kappa, x)
+        # the quadrature on the distinct pairs only (the upper triangle), mirrored
+        iu = np.triu_indices(self.k, 1)
+        dk = np.zeros_like(x)
+        dk[iu] = _dkv_dnu(kappa, x[iu])
+        dk = dk + dk.T
+        d_kappa = rho * (np.log(x) - special.digamma(kappa) - np.log(2.0)) + c_xk * dk
         return [np.where(pos, d_logphi, 0.0), np.where(pos, d_kappa * kappa, 0.0)]
 
 
