@@ -18,6 +18,7 @@ __all__ = ["KNOWN_PLUGIN_FAMILIES", "install_hint"]
 #: family name (lower case) -> the distribution in ``plugins/`` that provides it
 KNOWN_PLUGIN_FAMILIES: dict[str, str] = {
     "skellam": "interlace-skellam",
+    "nbp": "interlace-nbp",
     "binomial_cauchit": "interlace-cauchit",
     "binomial-cauchit": "interlace-cauchit",
 }
