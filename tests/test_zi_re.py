@@ -228,3 +228,17 @@ def test_scaled_residuals_and_bootstrap_run_on_side_random_effects():
     assert abs(r.mean() - 0.5) < 0.05  # uniform under the fitted model
     b = m.bootstrap(nsim=2, seed=1)
     assert b.ok == 2 if hasattr(b, "ok") else True
+
+
+def test_pickled_result_keeps_the_side_models():
+    """The result pickles; its objective (the joint one) is rebuilt on first use and gives
+    the same predictions and intervals."""
+    import pickle
+
+    d, m = fit("zinb2_re")
+    m2 = pickle.loads(pickle.dumps(m))
+    np.testing.assert_allclose(m2.varcorr_zi["sdcor"], m.varcorr_zi["sdcor"])
+    f, s = m2.predict(type="zprob", se_fit=True)
+    f0, s0 = m.predict(type="zprob", se_fit=True)
+    np.testing.assert_allclose(np.asarray(f), np.asarray(f0), rtol=1e-8)
+    np.testing.assert_allclose(np.asarray(s), np.asarray(s0), rtol=1e-6)
