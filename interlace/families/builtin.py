@@ -73,10 +73,11 @@ def interlace_register_families(registry: FamilyRegistry) -> None:
     from interlace.families.ordbeta import OrderedBetaFamily
 
     registry.add("tweedie", TweedieFamily)
-    from interlace.families.compois import CompoisFamily
+    from interlace.families.compois import CompoisFamily, TruncatedCompoisFamily
 
     registry.add("ordbeta", OrderedBetaFamily)
     registry.add("compois", CompoisFamily)
+    registry.add("truncated_compois", TruncatedCompoisFamily)
     registry.add("truncated_poisson", TruncatedPoissonFamily)
     registry.add("truncated_nbinom1", TruncatedNB1Family)
     registry.add("truncated_nbinom2", TruncatedNB2Family)

@@ -29,9 +29,9 @@ import numpy as np
 from scipy import special
 
 from interlace.families.base import apply_zprob, fitted_param
-from interlace.families.likelihood import Derivs, LikelihoodFamily, as_fixed
+from interlace.families.likelihood import LikelihoodFamily, Parts, _from_parts, as_fixed, check_counts
 
-__all__ = ["CompoisFamily"]
+__all__ = ["CompoisFamily", "TruncatedCompoisFamily"]
 
 _H = 1e-3
 
@@ -70,24 +70,30 @@ class CompoisFamily(LikelihoodFamily):
             self.fixed_aux["disp"] = float(np.log(ph))
             self.params["phi"] = ph
 
-    def derivs(self, y, wt, eta, aux, order=2):
+    def _first(self, y, eta, lphi):
+        """(l, dl/deta, dl/dlog(phi)) per row (a truncated version adds its normalization)."""
+        return _first(y, eta, lphi)
+
+    def parts(self, y, eta, lphi, order) -> Parts:
+        """Log density and its derivatives in eta and log(phi) (unweighted), the base of zero
+        inflation; third orders and the cross ones by central differences of the exact first."""
         y = np.asarray(y, dtype=float)
         eta = np.asarray(eta, dtype=float)
-        wt = np.asarray(wt, dtype=float)
-        lphi = np.broadcast_to(np.asarray(aux["disp"], dtype=float), eta.shape)
-        l, le, ls = _first(y, eta, lphi)
-        out = Derivs(l=wt * l)
+        lphi = np.broadcast_to(np.asarray(lphi, dtype=float), eta.shape)
+        l, le, ls = self._first(y, eta, lphi)
+        P = Parts(g=l)
         if order < 1:
-            return out
-        _lp, lep, lsp = _first(y, eta + _H, lphi)
-        _lm, lem, lsm = _first(y, eta - _H, lphi)
-        out.e = wt * le
-        out.ee = wt * (lep - lem) / (2.0 * _H)
-        if order < 2:
-            return out
-        out.eee = wt * (lep - 2.0 * le + lem) / _H ** 2
-        out.aux["disp"] = (wt * ls, wt * (lsp - lsm) / (2.0 * _H), wt * (lsp - 2.0 * ls + lsm) / _H ** 2)
-        return out
+            return P
+        _lp, lep, lsp = self._first(y, eta + _H, lphi)
+        _lm, lem, lsm = self._first(y, eta - _H, lphi)
+        P.e, P.ee = le, (lep - lem) / (2.0 * _H)
+        if order >= 2:
+            P.eee = (lep - 2.0 * le + lem) / _H ** 2
+            P.p, P.ep, P.eep = ls, (lsp - lsm) / (2.0 * _H), (lsp - 2.0 * ls + lsm) / _H ** 2
+        return P
+
+    def derivs(self, y, wt, eta, aux, order=2):
+        return _from_parts(self.parts(y, eta, aux["disp"], order), wt, order, True)
 
     def start_eta(self, y):
         return np.log(np.maximum(np.asarray(y, dtype=float), 0.0) + 0.5)
@@ -134,3 +140,73 @@ class CompoisFamily(LikelihoodFamily):
     def natural_params(self, coefs):
         d = coefs.get("disp", {})
         return {"phi": float(np.exp(d["Intercept"]))} if list(d) == ["Intercept"] else {}
+
+
+class TruncatedCompoisFamily(CompoisFamily):
+    """Zero-truncated Conway-Maxwell-Poisson (glmmTMB's ``truncated_compois``): f(y) / (1 - f(0))
+    for y >= 1, f(0) = 1 / Z(lambda, nu); with ``ziformula`` the hurdle CMP. With
+    g0 = log f(0) = -log Z: dg0/deta = -mu^2 / Var Y, dg0/dnu = E[T] - mu Cov(Y, T) / Var Y, and
+    h = -log(1 - e^g0) has dh = q dg0, q = f(0) / (1 - f(0)).
+
+    >>> TruncatedCompoisFamily().name
+    'truncated_compois'
+    """
+
+    name = "truncated_compois"
+
+    def _first(self, y, eta, lphi):
+        from interlace.kernels.compois import cmp_loglambda, cmp_moments
+
+        nu = np.ascontiguousarray(np.broadcast_to(np.exp(-lphi), np.shape(eta)), dtype=float)
+        eta = np.ascontiguousarray(eta, dtype=float)
+        ll = cmp_loglambda(eta, nu)
+        lz, m, v, et, c = cmp_moments(ll, nu)
+        lgy = special.gammaln(y + 1.0)
+        g0 = -lz
+        with np.errstate(over="ignore", divide="ignore"):
+            h = -np.log(-np.expm1(np.minimum(g0, -1e-300)))
+            q = 1.0 / np.expm1(-g0)
+        l = y * ll - nu * lgy - lz + h
+        le = (y - m) * m / v + q * (-m * m / v)
+        lnu = (y - m) * c / v - lgy + et + q * (et - m * c / v)
+        pos = y > 0
+        return np.where(pos, l, -np.inf), np.where(pos, le, 0.0), np.where(pos, -nu * lnu, 0.0)
+
+    def derivs(self, y, wt, eta, aux, order=2):
+        y = np.asarray(y, dtype=float)
+        if np.any(y == 0):
+            raise ValueError(f"the {self.name} family has no zeros: the response has {int((y == 0).sum())} "
+                             "zero(s); add a ziformula (glmmTMB's hurdle model) or drop them")
+        return super().derivs(y, wt, eta, aux, order)
+
+    def mean(self, eta, aux):
+        """E[Y] = mu / (1 - f(0))."""
+        from interlace.kernels.compois import cmp_loglambda, cmp_moments
+
+        eta = np.ascontiguousarray(eta, dtype=float)
+        nu = np.ascontiguousarray(np.broadcast_to(np.exp(-np.asarray(aux["disp"], dtype=float)), eta.shape))
+        lz = cmp_moments(cmp_loglambda(eta, nu), nu)[0]
+        return np.exp(eta) / -np.expm1(-lz)
+
+    def conditional_mean(self, eta, aux=None):
+        aux = aux or {"disp": np.full(np.shape(eta), self._aux_values()["disp"])}
+        return self.mean(eta, aux)
+
+    def start_eta(self, y):
+        return np.log(np.maximum(np.asarray(y, dtype=float), 1.0))
+
+    def simulate(self, mu, wt, rng, params):
+        """CMP draws with mean ``mu`` (untruncated), zeros redrawn (at most 1000 rounds)."""
+        base = {k: v for k, v in params.items() if k != "zprob"}
+        y = CompoisFamily.simulate(self, mu, wt, rng, base)
+        for _ in range(1000):
+            zero = y == 0
+            if not zero.any():
+                break
+            sub = {k: (np.broadcast_to(v, y.shape)[zero] if np.ndim(v) else v) for k, v in base.items()
+                   if k in ("phi", "dispersion")}
+            y[zero] = CompoisFamily.simulate(self, np.broadcast_to(mu, y.shape)[zero], wt, rng, sub)
+        return apply_zprob(np.maximum(y, 1.0), params, rng)
+
+    def validate_response(self, y, wt, column):
+        check_counts(y, column, self.name)
