@@ -178,3 +178,18 @@ def test_postfit_features(fits, name):
             assert np.all(np.isfinite(ci.loc[f"{blk}.{c}"]))
     boot = res.bootstrap(nsim=2, seed=3)
     assert len(boot.failures) == 0
+
+
+@pytest.mark.parametrize("name,key", [("nb1", "phi"), ("gamma_log", "sigma"), ("beta", "phi"),
+                                      ("grouseticks_nb_tmb", "theta"), ("genpois", "phi"),
+                                      ("betabinomial_sim", "phi")])
+def test_sigma_of_the_other_families_as_glmmtmb(name, key):
+    """GLMMResult.sigma() is glmmTMB's sigma(m) for the families of the earlier fixtures
+    (make_glmmtmb.R records sigma(m) under the family's parameter name: NB2 theta, NB1 /
+    beta / genpois / betabinomial phi, Gamma 1/sqrt(shape))."""
+    from conftest import load_case
+    from oracle_utils import fit_case
+
+    case = load_case(name)
+    res = fit_case(case)
+    assert rel(res.sigma(), case["family_params"][key]) < TOL
