@@ -90,11 +90,15 @@ class TweedieFamily(LikelihoodFamily):
         one (the dominant cost of a fit: one pass over the rows' series)."""
         from interlace.kernels.tweedie import tweedie_log_series
 
-        c = self.__dict__.get("_series_cache")
-        if c is not None and c[0] == p and np.array_equal(c[1], lphi) and np.array_equal(c[2], y):
-            return c[3]
+        cache = self.__dict__.setdefault("_series_cache", [])
+        for i, c in enumerate(cache):
+            if c[0] == p and np.array_equal(c[1], lphi) and np.array_equal(c[2], y):
+                cache.insert(0, cache.pop(i))
+                return c[3]
         out = tweedie_log_series(y, lphi, p)
-        self.__dict__["_series_cache"] = (p, lphi.copy(), y.copy(), out)
+        # a few entries: the Hessian's differences in (beta, theta) return to the base (phi, p)
+        cache.insert(0, (p, lphi.copy(), y.copy(), out))
+        del cache[4:]
         return out
 
     def __getstate__(self):

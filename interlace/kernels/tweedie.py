@@ -63,8 +63,10 @@ def _row(y: float, lphi: float, p: float):
     sp = 0.0
     lmax = lw0
     j = j0
+    lf0 = math.lgamma(j0 + 1.0)
+    lf = lf0  # lgamma(j + 1), updated by log(j) steps instead of a call per term
     for _ in range(_MAXTERMS):
-        lw = j * z - math.lgamma(j + 1.0) - math.lgamma(-j * alpha)
+        lw = j * z - lf - math.lgamma(-j * alpha)
         if lw > lmax:
             lmax = lw
         w = math.exp(lw - lw0)
@@ -74,11 +76,13 @@ def _row(y: float, lphi: float, p: float):
         if lw < lmax - _DROP and j > jstar:
             break
         j += 1.0
+        lf += math.log(j)
     j = j0 - 1.0
+    lf = lf0 - math.log(j0)
     for _ in range(_MAXTERMS):
         if j < 1.0:
             break
-        lw = j * z - math.lgamma(j + 1.0) - math.lgamma(-j * alpha)
+        lw = j * z - lf - math.lgamma(-j * alpha)
         if lw > lmax:
             lmax = lw
         w = math.exp(lw - lw0)
@@ -87,6 +91,7 @@ def _row(y: float, lphi: float, p: float):
         sp += w * (j * dz_dp + j * dalpha * _digamma(-j * alpha))
         if lw < lmax - _DROP:
             break
+        lf -= math.log(j)
         j -= 1.0
     return lw0 + math.log(s), sphi / s, sp / s
 
