@@ -115,3 +115,17 @@ def test_lmer_without_random_effects_says_what_to_do():
     case = load("glm_gaussian")
     with pytest.raises(ValueError, match="glmer"):
         interlace.lmer("ynorm ~ x + grp", data(case))
+
+
+def test_glm_toolbox(fits):
+    """r2 (no random variance: marginal = conditional), Anova, drop1, emmeans, tidy and glance run
+    on a GLM; profile intervals say which methods apply."""
+    case, res = fits("glm_poisson")
+    r2 = res.r2()
+    assert r2["R2_marginal"] == pytest.approx(r2["R2_conditional"]) and 0 < r2["R2_marginal"] < 1
+    assert list(res.Anova().index) == ["x", "grp"]
+    assert np.isfinite(res.drop1().iloc[1:, -1]).all()
+    assert len(res.emmeans("grp")) == 3
+    assert res.glance()["logLik"].iloc[0] == pytest.approx(case["loglik"], abs=1e-6)
+    with pytest.raises(NotImplementedError, match="Wald"):
+        res.confint(method="profile")

@@ -53,6 +53,8 @@ def _fixed_variance(result) -> float:
 
 def _random_variance(result) -> float:
     mf = result.model_frame
+    if not mf.terms:  # a GLM: no random-effect variance (marginal R2 = conditional R2)
+        return 0.0
     re = result.objective.re if getattr(result.objective, "re", None) is not None else None
     if re is None:
         from interlace.objective.predictor import ReStructure
