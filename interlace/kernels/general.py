@@ -90,8 +90,12 @@ def gradient_pass(s, D, v, X, z, codes, zl, kcol, kdim, uoff, u, xi, Ainv11, Ade
                     l1 = codes[j1, i]
                     for a1 in range(kdim[j1]):
                         # H^{-1} is symmetric: read (col, a1) along a row of the stored block
-                        ua += zl[i, kcol[j1] + a1] * _hinv(j, l, b, j1, l1, a1, uoff, kdim, Ainv11, Adense, dense)
+                        zv = zl[i, kcol[j1] + a1]
+                        if zv != 0.0:  # Z Lambda rows of an indicator term (0 + f) are sparse
+                            ua += zv * _hinv(j, l, b, j1, l1, a1, uoff, kdim, Ainv11, Adense, dense)
                 r[kcol[j] + b] = g * u[col] + s[i] * xi[col] + 2.0 * D[i] * ua
         for t in range(nth):
             j = th_term[t]
-            gtheta[t] += z[i, kcol[j] + th_a[t]] * r[kcol[j] + th_b[t]]
+            za = z[i, kcol[j] + th_a[t]]
+            if za != 0.0:  # indicator columns: most entries miss row i
+                gtheta[t] += za * r[kcol[j] + th_b[t]]

@@ -88,12 +88,16 @@ def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff,
                     l1 = codes[j1, i]
                     for a1 in range(kdim[j1]):
                         # A^{-1} is symmetric: (col, a1) read along a row of the stored block
-                        ua += zl[i, kcol[j1] + a1] * _ainv(i, j, l, b, j1, l1, a1, k0, q0, uoff, kdim,
-                                                           pairidx, poff, Ainv11, Ainv21, Ainv22)
+                        zv = zl[i, kcol[j1] + a1]
+                        if zv != 0.0:  # Z Lambda rows of an indicator term (0 + f) are sparse
+                            ua += zv * _ainv(i, j, l, b, j1, l1, a1, k0, q0, uoff, kdim,
+                                             pairidx, poff, Ainv11, Ainv21, Ainv22)
                 r[kcol[j] + b] = g * u[col] + s[i] * xi[col] + 2.0 * w[i] * ua
         for t in range(nth):
             j = th_term[t]
-            gtheta[t] += z[i, kcol[j] + th_a[t]] * r[kcol[j] + th_b[t]]
+            za = z[i, kcol[j] + th_a[t]]
+            if za != 0.0:  # indicator columns: most entries miss row i
+                gtheta[t] += za * r[kcol[j] + th_b[t]]
 
 
 @njit(cache=True, nogil=True)
