@@ -279,6 +279,15 @@ def zero_inflate(P: Parts, y: np.ndarray, wt, z: np.ndarray, order: int, has_dis
     derivative follows from the base ones."""
     wt = _arr(wt)
     zero = y == 0
+    if order == 0 and np.ndim(P.g) == 1:  # the log-likelihood alone (step halving): one compiled pass
+        from interlace.kernels.zi_jet import zi_mix
+
+        n = P.g.shape[0]
+        l, r, s1 = np.empty(n), np.empty(n), np.empty(n)
+        zi_mix(np.ascontiguousarray(P.g, dtype=float), np.ascontiguousarray(np.broadcast_to(z, (n,)), dtype=float),
+               np.ascontiguousarray(np.broadcast_to(zero, (n,))), np.ascontiguousarray(np.broadcast_to(wt, (n,))),
+               l, r, s1)
+        return Derivs(l=l)
     lse = np.logaddexp(z, P.g)
     l = np.where(zero, lse, P.g) - np.logaddexp(0.0, z)
     out = Derivs(l=wt * l)

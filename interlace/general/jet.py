@@ -143,16 +143,15 @@ def zi_jet(P: Parts, lw, y, z, names: list[str], order: int = 3):
     grad l = r grad g + (1 - r - s1) e_z, Hess l = r(1-r) w w' + r Hess g - s2 e_z e_z',
     third = r(1-r)(1-2r) w^3 + r(1-r) sym(Hess g x w) + r g''' - s3 e_z^3,
     s1, s2, s3 the derivatives of softplus(z)."""
-    from interlace.kernels.zi_jet import zi_tensors
+    from interlace.kernels.zi_jet import zi_mix, zi_tensors
 
     n, K = len(y), len(names)
     iz = names.index("zi")
     ip = names.index("disp") if "disp" in names else -1
     zero = np.asarray(y) == 0
     lw = np.ascontiguousarray(np.broadcast_to(np.asarray(lw, dtype=float), (n,)))
-    l = (np.where(zero, np.logaddexp(z, P.g), P.g) - np.logaddexp(0.0, z)) * lw
-    r = np.ascontiguousarray(np.where(zero, special.expit(P.g - z), 1.0))
-    s1 = np.ascontiguousarray(special.expit(z))
+    l, r, s1 = np.empty(n), np.empty(n), np.empty(n)
+    zi_mix(np.ascontiguousarray(P.g, dtype=float), np.ascontiguousarray(z, dtype=float), zero, lw, l, r, s1)
     nil = np.zeros(n)
 
     def arr(v):

@@ -204,18 +204,17 @@ class MultiObjective:
 
     def _hessian_u(self, vals, W: np.ndarray) -> np.ndarray:
         """A = I + sum_i U_i' W_i U_i (dense, q x q)."""
+        from interlace.kernels.zi_jet import accumulate_hessian
+
         q = self.q
-        flat = np.zeros(q * q)
+        A = np.zeros((q, q))
         for a, pa in enumerate(self.preds):
             if pa.re is None:
                 continue
             for b, pb in enumerate(self.preds):
                 if pb.re is None:
                     continue
-                idx = pa.cols[:, :, None] * q + pb.cols[:, None, :]
-                val = vals[a][:, :, None] * W[:, a, b, None, None] * vals[b][:, None, :]
-                flat += np.bincount(idx.ravel(), weights=val.ravel(), minlength=q * q)
-        A = flat.reshape(q, q)
+                accumulate_hessian(A, pa.cols, vals[a], pb.cols, vals[b], np.ascontiguousarray(W[:, a, b]))
         A[np.diag_indices(q)] += 1.0
         return A
 
@@ -273,14 +272,17 @@ class MultiObjective:
             pen, etas = pen_at(u)
         if not np.isfinite(pen):
             raise InnerError("the log-likelihood is not finite at the starting random effects")
-        _l, G, H, _ = self._jet(etas, 2)
+        l, G, H, _ = self._jet(etas, 2)
         converged = False
+        cf_u = None  # the exact Cholesky factor at the current u, when it is known
         for _ in range(self.MAX_ITER):
             self.inner_iters += 1
             W = -H
             try:
                 cf = sla.cho_factor(self._hessian_u(vals, W), lower=True, check_finite=True)
+                cf_u = cf
             except (np.linalg.LinAlgError, ValueError):
+                cf_u = None
                 # not positive definite: the rows' curvature projected onto PSD (a descent direction)
                 ev, evec = np.linalg.eigh(W)
                 Wp = np.einsum("nij,nj,nkj->nik", evec, np.maximum(ev, 0.0), evec)
@@ -304,12 +306,14 @@ class MultiObjective:
                 converged = dec < 1e-8 * (1.0 + abs(pen))
                 break
             u, pen, etas = ut, pen_t, etas_t
+            l, G, H, _ = self._jet(etas, 2)
+            cf_u = None
             if dec < 1e-11 * (1.0 + abs(pen)) and step == 1.0:
                 converged = True  # quadratic convergence: this step took the decrement to ~1e-22
                 break
-            _l, G, H, _ = self._jet(etas, 2)
         self.inner_converged = converged
-        return u, etas
+        # the derivatives at u* (and the factor, when current): the deviance reuses them
+        return u, etas, (l, G, H, cf_u)
 
     # ------------------------------------------------------------ objective
     def deviance(self, x: np.ndarray) -> float:
@@ -319,19 +323,19 @@ class MultiObjective:
         self.nfev += 1
         theta, bases, vals = self._bases(x)
         try:
-            u, etas = self.inner(bases, vals)
+            u, etas, (l, G, H, cf) = self.inner(bases, vals)
         except (InnerError, np.linalg.LinAlgError, ValueError):
             self._state = None
             return np.inf
-        l, G, H, _T = self._jet(etas, 2)  # third derivatives: in gradient(), when asked
-        A = self._hessian_u(vals, -H)
-        try:
-            cf = sla.cho_factor(A, lower=True)
-            self.nonpd = False
-        except (np.linalg.LinAlgError, ValueError):
-            self._state = None
-            self.nonpd = True
-            return np.inf
+        # third derivatives: in gradient(), when asked
+        if cf is None:
+            try:
+                cf = sla.cho_factor(self._hessian_u(vals, -H), lower=True)
+            except (np.linalg.LinAlgError, ValueError):
+                self._state = None
+                self.nonpd = True
+                return np.inf
+        self.nonpd = False
         logdet = 2.0 * float(np.sum(np.log(np.diag(cf[0]))))
         dev = -2.0 * float(np.sum(l)) + float(u @ u) + logdet
         if not np.isfinite(dev):
@@ -346,7 +350,12 @@ class MultiObjective:
     def a_inverse(self) -> np.ndarray:
         st = self._state
         if "Ainv" not in st:
-            Ai = sla.cho_solve(st["cf"], np.eye(self.q))
+            # the inverse from the Cholesky factor (LAPACK potri: half the work of solving with I)
+            Ai, info = sla.lapack.dpotri(st["cf"][0], lower=1)
+            if info != 0:
+                Ai = sla.cho_solve(st["cf"], np.eye(self.q))
+            else:
+                Ai = np.tril(Ai) + np.tril(Ai, -1).T
             st["Ainv"] = 0.5 * (Ai + Ai.T)
         return st["Ainv"]
 

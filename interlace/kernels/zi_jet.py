@@ -64,3 +64,43 @@ def zi_tensors(K, ip, iz, r, s1, lw, e, ee, eee, p, ep, eep, pp, epp, ppp, G, H,
                         T[i, a, b, c] = wt * (rr3 * w[a] * w[b] * w[c] + ri * g3[a, b, c]
                                               + rr * (g2[a, b] * w[c] + g2[a, c] * w[b] + g2[b, c] * w[a]))
             T[i, iz, iz, iz] -= wt * s3
+
+
+@njit(cache=True)
+def zi_mix(g, z, zero, lw, l, r, s1):  # pragma: no cover
+    """Per row the zero-inflated log-likelihood l (weighted), r = plogis(g - z) at zeros
+    (1 elsewhere) and s1 = plogis(z), in log space."""
+    n = g.shape[0]
+    for i in range(n):
+        zi = z[i]
+        sp = zi + np.log1p(np.exp(-zi)) if zi > 0 else np.log1p(np.exp(zi))  # softplus(z)
+        s1[i] = 1.0 / (1.0 + np.exp(-zi)) if zi >= 0 else np.exp(zi) / (1.0 + np.exp(zi))
+        gi = g[i]
+        if zero[i]:
+            if gi == -np.inf:
+                l[i] = lw[i] * (zi - sp)
+                r[i] = 0.0
+            else:
+                m = max(zi, gi)
+                l[i] = lw[i] * (m + np.log(np.exp(zi - m) + np.exp(gi - m)) - sp)
+                d = gi - zi
+                r[i] = 1.0 / (1.0 + np.exp(-d)) if d >= 0 else np.exp(d) / (1.0 + np.exp(d))
+        else:
+            l[i] = lw[i] * (gi - sp)
+            r[i] = 1.0
+
+
+@njit(cache=True)
+def accumulate_hessian(A, cols_a, vals_a, cols_b, vals_b, W_ab):  # pragma: no cover
+    """A[cols_a[i, s], cols_b[i, t]] += vals_a[i, s] W_ab[i] vals_b[i, t] over the rows."""
+    n, ra = cols_a.shape
+    rb = cols_b.shape[1]
+    for i in range(n):
+        w = W_ab[i]
+        if w == 0.0:
+            continue
+        for s in range(ra):
+            va = vals_a[i, s] * w
+            ca = cols_a[i, s]
+            for t in range(rb):
+                A[ca, cols_b[i, t]] += va * vals_b[i, t]
