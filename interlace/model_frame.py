@@ -500,11 +500,14 @@ def build_model_frame(
     if zi_rhs is not None:
         zi_X, zi_names, zi_spec = build_fixed(zi_rhs, frame, env, full)
 
+    side_specs: dict[str, list] = {}
+
     def side_terms(bars: list, role: str) -> list[ReTerm]:
         if not bars:
             return []
         sb = [build_term(frame, b, env, full) for b in bars]
         sb = [sb[i] for i in order_terms([t.nlevels for t, _ in sb])]
+        side_specs["disp" if role == "dispformula" else "zi"] = [sp for _, sp in sb]  # predict on newdata
         out = [t for t, _ in sb]
         for t, name in zip(out, vc_names([t.group for t in out])):
             t.vc_name = name
@@ -532,6 +535,8 @@ def build_model_frame(
         disp_spec=disp_spec,
         zi_spec=zi_spec,
     )
+    if side_specs:
+        spec.side_terms = side_specs
     return ModelFrame(
         y=np.ascontiguousarray(resp.y, dtype=np.float64),
         X=X,

@@ -680,7 +680,7 @@ def predict(result, newdata: Any = None, type: str = "response", include_re: boo
                   and "zi" in tuple(getattr(result.optinfo.get("engine_family") or fam, "aux_blocks", ())))
     if side or type in ("zlink", "disp") or zi_general:
         return _predict_side(result, newdata, type, se_fit, include_re and re_form is None and not random_only,
-                             offset)
+                             offset, allow_new_levels)
     if type in ("conditional", "zprob") and not _is_zero_inflated(fam) and result.zi_params is None:
         raise ValueError(f"type={type!r} is for zero-inflated and hurdle families; "
                          f"family {getattr(fam, 'name', fam)!r} has no zero part")
@@ -762,7 +762,7 @@ def predict(result, newdata: Any = None, type: str = "response", include_re: boo
     return Prediction(wrap(fit_full, "fit"), wrap(se_full, "se_fit"))
 
 
-def _predict_side(result, newdata, type, se_fit, all_re, offset):
+def _predict_side(result, newdata, type, se_fit, all_re, offset, allow_new_levels=False):
     """glmmTMB's types on the fitted rows with TMB's SEs (results/predict_side.py); on
     ``newdata`` the side models' fixed parts ("zlink", "disp" of a model whose side models
     have no random effects)."""
@@ -780,9 +780,20 @@ def _predict_side(result, newdata, type, se_fit, all_re, offset):
         fit, se = side_predict(result, type, se_fit)
         out = as_series(result, fit, "fit")
         return Prediction(out, as_series(result, se, "se_fit")) if se_fit else out
+    if side and newdata is not None and all_re:
+        import pandas as pd
+
+        from interlace.results.predict_side import side_predict_newdata
+
+        fit, se = side_predict_newdata(result, newdata, type, se_fit, allow_new_levels, offset)
+        labels = _row_labels(result, newdata)
+        idx = labels if labels is not None and len(labels) == len(fit) else None
+        out = pd.Series(fit, index=idx, name="fit")
+        return Prediction(out, pd.Series(se, index=idx, name="se_fit")) if se_fit else out
     if side:
-        raise NotImplementedError("predict on newdata (or with re_form / offset) for a model with random effects "
-                                  "in ziformula or dispformula is not available yet; predict() gives the fitted rows")
+        raise NotImplementedError("re_form / random_only / offset= on the fitted rows are not available for a model "
+                                  "with random effects in ziformula or dispformula (predict with newdata, or "
+                                  "predict() on the fitted rows)")
     if se_fit:
         raise ValueError(f"se_fit for type={type!r} is available on the fitted rows (newdata=None)")
     import pandas as pd
