@@ -20,7 +20,7 @@ from interlace.general.multi import MultiObjective
 from interlace.model_frame import build_model_frame
 
 ZI = Path(__file__).resolve().parent / "fixtures" / "zi"
-CASES = ["zip_re", "zinb2_re", "zinb1_dot", "zigenpois_re", "zib_re", "zigamma_re", "zinb2_fixed"]
+CASES = ["zip_re", "zinb2_re", "zinb1_dot", "zigenpois_re", "zib_re", "zigamma_re", "zinb2_fixed", "hurdle_nb2_re"]
 
 
 def load(case: str):
