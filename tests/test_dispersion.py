@@ -105,7 +105,8 @@ def _candidate_responses(rng, g, x):
     trials = np.full(n, 10.0)
     k = rng.binomial(10, rng.beta(p * 3.0, (1.0 - p) * 3.0))
     one = np.ones(n)
-    return [("counts", counts, one), ("proportion_of_trials", k / trials, trials), ("closed_unit", closed, one),
+    return [("counts", counts, one), ("counts_from_one", counts + 1.0, one),
+            ("proportion_of_trials", k / trials, trials), ("closed_unit", closed, one),
             ("open_unit", prop, one), ("positive", pos, one)]
 
 

@@ -86,6 +86,8 @@ def test_truncated_simulate_mean_and_zeros(name, aux):
     assert abs(y.mean() - m) < 4 * y.std() / np.sqrt(n)
     with pytest.raises(ValueError, match="ziformula"):
         fam.derivs(np.array([0.0, 2.0]), np.ones(2), np.zeros(2), {k: v[:2] for k, v in rows.items()})
+    with pytest.raises(ValueError, match="'y'.*ziformula"):
+        fam.validate_response(np.array([0.0, 2.0]), np.ones(2), "y")
 
 
 def test_tweedie_density_and_simulation():

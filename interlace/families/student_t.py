@@ -57,7 +57,10 @@ class StudentTFamily(LikelihoodFamily):
         return 0.0 if y is None else float(np.log(max(np.std(np.asarray(y, float)), 1e-8)))
 
     def start_eta(self, y):
-        return np.asarray(self.linkfun(np.asarray(y, dtype=float)), dtype=float)
+        y = np.asarray(y, dtype=float)
+        if self.link.name in ("log", "inverse"):  # mu > 0: start non-positive responses at a small value
+            y = np.maximum(y, 1e-3 * max(float(np.mean(np.abs(y))), 1e-8))
+        return np.asarray(self.linkfun(y), dtype=float)
 
     def initialize(self, y, wt):
         return np.asarray(y, dtype=float)

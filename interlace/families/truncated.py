@@ -100,7 +100,16 @@ class _Truncated:
         return np.log(np.maximum(y, 1.0))
 
     def validate_response(self, y, wt, column):
+        """Counts >= 1 (with a ``ziformula`` only the nonzero rows are checked: the hurdle)."""
         check_counts(y, column, self.name)
+        y = np.asarray(y, dtype=float)
+        zero = y == 0
+        if np.any(zero):
+            raise ValueError(f"the {self.name} family has no zeros: response {column!r} has {int(zero.sum())} "
+                             "zero(s); add a ziformula (glmmTMB's hurdle model) or drop them")
+        if np.any(y < 1):
+            raise ValueError(f"the {self.name} family needs counts >= 1: response {column!r} has "
+                             f"{int((y < 1).sum())} value(s) between 0 and 1")
 
 
 def _ztp_draws(lam: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -98,6 +98,8 @@ def cmp_loglambda(logmu: np.ndarray, nu: np.ndarray):
         l = nu[i] * math.log(a) if a > 0.5 * mu else nu[i] * logmu[i]
         for _ in range(100):
             _lz, m, v, _et, _c = _row(l, nu[i])
+            if not (v > 0.0 and m > 0.0):  # lambda so small (or large) that the moments underflow
+                break
             # Newton on log E[Y] (smoother than E[Y] for small means): d log m / dl = v / m
             step = (math.log(m) - logmu[i]) * m / v
             if step > 2.0:
