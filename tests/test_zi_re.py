@@ -281,3 +281,15 @@ def test_dispformula_random_effects_gradient_other_families(family):
     df = pd.DataFrame({"y": y, "x": x, "g": [f"G{i}" for i in g]})
     fam = interlace.family("gamma", link="log") if family == "gamma" else family
     _grad_check("y ~ x + (1 | g)", df, fam, dispformula="~ 1 + (1 | g)")
+
+
+def test_side_random_effects_without_conditional_ones_is_a_clear_error():
+    df = interlace.datasets.load("salamanders")
+    with pytest.raises(ValueError, match="need random effects in the conditional"):
+        interlace.glmer("count ~ mined", df, family="poisson", ziformula="~ mined + (1 | site)")
+
+
+def test_side_random_effects_need_a_family_parameter():
+    df = interlace.datasets.load("salamanders")
+    with pytest.raises(ValueError, match="dispformula"):
+        interlace.glmer("count ~ mined + (1 | site)", df, family="poisson", dispformula="~ 1 + (1 | site)")
