@@ -322,11 +322,14 @@ def build_layout(merged: dict, cols: ModelColumns, meta: pd.DataFrame, formula: 
     order = order_terms([len(t.levels) for t in written])
     tspecs = [written[i] for i in order]
     spec.terms = tspecs
+    # each term's covariance structure (ar1(...), cs(...)) as the sample's frame built it
+    covs = {(t.group, " ".join(t.lhs.split())): t.cov for t in mf.terms}
     terms = []
     for t, name in zip(tspecs, vc_names([t.group for t in tspecs])):
         k = len(t.cnames)
         terms.append(ReTerm(group=t.group, vc_name=name, codes=np.zeros(0, np.int64), levels=list(t.levels),
-                            z=np.zeros((0, k)), cnames=list(t.cnames), lhs=t.lhs))
+                            z=np.zeros((0, k)), cnames=list(t.cnames), lhs=t.lhs,
+                            cov=covs.get((t.group, " ".join(t.lhs.split())))))
     check_terms(terms, merged["n"], family_name(family))
 
     messages = []
