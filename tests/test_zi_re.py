@@ -293,3 +293,12 @@ def test_side_random_effects_need_a_family_parameter():
     df = interlace.datasets.load("salamanders")
     with pytest.raises(ValueError, match="dispformula"):
         interlace.glmer("count ~ mined + (1 | site)", df, family="poisson", dispformula="~ 1 + (1 | site)")
+
+
+def test_summary_prints_the_zero_inflation_random_effects():
+    d, m = fit("zinb2_re")
+    text = str(m.summary())
+    zi = text[text.index("Zero-inflation model:"):]
+    sd = d["varcorr"]["zi"]["Nest"]["sd"][0] if isinstance(d["varcorr"]["zi"]["Nest"]["sd"], list) \
+        else d["varcorr"]["zi"]["Nest"]["sd"]
+    assert "Random effects:" in zi.split("Estimate")[0] and f"{sd:.4g}" in zi.split("Estimate")[0]

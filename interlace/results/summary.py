@@ -368,13 +368,16 @@ class Summary:
         else:  # a GLM
             lines += [f"Number of obs: {r.nobs}", ""]
         lines += self._fixed_lines()
+        side = getattr(r, "side_models", None) or {}
         if r.zi_params is not None:
             lines.append("")
             lines.append("Zero-inflation model:")
+            lines += _side_re_lines(side.get("zi"))
             lines += self._coef_lines(r.zi_params, getattr(r, "zi_bse", None))
         if r.disp_params is not None and not is_lmm(r):
             lines.append("")
             lines.append("Dispersion model (log scale):")
+            lines += _side_re_lines(side.get("disp"))
             lines += self._coef_lines(r.disp_params, getattr(r, "disp_bse", None))
         return self._finish(lines)
 
@@ -473,3 +476,17 @@ class Summary:
         from interlace.results.html import summary_html
 
         return summary_html(self)
+
+
+def _side_re_lines(model) -> list[str]:
+    """The random effects of a side model (``ziformula`` / ``dispformula``), as glmmTMB's
+    summary prints them above that model's coefficients: variances and SDs per term."""
+    if not model:
+        return []
+    vc = model["varcorr"]
+    out = [" Random effects:", " Groups Name        Variance Std.Dev."]
+    for _, row in vc.iterrows():
+        if row.get("var2") is not None and isinstance(row.get("var2"), str):
+            continue  # correlations: see result.side_models[...]["varcorr"]
+        out.append(f" {str(row['grp']):<6} {str(row['var1']):<11} {row['vcov']:<8.4g} {row['sdcor']:.4g}")
+    return out + [""]
