@@ -7,6 +7,7 @@ import pandas as pd
 from scipy import stats
 
 from interlace.inference._params import level_labels, param_table, resolve_parm, theta_to_sdcor
+from interlace.model.covariance import Covariance
 
 METHODS = ("Wald", "profile", "boot")
 
@@ -66,10 +67,10 @@ def confint(result, parm=None, level: float = 0.95, method: str = "Wald", **kwar
 
     - ``"Wald"``: estimate +- z * SE from ``vcov`` for the fixed effects and
       the family-parameter coefficients (SEs from the general engine's
-      Hessian, ``result.aux_bse``); NaN for the variance parameters of us and
-      diag terms, as lme4 gives NA; for glmmTMB's structures (cs, ar1, toep,
-      ...) of a GLMM, glmmTMB's intervals (log SD, and each correlation on
-      glmmTMB's scale, back-transformed).
+      Hessian, ``result.aux_bse``); NaN for the variance parameters of us
+      terms, as lme4 gives NA; for glmmTMB's structures (diag(...), cs, ar1,
+      toep, ...) of a GLMM or an ML-fitted LMM, glmmTMB's intervals (log SD,
+      and each correlation on glmmTMB's scale, back-transformed).
     - ``"profile"``: the likelihood profile (see
       :func:`interlace.inference.profile.profile`) of the Laplace deviance,
       the AGQ deviance (nAGQ > 1) or the general engine's Laplace deviance;
@@ -154,8 +155,10 @@ def _theta_wald(result, re, z: float) -> dict[int, list[float]]:
     """Wald limits of the sd/cor rows whose structure gives them (glmmTMB's cs, ar1, toep, ...;
     lme4's us and diag give NA), from the Hessian of the deviance in (theta, ...) the fit kept.
     Keyed by the row's position in theta's sd/cor layout."""
+    if re is not None and result.optinfo.get("engine") == "lmm":
+        return _lmm_theta_wald(result, re, z)
     H = result.optinfo.get("hessian")
-    if re is None or H is None or result.optinfo.get("engine") == "lmm":
+    if re is None or H is None:
         return {}
     H = np.asarray(H, dtype=float)
     nt = re.ntheta
@@ -169,6 +172,46 @@ def _theta_wald(result, re, z: float) -> dict[int, list[float]]:
     for j, cov in enumerate(re.covs):
         sl = slice(int(re.par_off[j]), int(re.par_off[j + 1]))
         lo, hi = cov.wald_sdcor(theta[sl], V[sl, sl], z)
+        for i in range(cov.nparams):
+            if np.isfinite(lo[i]) and np.isfinite(hi[i]):
+                out[sl.start + i] = [float(lo[i]), float(hi[i])]
+    return out
+
+
+def _lmm_theta_wald(result, re, z: float) -> dict[int, list[float]]:
+    """The LMM's Wald limits of the structured terms' sd/cor rows: the covariance of (sd/cor,
+    sigma, beta) from the Hessian of the ML deviance on that scale (central differences of the
+    exact deviance), then each structure's intervals (glmmTMB's scales). REML fits and us
+    terms: none (lme4's NA)."""
+    if result.optinfo.get("REML") or all(type(c).wald_from_sdcor is Covariance.wald_from_sdcor for c in re.covs):
+        return {}
+    from interlace.inference.profile import DevianceModel
+
+    dm = DevianceModel(result)
+    x0 = np.asarray(dm.x_hat, dtype=float)
+    k = len(x0)
+    h = 1e-4 * np.maximum(np.abs(x0), 1e-2)
+    f0 = dm.deviance(x0)
+    H = np.empty((k, k))
+    for a in range(k):
+        for b in range(a, k):
+            ea = np.zeros(k)
+            eb = np.zeros(k)
+            ea[a] = h[a]
+            eb[b] = h[b]
+            if a == b:
+                H[a, a] = (dm.deviance(x0 + ea) - 2.0 * f0 + dm.deviance(x0 - ea)) / (h[a] * h[a])
+            else:
+                H[a, b] = H[b, a] = (dm.deviance(x0 + ea + eb) - dm.deviance(x0 + ea - eb)
+                                     - dm.deviance(x0 - ea + eb) + dm.deviance(x0 - ea - eb)) / (4 * h[a] * h[b])
+    try:
+        V = 2.0 * np.linalg.solve(H, np.eye(k))
+    except np.linalg.LinAlgError:
+        return {}
+    out: dict[int, list[float]] = {}
+    for j, cov in enumerate(re.covs):
+        sl = slice(int(re.par_off[j]), int(re.par_off[j + 1]))
+        lo, hi = cov.wald_from_sdcor(x0[sl], V[sl, sl], z)
         for i in range(cov.nparams):
             if np.isfinite(lo[i]) and np.isfinite(hi[i]):
                 out[sl.start + i] = [float(lo[i]), float(hi[i])]

@@ -179,6 +179,12 @@ class Covariance:
         nan = np.full(self.nparams, np.nan)
         return nan, nan.copy()
 
+    def wald_from_sdcor(self, values: np.ndarray, V: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+        """Wald limits from the ``sdcor`` values and their covariance V (the LMM's, from the
+        Hessian of its deviance on that scale). Default NaN, as :meth:`wald_sdcor`."""
+        nan = np.full(self.nparams, np.nan)
+        return nan, nan.copy()
+
     def vc_pairs(self) -> list[tuple[int, int]]:
         """(column b, column a), b < a, of the correlations VarCorr lists: every pair for a
         correlated structure (``us``), none for ``diag``; cs and ar1 list one, toep one per lag."""
@@ -314,6 +320,9 @@ class Diagonal(Covariance):
             centre = np.log(sigma * par)
         se = np.where(par > 0, se, np.nan)
         return np.exp(centre - z * se), np.exp(centre + z * se)
+
+    def wald_from_sdcor(self, values: np.ndarray, V: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+        return self.wald_sdcor(values, V, z)
 
     def param_names(self, vc_name: str, cnames: list[str]) -> list[str]:
         return [f"{vc_name}.{c}" for c in cnames[: self.k]]
@@ -524,6 +533,18 @@ class ScaledCorrelation(Covariance):
         back = np.concatenate([np.exp(lo[: self.nsd]), self.corr_linkinv(lo[self.nsd:])]), \
             np.concatenate([np.exp(hi[: self.nsd]), self.corr_linkinv(hi[self.nsd:])])
         return back
+
+    def wald_from_sdcor(self, values: np.ndarray, V: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`wald_sdcor`, from the SDs/correlations and their covariance."""
+        v = np.asarray(values, dtype=float)
+        r = v[self.nsd:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            G = np.concatenate([1.0 / v[: self.nsd], self.corr_link_deriv(r)])
+            se = np.sqrt(np.maximum(np.diag(V), 0.0)) * np.abs(G)
+            centre = np.concatenate([np.log(v[: self.nsd]), self.corr_link(r)])
+        lo, hi = centre - z * se, centre + z * se
+        return (np.concatenate([np.exp(lo[: self.nsd]), self.corr_linkinv(lo[self.nsd:])]),
+                np.concatenate([np.exp(hi[: self.nsd]), self.corr_linkinv(hi[self.nsd:])]))
 
     def param_names(self, vc_name: str, cnames: list[str]) -> list[str]:
         sds = [f"{vc_name}.{self.name}.sd"] if self.homogeneous else [f"{vc_name}.{c}" for c in cnames[: self.k]]
