@@ -2,7 +2,8 @@
 
 A case is one JSON file from ``tests/fixtures/oracle``, ``tests/fixtures/oracle-scale`` (the
 repository's copies of the R oracle; ``INTERLACE_SHARED=/path/to/shared`` reads
-``oracle``/``oracle-scale`` there instead) or (with ``--fixtures``) ``tests/fixtures/cases``. The few helpers below mirror
+``oracle``/``oracle-scale`` there instead), ``tests/fixtures/covspatial/cases`` (issue 21's
+spatial case) or (with ``--fixtures``) ``tests/fixtures/cases``. The few helpers below mirror
 ``tests/oracle_utils.py`` on purpose: the benchmark must not import from ``tests/``.
 
 Example
@@ -26,6 +27,8 @@ FIXTURES = REPO / "tests" / "fixtures"
 SHARED = Path(os.environ["INTERLACE_SHARED"]) if os.environ.get("INTERLACE_SHARED") else FIXTURES
 ORACLE = SHARED / "oracle"
 ORACLE_SCALE = SHARED / "oracle-scale"
+# issue 21's spatial case: exp() over 1,000 irregular positions (tests/fixtures/covspatial)
+SPATIAL = FIXTURES / "covspatial"
 
 # glmer's keyword arguments that a case's python_call may carry
 CALL_KEYS = ("groups", "random", "weights", "offset", "dispformula", "ziformula", "nAGQ")
@@ -84,7 +87,7 @@ def primary_variant(case: Case) -> str:
 
 
 def _suite_dirs(include_fixtures: bool) -> list[tuple[str, Path]]:
-    dirs = [("oracle", ORACLE), ("scale", ORACLE_SCALE)]
+    dirs = [("oracle", ORACLE), ("scale", ORACLE_SCALE), ("spatial", SPATIAL)]
     if include_fixtures:
         dirs.append(("fixtures", FIXTURES))
     return dirs

@@ -55,8 +55,9 @@ def run_r(cases: list[Case], reps_small: int = 5, reps_large: int = 3,
             "case": c.name,
             "json": str(c.json_path),
             "data": str(c.data_path),
-            "reps": reps_large if c.nobs >= large_nobs else reps_small,
-            "warmup": 0 if c.nobs >= large_nobs else 1,
+            # a case may set its own R repetitions (a glmmTMB fit of minutes: r_reps = 1)
+            "reps": c.spec.get("r_reps", reps_large if c.nobs >= large_nobs else reps_small),
+            "warmup": c.spec.get("r_warmup", 0 if c.nobs >= large_nobs else 1),
             "variants": r_variants(c),
         }
         for c in cases

@@ -48,6 +48,7 @@ def _positions(n, seed=0, dim=2):
     (GaussianCovariance(_positions(6, 1)), np.array([1.1, -0.5])),
     (MaternCovariance(_positions(6, 2)), np.array([0.9, 0.1, -0.3])),
     (MaternCovariance(_positions(5, 3)), np.array([0.7, -0.4, 0.8])),
+    (MaternCovariance(_positions(5, 4)), np.array([0.7, -3.0, 4.2])),  # kappa = 67: large order
     (ReducedRank(["a", "b", "c", "d"], d=2), np.array([1.2, 0.7, 0.3, -0.5, 0.9, 0.2, -0.1])),
     (ReducedRank(["a", "b", "c"], d=1), np.array([0.8, -0.3, 0.5])),
 ])
@@ -84,6 +85,20 @@ def test_spatial_correlations_are_glmmtmb_formulas():
                                (1 + x) * np.exp(-x), rtol=1e-12)
     assert float(matern(np.array(0.0), 2.0, 1.0)) == 1.0
     assert float(matern(np.array(2.0), 2.0, 1.0)) == pytest.approx(1.0 * special.kv(1.0, 1.0))
+
+
+def test_matern_large_smoothness_is_finite_and_gaussian():
+    """TMB's matern is computed in log space: finite at any smoothness, and with range
+    phi = s / (2 sqrt(kappa)) it tends to gau's exp(-d^2 / s^2) as kappa grows (an optimizer
+    may walk there when the data prefer gau)."""
+    d = np.linspace(0.01, 6, 40)
+    s_, kappa = 2.0, 5000.0
+    r = matern(d, s_ / (2 * np.sqrt(kappa)), kappa)
+    assert np.all(np.isfinite(r))
+    np.testing.assert_allclose(r, np.exp(-(d / s_) ** 2), atol=2e-3)
+    cov = MaternCovariance(["(0,0)", "(0.3,0)", "(1,1)"])
+    par = np.array([1.0, np.log(s_ / (2 * np.sqrt(kappa))), np.log(kappa)])
+    assert np.all(np.isfinite(cov.jacobian(par)))
 
 
 def test_spatial_without_coordinates_names_the_term():

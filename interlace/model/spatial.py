@@ -279,30 +279,70 @@ class GaussianCovariance(SpatialCovariance):
 
 
 # Gauss-Legendre nodes for d K_nu(x) / d nu = int_0^inf t sinh(nu t) exp(-x cosh t) dt
-_GL_T, _GL_W = np.polynomial.legendre.leggauss(32)  # 6 panels: relative error ~1e-14
+_GL_T, _GL_W = np.polynomial.legendre.leggauss(32)
 
 
-def _dkv_dnu(nu: float, x: np.ndarray) -> np.ndarray:
-    """d K_nu(x) / d nu for x > 0, by quadrature of its integral representation over
-    [0, T], T where exp(-x cosh t + nu t) is below 1e-40 of its scale (several panels so the
-    peak near 0 for large x and the long tail for small x are both resolved)."""
+_DEBYE_NU = 60.0  # above this order d K / d nu comes from the uniform expansion
+
+
+def _log_kv_debye(nu: float, x: np.ndarray) -> np.ndarray:
+    """log K_nu(x) by the uniform asymptotic expansion for large order (DLMF 10.41.4, two
+    correction terms): where K_nu(x) overflows a double (large nu, small x), and for
+    d K / d nu above order ``_DEBYE_NU``."""
+    z = x / nu
+    s = np.sqrt(1.0 + z * z)
+    eta = s + np.log(z / (1.0 + s))
+    t = 1.0 / s
+    u1 = (3.0 * t - 5.0 * t**3) / 24.0
+    u2 = (81.0 * t**2 - 462.0 * t**4 + 385.0 * t**6) / 1152.0
+    return 0.5 * np.log(np.pi / (2.0 * nu)) - nu * eta - 0.5 * np.log(s) + np.log1p(-u1 / nu + u2 / nu**2)
+
+
+def _log_kv(nu: float, x: np.ndarray) -> np.ndarray:
+    """log K_nu(x) for x > 0: scipy's exponentially scaled ``kve`` where it is finite, else
+    the large-order expansion (K_nu = K_-nu)."""
     x = np.asarray(x, dtype=float)
-    # beyond T the integrand is below exp(-90) relative: x cosh T - nu T > 90 + log(T)
+    with np.errstate(all="ignore"):
+        r = special.kve(nu, x)
+        out = np.log(r) - x
+    bad = ~(np.isfinite(r) & (r > 0))
+    if bad.any():
+        out[bad] = _log_kv_debye(abs(nu), x[bad])
+    return out
+
+
+def _log_dkv_dnu(nu: float, x: np.ndarray) -> np.ndarray:
+    """log of d K_nu(x) / d nu (positive for nu > 0, x > 0), by Gauss-Legendre quadrature of
+    int_0^T t sinh(nu t) exp(-x cosh t) dt summed in log space (no overflow for any order).
+    T leaves out less than exp(-90) of the integral; the panels are narrow enough for the
+    integrand's peak, of width (nu^2 + x^2)^(-1/4), at x sinh t = nu."""
+    x = np.asarray(x, dtype=float)
+    if x.size == 0:
+        return x.copy()
+    if nu > _DEBYE_NU:
+        # large order (the quadrature would need hundreds of panels): differentiate the
+        # uniform expansion, accurate to ~1e-8 there; d K / d nu = K d log K / d nu > 0
+        h = 1e-3
+        dlog = (_log_kv_debye(nu + h, x) - _log_kv_debye(nu - h, x)) / (2.0 * h)
+        return _log_kv(nu, x) + np.log(dlog)
     T = np.arccosh(np.maximum(1.0 + 1e-12, (100.0 + nu * 40.0) / x)) + 1.0
-    out = np.zeros_like(x)
-    npan = 6
+    width = (nu * nu + x * x) ** -0.25
+    npan = int(np.clip(np.ceil(np.max(T / (3.0 * width))), 6, 400))
+    acc = np.full(x.shape, -np.inf)
     for p in range(npan):
         a = T * p / npan
-        b = T * (p + 1) / npan
-        t = 0.5 * (b - a)[..., None] * (_GL_T + 1.0) + a[..., None]
-        f = t * np.sinh(nu * t) * np.exp(-x[..., None] * np.cosh(t))
-        out += 0.5 * (b - a) * (f @ _GL_W)
-    return out
+        h = 0.5 * T / npan
+        t = h[..., None] * (_GL_T + 1.0) + a[..., None]
+        with np.errstate(divide="ignore"):
+            g = (np.log(t) + nu * t - x[..., None] * np.cosh(t) + np.log(-np.expm1(-2.0 * nu * t))
+                 - np.log(2.0) + np.log(_GL_W) + np.log(h)[..., None])
+        acc = np.logaddexp(acc, special.logsumexp(g, axis=-1))
+    return acc
 
 
 def matern(d: np.ndarray, phi: float, kappa: float) -> np.ndarray:
     """TMB's ``matern(u, phi, kappa)``: (d/phi)^kappa K_kappa(d/phi) / (Gamma(kappa)
-    2^(kappa-1)), 1 at d = 0.
+    2^(kappa-1)), 1 at d = 0 (computed in log space: finite for any smoothness).
 
     >>> round(float(matern(np.array(1.0), 1.0, 0.5)), 6) == round(float(np.exp(-1.0)), 6)
     True
@@ -310,7 +350,7 @@ def matern(d: np.ndarray, phi: float, kappa: float) -> np.ndarray:
     d = np.asarray(d, dtype=float)
     x = np.where(d > 0, d / phi, 1.0)
     logc = -special.gammaln(kappa) - (kappa - 1.0) * np.log(2.0)
-    r = np.exp(logc + kappa * np.log(x)) * special.kv(kappa, x)
+    r = np.exp(logc + kappa * np.log(x) + _log_kv(kappa, x))
     return np.where(d > 0, r, 1.0)
 
 
@@ -329,18 +369,18 @@ class MaternCovariance(SpatialCovariance):
         d = self.dist
         pos = d > 0
         x = np.where(pos, d / phi, 1.0)
-        logc = -special.gammaln(kappa) - (kappa - 1.0) * np.log(2.0)
-        c_xk = np.exp(logc + kappa * np.log(x))
-        rho = c_xk * special.kv(kappa, x)
+        # log of c x^kappa, c = 1 / (Gamma(kappa) 2^(kappa - 1)): every product in log space
+        lcx = -special.gammaln(kappa) - (kappa - 1.0) * np.log(2.0) + kappa * np.log(x)
+        rho = np.exp(lcx + _log_kv(kappa, x))
         # d/dx [x^k K_k(x)] = -x^k K_{k-1}(x); dx/dlog phi = -x
-        d_logphi = c_xk * special.kv(kappa - 1.0, x) * x
-        # d/dkappa: rho (log x - digamma(kappa) - log 2) + c x^k dK_k/dk; times kappa (log scale)
-        # the quadrature on the distinct pairs only (the upper triangle), mirrored
+        d_logphi = np.exp(lcx + _log_kv(kappa - 1.0, x) + np.log(x))
+        # d/dkappa: rho (log x - digamma(kappa) - log 2) + c x^k dK_k/dk; times kappa (log
+        # scale). The quadrature on the distinct pairs only (the upper triangle), mirrored.
         iu = np.triu_indices(self.k, 1)
-        dk = np.zeros_like(x)
-        dk[iu] = _dkv_dnu(kappa, x[iu])
-        dk = dk + dk.T
-        d_kappa = rho * (np.log(x) - special.digamma(kappa) - np.log(2.0)) + c_xk * dk
+        ldk = np.full(x.shape, -np.inf)
+        ldk[iu] = _log_dkv_dnu(kappa, x[iu])
+        ldk = np.maximum(ldk, ldk.T)
+        d_kappa = rho * (np.log(x) - special.digamma(kappa) - np.log(2.0)) + np.exp(lcx + ldk)
         return [np.where(pos, d_logphi, 0.0), np.where(pos, d_kappa * kappa, 0.0)]
 
 
