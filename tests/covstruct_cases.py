@@ -35,7 +35,9 @@ def fit(case: dict, df: pd.DataFrame, formula: str | None = None):
         warnings.simplefilter("ignore")
         if fam == "gaussian":
             return interlace.lmer(formula, df, REML=bool(case["REML"]))
-        return interlace.glmer(formula, df, family={"nbinom2": "nbinom2"}.get(fam, fam))
+        family = interlace.family(fam, link=case["link"]) if fam == "Gamma" else fam
+        kw = {"ziformula": case["ziformula"]} if case.get("ziformula") else {}
+        return interlace.glmer(formula, df, family=family, **kw)
 
 
 def rel(a, b) -> float:

@@ -3,7 +3,8 @@
 tests/fixtures/covstruct/make_covstruct.R fits one or more cases per structure (us, diag, cs,
 ar1, toep; binomial, Poisson, NB2 and the Gaussian LMM by ML and REML) on simulated data it
 writes next to the cases. Each case is refitted here: log-likelihood no worse than glmmTMB's
-by more than 1e-4, fixed effects, SEs and SDs within 1e-3 relative, correlations within 1e-3.
+by more than 1e-4, fixed effects, SEs and SDs within 1e-3 relative, correlations within 1e-3;
+Gamma (log link) and a zero-inflated Poisson go through the general (glmmTMB-families) engine.
 
 Gaussian SEs: interlace's lmer reports lme4's (X'V^-1 X)^-1 at the estimated covariance;
 glmmTMB inverts the joint Hessian of beta and the covariance parameters, which differs by
@@ -30,7 +31,8 @@ STRUCTS = {"ar1", "cs", "toep", "diag", "us"}
 def test_every_structure_has_a_case():
     assert STRUCTS <= {c.split("_")[0] for c in CASES}
     fams = {load(c)[0]["family"] for c in CASES}
-    assert {"binomial", "poisson", "nbinom2", "gaussian"} <= fams
+    assert {"binomial", "poisson", "nbinom2", "gaussian", "Gamma"} <= fams
+    assert any(load(c)[0].get("ziformula") for c in CASES)
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -52,6 +54,10 @@ def test_parity_with_glmmtmb(name):
         assert c["se"] < 3e-2, c
     else:
         assert c["se"] < 1e-3, c
+    if case.get("zi"):  # zero inflation (general engine)
+        assert rel(m.zi_params.to_numpy(), list(case["zi"].values())) < 1e-3
+    if case.get("shape"):  # Gamma's shape (general engine)
+        assert rel([m.family_params["shape"]], [case["shape"]]) < 1e-3
 
 
 @pytest.mark.parametrize("name", [c for c in CASES if "ranef" in load(c)[0]])
