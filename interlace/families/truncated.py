@@ -24,7 +24,6 @@ True
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from interlace.families.base import apply_zprob, fitted_param
 from interlace.families.genpois import GeneralizedPoissonFamily
@@ -114,6 +113,8 @@ class _Truncated:
 
 def _ztp_draws(lam: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Zero-truncated Poisson(lam) by inversion of the truncated CDF."""
+    from scipy import stats  # simulation only: scipy.stats costs ~0.5 s of CPU to import
+
     p0 = np.exp(-lam)
     u = p0 + rng.uniform(size=lam.shape) * (1.0 - p0)
     return np.maximum(stats.poisson.ppf(u, lam), 1.0)
@@ -121,6 +122,8 @@ def _ztp_draws(lam: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _ztnb_draws(size: np.ndarray, prob: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Zero-truncated NB(size, prob) by inversion (as glmmTMB's rtruncated_nbinom)."""
+    from scipy import stats  # simulation only
+
     p0 = stats.nbinom.pmf(0, size, prob)
     u = p0 + rng.uniform(size=np.shape(size)) * (1.0 - p0)
     return np.maximum(stats.nbinom.ppf(u, size, prob), 1.0)

@@ -20,10 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import optimize as sopt
 
 from interlace.control import DEFAULT_CONTROL, Control
 from interlace.optimize.checks import at_bound, verdict
+from interlace.optimize.lbfgsb import minimize_lbfgsb
 from interlace.optimize.outer import _minimize, settle_boundary
 
 __all__ = ["GeneralOpt", "optimize_general", "hessian"]
@@ -89,8 +89,8 @@ def lbfgs_guarded(fg, x0: np.ndarray, lower: np.ndarray, *, maxiter: int = 3000,
         return {"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxls": 60,
                 "maxfun": max(maxfun - state["nfev"], 1)}
 
-    plain = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-    res = sopt.minimize(f, x0, jac=True, method="L-BFGS-B", bounds=plain, options=opts())
+    # scipy's L-BFGS-B without minimize()'s wrappers: the same iterates (optimize/lbfgsb.py)
+    res = minimize_lbfgsb(f, x0, lower, **opts())
     if not state["bad"]:
         return res
     x, fx = (res.x, res.fun) if res.fun < fg(x0)[0] else (x0.copy(), fg(x0)[0])
@@ -104,7 +104,7 @@ def lbfgs_guarded(fg, x0: np.ndarray, lower: np.ndarray, *, maxiter: int = 3000,
         lo = np.maximum(x - r, lower)
         hi = x + r
         state["bad"] = False
-        rr = sopt.minimize(f, x, jac=True, method="L-BFGS-B", bounds=list(zip(lo, hi)), options=opts())
+        rr = minimize_lbfgsb(f, x, lo, hi, **opts())
         if rr.fun < fx - 1e-12 * abs(fx):
             inside = np.all((rr.x > lo + 1e-10 * r) | (lo <= lower)) and np.all(rr.x < hi - 1e-10 * r)
             x, fx = rr.x, rr.fun
