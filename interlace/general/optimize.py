@@ -136,14 +136,18 @@ def _bound_mask(obj, x: np.ndarray) -> np.ndarray:
 
 
 def _polish(obj, x: np.ndarray, dev: float, lower: np.ndarray):
-    """Newton steps on the free coordinates; returns (x, dev, H, steps)."""
+    """Newton steps on the free coordinates; returns (x, dev, H, steps, H_at_x): H_at_x says
+    whether H was computed at the returned x (then with no parameter on a bound, the
+    caller need not difference the gradient again)."""
     steps = 0
     H = None
+    H_at_x = False
     for _ in range(8):
         g = obj.gradient(x)
         ab = _bound_mask(obj, x) & (g > 0)  # at a bound and pushing into it
         free = ~ab
         H = hessian(obj, x, ab)
+        H_at_x = not _bound_mask(obj, x).any()
         Hf = H[np.ix_(free, free)]
         try:
             ev = np.linalg.eigvalsh(Hf)
@@ -170,8 +174,12 @@ def _polish(obj, x: np.ndarray, dev: float, lower: np.ndarray):
         x, dev = xt, dt
         steps += 1
         if dec < 1e-9:
+            # a last step this small (|dx| ~ sqrt(dec / eigenvalue)) leaves the differenced
+            # Hessian unchanged far below its own error: it stands for the Hessian at x
+            H_at_x = H_at_x and t == 1.0
             break
-    return x, dev, H, steps
+        H_at_x = False
+    return x, dev, H, steps, H_at_x
 
 
 def optimize_general(obj, optimizer: str = "lbfgsb", theta0=None, control: Control = DEFAULT_CONTROL) -> GeneralOpt:
@@ -200,10 +208,10 @@ def optimize_general(obj, optimizer: str = "lbfgsb", theta0=None, control: Contr
     state = {"steps": 0}
 
     def finish(x):
-        x, dev, H, steps = _polish(obj, x, obj.deviance(x), lower)
+        x, dev, H, steps, H_at_x = _polish(obj, x, obj.deviance(x), lower)
         state["steps"] += steps
         g = obj.gradient(x)
-        if H is None or steps:
+        if H is None or (steps and not H_at_x):
             H = hessian(obj, x, _bound_mask(obj, x))
         return x, obj.deviance(x), g, H
 
