@@ -195,3 +195,41 @@ def test_sigma_of_the_other_families_as_glmmtmb(name, key):
     case = load_case(name)
     res = fit_case(case)
     assert rel(res.sigma(), case["family_params"][key]) < TOL
+
+
+@pytest.mark.parametrize("name", ["lognormal", "lognormal_nore"])
+def test_lognormal_against_an_independent_r_reference(name):
+    """glmmTMB 1.1.5 has no lognormal: the reference is R code independent of glmmTMB (optim on
+    the stated density without random effects; a Laplace approximation written in R with the
+    random intercept), in make_families_new.R."""
+    case = load(name)
+    res = fit(case)
+    assert res.converged
+    c = compare(res, case)
+    assert c["llf"] > -1e-4, c  # no worse than R's (R's own Laplace carries a 1e-5 difference bias)
+    for key, err in c.items():
+        if key != "llf":
+            assert err < TOL, (key, c)
+    assert rel(res.sigma(), case["sigma"]) < TOL
+
+
+def test_lognormal_density_has_mean_mu_and_sd_sigma():
+    from scipy import integrate
+
+    import interlace
+
+    fam = interlace.family("lognormal")
+    for mu, sigma in [(1.0, 0.5), (4.0, 3.0), (0.2, 0.05)]:
+        aux = {"disp": np.array([np.log(sigma)])}
+
+        def dens(y):
+            return np.exp(fam.derivs(np.array([y]), np.ones(1), np.array([np.log(mu)]), aux, 0).l[0])
+
+        top = mu + 60 * sigma
+        m0 = integrate.quad(dens, 0, top, limit=400, points=[mu])[0]
+        m1 = integrate.quad(lambda y: y * dens(y), 0, top, limit=400, points=[mu])[0]
+        m2 = integrate.quad(lambda y: y * y * dens(y), 0, top, limit=400, points=[mu])[0]
+        assert abs(m0 - 1) < 1e-7 and abs(m1 - mu) < 1e-6 * mu
+        assert abs(np.sqrt(m2 - m1 * m1) - sigma) < 1e-5 * sigma
+    draws = fam.simulate(np.full((1, 200000), 4.0), np.ones(200000), np.random.default_rng(2), {"sigma": 3.0})
+    assert abs(draws.mean() - 4.0) < 0.05 and abs(draws.std() - 3.0) < 0.1

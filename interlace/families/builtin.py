@@ -78,6 +78,11 @@ def interlace_register_families(registry: FamilyRegistry) -> None:
     registry.add("ordbeta", OrderedBetaFamily)
     registry.add("compois", CompoisFamily)
     registry.add("truncated_compois", TruncatedCompoisFamily)
+
+    # glmmTMB >= 1.1.7's lognormal (not in 1.1.5): validated against an independent R reference
+    from interlace.families.lognormal import LognormalFamily
+
+    registry.add("lognormal", LognormalFamily)
     registry.add("truncated_poisson", TruncatedPoissonFamily)
     registry.add("truncated_nbinom1", TruncatedNB1Family)
     registry.add("truncated_nbinom2", TruncatedNB2Family)
