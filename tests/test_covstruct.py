@@ -214,3 +214,15 @@ def test_simulate_predict_on_structures():
     emp = np.einsum("nsa,nsb->ab", r, r) / (3000 * 40)
     np.testing.assert_allclose(emp, S, atol=0.06 * S.max())
     np.testing.assert_allclose(m.predict(df), m.fittedvalues.to_numpy(), rtol=1e-10)
+
+
+def test_structured_result_pickles():
+    import pickle
+
+    df = _long()
+    m = _quiet(interlace.glmer, "y ~ x + toep(0 + t | s)", df, family="poisson")
+    m2 = pickle.loads(pickle.dumps(m))
+    assert m2.model_frame.terms[0].cov == m.model_frame.terms[0].cov
+    np.testing.assert_allclose(m2.predict(df.iloc[:20]), m.predict(df.iloc[:20]), rtol=1e-12)
+    assert str(m2.summary()) == str(m.summary())
+    np.testing.assert_allclose(m2.confint(parm="theta_").to_numpy(), m.confint(parm="theta_").to_numpy())
