@@ -144,3 +144,39 @@ def test_numfactor_inputs():
     with pytest.raises(ValueError, match="missing"):
         numFactor([1.0, np.nan])
     assert interlace.numFactor is numFactor
+
+
+def test_wide_term_passes_equal_the_compiled_ones():
+    """kernels/wide_term.py (BLAS by level, for one term of many columns) gives the compiled
+    row passes' numbers."""
+    from interlace.kernels import gradient as kgr
+    from interlace.kernels import wide_term
+    from interlace.model.covariance import tri_index
+
+    rng = np.random.default_rng(5)
+    n, k, nl = 300, 40, 3
+    codes = rng.integers(0, nl, size=(1, n)).astype(np.int64)
+    z = np.zeros((n, k))
+    z[np.arange(n), rng.integers(0, k, n)] = 1.0
+    zl = np.ascontiguousarray(z @ np.tril(rng.normal(size=(k, k))))
+    kcol, kdim, uoff = np.array([0, k]), np.array([k]), np.array([0, nl * k])
+    M = rng.normal(size=(nl, k, k))
+    Ainv11 = np.einsum("lab,lcb->lac", M, M) + k * np.eye(k)
+    wd, s, w, hh = rng.normal(size=n), rng.normal(size=n), rng.uniform(0.5, 2, n), rng.uniform(0.5, 2, n)
+    X = rng.normal(size=(n, 2))
+    u, xi, xxi = rng.normal(size=nl * k), rng.normal(size=nl * k), rng.normal(size=n)
+    a, b = tri_index(k)
+    pairidx, poff, e = np.zeros((1, n), np.int64), np.zeros(2, np.int64), np.zeros(0)
+    v1, U1 = np.empty(n), np.zeros(nl * k)
+    kgr.leverage_pass(wd, codes, zl, kcol, kdim, uoff, pairidx, poff, Ainv11, e, np.zeros((0, 0)), v1, U1)
+    v2, U2 = np.empty(n), np.zeros(nl * k)
+    wide_term.leverage_pass(wd, codes, zl, kcol, kdim, uoff, Ainv11, v2, U2)
+    np.testing.assert_allclose(v2, v1, rtol=1e-10)
+    np.testing.assert_allclose(U2, U1, rtol=1e-10, atol=1e-10)
+    gb1, gt1 = np.zeros(2), np.zeros(len(a))
+    kgr.gradient_pass(s, w, hh, v1, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff, u, xi, xxi, Ainv11, e,
+                      np.zeros((0, 0)), np.zeros(len(a), np.int64), a, b, gb1, gt1, True)
+    gb2, gt2 = np.zeros(2), np.zeros(len(a))
+    wide_term.gradient_pass(s, w, hh, v1, X, z, codes, zl, kcol, kdim, uoff, u, xi, xxi, Ainv11, a, b, gb2, gt2, True)
+    np.testing.assert_allclose(gb2, gb1, rtol=1e-10)
+    np.testing.assert_allclose(gt2, gt1, rtol=1e-9, atol=1e-9)

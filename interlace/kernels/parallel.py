@@ -55,6 +55,7 @@ from numba import njit
 from interlace.kernels import crossprod as _kx
 from interlace.kernels import glm as _kg
 from interlace.kernels import gradient as _kgr
+from interlace.kernels import wide_term as _wide
 from interlace.kernels.crossprod import symmetrize_lower
 
 # Below this many rows the serial kernels run: a chunk hand-off costs some
@@ -348,6 +349,8 @@ def glm_score_terms(fam, link, y, wt, eta, s, h, wd) -> None:
 
 def leverage_pass(wd, codes, zl, kcol, kdim, uoff, pairidx, poff, Ainv11, Ainv21, Ainv22, v, Utv) -> None:
     """gradient.leverage_pass, chunked over the rows when there are many."""
+    if _wide.is_wide(codes, kdim):  # one term of many columns (spatial): BLAS by level
+        return _wide.leverage_pass(wd, codes, zl, kcol, kdim, uoff, Ainv11, v, Utv)
     args = (wd, codes, zl, kcol, kdim, uoff, pairidx, poff, Ainv11, Ainv21, Ainv22, v, Utv)
     n = wd.shape[0]
     nch = _chunks_for(n, (Utv,))
@@ -359,6 +362,9 @@ def leverage_pass(wd, codes, zl, kcol, kdim, uoff, pairidx, poff, Ainv11, Ainv21
 def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff, u, xi, xxi,
                   Ainv11, Ainv21, Ainv22, th_term, th_a, th_b, gbeta, gtheta, with_beta) -> None:
     """gradient.gradient_pass, chunked over the rows when there are many."""
+    if _wide.is_wide(codes, kdim):  # one term of many columns (spatial): BLAS by level
+        return _wide.gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, u, xi, xxi, Ainv11,
+                                   th_a, th_b, gbeta, gtheta, with_beta)
     args = (s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff, u, xi, xxi,
             Ainv11, Ainv21, Ainv22, th_term, th_a, th_b, gbeta, gtheta, with_beta)
     n = s.shape[0]

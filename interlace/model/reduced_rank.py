@@ -124,6 +124,24 @@ class ReducedRank(Covariance):
         Lambda's padding columns are zero by construction and do not count."""
         return bool(np.any(np.abs(np.asarray(par, dtype=float)[: self.d]) < tol))
 
+    def sdcor_layout(self) -> list[tuple[str, int, int]]:
+        """The loadings as they are (kind ``"par"``): VarCorr's SDs and correlations come from
+        Sigma = Lambda_d Lambda_d'."""
+        return [("par", int(i), int(j)) for i, j in zip(self._li, self._lj)]
+
+    def sdcor(self, par: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+        return np.asarray(par, dtype=float) * sigma
+
+    def par_from_sdcor(self, values: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, bool]:
+        return np.asarray(values, dtype=float) / sigma, True
+
+    def wald_sdcor(self, par: np.ndarray, V: np.ndarray, z: float, sigma: float = 1.0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Wald intervals of the loadings (glmmTMB's theta for rr)."""
+        par = np.asarray(par, dtype=float) * sigma
+        se = np.sqrt(np.maximum(np.diag(np.asarray(V, dtype=float)), 0.0)) * sigma
+        return par - z * se, par + z * se
+
     def param_names(self, vc_name: str, cnames: list[str]) -> list[str]:
         return [f"{vc_name}.{cnames[i]}.rr{j + 1}" for i, j in zip(self._li, self._lj)]
 

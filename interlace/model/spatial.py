@@ -211,6 +211,37 @@ class SpatialCovariance(Covariance):
     def param_names(self, vc_name: str, cnames: list[str]) -> list[str]:
         return [f"{vc_name}.sd"] + [f"{vc_name}.{p}" for p in self.corr_params]
 
+    # ------------------------------------------------------------ the reported scale (inference)
+    def sdcor_layout(self) -> list[tuple[str, int, int]]:
+        """The SD, then the correlation parameters on glmmTMB's scale (kind ``"par"``: not a
+        correlation; VarCorr's correlations come from the correlation function)."""
+        return [("sd", 0, 0)] + [("par", i + 1, i + 1) for i in range(len(self.corr_params))]
+
+    def sdcor(self, par: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+        par = np.asarray(par, dtype=float)
+        return np.concatenate([[abs(par[0]) * sigma], par[1:]])
+
+    def par_from_sdcor(self, values: np.ndarray, sigma: float = 1.0) -> tuple[np.ndarray, bool]:
+        v = np.asarray(values, dtype=float)
+        return np.concatenate([[v[0] / sigma], v[1:]]), bool(v[0] >= 0)
+
+    def wald_sdcor(self, par: np.ndarray, V: np.ndarray, z: float, sigma: float = 1.0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """glmmTMB's Wald intervals: on log SD (back-transformed) and on theta_1, theta_2."""
+        par = np.asarray(par, dtype=float)
+        se = np.sqrt(np.maximum(np.diag(np.asarray(V, dtype=float)), 0.0))
+        sd = abs(par[0]) * sigma
+        with np.errstate(divide="ignore", invalid="ignore"):
+            se_log = se[0] / abs(par[0])
+        lo = np.concatenate([[sd * np.exp(-z * se_log)], par[1:] - z * se[1:]])
+        hi = np.concatenate([[sd * np.exp(z * se_log)], par[1:] + z * se[1:]])
+        return lo, hi
+
+    def vc_pairs(self) -> list[tuple[int, int]]:
+        """No correlation rows in VarCorr (k(k-1)/2 of them for k positions): the correlation
+        matrix is the correlation function's (``correlation``, varcorr_matrices)."""
+        return []
+
     def tmb_theta(self, par: np.ndarray, sigma: float = 1.0) -> np.ndarray:
         """glmmTMB's theta for these parameters: (log sd, theta_1, ...), sd absolute
         (``sigma`` the residual SD of an LMM, 1 for GLMMs).

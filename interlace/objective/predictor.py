@@ -21,6 +21,7 @@ from interlace.kernels import crossprod as kx
 from interlace.kernels import glm as kg
 from interlace.kernels import parallel as kpar
 from interlace.kernels import pirls as kp
+from interlace.kernels.wide_term import WIDE_K
 from interlace.model.covariance import Unstructured, term_covariance
 from interlace.model_frame import ReTerm
 
@@ -287,6 +288,21 @@ class BlockedCholesky:
     def solve(self, b: np.ndarray) -> np.ndarray:
         return self.solve_Lt(self.solve_L(b))
 
+    def _inverse11(self) -> np.ndarray:
+        """(L11 L11')^{-1} per block of term 0: compiled for small blocks, LAPACK's potri
+        (blocked, BLAS 3) for a wide term (a spatial term of hundreds of columns)."""
+        nl, k0, _ = self.A11.shape
+        Ainv11 = np.empty_like(self.A11)
+        if k0 < WIDE_K:
+            kx.block_chol_inverse(self.A11, Ainv11)
+            return Ainv11
+        for lv in range(nl):
+            inv, info = sla.lapack.dpotri(self.A11[lv], lower=1)
+            if info != 0:
+                raise np.linalg.LinAlgError("random-effects system is not positive definite")
+            Ainv11[lv] = np.tril(inv) + np.tril(inv, -1).T
+        return Ainv11
+
     def _inverse22(self) -> np.ndarray:
         """(L22 L22')^{-1}, the Schur block of A^{-1}, from the factor (LAPACK potri)."""
         inv, info = sla.lapack.dpotri(self.L22, lower=1)
@@ -300,8 +316,7 @@ class BlockedCholesky:
         Cost grows with the pattern, not with q0 x q2."""
         re = self.re
         nl, k0, _ = self.A11.shape
-        Ainv11 = np.empty_like(self.A11)
-        kx.block_chol_inverse(self.A11, Ainv11)
+        Ainv11 = self._inverse11()
         if re.m == 1:
             return Ainv11, np.zeros(0), np.zeros((0, 0))
         Ainv22 = self._inverse22()
@@ -320,8 +335,7 @@ class BlockedCholesky:
         re = self.re
         nl, k0, _ = self.A11.shape
         # (L11 L11')^{-1} per block
-        Ainv11 = np.empty_like(self.A11)
-        kx.block_chol_inverse(self.A11, Ainv11)
+        Ainv11 = self._inverse11()
         if re.m == 1:
             return Ainv11, np.zeros((0, re.q0)), np.zeros((0, 0))
         Ainv22 = self._inverse22()

@@ -1,0 +1,72 @@
+"""Row passes of the Laplace gradient for one wide random-effect term, through BLAS.
+
+A spatial term (``exp(pos + 0 | group)``: one column per position) has a single term with
+hundreds of columns on a few levels. The compiled row passes (kernels/gradient.py) do
+O(k^2) scalar work per row there; grouped by level the same sums are matrix products:
+
+- leverage: d_i = U_i A_l^-1 U_i' for the rows i of level l: rowsum((U_l A_l^-1) * U_l);
+- gradient: r_i = g_i u_l + s_i xi_l + 2 w_i (U_i A_l^-1), and Lambda's entry (a, b) gets
+  sum_i z_ia r_ib: the lower triangle of Z_l' R_l.
+
+Same arguments and results as the compiled passes (tests/test_covspatial.py compares them);
+kernels/parallel.py sends a single term of at least ``WIDE_K`` columns here.
+
+Example
+-------
+>>> WIDE_K
+32
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["WIDE_K", "is_wide", "leverage_pass", "gradient_pass"]
+
+#: a single term with at least this many columns takes the BLAS passes
+WIDE_K = 32
+
+
+def is_wide(codes: np.ndarray, kdim: np.ndarray) -> bool:
+    """One random-effect term with at least ``WIDE_K`` columns."""
+    return codes.shape[0] == 1 and int(kdim[0]) >= WIDE_K
+
+
+def _levels(codes: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(level, its rows) for the levels that have rows."""
+    c = codes[0]
+    order = np.argsort(c, kind="stable")
+    levels, starts = np.unique(c[order], return_index=True)
+    bounds = list(starts) + [c.shape[0]]
+    return [(int(lv), order[bounds[t]:bounds[t + 1]]) for t, lv in enumerate(levels)]
+
+
+def leverage_pass(wd, codes, zl, kcol, kdim, uoff, Ainv11, v, Utv) -> None:
+    """v_i = wd_i U_i A^-1 U_i'; Utv += U'v (gradient.leverage_pass for one wide term)."""
+    k = int(kdim[0])
+    for lv, rows in _levels(codes):
+        U = zl[rows, :k]
+        d = np.einsum("ik,ik->i", U @ Ainv11[lv], U)
+        vi = wd[rows] * d
+        v[rows] = vi
+        Utv[uoff[0] + lv * k: uoff[0] + (lv + 1) * k] += vi @ U
+
+
+def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, u, xi, xxi, Ainv11,
+                  th_a, th_b, gbeta, gtheta, with_beta) -> None:
+    """dD/dbeta (if with_beta) and dD/d(Lambda's entries) added to gbeta and gtheta
+    (gradient.gradient_pass for one wide term)."""
+    k = int(kdim[0])
+    G = np.zeros((k, k))
+    g_all = np.empty(s.shape[0])
+    for lv, rows in _levels(codes):
+        o = uoff[0] + lv * k
+        U = zl[rows, :k]
+        ul, xil = u[o:o + k], xi[o:o + k]
+        g = -2.0 * s[rows] + v[rows] - hh[rows] * (U @ xil + xxi[rows])
+        g_all[rows] = g
+        R = np.outer(g, ul) + np.outer(s[rows], xil) + (2.0 * w[rows])[:, None] * (U @ Ainv11[lv])
+        G += z[rows, :k].T @ R
+    if with_beta:
+        gbeta += X.T @ g_all
+    gtheta += G[th_a, th_b]
