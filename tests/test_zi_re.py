@@ -302,3 +302,11 @@ def test_summary_prints_the_zero_inflation_random_effects():
     sd = d["varcorr"]["zi"]["Nest"]["sd"][0] if isinstance(d["varcorr"]["zi"]["Nest"]["sd"], list) \
         else d["varcorr"]["zi"]["Nest"]["sd"]
     assert "Random effects:" in zi.split("Estimate")[0] and f"{sd:.4g}" in zi.split("Estimate")[0]
+
+
+def test_profile_says_it_is_not_available_and_boot_confint_runs():
+    d, m = fit("zib_re")
+    with pytest.raises(NotImplementedError, match="ziformula"):
+        m.confint(method="profile", parm=["x"])
+    ci = m.confint(method="boot", nsim=3, seed=2)
+    assert "x" in ci.index and np.isfinite(ci.loc["x"]).all()

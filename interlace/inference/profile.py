@@ -61,6 +61,10 @@ class DevianceModel:
             raise NotImplementedError(
                 f"profiling is implemented for the Laplace, AGQ, general (glmmTMB-families) and linear mixed "
                 f"model engines; this fit used engine {engine!r}. Use method='Wald' or method='boot'.")
+        if getattr(result, "side_models", None):
+            raise NotImplementedError(
+                "profile intervals are not available yet for a model with random effects in ziformula / "
+                "dispformula; use confint(style='glmmTMB') (Wald, every model's parameters) or method='boot'")
         if engine == "laplace" and result.nAGQ != 1:
             raise NotImplementedError("profiling needs a Laplace (nAGQ = 1) or AGQ (nAGQ > 1) fit, not nAGQ = 0; "
                                       "refit with nAGQ=1 or use method='boot'")
