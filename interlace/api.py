@@ -135,6 +135,7 @@ def glmer(
     ziformula: str | None = None,
     missing: str = "drop",
     verbose: int | bool = 0,
+    REML: bool = False,
 ) -> GLMMResult:
     """Fit a generalized linear mixed model (lme4's ``glmer``).
 
@@ -154,6 +155,12 @@ def glmer(
     ``family="gaussian"`` estimates the residual variance (as
     ``lmer(REML = FALSE)``); ``family="negativebinomial"`` estimates theta.
 
+    ``REML=True`` is glmmTMB's ``REML = TRUE``: the fixed effects are integrated
+    out with the random effects by the Laplace approximation (flat prior), every
+    family on the general engine (Laplace only, no random effects in ``ziformula``
+    / ``dispformula``). ``llf`` is glmmTMB's logLik of the REML fit (for the
+    Gaussian LMM, lmer's REML logLik); see docs/lmm.md.
+
     Example
     -------
     >>> import interlace
@@ -165,7 +172,14 @@ def glmer(
     """
     from interlace.distributed import is_dask_frame  # light: imports nothing from Dask
 
+    if not isinstance(REML, (bool, np.bool_)):
+        raise TypeError(f"REML must be True or False, got {REML!r}")
+    if REML and int(nAGQ) != 1:
+        raise ValueError(f"REML=True integrates the fixed effects out by the Laplace approximation: it needs "
+                         f"nAGQ=1, got nAGQ={nAGQ}")
     if is_dask_frame(data):  # rows stay on the cluster: interlace/distributed
+        if REML:
+            raise ValueError("REML=True is not available for a Dask frame (fit an in-memory frame)")
         from interlace.distributed import glmer_dask
 
         return glmer_dask(formula, data, family, groups, random, weights, optimizer, theta0, nAGQ, offset,
@@ -175,7 +189,7 @@ def glmer(
     with _blas_single_thread():
         try:
             return _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nAGQ, offset,
-                          dispformula, ziformula, missing, verbose)
+                          dispformula, ziformula, missing, verbose, REML=bool(REML))
         except (np.linalg.LinAlgError, PIRLSError, FloatingPointError) as exc:
             raise FitError(
                 f"the model could not be fitted: {exc}. Check for extreme responses or covariates and for "
@@ -183,7 +197,7 @@ def glmer(
 
 
 def _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nAGQ, offset,
-           dispformula, ziformula, missing, verbose=0):
+           dispformula, ziformula, missing, verbose=0, REML=False):
     fam = get_family(family)
     if not isinstance(optimizer, str):
         raise TypeError(f"optimizer must be a string, got {type(optimizer).__name__}")
@@ -208,11 +222,17 @@ def _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nA
 
         t_fit = report_frame(mf, fam, optimizer, nAGQ)
     engine = select_engine(fam, dispformula=dispformula, ziformula=ziformula, nAGQ=nAGQ)
-    res = fit_frame(mf, fam, engine=engine, optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, formula=formula)
+    if REML:  # glmmTMB's REML: the general engine integrates beta out (general/reml.py)
+        if engine not in ("general", "lmm", "laplace") or not mf.terms:
+            raise ValueError(f"REML=True is not available for the {getattr(fam, 'name', family)!r} family "
+                             "(or a model without random effects)")
+        engine = "general"
+    res = fit_frame(mf, fam, engine=engine, optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, formula=formula,
+                    reml=REML)
     attach_row_labels(res, data, missing, call=dict(
         formula=formula, data=data, family=family, groups=groups, random=random, weights=weights,
         optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, offset=offset, dispformula=dispformula,
-        ziformula=ziformula, missing=missing))
+        ziformula=ziformula, missing=missing, REML=REML))
     if verbose:
         from interlace.results.align import report_fit
 

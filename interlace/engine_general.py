@@ -78,16 +78,19 @@ def general_objective(mf: ModelFrame, lf: Any):
 
 
 def fit_general(mf: ModelFrame, fam: Any, *, optimizer: str = "lbfgsb", theta0: np.ndarray | None = None,
-                nAGQ: int = 1, formula: str = "", **_ignored: Any):
-    """Fit ``mf`` with the general-likelihood Laplace engine; returns a GLMMResult."""
+                nAGQ: int = 1, formula: str = "", reml: bool = False, **_ignored: Any):
+    """Fit ``mf`` with the general-likelihood Laplace engine; returns a GLMMResult.
+    ``reml=True``: glmmTMB's REML (beta integrated out by Laplace, general/reml.py)."""
     from interlace.general.optimize import optimize_general
     from interlace.general.result import build_general_result
 
     if int(nAGQ) != 1:
         what = "dispformula" if mf.disp_X is not None else f"the {getattr(fam, 'name', '?')} family"
         raise ValueError(f"{what} is fitted by the Laplace approximation only (nAGQ = 1), got nAGQ = {nAGQ}")
-    lf = as_likelihood_family(fam, zero_inflated=mf.zi_X is not None)
+    lf = reml_likelihood_family(fam, mf) if reml else as_likelihood_family(fam, zero_inflated=mf.zi_X is not None)
     obj = general_objective(mf, lf)
+    if reml:
+        return _fit_reml(mf, fam, lf, obj, optimizer, formula)
     opt = optimize_general(obj, optimizer, theta0)
     side_re = type(obj).__name__ == "MultiObjective"
     if not side_re and (not opt.converged or opt.hessian is None or not np.all(np.isfinite(opt.hessian))):
@@ -108,3 +111,33 @@ def fit_general(mf: ModelFrame, fam: Any, *, optimizer: str = "lbfgsb", theta0: 
                            "final point (check the link and the starting values)")
     return build_general_result(mf, lf, obj, opt, formula=formula or mf.formula, optimizer=optimizer,
                                 user_family=fam)
+
+
+def reml_likelihood_family(fam: Any, mf: ModelFrame) -> Any:
+    """The general-engine family that REML=True fits: as :func:`as_likelihood_family`, and for
+    families without a dispersion (poisson, binomial) their log-likelihood as a general family."""
+    try:
+        return as_likelihood_family(fam, zero_inflated=mf.zi_X is not None)
+    except ValueError:
+        hook = getattr(fam, "likelihood_family", None)
+        if mf.disp_X is None and mf.zi_X is None and callable(hook):
+            return hook()
+        raise
+
+
+def _fit_reml(mf: ModelFrame, fam: Any, lf: Any, obj: Any, optimizer: str, formula: str):
+    from interlace.general.objective import GeneralObjective
+    from interlace.general.reml import optimize_reml
+    from interlace.general.result import build_general_result
+
+    if not isinstance(obj, GeneralObjective):
+        raise ValueError("REML=True is not available with random effects in ziformula / dispformula")
+    if optimizer != "lbfgsb":
+        raise ValueError(f"REML=True uses its own optimizer (L-BFGS-B then Newton); got optimizer={optimizer!r}")
+    opt = optimize_reml(obj)
+    if not np.isfinite(opt.deviance):
+        raise RuntimeError(f"the {lf.name} model has no finite REML criterion at the optimizer's final point")
+    res = build_general_result(mf, lf, obj, opt, formula=formula or mf.formula, optimizer="lbfgsb",
+                               user_family=fam)
+    res.optinfo["REML"] = True
+    return res

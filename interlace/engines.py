@@ -93,7 +93,8 @@ def fit_frame(mf: ModelFrame, fam: Any, *, engine: str, optimizer: str = "lbfgsb
     if engine == "custom":
         return _guarded(fam.fit_engine(mf, fam, optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, formula=formula))
     if engine == "general":
-        return _guarded(fit_general(mf, fam, optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, formula=formula))
+        return _guarded(fit_general(mf, fam, optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, formula=formula,
+                                    reml=reml))
     if engine == "lmm":
         if int(nAGQ) > 1:
             raise ValueError("nAGQ > 1 is not defined for the Gaussian identity model (its likelihood is exact)")

@@ -1,0 +1,111 @@
+"""glmmTMB's REML = TRUE for GLMMs (beta integrated out by Laplace): interlace.glmer(..., REML=True)
+against fixtures from tests/fixtures/glmm_reml/make_glmm_reml.R (glmmTMB 1.1.5; lmer for the LMM)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import interlace
+from interlace.families import GammaFamily
+
+FIX = Path(__file__).parent / "fixtures" / "glmm_reml"
+DATA = Path(__file__).parent / "fixtures" / "data"
+
+CASES = {
+    "gaussian_sleepstudy": ("sleepstudy", "gaussian", {}),
+    "nbinom2_grouseticks": ("grouseticks", "negativebinomial", {}),
+    "poisson_grouseticks": ("grouseticks", "poisson", {}),
+    "gamma_sim": (None, "gamma_log", {}),
+    "gaussian_disp_sleepstudy": ("sleepstudy", "gaussian", {"dispformula": "~ Days"}),
+}
+
+
+def _data(name):
+    if name is None:
+        return pd.read_csv(DATA / "sim_gamma.csv").rename(columns={"Y": "y"})
+    return interlace.datasets.load(name)
+
+
+def _fit(case):
+    ds, fam, kw = CASES[case]
+    r = json.loads((FIX / f"{case}.json").read_text())
+    family = GammaFamily(link="log") if fam == "gamma_log" else fam
+    return interlace.glmer(r["formula"], _data(ds), family=family, REML=True, **kw), r
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-8))
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def fitted(request):
+    return (request.param, *_fit(request.param))
+
+
+def test_loglik_df_aic(fitted):
+    _case, m, r = fitted
+    assert m.optinfo["REML"] is True
+    assert m.llf == pytest.approx(r["logLik"], abs=1e-4)
+    assert m.df_model == r["df"]  # glmmTMB's df counts beta for REML fits too
+    assert m.aic == pytest.approx(r["AIC"], abs=2e-4)
+    assert abs(m.llf - r["logLik_ML"]) > 1e-2  # the restricted likelihood is not the ML one
+
+
+def test_fixef_and_se(fitted):
+    _case, m, r = fitted
+    names = [k.replace("[T.", "").replace("]", "") for k in m.fe_params.index]
+    assert names == [k.replace("(Intercept)", "Intercept") for k in r["fixef"]]
+    assert _rel(m.fe_params.to_numpy(), list(r["fixef"].values())) < 1e-3
+    assert _rel(m.fe_bse.to_numpy(), list(r["se"].values())) < 1e-3
+    assert _rel(m.vcov.to_numpy(), np.array(r["vcov"])) < 1e-2  # off-diagonals are small: relative is loose
+
+
+def test_varcorr(fitted):
+    _case, m, r = fitted
+    vc = m.varcorr
+    for grp, sds in r["sd"].items():
+        rows = vc[(vc["grp"] == grp) & vc["var2"].isna()]
+        assert _rel(rows["sdcor"].to_numpy(), list(sds.values())) < 1e-3
+    for grp, cors in r["corr"].items() if isinstance(r["corr"], dict) else []:
+        rows = vc[(vc["grp"] == grp) & vc["var2"].notna()]
+        assert np.max(np.abs(rows["sdcor"].to_numpy() - np.array(cors))) < 1e-3
+
+
+def test_family_parameters(fitted):
+    case, m, r = fitted
+    fp = m.family_params
+    if case == "nbinom2_grouseticks":
+        assert fp["theta"] == pytest.approx(r["sigma"], rel=1e-3)
+    elif case == "gamma_sim":
+        assert fp["shape"] == pytest.approx(r["shape"], rel=1e-3)
+    elif case == "gaussian_sleepstudy":
+        assert fp["sigma"] == pytest.approx(r["sigma"], rel=1e-3)
+    elif case == "gaussian_disp_sleepstudy":
+        assert _rel(m.disp_params.to_numpy(), list(r["disp_coef"].values())) < 1e-3
+
+
+def test_gaussian_reml_equals_lmer():
+    m, r = _fit("gaussian_sleepstudy")
+    lm = r["lmer"]
+    assert m.llf == pytest.approx(lm["logLik"], abs=1e-4)
+    assert _rel(m.fe_params.to_numpy(), list(lm["fixef"].values())) < 1e-6
+    # glmmTMB's SEs add theta's uncertainty through d beta*/d theta (tiny for the LMM)
+    assert _rel(m.fe_bse.to_numpy(), list(lm["se"].values())) < 1e-3
+    ref = interlace.lmer(r["formula"], interlace.datasets.load("sleepstudy"), REML=True)
+    assert m.llf == pytest.approx(ref.llf, abs=1e-4)
+
+
+def test_reml_refuses_unsupported():
+    df = interlace.datasets.load("grouseticks")
+    with pytest.raises(ValueError, match="nAGQ"):
+        interlace.glmer("TICKS ~ cHEIGHT + (1 | LOCATION)", df, family="poisson", nAGQ=5, REML=True)
+    with pytest.raises(TypeError, match="REML"):
+        interlace.glmer("TICKS ~ cHEIGHT + (1 | LOCATION)", df, family="poisson", REML="yes")
+    with pytest.raises(ValueError, match="REML"):
+        interlace.glmer("TICKS ~ cHEIGHT + (1 | LOCATION)", df, family="poisson", REML=True, optimizer="bobyqa")
