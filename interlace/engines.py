@@ -39,11 +39,12 @@ from interlace.objective.agq import AGQObjective
 from interlace.objective.laplace import LaplaceObjective, PIRLSError
 from interlace.objective.lmm import LMMObjective
 from interlace.optimize import optimize_glmm, optimize_lmm
+from interlace.optimize.checks import is_failure_message
 from interlace.rescale import column_scales, fit_rescaled
 from interlace.results.build import build_result
 from interlace.validation import guard_result
 
-__all__ = ["select_engine", "fit_frame", "refit", "objective_at", "IN_MEMORY_ENGINES"]
+__all__ = ["select_engine", "fit_frame", "refit", "Refitter", "objective_at", "IN_MEMORY_ENGINES"]
 
 IN_MEMORY_ENGINES = ("lmm", "laplace", "agq", "general")
 
@@ -138,12 +139,8 @@ def _engine_of(result) -> str:
     return engine
 
 
-def refit(result, y, *, optimizer: str | None = None):
-    """The fitted model on a new response ``y`` (lme4's ``refit``), warm-started at
-    the fitted parameters; every other part of the model frame is reused.
-
-    ``y`` is on the model frame's scale (binomial: proportions of the same trials).
-    """
+def _refit_args(result, y, optimizer: str | None):
+    """(model frame, y as a float vector, engine, family, theta0, beta0, optimizer) of a refit."""
     mf = result.model_frame
     if mf is None or mf.n == 0:
         raise NotImplementedError("refit needs the model frame's rows (a fit on a Dask frame keeps them "
@@ -153,15 +150,129 @@ def refit(result, y, *, optimizer: str | None = None):
         raise ValueError(f"refit: the new response has {y.shape[0]} values, the model frame {mf.n} rows")
     engine = _engine_of(result)
     fam = result.optinfo.get("engine_family") or result.family
+    return mf, y, engine, fam, optimizer or result.optinfo.get("optimizer", "lbfgsb")
+
+
+def refit(result, y, *, optimizer: str | None = None):
+    """The fitted model on a new response ``y`` (lme4's ``refit``), warm-started at
+    the fitted parameters; every other part of the model frame is reused.
+
+    ``y`` is on the model frame's scale (binomial: proportions of the same trials).
+    """
+    mf, y, engine, fam, optimizer = _refit_args(result, y, optimizer)
     theta = result.theta.to_numpy(dtype=float)
     beta = result.fe_params.to_numpy(dtype=float) if engine in ("laplace", "agq") else None
     res = fit_frame(dataclasses.replace(mf, y=y), fam, engine=engine,
-                    optimizer=optimizer or result.optinfo.get("optimizer", "lbfgsb"),
+                    optimizer=optimizer,
                     theta0=theta, beta0=beta, nAGQ=int(result.nAGQ), formula=result.formula,
                     reml=bool(result.optinfo.get("REML", False)))
     if "REML" in result.optinfo:  # an lmer fit stays one (REML or ML, as fitted)
         res.optinfo["REML"] = bool(result.optinfo["REML"])
     return res
+
+
+class Refitter:
+    """Many refits of one fitted model on new responses (bootstrap, simulation):
+    lme4's ``refit.merMod`` repeated, with the parsed model frame, the objective's
+    buffers (Z Lambda, the factor's blocks, the response's vectors) and the warm
+    start (theta, beta of the fit) built once.
+
+    :meth:`fit` returns the full GLMMResult, as :func:`refit` does;
+    :meth:`estimates` only the numbers a bootstrap's default statistic needs
+    (beta, theta, converged, messages), without building a result. Both give the
+    numbers :func:`refit` gives: the reused objective is put back in a fresh
+    objective's state before each fit (``LaplaceObjective.set_response``). Engines
+    other than the one-stage-Laplace path, and any refit that raises, go through
+    :func:`refit` itself.
+
+    >>> import interlace
+    >>> m = interlace.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+    ...                     interlace.datasets.load("cbpp"), family="binomial")
+    >>> rf = Refitter(m)
+    >>> beta, theta, ok, msgs = rf.estimates(m.model_frame.y)
+    >>> bool(abs(beta[0] - m.fe_params.iloc[0]) < 1e-6)
+    True
+    """
+
+    def __init__(self, result, optimizer: str | None = None) -> None:
+        self.result = result
+        self.optimizer = optimizer
+        mf, _y, engine, fam, opt_name = _refit_args(result, result.model_frame.y, optimizer)
+        self.mf, self.engine, self.family, self.opt_name = mf, engine, fam, opt_name
+        # the fast path: the Laplace engine (nAGQ = 1) with nothing fitted besides
+        # theta and beta; everything else refits through fit_frame
+        self.fast = (engine == "laplace" and int(result.nAGQ) == 1 and not result.optinfo.get("REML")
+                     and bool(mf.terms) and not mf.zi_terms and not mf.disp_terms)
+        self.theta0 = result.theta.to_numpy(dtype=float)
+        self.beta0 = result.fe_params.to_numpy(dtype=float)
+        self._obj: LaplaceObjective | None = None
+
+    def _objective(self, y: np.ndarray) -> LaplaceObjective:
+        if self._obj is None:
+            self._obj = LaplaceObjective(self.mf, self.family)
+        self._obj.set_response(y)
+        return self._obj
+
+    def _optimize(self, y: np.ndarray):
+        """(objective, OptResult) as fit_frame's Laplace path computes them; None
+        when that path raises (fit_frame then handles it: rescaling, or the error)."""
+        obj = self._objective(y)
+        try:
+            return obj, optimize_glmm(obj, self.opt_name, self.theta0, 1, agq=None, beta0=self.beta0)
+        except (np.linalg.LinAlgError, PIRLSError, FloatingPointError):
+            return None
+
+    def fit(self, y):
+        """The refitted GLMMResult (what :func:`refit` returns)."""
+        if not self.fast:
+            return refit(self.result, y, optimizer=self.optimizer)
+        y = np.ascontiguousarray(np.asarray(y, dtype=np.float64).reshape(-1))
+        out = self._optimize(y)
+        if out is None:
+            return refit(self.result, y, optimizer=self.optimizer)
+        obj, opt = out
+        mf = dataclasses.replace(self.mf, y=y)
+        res = build_result(mf, self.family, obj, opt, nAGQ=1, engine="laplace", formula=self.result.formula,
+                           optimizer=self.opt_name, extra_messages=list(self.mf.messages))
+        self._obj = None  # the result keeps this objective: the next refit builds its own
+        return _guarded(res)
+
+    def estimates(self, y) -> tuple[np.ndarray, np.ndarray, bool, list[str]]:
+        """(beta, theta, converged, messages) of the refit on ``y``: the numbers and
+        the verdict of :meth:`fit` (the same guard against non-finite estimates and
+        standard errors), without assembling a result."""
+        if not self.fast:
+            res = self.fit(y)
+            return (res.fe_params.to_numpy(dtype=float), res.theta.to_numpy(dtype=float), bool(res.converged),
+                    list(res.optinfo.get("messages", [])))
+        y = np.ascontiguousarray(np.asarray(y, dtype=np.float64).reshape(-1))
+        out = self._optimize(y)
+        if out is None:
+            return self.estimates_from(refit(self.result, y, optimizer=self.optimizer))
+        obj, opt = out
+        from interlace.results.build import vcov_from_hessian
+
+        V = vcov_from_hessian(opt.hessian, obj.re.ntheta)
+        if V is None:  # build_result's fallback (and its message): the full path
+            res = build_result(dataclasses.replace(self.mf, y=y), self.family, obj, opt, nAGQ=1,
+                               engine="laplace", formula=self.result.formula, optimizer=self.opt_name,
+                               extra_messages=list(self.mf.messages))
+            return self.estimates_from(_guarded(res))
+        messages = list(self.mf.messages) + list(opt.messages)
+        converged = bool(opt.converged) and not any(map(is_failure_message, messages))
+        beta, theta = np.asarray(opt.beta, dtype=float), np.asarray(opt.theta, dtype=float)
+        if not (np.all(np.isfinite(beta)) and np.all(np.isfinite(theta)) and np.all(np.isfinite(np.diag(V)))
+                and np.all(np.diag(V) >= 0)):
+            res = build_result(dataclasses.replace(self.mf, y=y), self.family, obj, opt, nAGQ=1,
+                               engine="laplace", formula=self.result.formula, optimizer=self.opt_name,
+                               extra_messages=list(self.mf.messages))
+            return self.estimates_from(_guarded(res))
+        return beta.copy(), theta.copy(), converged, messages
+
+    @staticmethod
+    def estimates_from(res) -> tuple[np.ndarray, np.ndarray, bool, list[str]]:
+        return (res.fe_params.to_numpy(dtype=float), res.theta.to_numpy(dtype=float), bool(res.converged),
+                list(res.optinfo.get("messages", [])))
 
 
 def objective_at(result):

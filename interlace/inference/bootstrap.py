@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from interlace.engines import refit
+from interlace.engines import Refitter, refit
+from interlace.results.glmm_result import GLMMResult
 from interlace.inference._params import level_labels
 
 
@@ -122,10 +123,23 @@ class _Refitter:
         self.result = result
         self.fn = fn
         self.optimizer = optimizer
+        # the model frame, objective buffers and warm start, built once per process
+        # (a forked worker inherits it unused and builds its own objective)
+        try:
+            self.refitter: Refitter | None = Refitter(result, optimizer)
+        except NotImplementedError:  # no rows in memory (Dask): each refit fails and is counted
+            self.refitter = None
+        self._draw = None
 
     def simulate(self, rng) -> np.ndarray:
         """One response with new random effects (bootMer's ``use.u = FALSE``), by the family's simulate."""
-        return np.asarray(self.result.simulate(nsim=1, seed=rng, re="unconditional"), dtype=float).reshape(-1)
+        if type(self.result).simulate is not GLMMResult.simulate:  # a result class with its own simulate
+            return np.asarray(self.result.simulate(nsim=1, seed=rng, re="unconditional"), dtype=float).reshape(-1)
+        if self._draw is None:  # the fixed part, Lambda and family parameters, prepared once
+            from interlace.results.simulate import simulator
+
+            self._draw = simulator(self.result, "unconditional")
+        return np.asarray(self._draw(1, rng), dtype=float).reshape(-1)
 
     def run(self, i: int, seed_seq) -> tuple[int, np.ndarray | None, str, str]:
         """Replicate i: (i, values or None, status, message)."""
@@ -139,10 +153,19 @@ class _Refitter:
 
     def refit(self, y: np.ndarray):
         """(statistic, converged, messages) of the model refitted to ``y`` (lme4's refit)."""
-        res = refit(self.result, y, optimizer=self.optimizer)
-        values = self.fn(res) if self.fn is not None else _default_stat(res)
-        msgs = [m for m in res.optinfo.get("messages", []) if "singular" not in m]
-        return _as_values(values), bool(res.converged), "; ".join(msgs)
+        if self.refitter is None:
+            res = refit(self.result, y, optimizer=self.optimizer)
+            values, converged, messages = (self.fn(res) if self.fn is not None else _default_stat(res),
+                                           bool(res.converged), res.optinfo.get("messages", []))
+        elif self.fn is None:
+            # the default statistic (beta, theta) needs no GLMMResult: only the numbers
+            beta, theta, converged, messages = self.refitter.estimates(y)
+            values = np.concatenate([beta, theta])
+        else:
+            res = self.refitter.fit(y)
+            values, converged, messages = self.fn(res), bool(res.converged), res.optinfo.get("messages", [])
+        msgs = [m for m in messages if "singular" not in m]
+        return _as_values(values), bool(converged), "; ".join(msgs)
 
 
 def _default_stat(res) -> np.ndarray:

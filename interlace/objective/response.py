@@ -42,6 +42,13 @@ class GLMResponse:
         # -2 * saturated log-likelihood: -2 loglik = sum(dev.resids) + this constant
         self.sat_const = self._saturated_constant()
 
+    def set_response(self, y: np.ndarray) -> None:
+        """A new response of the same rows (a refit): written into the response's own
+        buffer, working quantities back to a fresh response's state."""
+        self.y[:] = y
+        self.eta = np.zeros(self.y.shape[0])
+        self.sat_const = self._saturated_constant()
+
     def _saturated_constant(self) -> float:
         fam = self.family
         with np.errstate(divide="ignore", invalid="ignore"):

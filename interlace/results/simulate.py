@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["simulate", "simulate_eta", "draw_response", "family_parameters"]
+__all__ = ["simulate", "simulator", "simulate_eta", "draw_response", "family_parameters"]
 
 
 def family_parameters(result) -> dict[str, Any]:
@@ -62,23 +62,34 @@ def _lambdas(result) -> list[np.ndarray]:
 def simulate_eta(result, nsim: int, rng: np.random.Generator, re: str = "conditional") -> np.ndarray:
     """(nsim, n) linear predictors: fixed part plus random effects at their
     conditional modes or freshly drawn from N(0, Sigma)."""
+    return _eta_drawer(result, re)(nsim, rng)
+
+
+def _eta_drawer(result, re: str):
+    """``draw(nsim, rng)`` of :func:`simulate_eta`, with what does not change
+    between draws (the fixed part, the Lambda blocks) computed once."""
     from interlace.results.predict import _re_contribution
 
     mf = result.model_frame
     base = mf.X @ result.fe_params.to_numpy(dtype=float) + mf.offset
     if re == "conditional":
-        eta = base + (_re_contribution(result, [(t.codes, t.z) for t in mf.terms]) if mf.terms else 0.0)
-        return np.broadcast_to(eta, (nsim, mf.n)).copy()
+        eta_c = base + (_re_contribution(result, [(t.codes, t.z) for t in mf.terms]) if mf.terms else 0.0)
+        return lambda nsim, rng: np.broadcast_to(eta_c, (nsim, mf.n)).copy()
     if re != "unconditional":
         raise ValueError(f"re must be 'conditional' or 'unconditional', got {re!r}")
     # b = s Lambda u with u ~ N(0, I): s = sigma for the LMM (theta is relative to sigma)
     s = np.sqrt(result.scale) if result.optinfo.get("engine") == "lmm" else 1.0
-    eta = np.broadcast_to(base, (nsim, mf.n)).copy()
-    for t, lam in zip(mf.terms, _lambdas(result)):
-        u = rng.standard_normal((nsim, t.nlevels, t.k))
-        b = s * u @ lam.T  # (nsim, nlevels, k)
-        eta += np.einsum("ik,sik->si", t.z, b[:, t.codes, :])
-    return eta
+    lams = list(zip(mf.terms, _lambdas(result)))
+
+    def draw(nsim: int, rng: np.random.Generator) -> np.ndarray:
+        eta = np.broadcast_to(base, (nsim, mf.n)).copy()
+        for t, lam in lams:
+            u = rng.standard_normal((nsim, t.nlevels, t.k))
+            b = s * u @ lam.T  # (nsim, nlevels, k)
+            eta += np.einsum("ik,sik->si", t.z, b[:, t.codes, :])
+        return eta
+
+    return draw
 
 
 def draw_response(fam, mu: np.ndarray, wt: np.ndarray, rng: np.random.Generator,
@@ -103,30 +114,49 @@ def simulate(result, nsim: int = 1, seed: int | np.random.Generator | None = Non
     """(nsim, n) responses simulated from ``result`` (see the module docstring)."""
     if int(nsim) < 1:
         raise ValueError(f"nsim must be a positive integer, got {nsim!r}")
-    nsim = int(nsim)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    return simulator(result, re)(int(nsim), rng)
+
+
+def simulator(result, re: str = "conditional"):
+    """``draw(nsim, rng) -> (nsim, n)`` responses: :func:`simulate` with the
+    result's pieces (fixed part, Lambda, family parameters, side-model
+    predictors) prepared once, for many draws (a bootstrap's replicates).
+    ``simulator(m, re)(k, rng)`` draws what ``simulate(m, k, rng, re)`` draws.
+
+    >>> draw = simulator(m, "unconditional")  # doctest: +SKIP
+    >>> y = draw(1, np.random.default_rng(1))  # doctest: +SKIP
+    """
     mf = result.model_frame
     fam = result.family
-    eta = simulate_eta(result, nsim, rng, re=re)
-    mu = np.asarray(fam.linkinv(eta), dtype=float)
-    params = family_parameters(result)
+    eta_draw = _eta_drawer(result, re)
+    base_params = family_parameters(result)
     from interlace.results.predict import _is_zero_inflated, aux_predictors, zi_probability
 
-    aux = aux_predictors(result)
-    if aux and re == "unconditional" and getattr(result, "side_models", None):
-        aux = _side_draws(result, aux, nsim, rng)
-    if aux:
-        params["aux"] = aux
-        if hasattr(fam, "row_dispersion"):
-            d = fam.row_dispersion(aux)
-            if d is not None:
-                params["dispersion"] = np.asarray(d, dtype=float)
-    if _is_zero_inflated(fam) or (result.zi_params is not None and "zi" not in aux):
-        from scipy import special
+    aux0 = aux_predictors(result)
+    side = bool(aux0 and re == "unconditional" and getattr(result, "side_models", None))
+    zi = _is_zero_inflated(fam) or (result.zi_params is not None and "zi" not in aux0)
+    wt = np.asarray(mf.weights, dtype=float)
 
-        zp = special.expit(aux["zi"]) if "zi" in aux else zi_probability(result)
-        params["zprob"] = np.broadcast_to(zp, mu.shape)
-    return draw_response(fam, mu, np.asarray(mf.weights, dtype=float), rng, params)
+    def draw(nsim: int, rng: np.random.Generator) -> np.ndarray:
+        eta = eta_draw(nsim, rng)
+        mu = np.asarray(fam.linkinv(eta), dtype=float)
+        params = dict(base_params)
+        aux = _side_draws(result, aux0, nsim, rng) if side else aux0
+        if aux:
+            params["aux"] = aux
+            if hasattr(fam, "row_dispersion"):
+                d = fam.row_dispersion(aux)
+                if d is not None:
+                    params["dispersion"] = np.asarray(d, dtype=float)
+        if zi:
+            from scipy import special
+
+            zp = special.expit(aux["zi"]) if "zi" in aux else zi_probability(result)
+            params["zprob"] = np.broadcast_to(zp, mu.shape)
+        return draw_response(fam, mu, wt, rng, params)
+
+    return draw
 
 
 def _side_draws(result, aux: dict[str, np.ndarray], nsim: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
