@@ -20,7 +20,9 @@ import numpy as np
 class ParamInfo:
     """One reported parameter.
 
-    ``kind`` is "sd", "cor", "sigma", "beta" or "aux"; ``index`` is its
+    ``kind`` is "sd", "cor", "par" (a structure's own parameter, reported as it is: the
+    correlation parameters of ou/exp/gau/mat, rr's loadings), "sigma", "beta" or "aux";
+    ``index`` is its
     position in theta (sd/cor), in the fixed effects (beta), in the
     concatenated family-parameter coefficients (aux: the dispersion and
     zero-inflation models of the general engine) or 0 (sigma).
@@ -56,8 +58,11 @@ def param_table(re, fe_names: list[str], has_sigma: bool,
     t = 0
     # each term's structure says which SD or correlation its parameters are reported as
     for term, cov in ([] if re is None else zip(re.terms, re.covs)):
-        for kind, a, b in cov.sdcor_layout():
-            if kind == "sd":
+        pnames = cov.param_names(term.vc_name, list(term.cnames))
+        for i, (kind, a, b) in enumerate(cov.sdcor_layout()):
+            if kind == "par":  # not an SD or a correlation: the structure's parameter name
+                alias = pnames[i]
+            elif kind == "sd":
                 alias = f"sd_{term.cnames[a]}|{term.vc_name}"
             else:
                 alias = f"cor_{term.cnames[a]}.{term.cnames[b]}|{term.vc_name}"
@@ -86,7 +91,7 @@ def resolve_parm(parm, table: list[ParamInfo], theta_names: list[str] | None = N
         return list(range(len(table)))
     if isinstance(parm, str):
         if parm == "theta_":
-            return [i for i, p in enumerate(table) if p.kind in ("sd", "cor", "sigma")]
+            return [i for i, p in enumerate(table) if p.kind in ("sd", "cor", "par", "sigma")]
         if parm == "aux_":
             return [i for i, p in enumerate(table) if p.kind == "aux"]
         if parm == "beta_":

@@ -47,7 +47,7 @@ def sdcor_values(result) -> pd.Series:
     vals = [] if re is None else list(theta_to_sdcor(re, result.theta.to_numpy(dtype=float), sigma))
     if lmm:
         vals.append(sigma)
-    return pd.Series(vals, index=[p.name for p in table if p.kind in ("sd", "cor", "sigma")])
+    return pd.Series(vals, index=[p.name for p in table if p.kind in ("sd", "cor", "par", "sigma")])
 
 
 def confint(result, parm=None, level: float = 0.95, method: str = "Wald", **kwargs) -> pd.DataFrame:
@@ -129,7 +129,7 @@ def confint(result, parm=None, level: float = 0.95, method: str = "Wald", **kwar
                 est = float(result.fe_params.iloc[p.index])
                 se = float(result.fe_bse.iloc[p.index])
                 out.loc[p.name] = [est - z * se, est + z * se]
-            elif p.kind in ("sd", "cor") and p.index in theta_wald:
+            elif p.kind in ("sd", "cor", "par") and p.index in theta_wald:
                 out.loc[p.name] = theta_wald[p.index]
             elif p.kind == "aux":
                 blk, coef = p.name.split(".", 1)

@@ -6,7 +6,10 @@ intercept-only dispersion: glmmTMB's ``sigma()`` on its natural scale, the inter
 mapped from the log-scale one), then per model with random effects
 ``<model>.Std.Dev.<coef>|<group>`` (the interval on the log-SD scale, exponentiated,
 as TMB's Wald on its log-SD parameters) and ``<model>.Cor.<a>.<b>|<group>``
-(estimate only: glmmTMB's interval is on its own correlation parametrization).
+(estimate only: glmmTMB's interval is on its own correlation parametrization; for the
+ou, exp, gau and mat structures glmmTMB's interval, the correlation function at the
+correlation parameters moved by -+z SE). Fits of the general engine, and of the Laplace
+engine (its Hessian in (theta, beta)).
 Columns ``2.5 %``, ``97.5 %``, ``Estimate``. Coefficient names are R's
 (``(Intercept)``, ``minedno`` for ``mined[T.no]``).
 
@@ -70,25 +73,37 @@ def confint_glmmtmb(result, level: float = 0.95) -> pd.DataFrame:
     """glmmTMB's Wald ``confint(m, full = TRUE)`` for a general-engine fit (see the module docstring)."""
     from interlace.results.predict_side import sigma_rows
 
-    if result.optinfo.get("engine") != "general":
-        raise ValueError("glmmTMB-style intervals are for fits of the general (glmmTMB) engine")
-    z = stats.norm.ppf(0.5 + level / 2.0)
-    x = np.asarray(result.optinfo["x"], dtype=float)
-    V = np.asarray(result.optinfo["vcov_all"], dtype=float)
+    engine = result.optinfo.get("engine")
     obj = result.objective
+    if engine == "general":
+        x = np.asarray(result.optinfo["x"], dtype=float)
+        V = np.asarray(result.optinfo["vcov_all"], dtype=float)
+        nt, blocks = obj.nt, obj.blocks
+    elif engine in ("laplace", "agq") and result.optinfo.get("hessian") is not None:
+        # the Laplace engine's parameters are (theta, beta), glmmTMB's model without side models;
+        # Cov = 2 H^-1 of the deviance, the covariance glmmTMB's sdreport gives
+        x = np.concatenate([result.theta.to_numpy(dtype=float), result.fe_params.to_numpy(dtype=float)])
+        H = np.asarray(result.optinfo["hessian"], dtype=float)
+        if H.shape != (x.size, x.size):
+            raise ValueError("glmmTMB-style intervals need the fit's Hessian in (theta, beta)")
+        V = 2.0 * np.linalg.pinv(0.5 * (H + H.T))
+        nt, blocks = int(result.theta.shape[0]), []
+    else:
+        raise ValueError("glmmTMB-style intervals are for fits of the general (glmmTMB) engine or the Laplace "
+                         "engine with its Hessian")
+    z = stats.norm.ppf(0.5 + level / 2.0)
     fam = result.optinfo.get("engine_family") or result.family
     se_all = np.sqrt(np.maximum(np.diag(V), 0.0))
     rows: list[tuple[str, float, float, float]] = []
-    nt, p = obj.nt, obj.p
 
     def wald(name, i):
         rows.append((name, x[i] - z * se_all[i], x[i] + z * se_all[i], x[i]))
 
     for j, nm in enumerate(result.model_frame.fe_names):
         wald(f"cond.{r_coef_name(nm)}", nt + j)
-    order = sorted(range(len(obj.blocks)), key=lambda i: {"zi": 0, "disp": 1}.get(obj.blocks[i].name, 2))
+    order = sorted(range(len(blocks)), key=lambda i: {"zi": 0, "disp": 1}.get(blocks[i].name, 2))
     for i in order:
-        b = obj.blocks[i]
+        b = blocks[i]
         if not b.free:
             continue
         o = int(obj.offsets[2 + i])
@@ -113,9 +128,21 @@ def confint_glmmtmb(result, level: float = 0.95) -> pd.DataFrame:
             vm = np.array([v[4] for v in _sd_cor(re, tm)])
             J[:, k] = (np.log(np.abs(vp) + 1e-300) - np.log(np.abs(vm) + 1e-300)) / (2 * h)
         Vt = V[t0: t0 + re.ntheta, t0: t0 + re.ntheta]
+        # structures whose correlations are functions of their own parameters (ou, exp, gau,
+        # mat) give glmmTMB's Cor intervals: the parameters moved by -+z SE at once
+        cor_ci = {}
+        for j, cov in enumerate(re.covs):
+            f = getattr(cov, "tmb_wald_correlation", None)
+            if callable(f):
+                sl = slice(int(re.par_off[j]), int(re.par_off[j + 1]))
+                cor_ci[re.terms[j].vc_name] = f(th[sl], Vt[sl, sl], z)
         for r, (kind, grp, a, b, val) in enumerate(base):
             term = next(t for t in re.terms if t.vc_name == grp)
-            if kind == "sd":
+            if kind == "cor" and grp in cor_ci:
+                lo_c, hi_c = cor_ci[grp]
+                rows.append((f"{model}.Cor.{r_coef_name(term.cnames[a])}.{r_coef_name(term.cnames[b])}|{grp}",
+                             float(lo_c[a, b]), float(hi_c[a, b]), val))
+            elif kind == "sd":
                 s = float(np.sqrt(max(J[r] @ Vt @ J[r], 0.0))) if np.all(np.isfinite(Vt)) else np.nan
                 rows.append((f"{model}.Std.Dev.{r_coef_name(term.cnames[a])}|{grp}", val * np.exp(-z * s),
                              val * np.exp(z * s), val))

@@ -142,6 +142,10 @@ class ReducedRank(Covariance):
         se = np.sqrt(np.maximum(np.diag(np.asarray(V, dtype=float)), 0.0)) * sigma
         return par - z * se, par + z * se
 
+    def wald_from_sdcor(self, values: np.ndarray, V: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+        """An LMM's intervals of the loadings (already on the response scale)."""
+        return self.wald_sdcor(values, V, z)
+
     def param_names(self, vc_name: str, cnames: list[str]) -> list[str]:
         return [f"{vc_name}.{cnames[i]}.rr{j + 1}" for i, j in zip(self._li, self._lj)]
 

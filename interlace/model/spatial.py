@@ -237,6 +237,28 @@ class SpatialCovariance(Covariance):
         hi = np.concatenate([[sd * np.exp(z * se_log)], par[1:] + z * se[1:]])
         return lo, hi
 
+    def wald_from_sdcor(self, values: np.ndarray, V: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+        """An LMM's intervals from (SD, correlation parameters) and their covariance: the same
+        scales as :meth:`wald_sdcor` (log SD; the correlation parameters as they are)."""
+        return self.wald_sdcor(values, V, z)
+
+    def tmb_wald_correlation(self, par: np.ndarray, V: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+        """glmmTMB's ``confint(m, full = TRUE)`` rows ``Cor.<a>.<b>|<group>``: the correlation
+        matrix at the correlation parameters all moved by -z SE, and all by +z SE (glmmTMB's
+        Wald: every parameter moved at once, each row's two values sorted). Returns
+        (lower, upper) k x k matrices.
+
+        >>> cov = OUCovariance(["t(0)", "t(1)"])
+        >>> lo, hi = cov.tmb_wald_correlation(np.array([1.0, 0.0]), np.diag([0.01, 0.04]), 1.96)
+        >>> bool(lo[0, 1] < np.exp(-1.0) < hi[0, 1])
+        True
+        """
+        par = np.asarray(par, dtype=float)
+        se = np.sqrt(np.maximum(np.diag(np.asarray(V, dtype=float)), 0.0))
+        a = self.correlation(np.concatenate([par[:1], par[1:] - z * se[1:]]))
+        b = self.correlation(np.concatenate([par[:1], par[1:] + z * se[1:]]))
+        return np.minimum(a, b), np.maximum(a, b)
+
     def vc_pairs(self) -> list[tuple[int, int]]:
         """No correlation rows in VarCorr (k(k-1)/2 of them for k positions): the correlation
         matrix is the correlation function's (``correlation``, varcorr_matrices)."""
