@@ -83,3 +83,36 @@ def test_rr_loading_rows_are_wald_on_the_loadings():
     # same loading order and signs as glmmTMB's theta (test_covspatial's rr order test)
     assert _rel(ci.mean(axis=1), th, floor=0.05) < 1e-3
     assert _rel((ci[:, 1] - ci[:, 0]) / (2 * Z), se, floor=0.05) < 1e-3
+
+
+def _newdata(case: str) -> pd.DataFrame:
+    import interlace
+
+    nd = pd.DataFrame(json.loads((FIX / f"{case}.json").read_text())["newdata"])
+    if "px" in nd:
+        nd["pos"] = interlace.numFactor(nd.px, nd.py)
+        nd["group"] = "1"
+    return nd
+
+
+@pytest.mark.parametrize("case", ["ou_poisson", "exp_gaussian"])
+def test_se_fit_at_new_positions_matches_glmmtmb(case):
+    """predict(newdata, se_fit=True) at new times (ou: forecasting after the last fitted time,
+    and a fitted time) and new 2-D positions (exp, an LMM; one row at a fitted position):
+    glmmTMB's predict(se.fit = TRUE): kriging variance, the fitted effects' conditional
+    variance through the kriging weights, and the parameters' uncertainty (weights moving
+    with theta)."""
+    fx, m = _fx(case), _fit(case)
+    fit, se = m.predict(_newdata(case), type="link", se_fit=True)
+    assert _rel(np.asarray(fit), fx["predict_link"]) < 1e-4
+    assert _rel(np.asarray(se), fx["predict_se"]) < 1e-4
+
+
+def test_se_fit_at_fitted_positions_is_the_plain_one():
+    """Rows at fitted times only take the plain design; mixed with new ones they go through
+    kriging (weights a unit vector, no kriging variance): the same SEs."""
+    m = _fit("ou_poisson")
+    nd = _newdata("ou_poisson")
+    _, se_mixed = m.predict(nd, type="link", se_fit=True)
+    _, se_plain = m.predict(nd.iloc[[0]], type="link", se_fit=True)
+    assert np.isclose(np.asarray(se_mixed)[0], np.asarray(se_plain)[0], rtol=1e-8)

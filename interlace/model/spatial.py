@@ -159,6 +159,36 @@ class SpatialCovariance(Covariance):
         W = sla.cho_solve((self._factor(par), True), C_qP.T, check_finite=False)  # C_PP^-1 C_Pq
         return np.asarray(b, dtype=float) @ W
 
+    def kriging(self, par: np.ndarray, column_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(W, K) at the positions ``column_names``: the effects there given the fitted ones
+        are b_new = b W (W = C_PP^-1 C_Pq, k x m) with conditional covariance
+        K = sd^2 (C_qq - C_qP C_PP^-1 C_Pq) (m x m, relative to sigma^2 for an LMM): the
+        Gaussian field's kriging, what glmmTMB's sdreport gives new random effects without data.
+
+        >>> cov = OUCovariance(["t(0)", "t(1)"])
+        >>> W, K = cov.kriging(np.array([1.0, 0.0]), ["t(1)", "t(2)"])
+        >>> (W.round(4) + 0.0).tolist(), (K.round(4) + 0.0).tolist()
+        ([[0.0, 0.0], [1.0, 0.3679]], [[0.0, 0.0], [0.0, 0.8647]])
+        """
+        par = np.asarray(par, dtype=float)
+        coords = self._new_coords(column_names)
+        C_qP = self.correlation_at(par, self.distances_to(coords))                # (m, k)
+        W = sla.cho_solve((self._factor(par), True), C_qP.T, check_finite=False)  # (k, m)
+        diff = coords[:, None, :] - coords[None, :, :]
+        C_qq = self.correlation_at(par, np.sqrt(np.sum(diff * diff, axis=-1)))
+        K = par[0] ** 2 * (C_qq - C_qP @ W)
+        return W, 0.5 * (K + K.T)
+
+    def _new_coords(self, column_names: Sequence[str]) -> np.ndarray:
+        try:
+            coords = parse_num_levels([str(c) for c in column_names])
+        except ValueError as exc:
+            raise ValueError(f"new positions for the {self.name}() term: {exc}") from None
+        if coords.shape[1] != self.coords.shape[1]:
+            raise ValueError(f"new positions for the {self.name}() term have {coords.shape[1]} coordinates, "
+                             f"the fitted ones {self.coords.shape[1]}")
+        return coords
+
     def _factor(self, par: np.ndarray) -> np.ndarray:
         C = self.correlation(par)
         try:

@@ -587,7 +587,8 @@ def _mode_map(result) -> _ModeMap:
     return cache["modemap"]
 
 
-def link_variance(result, X: np.ndarray, blocks, which: list[int]) -> np.ndarray:
+def link_variance(result, X: np.ndarray, blocks, which: list[int], extra_J: np.ndarray | None = None
+                  ) -> np.ndarray:
     """Var of the predicted linear predictor per row, as glmmTMB's sdreport gives it.
 
     Without random effects x'Vx. With them (Kass and Steffey's delta method,
@@ -598,6 +599,8 @@ def link_variance(result, X: np.ndarray, blocks, which: list[int]) -> np.ndarray
     negative) and adds the uncertainty of theta. A level unseen in fitting
     adds its prior variance and does not move with psi... except through
     Sigma, which is left out as glmmTMB does (its new level has b = 0).
+    ``extra_J`` (rows x psi) adds derivatives the blocks do not carry (the kriging weights of
+    new positions moving with theta).
     """
     V = result.vcov.to_numpy(dtype=float)
     if not which:
@@ -612,6 +615,8 @@ def link_variance(result, X: np.ndarray, blocks, which: list[int]) -> np.ndarray
         z = np.asarray(z, dtype=float)
         ok = codes >= 0
         J[ok] += np.einsum("ik,ikd->id", z[ok], mm.J[ti][codes[ok]])
+    if extra_J is not None:
+        J += extra_J
     var = np.einsum("ij,jk,ik->i", J, mm.V, J)
     return var + conditional_link_variance(result, _full_blocks(result, blocks, which, m))
 
@@ -731,11 +736,9 @@ def predict(result, newdata: Any = None, type: str = "response", include_re: boo
     re_part = np.zeros(m)
     if which:
         re_part = _re_contribution_terms(result, blocks, which)
-    for codes, z, eff in moved.values():  # effects at new positions / times (kriging)
+    for codes, z, eff, _names in moved.values():  # effects at new positions / times (kriging)
         sel = codes >= 0
         re_part[sel] += np.einsum("ik,ik->i", z[sel], eff[codes[sel]])
-    if moved and se_fit:
-        raise ValueError("se_fit at new positions or time points of a spatial / ou term is not available")
     if random_only:
         eta = re_part
     else:
@@ -754,7 +757,11 @@ def predict(result, newdata: Any = None, type: str = "response", include_re: boo
         return wrap(fit_full, "fit")
     if random_only:
         raise ValueError("se_fit is not available with random_only=True")
-    var = link_variance(result, X, blocks, which)
+    if moved:  # new positions: the fitted effects' part through the kriging weights, plus kriging
+        blocks, extra_J, krig = _kriging_terms(result, blocks, which, moved)
+        var = link_variance(result, X, blocks, which, extra_J) + krig
+    else:
+        var = link_variance(result, X, blocks, which)
     se = np.sqrt(np.maximum(var, 0.0))
     if type != "link":
         se = se * np.abs(_dmean_deta(result, eta, type, None if newdata is None else _subset_rows(newdata, ok)))
@@ -857,8 +864,42 @@ def _new_position_effects(result, newdata, ok, pos_terms, m, got, allow_new_leve
             continue
         eff = covs[i].new_effects(theta[offs[i]:offs[i + 1]], term_effects(result)[i], names)
         got[i] = (codes, np.zeros((m, term.k)))
-        out[i] = (codes, z, eff)
+        out[i] = (codes, z, eff, names)
     return out
+
+
+def _kriging_terms(result, blocks, which, moved):
+    """se_fit at new positions / times, as glmmTMB's sdreport on its model with the new
+    effects appended: eta's random part at a new row is z (b W(theta)), b the fitted effects
+    of its level and W the structure's kriging weights. Returns the blocks with the effective
+    left side z W' (its conditional variance and its derivative through b), the derivative of
+    W in theta (rows x psi) and the kriging variance z K z' (times sigma^2 for an LMM)."""
+    from interlace.model.covariance import term_covariance
+
+    mf = result.model_frame
+    mm = _mode_map(result)
+    covs = [term_covariance(t) for t in mf.terms]
+    offs = np.concatenate([[0], np.cumsum([c.nparams for c in covs])]).astype(int)
+    theta = result.theta.to_numpy(dtype=float)
+    s2 = float(result.scale) if result.optinfo.get("engine") == "lmm" else 1.0
+    m = blocks[0][0].shape[0]
+    extra_J = np.zeros((m, mm.psi.shape[0]))
+    krig = np.zeros(m)
+    blocks = list(blocks)
+    for i, (codes, z, _eff, names) in moved.items():
+        par = theta[offs[i]:offs[i + 1]]
+        W, K = covs[i].kriging(par, names)
+        blocks[which.index(i)] = (codes, z @ W.T)
+        krig += s2 * np.einsum("ia,ab,ib->i", z, K, z)
+        b = term_effects(result)[i]
+        sel = codes >= 0
+        h = _steps(par)
+        for a in range(1, par.shape[0]):  # the correlation parameters (W does not depend on the SD)
+            e = np.zeros_like(par)
+            e[a] = h[a]
+            dW = (covs[i].kriging(par + e, names)[0] - covs[i].kriging(par - e, names)[0]) / (2.0 * h[a])
+            extra_J[sel, offs[i] + a] = np.einsum("ik,ik->i", z[sel], (b @ dW)[codes[sel]])
+    return blocks, extra_J, krig
 
 
 def _re_contribution_terms(result, blocks, which) -> np.ndarray:
