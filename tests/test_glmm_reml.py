@@ -22,6 +22,7 @@ CASES = {
     "poisson_grouseticks": ("grouseticks", "poisson", {}),
     "gamma_sim": (None, "gamma_log", {}),
     "gaussian_disp_sleepstudy": ("sleepstudy", "gaussian", {"dispformula": "~ Days"}),
+    "binomial_cbpp": ("cbpp", "binomial", {}),
 }
 
 
@@ -75,6 +76,21 @@ def test_varcorr(fitted):
     for grp, cors in r["corr"].items() if isinstance(r["corr"], dict) else []:
         rows = vc[(vc["grp"] == grp) & vc["var2"].notna()]
         assert np.max(np.abs(rows["sdcor"].to_numpy() - np.array(cors))) < 1e-3
+
+
+def test_random_effects_and_conditional_sds(fitted):
+    """Conditional modes and glmmTMB's condsd: for a REML fit TMB's sdreport takes them from the
+    joint covariance of (beta, b), so they include beta's uncertainty."""
+    _case, m, r = fitted
+    (grp,) = list(r["sd"])
+    for term, ref in r["ranef"].items():
+        col = term.replace("(Intercept)", "Intercept")
+        levels = [str(g) for g in ref["grp"]]
+        modes = m.random_effects[grp].rename(index=str).loc[levels, col].to_numpy()
+        sds = m.random_effects_sd[grp].rename(index=str).loc[levels, col].to_numpy()
+        scale = np.max(np.abs(ref["condval"]))
+        assert np.max(np.abs(modes - np.array(ref["condval"]))) < 1e-3 * scale
+        assert _rel(sds, ref["condsd"]) < 1e-3
 
 
 def test_family_parameters(fitted):
