@@ -125,3 +125,14 @@ def test_reml_refuses_unsupported():
         interlace.glmer("TICKS ~ cHEIGHT + (1 | LOCATION)", df, family="poisson", REML="yes")
     with pytest.raises(ValueError, match="REML"):
         interlace.glmer("TICKS ~ cHEIGHT + (1 | LOCATION)", df, family="poisson", REML=True, optimizer="bobyqa")
+
+
+def test_refit_stays_reml():
+    """refit on the same response reproduces the REML fit (engines.refit keeps REML)."""
+    from interlace.engines import refit
+
+    m, r = _fit("poisson_grouseticks")
+    m2 = refit(m, m.model_frame.y)
+    assert m2.optinfo["REML"] is True
+    assert m2.llf == pytest.approx(r["logLik"], abs=1e-6)
+    assert _rel(m2.fe_bse.to_numpy(), m.fe_bse.to_numpy()) < 1e-6
