@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from interlace.collapse import collapse_rows
 from interlace.engine_general import fit_general, general_objective
 from interlace.model_frame import ModelFrame
 from interlace.objective.agq import AGQObjective
@@ -106,12 +107,18 @@ def fit_frame(mf: ModelFrame, fam: Any, *, engine: str, optimizer: str = "lbfgsb
         if reml:
             res.optinfo["REML"] = True
         return _guarded(res)
-    obj = LaplaceObjective(mf, fam)
+    # identical rows (discrete covariates) summed into weighted unique rows: the row
+    # passes then cost the unique rows, and the fit is evaluated once on every row
+    coll = collapse_rows(mf, fam) if engine == "laplace" else None
+    obj = LaplaceObjective(mf if coll is None else coll.frame, fam)
     agq = AGQObjective(obj, nAGQ) if engine == "agq" else None
     extra = list(mf.messages)
     try:
         opt = optimize_glmm(obj, optimizer, theta0, nAGQ, agq=agq, beta0=beta0)
+        if coll is not None:
+            obj, opt = coll.expand(obj, opt, mf, fam)
     except (np.linalg.LinAlgError, PIRLSError, FloatingPointError):
+        coll = None
         # a covariate on a scale of thousands can break the factorization near
         # the start; lme4 warns and fits: fit the exactly equivalent model on
         # rescaled columns (interlace/rescale.py)
@@ -124,6 +131,8 @@ def fit_frame(mf: ModelFrame, fam: Any, *, engine: str, optimizer: str = "lbfgsb
                        extra_messages=extra)
     if agq is not None:
         agq.finalize(res, opt)
+    if coll is not None:
+        res.optinfo["collapsed_rows"] = coll.frame.n
     return _guarded(res)
 
 
@@ -202,7 +211,8 @@ class Refitter:
         # the fast path: the Laplace engine (nAGQ = 1) with nothing fitted besides
         # theta and beta; everything else refits through fit_frame
         self.fast = (engine == "laplace" and int(result.nAGQ) == 1 and not result.optinfo.get("REML")
-                     and bool(mf.terms) and not mf.zi_terms and not mf.disp_terms)
+                     and bool(mf.terms) and not mf.zi_terms and not mf.disp_terms
+                     and collapse_rows(mf, fam) is None)  # a collapsed fit refits through fit_frame
         self.theta0 = result.theta.to_numpy(dtype=float)
         self.beta0 = result.fe_params.to_numpy(dtype=float)
         self._obj: LaplaceObjective | None = None

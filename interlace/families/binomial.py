@@ -62,6 +62,25 @@ class BinomialFamily(ExponentialFamily):
         n = np.round(n).astype(np.int64)
         return rng.binomial(n, np.clip(mu, 0.0, 1.0)) / np.maximum(n, 1)
 
+    def aggregate_rows(self, y, wt, inverse, k):
+        """Rows sharing a mean summed into one binomial row (interlace/collapse.py):
+        successes and trials add up, and the log-likelihood changes only by the log
+        choose terms, a constant. (y, weights, offset shift) of the k summed rows, or
+        None for non-integer trials or successes (R rounds those in its logLik).
+
+        >>> BinomialFamily().aggregate_rows(np.array([1.0, 0.0, 1.0]), np.ones(3), np.array([0, 0, 1]), 2)[0]
+        array([0.5, 1. ])
+        """
+        y, wt = np.asarray(y, dtype=np.float64), np.asarray(wt, dtype=np.float64)
+        s = wt * y
+        if not (np.array_equal(wt, np.rint(wt)) and np.all(np.abs(s - np.rint(s)) <= 1e-9 * np.maximum(1.0, s))):
+            return None
+        S = np.bincount(inverse, weights=np.rint(s), minlength=k)
+        N = np.bincount(inverse, weights=wt, minlength=k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y_c = np.where(N > 0, S / np.where(N > 0, N, 1.0), 0.0)
+        return y_c, N, np.zeros(k)
+
     def dev_resids(self, y, mu, wt):
         return binomial_dev_resids(y, mu, wt)
 

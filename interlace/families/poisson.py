@@ -54,6 +54,21 @@ class PoissonFamily(ExponentialFamily):
     def simulate(self, mu, wt, rng, params):
         return rng.poisson(mu).astype(float)
 
+    def aggregate_rows(self, y, wt, inverse, k):
+        """Rows sharing a mean summed into one Poisson row (interlace/collapse.py): with
+        the log link the sum of m counts is Poisson with mean m mu (log m joins the
+        offset) and the log-likelihood changes by a constant. (y, weights, offset
+        shift), or None for another link, prior weights or non-integer counts.
+
+        >>> PoissonFamily().aggregate_rows(np.array([1.0, 3.0, 2.0]), np.ones(3), np.array([0, 0, 1]), 2)[2]
+        array([0.69314718, 0.        ])
+        """
+        y, wt = np.asarray(y, dtype=np.float64), np.asarray(wt, dtype=np.float64)
+        if self.link.name != "log" or not np.all(wt == 1.0) or not np.array_equal(y, np.rint(y)):
+            return None
+        m = np.bincount(inverse, minlength=k).astype(np.float64)
+        return np.bincount(inverse, weights=y, minlength=k), np.ones(k), np.log(m)
+
     def dev_resids(self, y, mu, wt):
         return poisson_dev_resids(y, mu, wt)
 
