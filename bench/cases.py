@@ -166,3 +166,99 @@ def fit_case(case: Case, df=None):
         # convergence and singular-fit messages are the engine's business, not the timer's
         warnings.simplefilter("ignore")
         return interlace.glmer(call["formula"], df, family=fam, **kw)
+
+
+# ---------------------------------------------------------------------------- issue 26 items 4-5
+SCALING_FORMULA = "y ~ x + (1 | g)"
+
+
+def scaling_data(n: int, discrete: bool, groups: int = 1000, seed: int = 0):
+    """The row-scaling design (issue 26 item 4): a binary response, one random intercept
+    on ``groups`` levels, ``x`` continuous (normal) or discrete (4 values); the same
+    design at every n.
+
+    >>> scaling_data(2000, True).shape
+    (2000, 3)
+    """
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, groups, n)
+    b = rng.normal(0.0, 0.7, groups)
+    x = rng.integers(0, 4, n).astype(float) if discrete else rng.normal(size=n)
+    eta = -0.5 + 0.4 * x + b[g]
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(float)
+    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)})
+
+
+def time_scaling(ns: tuple[int, ...] = (10_000, 100_000, 1_000_000), reps: int = 3) -> dict:
+    """CPU seconds of ``interlace.glmer`` (formula parsing included, warm) on
+    :func:`scaling_data` per n and variant, and the exponent of CPU in n: the slope of
+    log CPU on log n (least squares over ``ns``). Targets: exponent <= 1.0, the
+    1,000,000-row fit under 2 s of CPU."""
+    import statistics
+    import time
+
+    import numpy as np
+
+    import interlace
+
+    out: dict = {}
+    for variant in ("discrete", "continuous"):
+        rows = []
+        for n in ns:
+            df = scaling_data(n, variant == "discrete")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                interlace.glmer(SCALING_FORMULA, df.iloc[:2000], family="binomial")  # compiled kernels loaded
+                cpu, wall = [], []
+                for _ in range(reps if n < 1_000_000 else 1):
+                    t, w = time.process_time(), time.perf_counter()
+                    m = interlace.glmer(SCALING_FORMULA, df, family="binomial")
+                    cpu.append(time.process_time() - t)
+                    wall.append(time.perf_counter() - w)
+            rows.append({"n": n, "cpu_s": statistics.median(cpu), "wall_s": statistics.median(wall),
+                         "llf": float(m.llf), "collapsed_rows": m.optinfo.get("collapsed_rows")})
+        slope = float(np.polyfit(np.log([r["n"] for r in rows]), np.log([r["cpu_s"] for r in rows]), 1)[0])
+        out[variant] = {"rows": rows, "exponent": slope}
+    return out
+
+
+def time_bootstrap(nsim: int = 1000, seed: int = 1) -> dict:
+    """CPU seconds of a ``nsim``-replicate parametric bootstrap of cbpp (issue 26 item 5:
+    under 2 s for 1,000), after a short warm-up bootstrap (numba cache warm)."""
+    import time
+
+    import interlace
+
+    m = interlace.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                        interlace.datasets.load("cbpp"), family="binomial")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m.bootstrap(5, seed=0, progress=False)
+        t, w = time.process_time(), time.perf_counter()
+        b = m.bootstrap(nsim, seed=seed, progress=False)
+    return {"nsim": nsim, "cpu_s": time.process_time() - t, "wall_s": time.perf_counter() - w,
+            "n_ok": b.n_ok}
+
+
+def scaling_section(scaling: dict, boot: dict) -> str:
+    """The results.md section of :func:`time_scaling` and :func:`time_bootstrap`."""
+    lines = ["", "## Row scaling and refits (issue 26 items 4-5)", "",
+             f"Binary random intercept `{SCALING_FORMULA}`, 1,000 groups; CPU seconds of one warm "
+             "`interlace.glmer` (parsing included).", "",
+             "| x | n | CPU s | wall s | unique rows fitted | llf |", "|---|---:|---:|---:|---:|---:|"]
+    for variant, rec in scaling.items():
+        for r in rec["rows"]:
+            lines.append(f"| {variant} | {r['n']:,} | {r['cpu_s']:.3f} | {r['wall_s']:.3f} | "
+                         f"{r['collapsed_rows'] or r['n']:,} | {r['llf']:.4f} |")
+    lines.append("")
+    for variant, rec in scaling.items():
+        big = rec["rows"][-1]
+        lines.append(f"- {variant} x: exponent of CPU in n {rec['exponent']:.2f} "
+                     f"({'PASS' if rec['exponent'] <= 1.0 else 'FAIL'} <= 1.0); {big['n']:,} rows "
+                     f"{big['cpu_s']:.2f} CPU s ({'PASS' if big['cpu_s'] < 2.0 else 'FAIL'} < 2 s)")
+    lines.append(f"- cbpp parametric bootstrap, {boot['nsim']:,} replicates: {boot['cpu_s']:.2f} CPU s, "
+                 f"{boot['wall_s']:.2f} wall s ({'PASS' if boot['cpu_s'] < 2.0 else 'FAIL'} < 2 s)")
+    return "\n".join(lines) + "\n"

@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-peers", action="store_true", help="skip the Python peers (glmm, mixedlm, GPBoost)")
     p.add_argument("--profile", type=int, default=2, metavar="K",
                    help="cProfile the K small and K large cases with the worst ratio to R (0: none)")
+    p.add_argument("--scaling", action=argparse.BooleanOptionalAction, default=None,
+                   help="CPU against rows (1e4..1e6) and the 1,000-replicate cbpp bootstrap (issue 26 items "
+                        "4-5); default: on for a run of all cases, off with --cases")
     p.add_argument("--out", type=Path, default=RESULTS, help="output directory")
     p.add_argument("--no-chart", action="store_true", help="do not draw chart.png")
     p.add_argument("--from-json", type=Path, metavar="RESULTS_JSON",
@@ -270,12 +273,23 @@ def main(argv: list[str] | None = None) -> int:
     ]
     args.out.mkdir(parents=True, exist_ok=True)
     text = report.write_markdown(rows, info, source, peers, notes, args.out / "results.md")
+    scaling = boot = None
+    if args.scaling or (args.scaling is None and not args.cases):  # issue 26 items 4-5: CPU against rows, and cheap refits
+        from bench.cases import scaling_section, time_bootstrap, time_scaling
+
+        scaling = time_scaling(reps=1 if args.quick else 3)
+        boot = time_bootstrap()
+        section = scaling_section(scaling, boot)
+        text += section
+        with open(args.out / "results.md", "a") as fh:
+            fh.write(section)
     if profiles:
         (args.out / "profile.md").write_text(
             f"# Where the time goes (cProfile, one warm fit)\n\n{info['date']}, "
             f"{info['nproc']} cores, {info['cpu']}\n\n{profiles}")
     (args.out / "results.json").write_text(json.dumps(
-        {"info": info, "source": source, "rows": rows, "notes": notes}, indent=1, default=str))
+        {"info": info, "source": source, "rows": rows, "notes": notes, "scaling": scaling, "bootstrap": boot},
+        indent=1, default=str))
     if not args.no_chart:
         report.chart(rows, source, args.out / "chart.png")
     print(text)
