@@ -140,4 +140,5 @@ def _fit_reml(mf: ModelFrame, fam: Any, lf: Any, obj: Any, optimizer: str, formu
     res = build_general_result(mf, lf, obj, opt, formula=formula or mf.formula, optimizer="lbfgsb",
                                user_family=fam)
     res.optinfo["REML"] = True
+    res.df_resid = int(mf.n - (obj.k - obj.p))  # glmmTMB: nobs - the outer (non-random) parameters
     return res

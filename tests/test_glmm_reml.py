@@ -12,6 +12,7 @@ import pytest
 
 import interlace
 from interlace.families import GammaFamily
+from interlace.inference.confint import confint
 
 FIX = Path(__file__).parent / "fixtures" / "glmm_reml"
 DATA = Path(__file__).parent / "fixtures" / "data"
@@ -55,6 +56,8 @@ def test_loglik_df_aic(fitted):
     assert m.llf == pytest.approx(r["logLik"], abs=1e-4)
     assert m.df_model == r["df"]  # glmmTMB's df counts beta for REML fits too
     assert m.aic == pytest.approx(r["AIC"], abs=2e-4)
+    assert m.df_resid == r["df_resid"]  # nobs minus the parameters that are not integrated out
+    assert "fit by REML" in str(m.summary())
     assert abs(m.llf - r["logLik_ML"]) > 1e-2  # the restricted likelihood is not the ML one
 
 
@@ -136,3 +139,9 @@ def test_refit_stays_reml():
     assert m2.optinfo["REML"] is True
     assert m2.llf == pytest.approx(r["logLik"], abs=1e-6)
     assert _rel(m2.fe_bse.to_numpy(), m.fe_bse.to_numpy()) < 1e-6
+
+
+def test_profile_refused_for_reml_glmm():
+    m, _r = _fit("poisson_grouseticks")
+    with pytest.raises(NotImplementedError, match="REML"):
+        confint(m, method="profile")

@@ -61,6 +61,9 @@ class DevianceModel:
             raise NotImplementedError(
                 f"profiling is implemented for the Laplace, AGQ, general (glmmTMB-families) and linear mixed "
                 f"model engines; this fit used engine {engine!r}. Use method='Wald' or method='boot'.")
+        if engine == "general" and result.optinfo.get("REML"):  # the objective here is the ML Laplace deviance
+            raise NotImplementedError("profile intervals are not available for glmer(REML=True) fits (the "
+                                      "profiled deviance would be the ML one); use method='Wald' or method='boot'")
         if getattr(result, "side_models", None):
             raise NotImplementedError(
                 "profile intervals are not available yet for a model with random effects in ziformula / "

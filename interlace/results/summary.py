@@ -335,6 +335,9 @@ class Summary:
             method = "nAGQ = 0 (PIRLS only)"
         else:
             method = "Laplace Approximation"
+        if r.optinfo.get("REML"):  # glmer(REML=True): glmmTMB's REML, beta integrated out with u
+            return [f"Generalized linear mixed model fit by REML ({method}, fixed effects integrated out as "
+                    "glmmTMB's REML = TRUE)", f" Family: {getattr(fam, 'name', '?')}  ( {link} )"]
         return [f"Generalized linear mixed model fit by maximum likelihood ({method}) ['glmerMod']",
                 f" Family: {getattr(fam, 'name', '?')}  ( {link} )"]
 
