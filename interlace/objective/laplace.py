@@ -16,6 +16,7 @@ from interlace.kernels import pirls as kp
 from interlace.model_frame import ModelFrame
 from interlace.objective.predictor import BlockedCholesky, ReStructure
 from interlace.objective.response import GLMResponse
+from interlace.optimize.outer import same_point
 
 
 class PIRLSError(RuntimeError):
@@ -120,7 +121,7 @@ class LaplaceObjective:
 
     # ---------------------------------------------------------------- helpers
     def zl(self, theta: np.ndarray) -> np.ndarray:
-        if self._zl_theta is None or not np.array_equal(self._zl_theta, theta):
+        if not same_point(self._zl_theta, theta):
             self._zl = self.re.zlambda(theta)
             self._zl_theta = np.array(theta, copy=True)
         return self._zl

@@ -46,6 +46,21 @@ class OptResult:
     opt_message: str = ""
 
 
+def same_point(a: np.ndarray | None, b: np.ndarray) -> bool:
+    """``np.array_equal(a, b)`` for the small parameter vectors an optimizer passes,
+    with a byte comparison first: most calls ask again for the very point
+    remembered, and array_equal's own overhead is what a small refit pays for.
+
+    >>> same_point(np.array([0.0, 1.0]), np.array([-0.0, 1.0])), same_point(None, np.zeros(1))
+    (True, False)
+    """
+    if a is None:
+        return False
+    if a.shape == np.shape(b) and a.tobytes() == np.asarray(b, dtype=a.dtype).tobytes():
+        return True
+    return bool(np.array_equal(a, b))
+
+
 def _fd_grad(f, x, lower, h_rel=1e-5):
     """Central differences, one-sided where the lower bound forbids."""
     g = np.empty_like(x)
@@ -255,7 +270,7 @@ class _StateEval:
         self.g: np.ndarray | None = None
 
     def dev(self, x: np.ndarray) -> float:
-        if self.x is None or not np.array_equal(self.x, x):
+        if not same_point(self.x, x):
             x = np.array(x, dtype=float, copy=True)
             self.x, self.g = None, None  # an exception below leaves no stale point
             self.d = self.dev_fn(x[:self.nt], x[self.nt:])
@@ -363,7 +378,7 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
     last1 = {"t": None, "d": np.nan}
 
     def f1(t):
-        if last1["t"] is None or not np.array_equal(t, last1["t"]):
+        if not same_point(last1["t"], t):
             last1["t"] = None  # a failure below leaves no stale point
             d = _pirls_joint(obj, t, *tols1)
             last1["t"], last1["d"] = np.array(t, dtype=float, copy=True), d
