@@ -185,8 +185,22 @@ def optimize_reml(obj: GeneralObjective) -> GeneralOpt:
     """Minimize dev_R; returns a :class:`GeneralOpt` in ``obj``'s layout whose
     ``hessian`` is 2 V^{-1} for the REML covariance V of (theta, beta, aux) (so the
     general engine's result builder reports glmmTMB's REML SEs)."""
+    from interlace.general.optimize import optimize_general
+
     r = RemlObjective(obj)
-    x0 = obj.x_start()
+    # start from the ML fit (robust: exact gradients): the REML optimum is close to it
+    try:
+        x0 = optimize_general(obj).x
+    except (InnerError, np.linalg.LinAlgError, ValueError):
+        x0 = obj.x_start()
+    # ML variances on the boundary: dev_R is even in such a theta, so its derivative vanishes at 0
+    # and the search could not leave it; restart those at lme4's start (1) to find an interior optimum
+    nt = obj.nt
+    at0 = np.isfinite(obj.lower[:nt]) & (x0[:nt] <= obj.lower[:nt] + 1e-6)
+    x0 = x0.copy()
+    x0[:nt][at0] = obj.re.theta_start()[at0] if hasattr(obj, "re") else 1.0
+    if not np.isfinite(r.deviance(np.maximum(x0[r.pidx], r.lower))):
+        x0 = obj.x_start()
     phi0 = np.maximum(x0[r.pidx], r.lower)
     r.beta = x0[r.bidx].copy()
 
