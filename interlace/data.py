@@ -114,16 +114,22 @@ def to_pandas_columns(data: Any, columns: Iterable[str], arg: str = "data") -> p
     return out
 
 
-def identifiers(expr: str) -> list[str]:
+def identifiers(expr: str, columns: Iterable[str] = ()) -> list[str]:
     """Variable names an expression reads: not function names, attributes, keywords or strings.
+
+    A name of a constant (``e``, ``pi``, ``inf``, ``nan``) is a variable when it is one of
+    ``columns``: data first, as the formula namespace resolves it.
 
     >>> identifiers("log(y) + C(f, levels=['a']) + np.exp(x) + I(a / b)")
     ['y', 'f', 'x', 'a', 'b']
     >>> identifiers("größe + `my x` + 组")
     ['größe', 'my x', '组']
+    >>> identifiers("np.log(e) + pi"), identifiers("np.log(e) + pi", columns=["e"])
+    ([], ['e'])
     """
     # Blank out quoted strings (but keep backtick-quoted names).
     s = re.sub(r"'[^']*'|\"[^\"]*\"", lambda m: " " * len(m.group(0)), expr)
+    data = set(columns)
     out: list[str] = []
     for m in re.finditer(r"`([^`]+)`|[^\W\d]\w*", s):  # unicode identifiers too (größe, 组)
         if m.group(1) is not None:
@@ -139,7 +145,7 @@ def identifiers(expr: str) -> list[str]:
             continue  # function call or module
         if after.startswith("=") and not after.startswith("=="):
             continue  # keyword argument
-        if name in _PY_WORDS or name in _CONSTANTS:
+        if name in _PY_WORDS or (name in _CONSTANTS and name not in data):
             continue
         out.append(name)
     return list(dict.fromkeys(out))

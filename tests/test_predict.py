@@ -244,3 +244,15 @@ def test_zero_inflated_predict_types_generic():
         warnings.simplefilter("ignore")
         df = training_frame(case, res)
     np.testing.assert_allclose(zres.predict(df.head(5), type="zprob"), np.full(5, p))
+
+
+def test_offset_column_named_like_a_constant():
+    """A data column named ``e`` (a constant in the formula namespace) is data in predict too,
+    as in the fit: predicting the training rows returns the fitted values."""
+    rng = np.random.default_rng(1)
+    n = 300
+    df = pd.DataFrame({"g": rng.integers(0, 20, n).astype(str), "x": rng.normal(size=n),
+                       "e": rng.uniform(1, 3, n)})
+    df["y"] = rng.poisson(df.e * np.exp(0.3 * df.x + rng.normal(0, 0.5, 20)[df.g.astype(int)]))
+    m = interlace.glmer("y ~ x + offset(np.log(e)) + (1 | g)", df, family="poisson")
+    np.testing.assert_allclose(m.predict(df).to_numpy(), m.fittedvalues.to_numpy(), rtol=1e-10)

@@ -84,7 +84,7 @@ class FrameSpec:
             from ..data import frame_columns, identifiers
 
             have = set(frame_columns(newdata, "newdata"))
-            need += [c for c in ([offset] if offset in have else identifiers(offset))]
+            need += [c for c in ([offset] if offset in have else identifiers(offset, have))]
         frame = to_pandas_columns(newdata, need, arg="newdata")
         if offset is not None and not isinstance(offset, str):
             offset = np.asarray(offset, dtype=np.float64).reshape(-1)

@@ -112,7 +112,7 @@ def covariate_summary(mf, data: Any) -> dict:
     # the fixed part's variables and those of its offset() terms (emmeans keeps an offset's
     # covariates in the reference grid at their means)
     texts = [spec.fixed or ""] + list(spec.formula_offsets)
-    cols = [c for c in dict.fromkeys(n for t in texts for n in identifiers(t)) if c in set(spec.columns)]
+    cols = [c for c in dict.fromkeys(n for t in texts for n in identifiers(t, spec.columns)) if c in set(spec.columns)]
     if not cols:
         return {}
     frame = to_pandas_columns(data, cols)

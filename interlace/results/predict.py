@@ -398,14 +398,14 @@ def _needed_columns(result, which: list[int], offset: Any) -> list[str]:
     known = set(spec.columns) | set(spec.offset_columns)
     need: list[str] = []
     if spec.fixed:
-        need += [c for c in identifiers(spec.fixed) if c in known]
+        need += [c for c in identifiers(spec.fixed, known) if c in known]
     for expr in spec.formula_offsets:
-        need += [c for c in identifiers(expr) if c in known]
+        need += [c for c in identifiers(expr, known) if c in known]
     if offset is None and spec.offset_expr is not None:
         need += list(spec.offset_columns)
     for i in which:
         t = spec.terms[i]
-        need += list(t.parts) + [c for c in identifiers(t.lhs) if c in known]
+        need += list(t.parts) + [c for c in identifiers(t.lhs, known) if c in known]
     return list(dict.fromkeys(need))
 
 
@@ -427,7 +427,7 @@ def newdata_design(result, newdata: Any, which: list[int] | None = None, allow_n
     need = _needed_columns(result, which, offset)
     if isinstance(offset, str):
         have = set(frame_columns(newdata, "newdata"))
-        need += [offset] if offset in have else [c for c in identifiers(offset) if c in have]
+        need += [offset] if offset in have else [c for c in identifiers(offset, have) if c in have]
     frame = to_pandas_columns(newdata, need, arg="newdata")
     m_all = len(frame)
     mask, _ = missing_mask(frame)
@@ -846,7 +846,7 @@ def _new_position_effects(result, newdata, ok, pos_terms, m, got, allow_new_leve
     for i in pos_terms:
         ts, term = spec.terms[i], mf.terms[i]
         known = set(spec.columns)
-        cols = list(dict.fromkeys(list(ts.parts) + [c for c in identifiers(ts.lhs) if c in known]))
+        cols = list(dict.fromkeys(list(ts.parts) + [c for c in identifiers(ts.lhs, known) if c in known]))
         frame = to_pandas_columns(newdata, cols, arg="newdata")
         frame = frame.loc[ok].reset_index(drop=True) if not ok.all() else frame
         env = getattr(ts.lhs_spec, "env", None)
