@@ -37,6 +37,8 @@ _LAZY: dict[str, str] = {
     "family": "interlace.families",
     "GLMMFamily": "interlace.families",
     "ExponentialFamily": "interlace.families",
+    "LikelihoodFamily": "interlace.families",
+    "FamilyTraits": "interlace.families",
     "BinomialFamily": "interlace.families",
     "PoissonFamily": "interlace.families",
     "GaussianFamily": "interlace.families",
@@ -59,10 +61,12 @@ if TYPE_CHECKING:  # type checkers and the API docs see the real objects
     from interlace.families import (
         BinomialFamily,
         ExponentialFamily,
+        FamilyTraits,
         GammaFamily,
         GaussianFamily,
         GLMMFamily,
         InverseGaussianFamily,
+        LikelihoodFamily,
         PoissonFamily,
         family,
     )

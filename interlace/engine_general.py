@@ -37,17 +37,13 @@ def as_likelihood_family(fam: Any, zero_inflated: bool = False) -> Any:
     'GammaShapeFamily'
     """
     name = getattr(fam, "name", None)
-    link = getattr(getattr(fam, "link", None), "name", None)
     if zero_inflated and "zi" not in getattr(fam, "aux_blocks", ()):
-        # glmmTMB's family + ziformula: the zero-inflated version of the family
-        if name == "poisson" and link == "log":
-            from interlace.families.zip import ZeroInflatedPoissonFamily
-
-            return ZeroInflatedPoissonFamily()
-        if name == "negativebinomial" and link == "log":
-            from interlace.families.zinb import ZeroInflatedNB2Family
-
-            return ZeroInflatedNB2Family(theta=fam.params.get("theta"))
+        # glmmTMB's family + ziformula: the family's own zero-inflated version where it
+        # has one (Poisson -> ZIP, NB2 -> ZINB), else the generic zero inflation of its density
+        zi_hook = getattr(fam, "zero_inflated_family", None)
+        zi = zi_hook() if callable(zi_hook) else None
+        if zi is not None:
+            return zi
         from interlace.families.zi import ZeroInflatedFamily
 
         hook = getattr(fam, "likelihood_family", None)

@@ -274,14 +274,14 @@ def build_model_frame(
         check_terms,
         check_vector,
         check_weights,
-        family_name,
         numeric_values,
+        resolve_family,
         scale_message,
     )
 
     if missing not in ("drop", "raise"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
-    fam = family_name(family)
+    family = resolve_family(family)  # a name becomes the registered family (ValueError naming it)
     columns = frame_columns(data)  # TypeError naming `data` for a non-frame
     n_full = frame_len(data)
     if n_full == 0 or not columns:
@@ -418,7 +418,7 @@ def build_model_frame(
         frame[c] = frame[c].cat.remove_unused_categories()
 
     # Response, weights, offsets.
-    resp = evaluate_response(parsed.response, frame, env, family=fam)
+    resp = evaluate_response(parsed.response, frame, env, family=family)
     prior = np.ones(n)
     if w_arr is not None:
         prior = w_arr
@@ -478,7 +478,7 @@ def build_model_frame(
         t.vc_name = name
         if not np.all(np.isfinite(t.z)):
             raise ValueError(f"random-effect term ({t.lhs} | {t.group}) has non-finite covariates")
-    check_terms(terms, n, fam)
+    check_terms(terms, n, family)
 
     # with zero inflation the family's support need only hold the nonzero responses
     # (glmmTMB's ziGamma, a beta with zeros): the zeros are structural

@@ -132,11 +132,12 @@ def fit_rescaled(mf: Any, fam: Any, optimizer: str, theta0: np.ndarray | None, n
 
 
 def response_scale(mf: Any, fam: Any) -> tuple[float, float, float] | None:
-    """For the Gamma family, whose density is scale-equivariant: (c, a, d)
+    """For a family whose density is scale-equivariant (``scale_equivariant``:
+    the Gamma): (c, a, d)
     with y' = y / c and eta' = a eta + d for the family's link (inverse: a = c;
     log: d = -log c; identity: a = 1 / c), when the response is decades from
     unit scale; else None."""
-    if getattr(fam, "name", None) != "gamma":
+    if not getattr(fam, "scale_equivariant", False):
         return None
     med = float(np.median(np.abs(mf.y)))
     if not (med > 0 and np.isfinite(med)) or abs(np.log10(med)) <= DECADES:

@@ -24,10 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from interlace.families import available, get_family
+
 __all__ = [
     "KNOWN_OPTIMIZERS",
     "known_families",
     "family_name",
+    "resolve_family",
     "check_response",
     "check_vector",
     "check_weights",
@@ -41,25 +44,6 @@ __all__ = [
 
 KNOWN_OPTIMIZERS = ("lbfgsb", "bobyqa", "nelder-mead")
 NAGQ_MAX = 100  # lme4's GHrule: "ord < 101L"
-
-_BUILTIN_FAMILIES = (
-    "binomial",
-    "poisson",
-    "gaussian",
-    "negativebinomial",
-    "nbinom2",
-    "nbinom1",
-    "gamma",
-    "beta",
-    "zip",
-    "zinb",
-    "hurdle_poisson",
-    "zoib",
-    "genpois",
-    "betabinomial",
-)
-_COUNT = {"poisson", "negativebinomial", "nbinom2", "nbinom1", "zip", "zinb", "hurdle_poisson", "genpois"}
-
 
 _EXACT_INT = 2.0**53  # integers beyond this are not all representable as float64
 
@@ -183,31 +167,31 @@ def _object_values(arr: np.ndarray, what: str, dtype: str) -> np.ndarray:
 
 
 def known_families() -> list[str]:
-    """Known family names: ``interlace.families.available()`` (when importable) and the built-ins."""
-    try:
-        from interlace.families import available  # type: ignore[attr-defined]
+    """The registered family names (built-ins and installed plugins)."""
+    return sorted(available())
 
-        names = set(available())
-    except Exception:
-        names = set()
-    # The registry may not have every built-in registered yet; list both.
-    return sorted(names | set(_BUILTIN_FAMILIES))
+
+def resolve_family(family: Any) -> Any:
+    """A family object from a registered name (ValueError listing the known
+    names for an unknown one); an object is returned as it is (a duck-typed
+    family may define only the members it needs)."""
+    if not isinstance(family, str):
+        if not isinstance(getattr(family, "name", None), str):
+            raise TypeError("family must be a family name or a family object with a 'name' attribute, "
+                            f"got {type(family).__name__}")
+        return family
+    try:
+        return get_family(family.strip())
+    except ValueError as exc:
+        if not str(exc).startswith("unknown family"):
+            raise
+        raise ValueError(f"unknown family {family!r}; known families: {', '.join(known_families())}") from exc
 
 
 def family_name(family: Any) -> str:
-    """The family's name (lower case) from a string or a family object; ValueError if unknown."""
-    if isinstance(family, str):
-        name = family.strip().lower()
-        known = known_families()
-        if name not in known:
-            raise ValueError(f"unknown family {family!r}; known families: {', '.join(known)}")
-        return name
-    name = getattr(family, "name", None)
-    if not isinstance(name, str):
-        raise TypeError(
-            f"family must be a family name or a family object with a 'name' attribute, got {type(family).__name__}"
-        )
-    return name.strip().lower()
+    """The family's name (lower case) from a string or a family object, for messages;
+    ValueError for an unknown name."""
+    return str(resolve_family(family).name).strip().lower()
 
 
 def check_response(
@@ -218,46 +202,30 @@ def check_response(
     *,
     failures: np.ndarray | None = None,
 ) -> list[str]:
-    """Family-specific response checks; returns warning messages (also warned).
+    """Response checks before fitting; returns warning messages (also warned).
 
-    The family object's own ``validate_response(y, weights, column_name)`` runs
-    when it has one; the built-in rules below run by family name as well.
+    What a family's response may be is the family's own rule: its
+    ``validate_response(y, weights, column_name)`` raises a ValueError naming the
+    column, or warns (R's "non-integer #successes"); those warnings are returned
+    as messages too, so the result lists them. The rules that hold for every
+    family (finite values, cbind() failures >= 0, not constant) are checked here.
     """
-    messages: list[str] = []
     if not np.all(np.isfinite(y)):
         raise ValueError(f"response {column!r} has non-finite values")
-    name = family_name(family)
+    fam = resolve_family(family)
     if failures is not None and np.any(failures < 0):
-        raise ValueError(f"{name} response {column!r}: cbind() has negative numbers of failures")
-    validate = getattr(family, "validate_response", None)
-    if callable(validate) and not isinstance(family, str):
-        validate(y, weights, column)
-    if name in ("binomial", "betabinomial"):
-        if failures is not None and np.any(failures < 0):
-            raise ValueError(f"binomial response {column!r}: cbind() has negative numbers of failures")
-        if np.any(y < 0) or np.any(y > 1):
-            raise ValueError(
-                f"binomial response {column!r} must be a proportion in [0, 1] (with trial counts as weights) "
-                "or cbind(successes, failures)"
-            )
-        # R's binomial initialize: "non-integer #successes in a binomial glm!"
-        succ = y * weights
-        if np.any(np.abs(succ - np.round(succ)) > 0.001):
-            messages.append(f"non-integer #successes in binomial response {column!r}")
-    elif name in _COUNT:
-        if np.any(y < 0):
-            raise ValueError(f"{name} response {column!r} has negative counts")
-        if np.any(np.abs(y - np.round(y)) > 1e-7 * np.maximum(1.0, np.abs(y))):
-            messages.append(f"non-integer counts in the {name} response {column!r}")
-    elif name == "gamma":
-        if np.any(y <= 0):
-            raise ValueError(f"gamma response {column!r} must be positive (non-positive values found)")
-    elif name == "beta":
-        if np.any(y <= 0) or np.any(y >= 1):
-            raise ValueError(f"beta response {column!r} must lie strictly inside (0, 1)")
-    elif name == "zoib":
-        if np.any(y < 0) or np.any(y > 1):
-            raise ValueError(f"zoib response {column!r} must lie in [0, 1]")
+        raise ValueError(f"{fam.name} response {column!r}: cbind() has negative numbers of failures")
+    messages: list[str] = []
+    validate = getattr(fam, "validate_response", None)
+    if callable(validate):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            validate(y, weights, column)
+        for w in caught:
+            if issubclass(w.category, UserWarning) and str(w.message) not in messages:
+                messages.append(str(w.message))
+            elif not issubclass(w.category, UserWarning):
+                warnings.warn(w.message, w.category, stacklevel=3)
     if y.size > 1 and np.ptp(y) == 0:
         raise ValueError(f"response {column!r} is constant ({y[0]!r} in every row); nothing to model")
     for m in messages:
@@ -335,7 +303,7 @@ def _parsimonious(term: Any) -> bool:
     return bool(getattr(getattr(term, "cov", None), "parsimonious", False))
 
 
-def check_terms(terms: Sequence[Any], n: int, family: str) -> None:
+def check_terms(terms: Sequence[Any], n: int, family: Any) -> None:
     """lme4's checkNlevels / checkZdims for the random-effect terms.
 
     - no random term at all: an error (use a GLM);
@@ -343,10 +311,11 @@ def check_terms(terms: Sequence[Any], n: int, family: str) -> None:
       have > 1 sampled level``);
     - more random effects than observations for a term (check.nobs.vs.nRE).
       lmer (gaussian) forbids ``n <= q``; glmer allows an observation-level
-      random effect (``q == n``), so only ``n < q`` is an error there. A structured
-      covariance (ar1, cs, ...: fewer parameters than unstructured) is not checked, as in
-      glmmTMB.
+      random effect (``q == n``), so only ``n < q`` is an error there (the family's
+      ``normal_errors`` says which rule holds). A structured covariance (ar1, cs, ...:
+      fewer parameters than unstructured) is not checked, as in glmmTMB.
     """
+    lmm = bool(getattr(resolve_family(family), "normal_errors", False))
     if not terms:
         return  # a model without random effects is a GLM (engines.select_engine sends it to "glm")
     for t in terms:
@@ -361,12 +330,12 @@ def check_terms(terms: Sequence[Any], n: int, family: str) -> None:
         cov = getattr(t, "cov", None)
         if cov is not None and cov.nparams < cov.nentries:
             continue  # a structure with fewer parameters than us (ar1, cs): glmmTMB fits n = q
-        bad = n <= t.q if family == "gaussian" else n < t.q
+        bad = n <= t.q if lmm else n < t.q
         if bad:
             raise ValueError(
-                f"number of observations (={n}) {'<=' if family == 'gaussian' else '<'} number of random effects "
+                f"number of observations (={n}) {'<=' if lmm else '<'} number of random effects "
                 f"(={t.q}) for term ({t.lhs} | {t.group}); the random-effects parameters"
-                f"{' and the residual variance' if family == 'gaussian' else ''} are probably unidentifiable"
+                f"{' and the residual variance' if lmm else ''} are probably unidentifiable"
             )
 
 

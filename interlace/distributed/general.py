@@ -35,10 +35,10 @@ __all__ = ["DistributedGeneralObjective", "supports_general", "fit_general_dask"
 
 
 def supports_general(fam: Any) -> bool:
-    """Families whose general-engine fit runs on Dask (NB2, theta fixed or estimated)."""
-    from interlace.families.negbin2 import NegativeBinomial2Family
-
-    return isinstance(fam, NegativeBinomial2Family)
+    """Families whose general-engine fit runs on Dask: every general-likelihood
+    family (its own ``derivs`` and ``aux_blocks``; the family parameters are
+    intercept-only here)."""
+    return callable(getattr(fam, "derivs", None)) and getattr(fam, "aux_blocks", None) is not None
 
 
 class DistributedGeneralObjective(GeneralObjective):

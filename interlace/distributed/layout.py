@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from interlace.validation import family_name, resolve_family
+
 SYNTH_Y = "__interlace_y__"
 HEAD_ROWS = 1000
 
@@ -246,12 +248,14 @@ def _global_dtype(meta_dtype: Any, values: pd.Series) -> Any:
     return pd.CategoricalDtype(sorted(set(str(v) for v in values.dropna().tolist())))
 
 
-def _check_factor_response(c: str, meta_col: pd.Series, vals: pd.Series, fam: str) -> None:
-    """The in-memory rules of formula/response.py, on the driver: only the
-    binomial family reads a factor response, and never numbers held as text."""
+def _check_factor_response(c: str, meta_col: pd.Series, vals: pd.Series, family: Any) -> None:
+    """The in-memory rules of formula/response.py, on the driver: only a family
+    with ``factor_response`` (binomial) reads a factor response, and never
+    numbers held as text."""
     from interlace.validation import numeric_values
 
-    if fam != "binomial":
+    fam = family_name(family)
+    if not getattr(resolve_family(family), "factor_response", False):
         numeric_values(meta_col, f"{fam} response {c!r}")  # str / category: ValueError naming the dtype
         return
     if isinstance(meta_col.dtype, pd.CategoricalDtype):
@@ -263,7 +267,7 @@ def _check_factor_response(c: str, meta_col: pd.Series, vals: pd.Series, fam: st
             except ValueError:
                 continue
             raise ValueError(
-                f"binomial response {c!r} holds numbers as strings (dtype {meta_col.dtype}, e.g. {v!r}); lme4 "
+                f"{fam} response {c!r} holds numbers as strings (dtype {meta_col.dtype}, e.g. {v!r}); lme4 "
                 "refuses a character response: convert it with .astype(float), or make it a categorical to use "
                 "it as a factor")
 
@@ -274,7 +278,7 @@ def build_layout(merged: dict, cols: ModelColumns, meta: pd.DataFrame, formula: 
     from interlace.formula.namespace import stateful_calls
     from interlace.formula.terms import group_codes, order_terms, vc_names
     from interlace.model_frame import ReTerm, build_model_frame
-    from interlace.validation import check_terms, family_name
+    from interlace.validation import check_terms
 
     if merged["n"] == 0:
         raise ValueError("data is empty (no rows left after dropping rows with missing values)")
@@ -330,7 +334,7 @@ def build_layout(merged: dict, cols: ModelColumns, meta: pd.DataFrame, formula: 
         terms.append(ReTerm(group=t.group, vc_name=name, codes=np.zeros(0, np.int64), levels=list(t.levels),
                             z=np.zeros((0, k)), cnames=list(t.cnames), lhs=t.lhs,
                             cov=covs.get((t.group, " ".join(t.lhs.split())))))
-    check_terms(terms, merged["n"], family_name(family))
+    check_terms(terms, merged["n"], family)
 
     messages = []
     if merged["n_na"]:
@@ -341,13 +345,12 @@ def build_layout(merged: dict, cols: ModelColumns, meta: pd.DataFrame, formula: 
     resp_dtypes = {}
     from interlace.data import identifiers
 
-    fam_name = family_name(family)
     plain = cols.response.strip().strip("`")
     for c in identifiers(cols.response):
         if c in cols.factor_columns and not pd.api.types.is_bool_dtype(meta[c].dtype):
             vals = pd.concat([r[c] for r in merged["reps"]] + [merged["head"][c]], ignore_index=True)
             if c == plain:
-                _check_factor_response(c, meta[c], vals, fam_name)
+                _check_factor_response(c, meta[c], vals, family)
             resp_dtypes[c] = _global_dtype(unify.get(c, meta[c].dtype), vals)
     return Layout(cols=cols, spec=spec, terms=terms, fe_names_all=names_all, n=merged["n"],
                   n_dropped=merged["n_na"], na_cols=merged["na_cols"], messages=messages,

@@ -1,5 +1,11 @@
 """GLMM families: links, variance functions, the GLMMFamily protocol and the registry.
 
+The plugin base classes are exported here: :class:`ExponentialFamily` (a
+link and a variance function, PIRLS with Fisher weights) and
+:class:`LikelihoodFamily` (a log-likelihood and its derivatives in eta, Newton
+with the observed information), both carrying :class:`FamilyTraits` (what the
+rest of the package asks a family).
+
 Example
 -------
 >>> import interlace.families as fam
@@ -20,6 +26,7 @@ if TYPE_CHECKING:
 
 from interlace.families.base import (
     ExponentialFamily,
+    FamilyTraits,
     GLMMFamily,
     ProtocolFamilyAdapter,
     SupportsEtaDerivatives,
@@ -32,6 +39,7 @@ from interlace.families.binomial import BinomialFamily
 from interlace.families.gamma import GammaFamily
 from interlace.families.gaussian import GaussianFamily
 from interlace.families.inverse_gaussian import InverseGaussianFamily
+from interlace.families.likelihood import Derivs, LikelihoodFamily, Parts, chain_parts, hurdle, zero_inflate
 from interlace.families.links import (
     CauchitLink,
     CloglogLink,
@@ -65,7 +73,14 @@ __all__ = [
     "SupportsParams",
     "SupportsValidation",
     "SupportsFastPath",
+    "FamilyTraits",
     "ExponentialFamily",
+    "LikelihoodFamily",
+    "Parts",
+    "Derivs",
+    "zero_inflate",
+    "hurdle",
+    "chain_parts",
     "ProtocolFamilyAdapter",
     "BinomialFamily",
     "PoissonFamily",

@@ -60,6 +60,7 @@ __all__ = [
     "SupportsParams",
     "SupportsValidation",
     "SupportsFastPath",
+    "FamilyTraits",
     "ExponentialFamily",
     "ProtocolFamilyAdapter",
 ]
@@ -278,10 +279,60 @@ def power_dev_resids(y, mu, wt, p: float) -> np.ndarray:
         )
 
 
+# --------------------------------------------------------------------------- traits
+
+
+class FamilyTraits:
+    """What the rest of the package asks a family, with the defaults of a plain
+    GLM family. Both base classes (:class:`ExponentialFamily`,
+    :class:`~interlace.families.likelihood.LikelihoodFamily`) inherit it; a
+    family (built-in or plugin) overrides what differs. No code outside
+    ``interlace/families/`` tests a family's name: it reads these instead.
+
+    Example
+    -------
+    >>> from interlace.families import BinomialFamily, PoissonFamily
+    >>> BinomialFamily().factor_response, PoissonFamily().response_scale_name
+    (True, 'rate')
+    """
+
+    #: a two-level factor (or string) response is read as 0/1 (R's binomial)
+    factor_response: bool = False
+    #: "zi" (zero-inflated mixture), "hurdle" or None: the meaning of a zero probability per row
+    zero_model: str | None = None
+    #: unit deviances exist (``resid(type="deviance")``); False for mixtures without one
+    deviance_residuals: bool = True
+    #: emmeans' name of the response-scale column ("prob", "rate") or None ("response")
+    response_scale_name: str | None = None
+    #: the density is scale-equivariant in y (y / c is the same family with a mapped eta):
+    #: the engine may refit on a rescaled response (interlace.rescale)
+    scale_equivariant: bool = False
+    #: the numba kernels' family code (interlace.kernels.glm), None for the generic path
+    kernel_code: int | None = None
+    #: a normal error per observation (the LMM): lmer's identifiability rule n > q holds
+    #: for every random-effect term, not glmer's n >= q
+    normal_errors: bool = False
+
+    def zero_inflated_family(self) -> Any:
+        """The family glmmTMB fits for this family with a ``ziformula`` (the
+        zero-inflated version), or None when zero inflation is not available."""
+        return None
+
+    def observation_variance(self, sigma2: float, params: dict[str, Any],
+                             null_mu: Callable[[], float]) -> float:
+        """The distribution-specific variance on the latent scale for Nakagawa's
+        R2 / ICC (insight's ``get_variance_distribution``): ``sigma2`` the
+        residual variance of a Gaussian fit, ``params`` the fitted family
+        parameters, ``null_mu()`` the mean of the intercept-only model."""
+        link = getattr(getattr(self, "link", None), "name", "?")
+        raise NotImplementedError(f"R2 / ICC for family {getattr(self, 'name', '?')!r} with link {link!r} "
+                                  "is not implemented (the family defines no observation_variance)")
+
+
 # --------------------------------------------------------------------------- base class
 
 
-class ExponentialFamily:
+class ExponentialFamily(FamilyTraits):
     """A GLM family built from a :class:`Link` and a :class:`VarianceFunction`.
 
     Parameters
@@ -554,9 +605,9 @@ def _check_unit_interval(y: np.ndarray, column: str, family: str) -> None:
     bad = (y < 0) | (y > 1)
     if np.any(bad):
         raise ValueError(
-            f"response {column!r} has {int(bad.sum())} value(s) outside [0, 1] for the "
-            f"{family} family (first: {float(y[bad][0])!r}); use cbind(successes, failures) "
-            "or a proportion with weights= the number of trials"
+            f"{family} response {column!r} must be a proportion: {int(bad.sum())} value(s) outside [0, 1] "
+            f"(first: {float(y[bad][0])!r}); use cbind(successes, failures) or a proportion with weights= the "
+            "number of trials"
         )
 
 

@@ -64,6 +64,13 @@ class BetaFamily(LikelihoodFamily):
     allowed_links = ("logit",)
     disp_meaning = "log(phi)"
 
+    def observation_variance(self, sigma2, params, null_mu):
+        """log(1 + mu0 (1 - mu0) / (1 + phi) / mu0^2)."""
+        if "phi" not in params:
+            return super().observation_variance(sigma2, params, null_mu)
+        mu = null_mu()
+        return float(np.log1p(mu * (1.0 - mu) / (1.0 + float(params["phi"])) / mu ** 2))
+
     def __init__(self, link: str = "logit", phi: float | None = None) -> None:
         super().__init__(link)
         ph = as_fixed(phi, "phi")

@@ -39,6 +39,16 @@ class BinomialFamily(ExponentialFamily):
     canonical_link = LogitLink
     allowed_links = ("logit", "probit", "cauchit", "cloglog", "log")
     _fast_links = ("logit", "probit", "cloglog")
+    kernel_code = 0
+    factor_response = True  # a two-level factor is read as 0/1, as R's binomial()$initialize
+    response_scale_name = "prob"
+    #: latent-scale variance of the logistic / normal / extreme-value distribution (Nakagawa's R2)
+    _latent_variance = {"logit": np.pi ** 2 / 3.0, "probit": 1.0, "cloglog": np.pi ** 2 / 6.0}
+
+    def observation_variance(self, sigma2, params, null_mu):
+        """pi^2 / 3 (logit), 1 (probit), pi^2 / 6 (cloglog), as insight."""
+        v = self._latent_variance.get(self.link.name)
+        return float(v) if v is not None else super().observation_variance(sigma2, params, null_mu)
 
     def __init__(self, link: str | Link = "logit") -> None:
         super().__init__(link=link, variance=BinomialVariance(), name="binomial")

@@ -31,6 +31,7 @@ class GammaFamily(ExponentialFamily):
 
     canonical_link = InverseLink
     allowed_links = ("inverse", "log", "identity")
+    scale_equivariant = True  # y / c is Gamma with the same shape
 
     def __init__(self, link: str | Link = "inverse") -> None:
         super().__init__(link=link, variance=MuSquaredVariance(), name="gamma", estimates_scale=True)
@@ -79,7 +80,5 @@ class GammaFamily(ExponentialFamily):
         if not np.all(np.isfinite(y)):
             raise ValueError(f"response {column!r} has non-finite values")
         if np.any(y <= 0):
-            raise ValueError(
-                f"non-positive values not allowed for the 'gamma' family: response {column!r} "
-                f"has {int((y <= 0).sum())} value(s) <= 0"
-            )
+            raise ValueError(f"gamma response {column!r} must be positive "
+                             f"({int((y <= 0).sum())} value(s) <= 0)")

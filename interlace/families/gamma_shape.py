@@ -33,6 +33,13 @@ class GammaShapeFamily(LikelihoodFamily):
     aux_blocks = ("disp",)
     allowed_links = ("log", "inverse", "identity")
     disp_meaning = "log(shape)"
+    scale_equivariant = True
+
+    def observation_variance(self, sigma2, params, null_mu):
+        """1 / shape, the squared coefficient of variation (log link)."""
+        if self.link.name != "log" or "shape" not in params:
+            return super().observation_variance(sigma2, params, null_mu)
+        return 1.0 / float(params["shape"])
 
     def __init__(self, link: str = "log", shape: float | None = None) -> None:
         super().__init__(link)

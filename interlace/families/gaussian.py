@@ -31,6 +31,14 @@ class GaussianFamily(ExponentialFamily):
     canonical_link = IdentityLink
     allowed_links = ("identity", "log", "inverse", "sqrt")
     _fast_links = ("identity",)
+    kernel_code = 2
+    normal_errors = True
+
+    def observation_variance(self, sigma2, params, null_mu):
+        """The residual variance (identity link)."""
+        if self.link.name != "identity":
+            return super().observation_variance(sigma2, params, null_mu)
+        return float(sigma2)
 
     def __init__(self, link: str | Link = "identity") -> None:
         super().__init__(link=link, variance=ConstantVariance(), name="gaussian", estimates_scale=True)

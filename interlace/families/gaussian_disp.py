@@ -34,6 +34,13 @@ class GaussianDispFamily(LikelihoodFamily):
     aux_blocks = ("disp",)
     allowed_links = ("identity", "log", "inverse", "sqrt")
     disp_meaning = "log(sigma^2)"
+    normal_errors = True
+
+    def observation_variance(self, sigma2, params, null_mu):
+        """The residual variance (identity link)."""
+        if self.link.name != "identity":
+            return super().observation_variance(sigma2, params, null_mu)
+        return float(sigma2)
 
     def aux_default(self, block, y=None):
         """log of the response variance: a scale-aware start for log(sigma^2)."""

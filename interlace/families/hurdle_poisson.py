@@ -30,6 +30,8 @@ class HurdlePoissonFamily(LikelihoodFamily):
 
     name = "hurdle_poisson"
     aux_blocks = ("zi",)
+    zero_model = "hurdle"
+    response_scale_name = "rate"
 
     def derivs(self, y, wt, eta, aux, order=2):
         P = poisson_parts(y, eta, order)

@@ -27,12 +27,14 @@ True
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy import special
 
+from interlace.families.base import FamilyTraits, poisson_dev_resids
 from interlace.families.links import Link, get_link
 
 __all__ = ["Parts", "Derivs", "LikelihoodFamily", "zero_inflate", "hurdle", "chain_parts", "check_counts",
@@ -81,7 +83,7 @@ def _fit_engine(mf, fam, **kw):
     return fit_general(mf, fam, **kw)
 
 
-class LikelihoodFamily:
+class LikelihoodFamily(FamilyTraits):
     """Base class of the general-likelihood families.
 
     Subclasses set ``name``, ``aux_blocks`` (e.g. ``("disp",)``), the default
@@ -101,6 +103,11 @@ class LikelihoodFamily:
     fit_engine = staticmethod(_fit_engine)  # kept for plugins that call it directly
     #: what the raw "disp" coefficients model, for the result's description
     disp_meaning: str = "log dispersion"
+
+    @property
+    def zero_model(self) -> str | None:  # type: ignore[override]
+        """"zi" when the family has a zero-inflation block (a plugin's default too)."""
+        return "zi" if "zi" in self.aux_blocks else None
 
     def __init__(self, link: str | Link | None = None) -> None:
         link = self.allowed_links[0] if link is None else link
@@ -132,8 +139,6 @@ class LikelihoodFamily:
     def dev_resids(self, y, mu, wt):
         """-2 (loglik(y | mu) - loglik(y | y)) is not defined for every family here;
         the Poisson-type deviance is returned as a descriptive quantity."""
-        from interlace.families.base import poisson_dev_resids
-
         return poisson_dev_resids(y, mu, wt)
 
     def dev_resids_at(self, y, mu, wt, aux: dict[str, np.ndarray]) -> np.ndarray:
@@ -472,6 +477,8 @@ def check_counts(y, column: str, family: str) -> None:
     if np.any(y < 0):
         raise ValueError(f"{family} response {column!r} has negative counts "
                          f"({int((y < 0).sum())} value(s) < 0)")
+    if np.any(np.abs(y - np.round(y)) > 1e-7 * np.maximum(1.0, np.abs(y))):
+        warnings.warn(f"non-integer counts in the {family} response {column!r}", UserWarning, stacklevel=3)
 
 
 def check_open_unit(y, column: str, family: str) -> None:

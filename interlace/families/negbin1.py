@@ -30,6 +30,13 @@ class NegativeBinomial1Family(LikelihoodFamily):
     name = "nbinom1"
     aux_blocks = ("disp",)
     disp_meaning = "log(phi)"
+    response_scale_name = "rate"
+
+    def observation_variance(self, sigma2, params, null_mu):
+        """log(1 + (1 + phi) / mu0)."""
+        if "phi" not in params:
+            return super().observation_variance(sigma2, params, null_mu)
+        return float(np.log1p((1.0 + float(params["phi"])) / null_mu()))
 
     def __init__(self, phi: float | None = None, link: str = "log") -> None:
         super().__init__(link)

@@ -32,6 +32,19 @@ class NegativeBinomial2Family(LikelihoodFamily):
     name = "negativebinomial"
     aux_blocks = ("disp",)
     disp_meaning = "log(theta)"
+    response_scale_name = "rate"
+
+    def zero_inflated_family(self):
+        """glmmTMB's nbinom2 + ziformula: ZINB2 (theta kept fixed when it was given)."""
+        from interlace.families.zinb import ZeroInflatedNB2Family
+
+        return ZeroInflatedNB2Family(theta=self.params.get("theta"))
+
+    def observation_variance(self, sigma2, params, null_mu):
+        """log(1 + 1 / mu0 + 1 / theta) (insight's lognormal approximation)."""
+        if "theta" not in params:
+            return super().observation_variance(sigma2, params, null_mu)
+        return float(np.log1p(1.0 / null_mu() + 1.0 / float(params["theta"])))
 
     def __init__(self, theta: float | None = None, link: str = "log") -> None:
         super().__init__(link)

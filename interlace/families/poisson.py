@@ -34,6 +34,23 @@ class PoissonFamily(ExponentialFamily):
     canonical_link = LogLink
     allowed_links = ("log", "identity", "sqrt")
     _fast_links = ("log",)
+    kernel_code = 1
+    response_scale_name = "rate"
+
+    def zero_inflated_family(self):
+        """glmmTMB's poisson + ziformula: the zero-inflated Poisson (log link; other
+        links take the generic zero inflation of the density)."""
+        if self.link.name != "log":
+            return None
+        from interlace.families.zip import ZeroInflatedPoissonFamily
+
+        return ZeroInflatedPoissonFamily()
+
+    def observation_variance(self, sigma2, params, null_mu):
+        """log(1 + 1 / mu0) for the log link (insight's lognormal approximation)."""
+        if self.link.name != "log":
+            return super().observation_variance(sigma2, params, null_mu)
+        return float(np.log1p(1.0 / null_mu()))
 
     def __init__(self, link: str | Link = "log") -> None:
         super().__init__(link=link, variance=MuVariance(), name="poisson")
@@ -90,10 +107,8 @@ class PoissonFamily(ExponentialFamily):
         if not np.all(np.isfinite(y)):
             raise ValueError(f"response {column!r} has non-finite values")
         if np.any(y < 0):
-            raise ValueError(
-                f"negative values not allowed for the 'poisson' family: response {column!r} "
-                f"has {int((y < 0).sum())} negative count(s)"
-            )
+            raise ValueError(f"poisson response {column!r} has negative counts "
+                             f"({int((y < 0).sum())} value(s) < 0)")
         if np.any(y != np.rint(y)):
             warnings.warn(
                 f"non-integer counts in response {column!r} for the poisson family",

@@ -31,6 +31,7 @@ class ZeroInflatedNB2Family(LikelihoodFamily):
     name = "zinb"
     aux_blocks = ("disp", "zi")
     disp_meaning = "log(theta)"
+    response_scale_name = "rate"
 
     def __init__(self, link: str = "log", theta: float | None = None, pi: float | None = None) -> None:
         super().__init__(link)

@@ -30,6 +30,7 @@ class ZeroInflatedPoissonFamily(LikelihoodFamily):
 
     name = "zip"
     aux_blocks = ("zi",)
+    response_scale_name = "rate"
 
     def __init__(self, link: str = "log", pi: float | None = None) -> None:
         super().__init__(link)

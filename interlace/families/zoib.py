@@ -36,6 +36,8 @@ class ZeroOneInflatedBetaFamily(LikelihoodFamily):
     aux_blocks = ("disp", "zi", "coi")
     allowed_links = ("logit",)
     disp_meaning = "log(phi)"
+    zero_model = None  # its "zi" block is the probability of 0 or 1, not a mixture with the mean's zeros
+    deviance_residuals = False  # no unit deviance (glmmTMB has none either)
 
     def __init__(self, link: str = "logit", phi: float | None = None) -> None:
         super().__init__(link)

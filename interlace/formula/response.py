@@ -32,8 +32,6 @@ from .fixed import evaluate_expression
 __all__ = ["Response", "evaluate_response", "cbind_args"]
 
 # families whose response may be an R factor (first level = failure)
-_FACTOR_FAMILIES = {"binomial"}
-
 
 @dataclass
 class Response:
@@ -56,11 +54,13 @@ def cbind_args(text: str) -> list[str] | None:
     return args
 
 
-def _family_name(family: Any) -> str | None:
-    if family is None:
-        return None
-    name = family if isinstance(family, str) else getattr(family, "name", None)
-    return name.strip().lower() if isinstance(name, str) else None
+def _family(family: Any) -> Any:
+    """A family object from a name (None stays None: a factor is read as binomial's)."""
+    if isinstance(family, str):
+        from interlace.validation import resolve_family
+
+        return resolve_family(family)
+    return family
 
 
 def _is_text(col: pd.Series) -> bool:
@@ -123,7 +123,8 @@ def evaluate_response(text: str, frame: pd.DataFrame, context: dict, family: Any
     """
     from interlace.validation import numeric_values
 
-    fam = _family_name(family)
+    family = _family(family)
+    fam = None if family is None else str(getattr(family, "name", "")).strip().lower() or None
     args = cbind_args(text)
     if args is not None:
         s = evaluate_expression(args[0], frame, context, "response")
@@ -136,7 +137,7 @@ def evaluate_response(text: str, frame: pd.DataFrame, context: dict, family: Any
     name = text.strip().strip("`")
     if name in frame.columns:
         col = frame[name]
-        factor_ok = fam is None or fam in _FACTOR_FAMILIES
+        factor_ok = family is None or bool(getattr(family, "factor_response", False))
         if factor_ok and (isinstance(col.dtype, pd.CategoricalDtype) or _is_text(col)):
             return Response(y=_factor_response(col, name, fam or "binomial"), kind="factor")
         what = f"{fam} response {name!r}" if fam else f"response {name!r}"

@@ -122,10 +122,10 @@ def _link_name(result) -> str:
 def _response_name(result) -> str:
     """emmeans' column name on the response scale: prob / rate / response."""
     link = _link_name(result)
-    fam = str(getattr(result.family, "name", "")).lower()
-    if link in _PROB_LINKS or fam.startswith("binomial") or fam in ("bernoulli",):
+    own = getattr(result.family, "response_scale_name", None)  # the family's word: "prob", "rate"
+    if link in _PROB_LINKS or own == "prob":
         return "prob"
-    if link == "log" and ("poisson" in fam or "neg" in fam or "nb" in fam or "genpois" in fam):
+    if link == "log" and own == "rate":
         return "rate"
     return "response"
 

@@ -31,19 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["r2_nakagawa", "icc", "variance_components", "SUPPORTED"]
-
-SUPPORTED = {"gaussian": ("identity",), "binomial": ("logit", "probit", "cloglog"),
-             "poisson": ("log",), "negativebinomial": ("log",), "nbinom2": ("log",), "nbinom1": ("log",),
-             "gamma": ("log",), "beta": ("logit",)}
-
-
-def _family(result) -> tuple[str, str]:
-    fam = result.family
-    name = str(getattr(fam, "name", "")).lower()
-    link = str(getattr(getattr(fam, "link", None), "name", ""))
-    return name, link
-
+__all__ = ["r2_nakagawa", "icc", "variance_components"]
 
 def _fixed_variance(result) -> float:
     X = np.asarray(result.model_frame.X, dtype=float)
@@ -92,43 +80,17 @@ def _null_mu(result) -> float:
     return cache["null_mu"]
 
 
-def _theta(result) -> float:
-    fp = result.family_params or {}
-    for k in ("theta", "size"):
-        if k in fp and np.isscalar(fp[k]):
-            return float(fp[k])
-    aux = getattr(result, "aux_params", None) or {}
-    if "disp" in aux and len(aux["disp"]) == 1:
-        return float(np.exp(np.asarray(aux["disp"], dtype=float)[0]))
-    if result.disp_params is not None and len(result.disp_params) == 1:
-        return float(np.exp(result.disp_params.iloc[0]))
-    raise ValueError("cannot find the negative binomial theta of this fit")
-
-
 def _residual_variance(result) -> float:
-    name, link = _family(result)
-    if name == "gaussian" and link == "identity":
-        return float(result.scale) if result.optinfo.get("engine") == "lmm" else float(
-            (result.family_params or {}).get("sigma", np.sqrt(result.scale))) ** 2
-    if name == "binomial":
-        table = {"logit": np.pi ** 2 / 3.0, "probit": 1.0, "cloglog": np.pi ** 2 / 6.0}
-        if link in table:
-            return float(table[link])
-    if name == "poisson" and link == "log":
-        return float(np.log1p(1.0 / _null_mu(result)))
-    if name in ("negativebinomial", "nbinom2", "negbin2") and link == "log":
-        return float(np.log1p(1.0 / _null_mu(result) + 1.0 / _theta(result)))
-    fp = result.family_params or {}
-    if name == "nbinom1" and link == "log" and "phi" in fp:
-        return float(np.log1p((1.0 + float(fp["phi"])) / _null_mu(result)))
-    if name == "gamma" and link == "log" and "shape" in fp:
-        return 1.0 / float(fp["shape"])  # sigma(m)^2, the squared coefficient of variation
-    if name == "beta" and link == "logit" and "phi" in fp:
-        mu = _null_mu(result)
-        return float(np.log1p(mu * (1.0 - mu) / (1.0 + float(fp["phi"])) / mu ** 2))
-    supported = ", ".join(f"{f} ({'/'.join(ls)})" for f, ls in SUPPORTED.items())
-    raise NotImplementedError(f"R2 / ICC for family {name!r} with link {link!r} is not implemented "
-                              f"(supported: {supported})")
+    """The distribution-specific variance: the family's own ``observation_variance``
+    (insight's ``get_variance_distribution``), given the residual variance of a
+    Gaussian fit, the fitted family parameters and the null model's mean."""
+    fam = result.family
+    fp = dict(result.family_params or {})
+    if result.optinfo.get("engine") == "lmm":
+        sigma2 = float(result.scale)
+    else:
+        sigma2 = float(fp.get("sigma", np.sqrt(result.scale))) ** 2
+    return float(fam.observation_variance(sigma2, fp, lambda: _null_mu(result)))
 
 
 def variance_components(result) -> pd.Series:

@@ -4,7 +4,7 @@ ndarray in, ndarray out; no imports from the rest of the package. Every
 function returns sums (or fills per-row arrays) so that the same kernel can
 run on a chunk of rows and the results be added.
 
-Family codes: 0 binomial, 1 poisson, 2 gaussian.
+Family codes (the families' ``kernel_code``): 0 binomial, 1 poisson, 2 gaussian.
 Link codes:   0 logit, 1 probit, 2 cloglog, 3 log, 4 identity.
 Clamping follows R's C code for make.link/family (logit_linkinv, etc.), so
 mu never reaches 0 or 1 and exp() never overflows.
@@ -19,7 +19,6 @@ from numba import njit
 
 from interlace.kernels.crossprod import add_row_re, add_row_x, symmetrize_lower
 
-FAMILY_CODES = {"binomial": 0, "poisson": 1, "gaussian": 2}
 LINK_CODES = {"logit": 0, "probit": 1, "cloglog": 2, "log": 3, "identity": 4}
 
 EPS = 2.220446049250313e-16

@@ -15,13 +15,13 @@ from interlace.kernels import parallel as kpar
 
 
 def _fast_codes(family) -> tuple[int, int] | None:
+    """(family code, link code) of the numba kernels: the family's ``kernel_code``
+    when it qualifies for the fast path (``fast_path``), else None."""
     fp = getattr(family, "fast_path", None)
-    if not fp:
+    code = getattr(family, "kernel_code", None)
+    if not fp or code is None or fp[1] not in kg.LINK_CODES:
         return None
-    fam, link = fp
-    if fam in kg.FAMILY_CODES and link in kg.LINK_CODES:
-        return kg.FAMILY_CODES[fam], kg.LINK_CODES[link]
-    return None
+    return int(code), kg.LINK_CODES[fp[1]]
 
 
 class GLMResponse:

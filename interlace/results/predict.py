@@ -170,16 +170,24 @@ def conditional_link_variance(result, blocks) -> np.ndarray:
 # --------------------------------------------------------------------------- family sub-models
 
 
+def _zero_model(fam) -> str | None:
+    """The family's ``zero_model`` ("zi", "hurdle" or None); a duck-typed
+    family may say ``hurdle = True`` / ``zi = True`` instead."""
+    zm = getattr(fam, "zero_model", None)
+    if zm is None and getattr(fam, "hurdle", False) is True:
+        return "hurdle"
+    if zm is None and getattr(fam, "zi", False) is True:
+        return "zi"
+    return zm
+
+
 def _is_zero_inflated(fam) -> bool:
     """True for zero-inflated and hurdle families (a zero probability p per row)."""
-    name = str(getattr(fam, "name", "")).lower()
-    if bool(getattr(fam, "zi", False) or getattr(fam, "hurdle", False)):
-        return True
-    return "zi" in tuple(getattr(fam, "aux_blocks", ())) and name != "zoib"
+    return _zero_model(fam) is not None
 
 
 def _is_hurdle(fam) -> bool:
-    return bool(getattr(fam, "hurdle", False)) or str(getattr(fam, "name", "")).lower().startswith("hurdle")
+    return _zero_model(fam) == "hurdle"
 
 
 def _sub_design(result, block: str, newdata: Any) -> np.ndarray:

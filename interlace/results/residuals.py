@@ -98,7 +98,7 @@ def resid(result, type: str = "deviance") -> np.ndarray:
         if result.optinfo.get("engine") == "lmm":
             return r * np.sqrt(wt)
         return r * np.sqrt(wt) / np.sqrt(pearson_variance(result, ey, mu, aux))
-    if _is_zero_inflated(fam) or str(getattr(fam, "name", "")) == "zoib":
+    if _is_zero_inflated(fam) or not getattr(fam, "deviance_residuals", True):
         raise NotImplementedError("deviance residuals are not defined for zero-inflated/hurdle families "
                                   "(glmmTMB has none either); use 'pearson' or scaled_residuals()")
     at = getattr(fam, "dev_resids_at", None)  # the family's deviance at its fitted parameters
