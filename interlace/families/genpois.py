@@ -67,6 +67,7 @@ class GeneralizedPoissonFamily(LikelihoodFamily):
 
     name = "genpois"
     aux_blocks = ("disp",)
+    response_scale_name = "rate"  # emmeans calls the log-link count mean a rate
     disp_meaning = "log(phi)"
 
     def __init__(self, link: str = "log", phi: float | None = None) -> None:
