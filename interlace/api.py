@@ -4,119 +4,26 @@ optimizeGlmer -> mkMerMod)."""
 
 from __future__ import annotations
 
-import threading
 import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from interlace.engines import fit_frame, select_engine
+from interlace.errors import ConvergenceWarning, FitError, SingularFitWarning, emit_warnings
 from interlace.families import get_family
 from interlace.model.covariance import term_covariance
 from interlace.model_frame import build_model_frame
+from interlace.threads import blas_single_thread
 from interlace.validation import validate_fit_args
 
 if TYPE_CHECKING:
     from interlace.results import GLMMResult
 
 
-class ConvergenceWarning(UserWarning):
-    """lme4-style convergence trouble (gradient/Hessian checks, PIRLS)."""
-
-
-class SingularFitWarning(UserWarning):
-    """A variance component on the boundary (lme4's isSingular)."""
-
-
-class FitError(ValueError):
-    """The numerical fit broke down (PIRLS could not reduce the deviance, a
-    system lost positive definiteness): the data cannot be fitted as given.
-    lme4 stops on the same data with "pwrssUpdate did not converge",
-    "PIRLS step-halvings failed" or "Downdated VtV is not positive definite"."""
-
-
 def _is_lmm(fam, dispformula) -> bool:
     """True when ``fam`` (with ``dispformula``) is fitted by the profiled LMM engine."""
     return select_engine(fam, dispformula=dispformula) == "lmm"
-
-
-_CONTROLLER = None
-_BLAS_LOCK = threading.Lock()
-_BLAS_STATE: dict[str, Any] = {"depth": 0, "limiter": None, "owner": None, "took": False}
-
-
-class _BlasSingleThread:
-    """Re-entrant, thread-safe BLAS limit: the first fit to enter sets one
-    thread, the last one to leave restores what the process had before.
-
-    threadpoolctl's context restores the limits it saw on entry, and for a
-    process-wide OpenBLAS pool only one "controlling" Python thread may set
-    limits (others are silently ignored). Two overlapping fits in threads
-    (A enters, B enters and sees A's limit, A leaves, B leaves) used to leave
-    the whole process at one BLAS thread. Here one limiter is shared by all
-    running fits, and the last fit to leave restores it, taking over control
-    from the thread that set the limit when that is another thread.
-    """
-
-    def __enter__(self):
-        global _CONTROLLER
-        with _BLAS_LOCK:
-            if _BLAS_STATE["depth"] == 0:
-                if _CONTROLLER is None:
-                    from threadpoolctl import ThreadpoolController
-
-                    _CONTROLLER = ThreadpoolController()
-                before = _controlling_thread()
-                _BLAS_STATE["limiter"] = _CONTROLLER.limit(limits=1, user_api="blas")
-                _BLAS_STATE["owner"] = threading.current_thread()
-                # we took control of OpenBLAS (nobody held it): give it back when done
-                _BLAS_STATE["took"] = before is None and _controlling_thread() is threading.current_thread()
-            _BLAS_STATE["depth"] += 1
-        return self
-
-    def __exit__(self, *exc):
-        with _BLAS_LOCK:
-            _BLAS_STATE["depth"] -= 1
-            if _BLAS_STATE["depth"] == 0 and _BLAS_STATE["limiter"] is not None:
-                limiter, _BLAS_STATE["limiter"] = _BLAS_STATE["limiter"], None
-                owner, _BLAS_STATE["owner"] = _BLAS_STATE["owner"], None
-                if _BLAS_STATE["took"] and threading.current_thread() is not owner:
-                    _clear_controlling_thread(force=True)  # the owner's control was ours
-                limiter.restore_original_limits()
-                if _BLAS_STATE["took"]:
-                    _clear_controlling_thread(force=True)
-        return False
-
-
-def _controlling_thread():
-    """The thread threadpoolctl lets set OpenBLAS's process-wide limit (None: any)."""
-    try:
-        from threadpoolctl import OpenBLASController
-
-        return OpenBLASController._SHARED_STATE.controlling_thread
-    except (ImportError, AttributeError):  # threadpoolctl < 3.8: any thread may set
-        return None
-
-
-def _clear_controlling_thread(force: bool) -> None:
-    try:
-        from threadpoolctl import OpenBLASController
-
-        OpenBLASController.clear_controlling_thread(force=force)
-    except (ImportError, AttributeError):
-        pass
-
-
-def _blas_single_thread() -> _BlasSingleThread:
-    """Limit BLAS to one thread during a fit: the dense blocks are small, and
-    OpenBLAS's threads oversubscribe them (measured 30x slower on 2 cores
-    under load). threadpoolctl earns its place here. Re-entrant across threads
-    and nested calls (see :class:`_BlasSingleThread`).
-
-    >>> with _blas_single_thread():
-    ...     pass
-    """
-    return _BlasSingleThread()
 
 
 def glmer(
@@ -170,7 +77,7 @@ def glmer(
     >>> m.fe_params.round(2).tolist()
     [-1.4, -0.99, -1.13, -1.58]
     """
-    from interlace.distributed import is_dask_frame  # light: imports nothing from Dask
+    from interlace.distributed.frames import is_dask_frame  # light: imports nothing from Dask
 
     if not isinstance(REML, (bool, np.bool_)):
         raise TypeError(f"REML must be True or False, got {REML!r}")
@@ -186,7 +93,7 @@ def glmer(
                           dispformula, ziformula=ziformula, missing=missing)
     from interlace.objective.laplace import PIRLSError
 
-    with _blas_single_thread():
+    with blas_single_thread():
         try:
             return _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nAGQ, offset,
                           dispformula, ziformula, missing, verbose, REML=bool(REML))
@@ -230,22 +137,12 @@ def _glmer(formula, data, family, groups, random, weights, optimizer, theta0, nA
     res = fit_frame(mf, fam, engine=engine, optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, formula=formula,
                     reml=REML)
     attach_row_labels(res, data, missing, call=dict(
-        formula=formula, data=data, family=family, groups=groups, random=random, weights=weights,
+        __fit__=glmer, formula=formula, data=data, family=family, groups=groups, random=random, weights=weights,
         optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, offset=offset, dispformula=dispformula,
         ziformula=ziformula, missing=missing, REML=REML))
     if verbose:
         from interlace.results.align import report_fit
 
         report_fit(res, t_fit)
-    _emit_warnings(res, stacklevel=4)
+    emit_warnings(res, stacklevel=4)
     return res
-
-
-def _emit_warnings(res, stacklevel: int = 3) -> None:
-    for msg in res.optinfo.get("messages", []):
-        if msg in getattr(res.model_frame, "messages", []):
-            continue  # already warned while parsing
-        if msg.startswith("boundary (singular) fit"):  # not "Hessian is numerically singular"
-            warnings.warn(msg, SingularFitWarning, stacklevel=stacklevel)
-        else:
-            warnings.warn(msg, ConvergenceWarning, stacklevel=stacklevel)

@@ -35,6 +35,8 @@ import numpy as np
 
 from interlace.collapse import collapse_rows
 from interlace.engine_general import fit_general, general_objective
+from interlace.families import get_family
+from interlace.glm import fit_glm
 from interlace.model_frame import ModelFrame
 from interlace.objective.agq import AGQObjective
 from interlace.objective.laplace import LaplaceObjective, PIRLSError
@@ -45,7 +47,8 @@ from interlace.rescale import column_scales, fit_rescaled
 from interlace.results.build import build_result
 from interlace.validation import guard_result
 
-__all__ = ["select_engine", "fit_frame", "refit", "Refitter", "objective_at", "IN_MEMORY_ENGINES"]
+__all__ = ["select_engine", "fit_frame", "fit_lmm", "refit", "Refitter", "refit_ml", "is_reml", "objective_at",
+           "Fitter", "FITTER", "IN_MEMORY_ENGINES"]
 
 IN_MEMORY_ENGINES = ("lmm", "laplace", "agq", "general")
 
@@ -89,8 +92,6 @@ def fit_frame(mf: ModelFrame, fam: Any, *, engine: str, optimizer: str = "lbfgsb
                          "formula too (glmmTMB fits that model; interlace does not yet): add a term such as "
                          "(1 | group) to the formula")
     if not mf.terms:  # no random-effect term: a GLM (R's glm, or glmmTMB's fit without random effects)
-        from interlace.glm import fit_glm
-
         return _guarded(fit_glm(mf, fam, formula=formula, optimizer=optimizer))
     if engine == "custom":
         return _guarded(fam.fit_engine(mf, fam, optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, formula=formula))
@@ -138,7 +139,34 @@ def fit_frame(mf: ModelFrame, fam: Any, *, engine: str, optimizer: str = "lbfgsb
 
 def _guarded(res):
     guard_result(res)  # never converged=True with non-finite estimates or SEs
+    res.fitter = FITTER
     return res
+
+
+def fit_lmm(mf: ModelFrame, *, reml: bool, optimizer: str = "lbfgsb", theta0: np.ndarray | None = None,
+            formula: str = "", messages: list[str] | None = None):
+    """Fit an LMM on a built model frame (the stages lmer composes; anova's ML
+    refit and ranova's reduced models call this on modified frames)."""
+    obj = LMMObjective(mf, reml=reml)
+    opt = optimize_lmm(obj, optimizer, theta0)
+    res = build_result(mf, get_family("gaussian"), obj, opt, nAGQ=1, engine="lmm", formula=formula,
+                       optimizer=optimizer, extra_messages=messages)
+    res.optinfo["REML"] = bool(reml)
+    res.fitter = FITTER
+    return res
+
+
+def is_reml(result) -> bool:
+    """True for a linear mixed model fitted by REML."""
+    return bool(result.optinfo.get("REML", False)) and result.optinfo.get("engine") == "lmm"
+
+
+def refit_ml(result):
+    """The same LMM fitted by maximum likelihood (lme4's refitML); an ML fit is returned as is."""
+    if not is_reml(result):
+        return result
+    return fit_lmm(result.model_frame, reml=False, optimizer=result.optinfo.get("optimizer", "lbfgsb"),
+                   theta0=result.theta.to_numpy(dtype=float), formula=result.formula)
 
 
 def _engine_of(result) -> str:
@@ -305,3 +333,43 @@ def objective_at(result):
     obj = LaplaceObjective(mf, result.family)
     obj.deviance(theta, result.fe_params.to_numpy(dtype=float))
     return obj
+
+
+@dataclasses.dataclass(frozen=True)
+class Fitter:
+    """The engines, as a value a result holds (``GLMMResult.fitter``).
+
+    Results and inference refit through it -- lme4's ``refit.merMod`` and
+    ``refitML``, the objective at the optimum, an LMM on a modified frame --
+    and so never import an engine: the engines build results, results do not
+    build engines. It has no state and pickles by reference to this class.
+
+    Example
+    -------
+    >>> import pickle
+    >>> pickle.loads(pickle.dumps(FITTER)) == FITTER
+    True
+    """
+
+    def refit(self, result, y, *, optimizer: str | None = None):
+        """See :func:`refit`."""
+        return refit(result, y, optimizer=optimizer)
+
+    def refit_ml(self, result):
+        """See :func:`refit_ml`."""
+        return refit_ml(result)
+
+    def objective_at(self, result):
+        """See :func:`objective_at`."""
+        return objective_at(result)
+
+    def fit_lmm(self, mf: ModelFrame, **kw: Any):
+        """See :func:`fit_lmm`."""
+        return fit_lmm(mf, **kw)
+
+    def refitter(self, result, optimizer: str | None = None) -> "Refitter":
+        """See :class:`Refitter` (many refits of one model: bootstrap)."""
+        return Refitter(result, optimizer)
+
+
+FITTER = Fitter()

@@ -9,26 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import narwhals as nw
 import numpy as np
 
-__all__ = ["lmer", "fit", "fit_lmm"]
+from interlace.distributed.frames import is_dask_frame
+from interlace.engines import fit_lmm, is_reml, refit_ml
+from interlace.errors import FitError, emit_warnings
+from interlace.families import get_family
+from interlace.model_frame import build_model_frame
+from interlace.objective.laplace import PIRLSError
+from interlace.results.align import MISSING, attach_row_labels
+from interlace.threads import blas_single_thread
+from interlace.validation import validate_fit_args
 
-
-def fit_lmm(mf, *, reml: bool, optimizer: str = "lbfgsb", theta0: np.ndarray | None = None,
-            formula: str = "", messages: list[str] | None = None):
-    """Fit an LMM on a built model frame (the stages lmer composes; bootstrap,
-    anova's ML refit and ranova call this on modified frames)."""
-    from interlace.families import get_family
-    from interlace.objective.lmm import LMMObjective
-    from interlace.optimize import optimize_lmm
-    from interlace.results.build import build_result
-
-    obj = LMMObjective(mf, reml=reml)
-    opt = optimize_lmm(obj, optimizer, theta0)
-    res = build_result(mf, get_family("gaussian"), obj, opt, nAGQ=1, engine="lmm", formula=formula,
-                       optimizer=optimizer, extra_messages=messages)
-    res.optinfo["REML"] = bool(reml)
-    return res
+__all__ = ["lmer", "fit", "fit_lmm", "refit_ml", "is_reml"]
 
 
 def lmer(
@@ -69,14 +63,6 @@ def lmer(
     >>> m.fe_params.round(3).tolist()
     [251.405, 10.467]
     """
-    from interlace.api import FitError, _blas_single_thread, _emit_warnings
-    from interlace.families import get_family
-    from interlace.model_frame import build_model_frame
-    from interlace.objective.laplace import PIRLSError
-    from interlace.validation import validate_fit_args
-
-    from interlace.distributed import is_dask_frame
-
     if is_dask_frame(data):
         raise NotImplementedError("lmer does not take Dask frames yet; glmer(..., family='gaussian') fits the "
                                   "same model by ML on a cluster")
@@ -86,17 +72,16 @@ def lmer(
         raise TypeError(f"optimizer must be a string, got {type(optimizer).__name__}")
     optimizer = optimizer.lower()
     fam = get_family("gaussian")
-    from interlace.results.align import MISSING, attach_row_labels
 
     if missing not in MISSING:
         raise ValueError(f"missing must be one of {', '.join(map(repr, MISSING))}, got {missing!r}")
-    call = dict(__fit__="lmer", formula=formula, data=data, REML=REML, weights=weights, offset=offset,
+    call = dict(__fit__=lmer, formula=formula, data=data, REML=REML, weights=weights, offset=offset,
                 groups=groups, random=random, optimizer=optimizer, theta0=theta0, missing=missing)
     if isinstance(weights, str):
         weights = _column(data, weights, "weights")
     if isinstance(offset, str):
         offset = _column(data, offset, "offset")
-    with _blas_single_thread():
+    with blas_single_thread():
         mf = build_model_frame(formula, data, family=fam, groups=groups, random=random, weights=weights,
                                offset=offset, missing="drop" if missing == "exclude" else missing)
         if not mf.terms:  # R's lmer: "No random effects terms specified in formula"
@@ -114,7 +99,7 @@ def lmer(
             raise FitError(f"the model could not be fitted: {exc}. Check for extreme responses or covariates, "
                            "rescale covariates, or try another optimizer or theta0") from exc
     attach_row_labels(res, data, missing, call=call)  # user's row labels, emmeans grid, update()
-    _emit_warnings(res, stacklevel=3)
+    emit_warnings(res, stacklevel=3)
     return res
 
 
@@ -122,22 +107,8 @@ fit = lmer
 
 
 def _column(data: Any, name: str, what: str) -> np.ndarray:
-    import narwhals as nw
 
     frame = nw.from_native(data, eager_only=True)
     if name not in frame.columns:
         raise ValueError(f"{what}={name!r} is not a column of data")
     return frame[name].to_numpy()
-
-
-def is_reml(result) -> bool:
-    """True for a linear mixed model fitted by REML."""
-    return bool(result.optinfo.get("REML", False)) and result.optinfo.get("engine") == "lmm"
-
-
-def refit_ml(result):
-    """The same LMM fitted by maximum likelihood (lme4's refitML); an ML fit is returned as is."""
-    if not is_reml(result):
-        return result
-    return fit_lmm(result.model_frame, reml=False, optimizer=result.optinfo.get("optimizer", "lbfgsb"),
-                   theta0=result.theta.to_numpy(dtype=float), formula=result.formula)

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 import interlace
-from interlace.api import _blas_single_thread
+from interlace.threads import blas_single_thread as _blas_single_thread
 
 
 # ----------------------------------------------------------------------------- item 7: BLAS threads

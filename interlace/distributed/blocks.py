@@ -25,6 +25,7 @@ import pandas as pd
 
 from interlace.kernels import crossprod as kx
 from interlace.kernels import glm as kg
+from interlace.distributed.layout import normalize_strings, unify_levels
 from interlace.kernels import gradient as kgr
 
 
@@ -69,17 +70,6 @@ class PartBlock:
 # ----------------------------------------------------------------------------- materialize
 
 
-_STR = pd.StringDtype(na_value=np.nan)
-
-
-def normalize_strings(pdf: pd.DataFrame) -> pd.DataFrame:
-    """Dask stores text as ``string[pyarrow]`` (missing value pd.NA); give it
-    pandas' default ``str`` dtype, as an in-memory frame has, so formulaic
-    codes it as a factor exactly as in the in-memory fit."""
-    conv = {c: _STR for c, dt in pdf.dtypes.items() if isinstance(dt, pd.StringDtype) and dt != _STR}
-    return pdf.astype(conv) if conv else pdf
-
-
 def kept_rows(pdf: pd.DataFrame, used: list[str]) -> pd.DataFrame:
     """The partition's used columns without rows that have a missing value (lme4's na.omit)."""
     from interlace.data import missing_mask
@@ -97,8 +87,6 @@ def materialize(pdf: pd.DataFrame, layout: Any, family: Any) -> tuple[PartBlock,
     from interlace.formula.response import cbind_args, evaluate_response
     from interlace.model_frame import _CONTEXT
     from interlace.validation import check_finite, check_response
-
-    from interlace.distributed.layout import unify_levels
 
     cols = layout.cols
     sub = unify_levels(kept_rows(pdf, cols.used).reset_index(drop=True), getattr(layout, "unify", {}))

@@ -28,11 +28,13 @@ import numpy as np
 
 from interlace.distributed import blocks as B
 from interlace.distributed import layout as L
+from interlace.distributed.frames import native_dask
 from interlace.distributed.general import fit_general_dask, supports_general
 from interlace.distributed.general_rows import finalize_general
 from interlace.distributed.objective import DistributedLaplaceObjective, DistributedReStructure
 from interlace.distributed.result import build_dask_result, meta_model_frame
 from interlace.distributed.rounds import Rounds
+from interlace.errors import emit_warnings
 
 
 def _unsupported(fam: Any, nAGQ: int, dispformula: Any, ziformula: Any) -> str | None:
@@ -66,8 +68,6 @@ def glmer_dask(formula: str, data: Any, family: Any, groups: Any = None, random:
     rows are read twice from the source (once to find the layout, once to
     build each partition's arrays), then never leave the workers.
     """
-    from interlace.api import _emit_warnings
-    from interlace.distributed import native_dask
     from interlace.families import get_family
     from interlace.optimize import optimize_glmm
     from interlace.validation import guard_result, validate_fit_args
@@ -166,7 +166,7 @@ def glmer_dask(formula: str, data: Any, family: Any, groups: Any = None, random:
         res = fit_general_dask(mf, fam, re, rounds, optimizer=optimizer, theta0=theta0, formula=formula,
                                messages=messages, train=train, used=cols.used, extra_info=info)
         guard_result(res)
-        _emit_warnings(res, stacklevel=4)
+        emit_warnings(res, stacklevel=4)
         return res
     # 4. optimize
     obj = DistributedLaplaceObjective(re, rounds, fam, len(fe_names), float(np.sum(sat)))
@@ -179,5 +179,5 @@ def glmer_dask(formula: str, data: Any, family: Any, groups: Any = None, random:
                             train=train, used=cols.used, extra_info=info)
     res.optinfo["dask_rounds"] = rounds.count
     guard_result(res)
-    _emit_warnings(res, stacklevel=4)
+    emit_warnings(res, stacklevel=4)
     return res

@@ -28,6 +28,17 @@ import pandas as pd
 
 from interlace.validation import family_name, resolve_family
 
+_STR = pd.StringDtype(na_value=np.nan)
+
+
+def normalize_strings(pdf: pd.DataFrame) -> pd.DataFrame:
+    """Dask stores text as ``string[pyarrow]`` (missing value pd.NA); give it
+    pandas' default ``str`` dtype, as an in-memory frame has, so formulaic
+    codes it as a factor exactly as in the in-memory fit."""
+    conv = {c: _STR for c, dt in pdf.dtypes.items() if isinstance(dt, pd.StringDtype) and dt != _STR}
+    return pdf.astype(conv) if conv else pdf
+
+
 SYNTH_Y = "__interlace_y__"
 HEAD_ROWS = 1000
 
@@ -119,7 +130,6 @@ def scan_partition(pdf: pd.DataFrame, cols: ModelColumns) -> dict:
     """Distinct level combinations per grouping term, one row per value of each
     factor-like column, the first rows, and the missing-value counts of one partition."""
     from interlace.data import missing_mask
-    from interlace.distributed.blocks import normalize_strings
 
     sub = normalize_strings(pdf[cols.used])
     mask, na_cols = missing_mask(sub)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from interlace.distributed import blocks as B
+from interlace.distributed.frames import is_dask_frame, native_dask
 from interlace.model_frame import ModelFrame
 from interlace.optimize.checks import is_failure_message
 from interlace.results.build import (
@@ -60,7 +61,6 @@ class DaskGLMMResult(GLMMResult):
         """
         if se_fit:
             _not_here("se_fit")
-        from interlace.distributed import is_dask_frame, native_dask
 
         if newdata is None:
             if offset is not None:

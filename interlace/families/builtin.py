@@ -20,7 +20,7 @@ from interlace.families.gamma import GammaFamily
 from interlace.families.gaussian import GaussianFamily
 from interlace.families.inverse_gaussian import InverseGaussianFamily
 from interlace.families.poisson import PoissonFamily
-from interlace.plugins import hookimpl
+from interlace.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from interlace.plugins.registry import FamilyRegistry

@@ -77,12 +77,6 @@ class Derivs:
     aux: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
-def _fit_engine(mf, fam, **kw):
-    from interlace.engine_general import fit_general
-
-    return fit_general(mf, fam, **kw)
-
-
 class LikelihoodFamily(FamilyTraits):
     """Base class of the general-likelihood families.
 
@@ -100,7 +94,6 @@ class LikelihoodFamily(FamilyTraits):
     canonical = False
     #: glmer fits these with the general-likelihood engine (glmmTMB's model), not PIRLS
     engine = "general"
-    fit_engine = staticmethod(_fit_engine)  # kept for plugins that call it directly
     #: what the raw "disp" coefficients model, for the result's description
     disp_meaning: str = "log dispersion"
 

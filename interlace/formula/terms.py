@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..model.re_term import ReTerm
 from .bars import Bar, group_parts
 
 __all__ = ["factor_codes", "level_labels", "TermSpec", "build_term", "order_terms"]
@@ -182,7 +183,6 @@ def build_term(frame: pd.DataFrame, bar: Bar, context: Any,
     ``full``: the rows before missing values were dropped (stateful transforms
     of the left side take their state from them, as in R's model frame).
     """
-    from ..model_frame import ReTerm
     from .fixed import BoundSpec, _error_text, formulaic_matrix
     from .namespace import as_env
 

@@ -135,9 +135,7 @@ class GeneralObjective:
         return out
 
     def param_names(self) -> list[str]:
-        from interlace.results.build import _theta_names
-
-        names = [f"theta.{s}" for s in _theta_names(self.re)] + list(self.mf.fe_names)
+        names = [f"theta.{s}" for s in self.re.theta_names()] + list(self.mf.fe_names)
         for b in self.blocks:
             if b.free:
                 names += [f"{b.name}.{s}" for s in b.names]

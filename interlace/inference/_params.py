@@ -157,3 +157,12 @@ def level_labels(level: float) -> list[str]:
     """R's column names for a confidence level: '2.5 %', '97.5 %'."""
     a = (1.0 - level) / 2.0
     return [f"{100 * a:.3g} %", f"{100 * (1 - a):.3g} %"]
+
+
+def aux_layout(result) -> list[tuple[str, list[str]]]:
+    """(block, coefficient names) of the free family-parameter models of a
+    general-engine fit ("disp", "zi", in the engine's order); [] otherwise."""
+    aux = getattr(result, "aux_params", None) or {}
+    blocks = getattr(result.objective, "blocks", None)
+    order = [b.name for b in blocks if b.free] if blocks is not None else list(aux)
+    return [(b, list(aux[b].index)) for b in order if b in aux]

@@ -90,11 +90,9 @@ def anova(*models: Any, names: list[str] | None = None, refit: bool = True, type
     if any(m.optinfo.get("REML", False) for m in models):
         same_fe = all(list(m.fe_params.index) == list(models[0].fe_params.index) for m in models)
         if refit and not same_fe:
-            from interlace.lmm import refit_ml
-
             warnings.warn("refitting model(s) with ML (instead of REML): REML criteria are not comparable "
                           "across models with different fixed effects", UserWarning, stacklevel=2)
-            models = tuple(refit_ml(m) for m in models)
+            models = tuple(m.refit_ml() for m in models)
             refitted = True
     npar = np.array([_npar(m) for m in models])
     order = np.argsort(npar, kind="stable")  # R: models sorted by npar

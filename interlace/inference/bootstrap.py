@@ -32,9 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from interlace.engines import Refitter, refit
-from interlace.results.glmm_result import GLMMResult
 from interlace.inference._params import level_labels
+from interlace.threads import blas_single_thread
 
 
 class BootstrapWarning(UserWarning):
@@ -126,14 +125,15 @@ class _Refitter:
         # the model frame, objective buffers and warm start, built once per process
         # (a forked worker inherits it unused and builds its own objective)
         try:
-            self.refitter: Refitter | None = Refitter(result, optimizer)
+            self.refitter = result._fitter("refit").refitter(result, optimizer)
         except NotImplementedError:  # no rows in memory (Dask): each refit fails and is counted
             self.refitter = None
         self._draw = None
 
     def simulate(self, rng) -> np.ndarray:
         """One response with new random effects (bootMer's ``use.u = FALSE``), by the family's simulate."""
-        if type(self.result).simulate is not GLMMResult.simulate:  # a result class with its own simulate
+        base = next((c for c in type(self.result).__mro__ if c.__name__ == "GLMMResult"), None)
+        if base is None or type(self.result).simulate is not base.simulate:  # a result class with its own simulate
             return np.asarray(self.result.simulate(nsim=1, seed=rng, re="unconditional"), dtype=float).reshape(-1)
         if self._draw is None:  # the fixed part, Lambda and family parameters, prepared once
             from interlace.results.simulate import simulator
@@ -154,7 +154,7 @@ class _Refitter:
     def refit(self, y: np.ndarray):
         """(statistic, converged, messages) of the model refitted to ``y`` (lme4's refit)."""
         if self.refitter is None:
-            res = refit(self.result, y, optimizer=self.optimizer)
+            res = self.result._fitter("refit").refit(self.result, y, optimizer=self.optimizer)
             values, converged, messages = (self.fn(res) if self.fn is not None else _default_stat(res),
                                            bool(res.converged), res.optinfo.get("messages", []))
         elif self.fn is None:
@@ -188,9 +188,8 @@ def _init_worker(refitter: _Refitter) -> None:
 
 
 def _run_chunk(items: list[tuple[int, Any]]) -> list[tuple[int, np.ndarray | None, str, str]]:
-    from interlace.api import _blas_single_thread
 
-    with _blas_single_thread(), warnings.catch_warnings():
+    with blas_single_thread(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return [_WORKER.run(i, ss) for i, ss in items]
 

@@ -6,19 +6,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from interlace.inference._params import level_labels, param_table, resolve_parm, theta_to_sdcor
+from interlace.inference._params import aux_layout, level_labels, param_table, resolve_parm, theta_to_sdcor
 from interlace.model.covariance import Covariance
 
 METHODS = ("Wald", "profile", "boot")
-
-
-def aux_layout(result) -> list[tuple[str, list[str]]]:
-    """(block, coefficient names) of the free family-parameter models of a
-    general-engine fit ("disp", "zi", in the engine's order); [] otherwise."""
-    aux = getattr(result, "aux_params", None) or {}
-    blocks = getattr(result.objective, "blocks", None)
-    order = [b.name for b in blocks if b.free] if blocks is not None else list(aux)
-    return [(b, list(aux[b].index)) for b in order if b in aux]
 
 
 def aux_values(result) -> pd.Series:

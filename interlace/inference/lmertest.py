@@ -513,7 +513,6 @@ def ranova(result) -> pd.DataFrame:
     The reduced models are refitted with the same criterion (REML or ML);
     a model left without random effects is the linear model (R's ``lm``)."""
     _check_lmm(result)
-    from interlace.lmm import fit_lmm
 
     mf = result.model_frame
     reml = bool(result.optinfo.get("REML", False))
@@ -537,7 +536,7 @@ def ranova(result) -> pd.DataFrame:
             import dataclasses
 
             mf2 = dataclasses.replace(mf, terms=terms)
-            res = fit_lmm(mf2, reml=reml, formula=f"{result.formula} [{label} removed]")
+            res = result.fitter.fit_lmm(mf2, reml=reml, formula=f"{result.formula} [{label} removed]")
             rows.append((label, int(res.df_model), float(res.llf)))
         else:
             rows.append((label, len(result.fe_params) + 1, _lm_loglik(mf, reml)))

@@ -37,6 +37,7 @@ from scipy import interpolate, optimize, stats
 
 from interlace.inference._params import (
     ParamInfo,
+    aux_layout,
     param_table,
     resolve_parm,
     sdcor_bounds,
@@ -71,7 +72,6 @@ class DevianceModel:
         if engine == "laplace" and result.nAGQ != 1:
             raise NotImplementedError("profiling needs a Laplace (nAGQ = 1) or AGQ (nAGQ > 1) fit, not nAGQ = 0; "
                                       "refit with nAGQ=1 or use method='boot'")
-        from interlace.inference.confint import aux_layout
 
         self.result = result
         self.engine = engine
@@ -276,10 +276,9 @@ class ProfileResult:
     def confint(self, level: float = 0.95, polish: bool = True) -> pd.DataFrame:
         """Profile confidence intervals from the splined zeta (lme4's confint.thpr),
         polished on the exact profile when ``polish``."""
-        from interlace.api import _blas_single_thread
 
         z = stats.norm.ppf(0.5 + level / 2.0)
-        with _blas_single_thread():
+        with blas_single_thread():
             return self._confint(z, level, polish)
 
     def _confint(self, z, level, polish):
@@ -411,13 +410,11 @@ def profile(result, which=None, level: float | None = None, alphamax: float = 0.
     >>> bool(pr.confint().iloc[0, 0] > 0)
     True
     """
-    from interlace.api import _blas_single_thread
-    from interlace.lmm import refit_ml
 
     # lme4's profile of a REML fit profiles the ML deviance of the ML refit (devfun2 calls refitML)
-    result = refit_ml(result)
+    result = result.refit_ml()
     m = DevianceModel(result)
-    with _blas_single_thread():
+    with blas_single_thread():
         try:
             return _profile(m, which, level, alphamax, maxpts, delta_cutoff, n_jobs, progress)
         finally:
@@ -488,10 +485,9 @@ def _init_profile_worker(m: DevianceModel, args: tuple) -> None:
 
 
 def _profile_worker(i: int):
-    from interlace.api import _blas_single_thread
 
     m, args = _PROFILE_WORKER
-    with _blas_single_thread():
+    with blas_single_thread():
         return _profile_one(m, i, *args)
 
 

@@ -256,7 +256,9 @@ def update(result, formula: str | None = None, data: Any = None, **kwargs):
         raise ValueError("this fit does not carry its call (fitted before interlace recorded it, or on Dask); "
                          "refit with interlace.glmer")
     args = dict(call)
-    fitter = args.pop("__fit__", "glmer")
+    fit = args.pop("__fit__", None)  # the function that fitted it (glmer or lmer), held by reference
+    if not callable(fit):
+        raise ValueError("this fit does not record the function that fitted it; refit with interlace.glmer")
     unknown = [k for k in kwargs if k not in args]
     if unknown:
         raise TypeError(f"update() got unknown argument(s): {', '.join(unknown)}")
@@ -267,10 +269,4 @@ def update(result, formula: str | None = None, data: Any = None, **kwargs):
         args["formula"] = update_formula(call["formula"], formula)
     if data is not None:
         args["data"] = data
-    if fitter == "lmer":
-        from interlace.lmm import lmer
-
-        return lmer(**args)
-    from interlace.api import glmer
-
-    return glmer(**args)
+    return fit(**args)

@@ -14,23 +14,16 @@ True
 
 from __future__ import annotations
 
-import pluggy
-
-PROJECT_NAME = "interlace"
-ENTRY_POINT_GROUP = "interlace.families"
-
-#: Marks a plugin's hook implementation: ``@hookimpl def interlace_register_families(registry): ...``
-hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
-#: Marks the hook specifications in :mod:`interlace.plugins.hookspecs`.
-hookspec = pluggy.HookspecMarker(PROJECT_NAME)
-
-from interlace.plugins.registry import FamilyRegistry, PluginWarning  # noqa: E402
-from interlace.plugins.manager import (  # noqa: E402
+# the markers live in hookspecs.py, so the built-in families' hook module needs
+# nothing of the manager that loads it
+from interlace.plugins.hookspecs import ENTRY_POINT_GROUP, PROJECT_NAME, hookimpl, hookspec
+from interlace.plugins.manager import (
     get_plugin_manager,
     get_registry,
     register_plugin,
     reset,
 )
+from interlace.plugins.registry import FamilyRegistry, PluginWarning
 
 __all__ = [
     "PROJECT_NAME",

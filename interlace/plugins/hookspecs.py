@@ -16,7 +16,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from interlace.plugins import hookspec
+import pluggy
+
+PROJECT_NAME = "interlace"
+ENTRY_POINT_GROUP = "interlace.families"
+
+#: Marks a plugin's hook implementation: ``@hookimpl def interlace_register_families(registry): ...``
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+#: Marks the hook specifications below.
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
 if TYPE_CHECKING:
     from interlace.plugins.registry import FamilyRegistry

@@ -28,7 +28,8 @@ from typing import Any
 
 import pluggy
 
-from interlace.plugins import ENTRY_POINT_GROUP, PROJECT_NAME, hookspecs
+from interlace.plugins import hookspecs
+from interlace.plugins.hookspecs import ENTRY_POINT_GROUP, PROJECT_NAME
 from interlace.plugins.registry import FamilyEntry, FamilyRegistry, PluginWarning
 
 __all__ = ["get_plugin_manager", "get_registry", "lookup", "register_plugin", "reset", "load_count"]

@@ -63,6 +63,9 @@ class GLMMResult:
     model_frame: Any = None
     objective: Any = field(default=None, repr=False, compare=False)  # machinery: see the property below
     warnings: list[str] = field(default_factory=list)
+    #: the engines that fitted it (``interlace.engines.Fitter``): refit, refit_ml and the
+    #: objective go through it; None for a fit whose rows stay on a Dask cluster
+    fitter: Any = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ data, not machinery
     def __getstate__(self) -> dict:
@@ -91,9 +94,20 @@ class GLMMResult:
         >>> abs(m.refit(m.model_frame.y).llf - m.llf) < 1e-6
         True
         """
-        from interlace.engines import refit
+        return self._fitter("refit").refit(self, new_response)
 
-        return refit(self, new_response)
+    def refit_ml(self) -> "GLMMResult":
+        """The same linear mixed model fitted by maximum likelihood (lme4's ``refitML``);
+        a fit that is not a REML fit is returned as it is."""
+        if not self.optinfo.get("REML", False):
+            return self
+        return self._fitter("refit_ml").refit_ml(self)
+
+    def _fitter(self, what: str):
+        if self.fitter is None:
+            raise NotImplementedError(f"{what} needs the model frame's rows and the engine that fitted them "
+                                      "(a fit on a Dask frame keeps its rows on the cluster)")
+        return self.fitter
 
     # ------------------------------------------------------------------ access
     @property
@@ -364,10 +378,8 @@ class GLMMResult:
 
 def _get_objective(self):
     obj = self.__dict__.get("_objective")
-    if obj is None and self.model_frame is not None:
-        from interlace.engines import objective_at  # the engines import this module
-
-        obj = objective_at(self)
+    if obj is None and self.model_frame is not None and self.fitter is not None:
+        obj = self.fitter.objective_at(self)
         self.__dict__["_objective"] = obj
     return obj
 

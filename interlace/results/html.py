@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from interlace.results.rformat import _pformat, _stars, abbreviate_unique, format_common, r_coef_name
+
 __all__ = ["summary_html"]
 
 _STYLE = (
@@ -57,9 +59,6 @@ def _table(header: list[str], rows: list[list[str]], left: set[int] = frozenset(
 
 def summary_html(summary) -> str:
     """HTML for a :class:`~interlace.results.summary.Summary` (lme4's summary layout)."""
-    from interlace.results.summary import (_pformat, _stars, abbreviate_unique, format_common,
-                                           r_coef_name)
-
     r = summary.result
     parts = [_STYLE, '<div class="interlace-summary">']
     title = summary._title()
