@@ -252,11 +252,18 @@ def test_plugin_base_classes_are_exported():
 
 # --------------------------------------------------------------------------- item 6
 
-#: the registry's registration loop (the plugin manager loads the built-in families'
-#: hook module): the only cycle the package may have. Today the markers live in
-#: plugins/hookspecs.py, so not even this one closes.
-ALLOWED_CYCLE = {"interlace.plugins", "interlace.plugins.manager", "interlace.families.builtin",
-                 "interlace.families", "interlace.plugins.hookspecs"}
+#: the registry's registration loop: ``families.get_family`` asks the plugin manager,
+#: which loads the built-in families' hook module, which imports the family modules;
+#: a family that asks the registry for another family (NB2's zero-inflated version)
+#: closes the loop. The only cycle allowed: inside families/ and plugins/, through
+#: the manager's registration of the built-ins.
+REGISTRY_LOOP = ("interlace.plugins.manager", "interlace.families.builtin")
+
+
+def _is_registry_loop(comp: list[str]) -> bool:
+    inside = all(m == "interlace.families" or m.startswith(("interlace.families.", "interlace.plugins"))
+                 for m in comp)
+    return inside and all(m in comp for m in REGISTRY_LOOP)
 
 
 def _type_checking_only(tree: ast.Module) -> set[int]:
@@ -350,13 +357,16 @@ def test_cycle_checker_catches_a_function_level_import():
                            False),
            "interlace.d": ("from . import c\n", False)}
     assert cycles(import_graph(src)) == [["interlace.a", "interlace.b"]]
+    assert not _is_registry_loop(["interlace.a", "interlace.b"])
+    assert _is_registry_loop(["interlace.families", "interlace.families.builtin", "interlace.families.negbin2",
+                              "interlace.plugins.manager"])
 
 
 def test_no_import_cycle_but_the_registry_loop():
     graph = import_graph(_package_sources())
     bad = []
     for comp in cycles(graph):
-        if set(comp) <= ALLOWED_CYCLE:
+        if _is_registry_loop(comp):
             continue
         edges = [f"  {a} -> {b} (line {', '.join(map(str, graph[a][b]))})"
                  for a in comp for b in graph[a] if b in comp]

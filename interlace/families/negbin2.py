@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from interlace.families import get_family
 from interlace.families.base import apply_zprob, fitted_param
 from interlace.families.likelihood import LikelihoodFamily, Parts, as_fixed, nbinom2_parts
 
@@ -35,10 +36,9 @@ class NegativeBinomial2Family(LikelihoodFamily):
     response_scale_name = "rate"
 
     def zero_inflated_family(self):
-        """glmmTMB's nbinom2 + ziformula: ZINB2 (theta kept fixed when it was given)."""
-        from interlace.families.zinb import ZeroInflatedNB2Family
-
-        return ZeroInflatedNB2Family(theta=self.params.get("theta"))
+        """glmmTMB's nbinom2 + ziformula: ZINB2 (theta kept fixed when it was given), from
+        the registry (zinb.py builds its derivatives from this module's)."""
+        return get_family("zinb", theta=self.params.get("theta"))
 
     def observation_variance(self, sigma2, params, null_mu):
         """log(1 + 1 / mu0 + 1 / theta) (insight's lognormal approximation)."""

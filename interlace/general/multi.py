@@ -147,13 +147,11 @@ class MultiObjective:
         return out
 
     def param_names(self) -> list[str]:
-        from interlace.results.build import _theta_names
-
         names = []
         for pr in self.preds:
             if pr.re is not None:
                 pre = "theta." if pr.name == "cond" else f"theta.{pr.name}."
-                names += [pre + s for s in _theta_names(pr.re)]
+                names += [pre + s for s in pr.re.theta_names()]
         names += list(self.mf.fe_names)
         for b in self.blocks:
             if b.free:
