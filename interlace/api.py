@@ -4,7 +4,6 @@ optimizeGlmer -> mkMerMod)."""
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +18,8 @@ from interlace.validation import validate_fit_args
 
 if TYPE_CHECKING:
     from interlace.results import GLMMResult
+
+__all__ = ["glmer", "ConvergenceWarning", "SingularFitWarning", "FitError"]  # the warnings live in errors.py
 
 
 def _is_lmm(fam, dispformula) -> bool:

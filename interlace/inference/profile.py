@@ -44,6 +44,7 @@ from interlace.inference._params import (
     sdcor_to_theta,
     theta_to_sdcor,
 )
+from interlace.threads import blas_single_thread
 
 _BIG = 1e10  # deviance returned where the model cannot be evaluated (non-PSD correlations, PIRLS failure)
 
