@@ -467,7 +467,7 @@ def build_model_frame(
             t.vc_name = name
             if not np.all(np.isfinite(t.z)):
                 raise ValueError(f"random-effect term ({t.lhs} | {t.group}) of {role} has non-finite covariates")
-        check_terms(out, n, fam)
+        check_terms(out, n, family)
         return out
 
     disp_terms = side_terms(disp_bars, "dispformula")
