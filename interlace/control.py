@@ -38,6 +38,13 @@ class Control:
     stage2_restarts, stage2_restart_grad: stage 2 restarts (rescaled by differences of the
         exact gradient) at most this often while it stops with a scaled gradient above this
         (a far start, theta0 = 50, leaves stage 1 where the deviance is concave in theta).
+    pirls_tol, pirls_u_tol, pirls_max_iter, pirls_max_halvings: the inner loop of the
+        exponential families (PIRLS with Fisher weights): the relative deviance / Newton
+        decrement tolerance, the (u, beta) step tolerance of nAGQ = 0, the iteration and
+        step-halving caps.
+    newton_tol, newton_max_iter, newton_max_halvings: the inner loop of the general
+        likelihoods (Newton on u with the observed information): its decrement tolerance
+        and caps. The objectives read these defaults; nothing sets them mid-fit.
     """
 
     check_conv_grad: float = 0.002
@@ -53,6 +60,13 @@ class Control:
     stage2_gtol: float = 1e-4
     stage2_restarts: int = 2
     stage2_restart_grad: float = 1e-2
+    pirls_tol: float = 1e-11
+    pirls_u_tol: float = 1e-9
+    pirls_max_iter: int = 60
+    pirls_max_halvings: int = 20
+    newton_tol: float = 1e-11
+    newton_max_iter: int = 100
+    newton_max_halvings: int = 30
 
 
 DEFAULT_CONTROL = Control()

@@ -20,6 +20,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -381,3 +382,87 @@ def test_import_interlace_is_cheap():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == ""
+
+
+# --------------------------------------------------------------------------- item 1
+
+
+def _fd_gradient(f, x: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    g = np.empty_like(x)
+    for i in range(x.size):
+        e = np.zeros_like(x)
+        e[i] = h * max(1.0, abs(x[i]))
+        g[i] = (f(x + e) - f(x - e)) / (2 * e[i])
+    return g
+
+
+def _engine_objectives():
+    """(engine, objective, x at the optimum) for one small fit per in-memory engine."""
+    import interlace
+    from interlace.objective.agq import AGQObjective
+    from interlace.objective.laplace import LaplaceObjective
+
+    sleep = interlace.datasets.load("sleepstudy")
+    cbpp = interlace.datasets.load("cbpp")
+    f_cbpp = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    out = []
+    m = interlace.lmer("Reaction ~ Days + (Days | Subject)", sleep)
+    out.append(("lmm (REML)", m.objective, m.theta.to_numpy()))
+    m = interlace.glmer(f_cbpp, cbpp, family="binomial")
+    out.append(("laplace", m.objective, np.r_[m.theta.to_numpy(), m.fe_params.to_numpy()]))
+    agq = AGQObjective(LaplaceObjective(m.model_frame, m.family), 5)
+    out.append(("agq", agq, np.r_[m.theta.to_numpy(), m.fe_params.to_numpy()]))
+    m = interlace.glmer("Reaction ~ Days + (1 | Subject)", sleep, family="gaussian", dispformula="~ Days")
+    out.append(("general", m.objective, np.asarray(m.optinfo["x"], dtype=float)))
+    return out
+
+
+def test_every_engine_objective_satisfies_the_protocol():
+    from interlace.objective.protocol import Objective, ParamLayout
+
+    for engine, obj, x in _engine_objectives():
+        assert isinstance(obj, Objective), engine
+        lay = obj.layout
+        assert isinstance(lay, ParamLayout) and lay.size == x.size == len(lay.names), engine
+        assert np.array_equal(lay.join(lay.split(x)), x)
+        assert np.all(x >= lay.lower), engine
+        # a point off the optimum: the exact gradient against central differences of the deviance
+        x1 = x * 1.05 + 0.01 * (np.arange(x.size) % 3)
+        dev = obj.deviance_at(x1)
+        assert np.isfinite(dev), engine
+        g = obj.gradient_at(x1)
+        fd = _fd_gradient(obj.deviance_at, x1)
+        np.testing.assert_allclose(g, fd, rtol=2e-4, atol=2e-4 * (1 + np.abs(fd).max()), err_msg=engine)
+        obj.deviance_at(x1)
+        u = obj.mode()
+        assert u.shape == (obj.re.q,) and np.all(np.isfinite(u)), engine
+
+
+def test_dask_objectives_implement_the_protocol():
+    """The Dask objectives are the in-memory ones with their rows on the workers: the
+    same protocol members, inherited or their own (their numbers: tests/test_dask.py)."""
+    from interlace.distributed.general import DistributedGeneralObjective
+    from interlace.distributed.objective import DistributedLaplaceObjective
+    from interlace.objective.protocol import Objective
+
+    for cls in (DistributedLaplaceObjective, DistributedGeneralObjective):
+        for member in ("layout", "deviance_at", "gradient_at", "mode"):
+            assert hasattr(cls, member), (cls.__name__, member)
+    assert set(Objective.__protocol_attrs__ if hasattr(Objective, "__protocol_attrs__") else ()) <= {
+        "mf", "re", "layout", "deviance_at", "gradient_at", "mode"}
+
+
+def test_tolerances_live_in_control():
+    """The inner loops' tolerances and caps are Control's (no second copy on an objective)."""
+    from interlace.control import DEFAULT_CONTROL
+    from interlace.general.objective import GeneralObjective
+    from interlace.objective.laplace import LaplaceObjective
+
+    assert LaplaceObjective.MAX_ITER == DEFAULT_CONTROL.pirls_max_iter
+    assert LaplaceObjective.MAX_HALVINGS == DEFAULT_CONTROL.pirls_max_halvings
+    assert GeneralObjective.MAX_ITER == DEFAULT_CONTROL.newton_max_iter
+    assert GeneralObjective.MAX_HALVINGS == DEFAULT_CONTROL.newton_max_halvings
+    src = (PKG / "objective" / "laplace.py").read_text() + (PKG / "general" / "objective.py").read_text()
+    tree = ast.parse(src)
+    literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, float)]
+    assert 1e-11 not in literals, "a PIRLS / Newton tolerance written as a literal instead of read from Control"

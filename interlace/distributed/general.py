@@ -54,10 +54,7 @@ class DistributedGeneralObjective(GeneralObjective):
         self.p = len(mf.fe_names)
         self.blocks = aux_blocks(mf, fam)  # intercept-only (mf carries no dispformula / ziformula)
         self.nt = re.ntheta
-        sizes = [self.nt, self.p] + [b.size for b in self.blocks]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        self.k = int(self.offsets[-1])
-        self.lower = np.concatenate([re.theta_lower, np.full(self.k - self.nt, -np.inf)])
+        self._set_layout()
         self.u = np.zeros(re.q)
         self.nfev = self.ngev = self.inner_iters = 0
         self.inner_converged = True

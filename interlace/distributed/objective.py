@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from interlace.control import DEFAULT_CONTROL
 from interlace.distributed import blocks as B
 from interlace.distributed.rounds import Rounds
 from interlace.objective.laplace import LaplaceObjective, PIRLSError, joint_back_solve, joint_factor
+from interlace.objective.protocol import ThetaBetaObjective
 from interlace.objective.predictor import BlockedCholesky, ReStructure
 from interlace.objective.response import GLMResponse
 
@@ -46,7 +48,7 @@ class DistributedReStructure(ReStructure):
                            theta_term=self.theta_term, theta_a=self.theta_a, theta_b=self.theta_b)
 
 
-class DistributedLaplaceObjective:
+class DistributedLaplaceObjective(ThetaBetaObjective):
     """Same interface as LaplaceObjective (what optimize_glmm and the result
     builder use); the rows stay on the workers."""
 
@@ -54,7 +56,7 @@ class DistributedLaplaceObjective:
     MAX_HALVINGS = LaplaceObjective.MAX_HALVINGS
 
     def __init__(self, re: DistributedReStructure, rounds: Rounds, family, p: int, sat_const: float,
-                 tol: float = 1e-11) -> None:
+                 tol: float = DEFAULT_CONTROL.pirls_tol) -> None:
         self.re = re
         self.rounds = rounds
         self.family = family
@@ -139,7 +141,7 @@ class DistributedLaplaceObjective:
             change = abs(pdev - pdev_t)
             ustep = float(np.max(np.abs(step * delta))) if delta.size else 0.0
             u, pdev, dev = unew, pdev_t, dev_t
-            if change <= self.tol * (abs(pdev) + 1.0) and ustep <= 1e-9 * (1.0 + float(np.max(np.abs(u)))):
+            if change <= self.tol * (abs(pdev) + 1.0) and ustep <= DEFAULT_CONTROL.pirls_u_tol * (1.0 + float(np.max(np.abs(u)))):
                 converged = True
                 break
         self.pirls_converged = converged
@@ -251,7 +253,7 @@ class DistributedLaplaceObjective:
             change = abs(pdev - pdev_t)
             ustep = float(np.max(np.abs(step * du))) if du.size else 0.0
             u, beta, pdev, dev = ut, bt, pdev_t, dev_t
-            if change <= self.tol * (abs(pdev) + 1.0) and ustep <= 1e-9 * (1.0 + float(np.max(np.abs(u)))):
+            if change <= self.tol * (abs(pdev) + 1.0) and ustep <= DEFAULT_CONTROL.pirls_u_tol * (1.0 + float(np.max(np.abs(u)))):
                 break
         # the last joint round summed A at (u, beta): its factor is L
         self.last_logdet = self.chol.factor()

@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from interlace.control import DEFAULT_CONTROL
 from interlace.kernels import general as kgen
 from interlace.model_frame import ModelFrame
+from interlace.objective.protocol import ParamLayout
 from interlace.objective.predictor import BlockedCholesky, ReStructure
 
 __all__ = ["GeneralObjective", "AuxBlock", "InnerError"]
@@ -93,8 +95,8 @@ def aux_blocks(mf: ModelFrame, fam) -> list[AuxBlock]:
 class GeneralObjective:
     """Laplace deviance and its exact gradient over x = (theta, beta, aux)."""
 
-    MAX_ITER = 100
-    MAX_HALVINGS = 30
+    MAX_ITER = DEFAULT_CONTROL.newton_max_iter
+    MAX_HALVINGS = DEFAULT_CONTROL.newton_max_halvings
 
     def __init__(self, mf: ModelFrame, fam) -> None:
         self.mf = mf
@@ -107,10 +109,7 @@ class GeneralObjective:
         self.offset = np.ascontiguousarray(mf.offset, dtype=np.float64)
         self.blocks = aux_blocks(mf, fam)
         self.nt, self.p = self.re.ntheta, self.X.shape[1]
-        sizes = [self.nt, self.p] + [b.size for b in self.blocks]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        self.k = int(self.offsets[-1])
-        self.lower = np.concatenate([self.re.theta_lower, np.full(self.k - self.nt, -np.inf)])
+        self._set_layout()
         self.u = np.zeros(self.re.q)
         self.nfev = self.ngev = self.inner_iters = 0
         self.inner_converged = True
@@ -120,6 +119,34 @@ class GeneralObjective:
         self._zl: np.ndarray | None = None
 
     # ------------------------------------------------------------ layout
+    def _set_layout(self) -> None:
+        """x = (theta, beta, one block per family sub-model): the shared ParamLayout."""
+        names = list(self.mf.fe_names) if len(self.mf.fe_names) == self.p else [f"beta.{j}" for j in range(self.p)]
+        self._layout = ParamLayout.build(ntheta=self.nt, fe_names=names, theta_lower=self.re.theta_lower,
+                                        theta_names=self.re.theta_names(),
+                                        aux=[(b.name, list(b.names) if b.free else []) for b in self.blocks])
+        self.offsets = self._layout.offsets
+        self.k = self._layout.size
+        self.lower = self._layout.lower
+
+    @property
+    def layout(self) -> ParamLayout:
+        """x = (theta, beta, one block per free family sub-model)."""
+        return self._layout
+
+    def deviance_at(self, x: np.ndarray) -> float:
+        """The Objective protocol: the deviance at x (laid out as ``layout``)."""
+        return self.deviance(x)
+
+    def gradient_at(self, x: np.ndarray) -> np.ndarray:
+        """The Objective protocol: the exact gradient at x."""
+        self.deviance(x)
+        return self.gradient(x)
+
+    def mode(self) -> np.ndarray:
+        """The spherical conditional modes u at the last evaluation."""
+        return np.asarray(self.u, dtype=float).copy()
+
     def split(self, x: np.ndarray):
         theta = x[: self.nt]
         beta = x[self.nt: self.nt + self.p]
@@ -253,7 +280,7 @@ class GeneralObjective:
                     converged = dec < 1e-8 * (1.0 + abs(pen))
                     break
                 u, eta, d, pen = ut, eta_t, d_t, pen_t
-                if dec < 1e-11 * (1.0 + abs(pen)) and step == 1.0 and exact:
+                if dec < DEFAULT_CONTROL.newton_tol * (1.0 + abs(pen)) and step == 1.0 and exact:
                     converged = True  # quadratic convergence: this step took dec to ~1e-22
                     break
         self.inner_converged = converged

@@ -29,6 +29,7 @@ import numpy as np
 from numpy.polynomial.hermite import hermgauss
 
 from interlace.kernels import agq as ka
+from interlace.objective.protocol import ThetaBetaObjective
 
 MAX_NODES = 200_000  # product rules grow as nAGQ^k
 PARALLEL_WORK = 500_000  # rows x nodes from which the level loop runs on threads (measured)
@@ -60,7 +61,7 @@ def gh_rule(nAGQ: int, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return nodes, logw
 
 
-class AGQObjective:
+class AGQObjective(ThetaBetaObjective):
     """AGQ deviance of (theta, beta) and its exact gradient, on top of the
     Laplace objective `obj` (which supplies PIRLS, the modes and the factor).
 
@@ -73,6 +74,7 @@ class AGQObjective:
         if re.m != 1:
             raise ValueError("nAGQ > 1 needs exactly one random-effect term on one grouping factor")
         self.obj = obj
+        self.mf, self.re, self.family, self.p = obj.mf, obj.re, obj.family, obj.p
         self.nAGQ = int(nAGQ)
         if self.nAGQ < 1:
             raise ValueError(f"AGQObjective needs nAGQ >= 1, got {nAGQ}")
@@ -109,6 +111,11 @@ class AGQObjective:
         self._last_grad: np.ndarray | None = None
         self.nfev = 0
         self.ngev = 0
+
+    @property
+    def u(self) -> np.ndarray:
+        """The Laplace modes the quadrature is centred on."""
+        return self.obj.u
 
     # ------------------------------------------------------------------ info
     def has_exact_gradient(self) -> bool:

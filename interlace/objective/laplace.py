@@ -11,9 +11,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
+from interlace.control import DEFAULT_CONTROL
 from interlace.kernels import parallel as kpar
 from interlace.kernels import pirls as kp
 from interlace.model_frame import ModelFrame
+from interlace.objective.protocol import ThetaBetaObjective
 from interlace.objective.predictor import BlockedCholesky, ReStructure
 from interlace.objective.response import GLMResponse
 from interlace.optimize.outer import same_point
@@ -23,16 +25,16 @@ class PIRLSError(RuntimeError):
     """PIRLS could not reduce the penalized deviance (step-halving exhausted)."""
 
 
-class LaplaceObjective:
+class LaplaceObjective(ThetaBetaObjective):
     """Objective functions of (theta) and (theta, beta) for a GLMM.
 
     State (u, beta) is kept between evaluations as a warm start, as lme4 does.
     """
 
-    MAX_ITER = 60
-    MAX_HALVINGS = 20
+    MAX_ITER = DEFAULT_CONTROL.pirls_max_iter
+    MAX_HALVINGS = DEFAULT_CONTROL.pirls_max_halvings
 
-    def __init__(self, mf: ModelFrame, family, tol: float = 1e-11) -> None:
+    def __init__(self, mf: ModelFrame, family, tol: float = DEFAULT_CONTROL.pirls_tol) -> None:
         self.mf = mf
         self.family = family
         self.re = ReStructure(mf.terms)
@@ -53,7 +55,7 @@ class LaplaceObjective:
         self._chol_h = None
         # nAGQ = 0 PIRLS tolerances (the optimizer passes looser ones while stage 1 only seeds stage 2)
         self.joint_tol = tol
-        self.joint_u_tol = 1e-9
+        self.joint_u_tol = DEFAULT_CONTROL.pirls_u_tol
         # whole PIRLS loops compiled; the Python loops remain for row passes
         # that run chunked in parallel (large n), where their overhead is nil
         self.compiled_loop = self.re.n < kpar.PARALLEL_MIN_ROWS and self.re.q2 < kp.DENSE_MAX
@@ -183,7 +185,7 @@ class LaplaceObjective:
             # log|L|^2 is not stationary in u, so the Laplace deviance carries
             # the remaining step to first order: stop only when it is tiny
             # (otherwise the optimizer's line search sees the noise)
-            if dmax <= 1e-11 * (1.0 + float(np.max(np.abs(u), initial=0.0))):
+            if dmax <= self.tol * (1.0 + float(np.max(np.abs(u), initial=0.0))):
                 converged = True
                 break
             unew = u + delta
@@ -332,7 +334,7 @@ class LaplaceObjective:
             # both the penalized deviance and u must settle: Fisher scoring on a
             # non-canonical link converges linearly, and a deviance criterion
             # alone leaves u (and so the Hessian) loose.
-            if change <= self.tol * (abs(pdev) + 1.0) and ustep <= 1e-9 * (1.0 + float(np.max(np.abs(u), initial=0.0))):
+            if change <= self.tol * (abs(pdev) + 1.0) and ustep <= self.joint_u_tol * (1.0 + float(np.max(np.abs(u), initial=0.0))):
                 converged = True
                 break
         self.pirls_converged = converged

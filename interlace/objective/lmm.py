@@ -34,6 +34,7 @@ import scipy.linalg as sla
 
 from interlace.model_frame import ModelFrame
 from interlace.objective.laplace import solve_joint
+from interlace.objective.protocol import ParamLayout
 from interlace.objective.predictor import BlockedCholesky, ReStructure
 
 
@@ -173,6 +174,23 @@ class LMMObjective:
         self._grad = None
         self.last_logdet = self._chol.logdet
         self.logdet_rx = 2.0 * float(np.sum(np.log(np.diag(RX)))) if self.p else 0.0
+
+    # ---------------------------------------------------------------- Objective protocol
+    @property
+    def layout(self) -> ParamLayout:
+        """x = theta: beta and sigma are profiled out."""
+        return ParamLayout.build(ntheta=self.re.ntheta, fe_names=None, theta_lower=self.re.theta_lower,
+                                 theta_names=self.re.theta_names())
+
+    def deviance_at(self, x: np.ndarray) -> float:
+        return self.deviance(x)
+
+    def gradient_at(self, x: np.ndarray) -> np.ndarray:
+        self.deviance(x)
+        return self.gradient(x)
+
+    def mode(self) -> np.ndarray:
+        return np.asarray(self.u, dtype=float).copy()
 
     def deviance(self, theta: np.ndarray) -> float:
         """The profiled deviance (REML criterion when ``reml``) at theta."""
