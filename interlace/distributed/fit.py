@@ -34,16 +34,31 @@ from interlace.distributed.general_rows import finalize_general
 from interlace.distributed.objective import DistributedLaplaceObjective, DistributedReStructure
 from interlace.distributed.result import build_dask_result, meta_model_frame
 from interlace.distributed.rounds import Rounds
+from interlace.engines import select_engine
 from interlace.errors import emit_warnings
+from interlace.families import get_family
+from interlace.optimize import optimize_glmm
+from interlace.validation import guard_result, validate_fit_args
+
+
+def _general_family(fam: Any) -> Any:
+    """The family the general engine fits for ``fam`` on Dask (a likelihood family
+    itself; an exponential family with a dispersion: its maximum-likelihood version,
+    as in memory), or None when the Laplace engine fits it."""
+    if supports_general(fam):
+        return fam
+    if select_engine(fam) == "general":
+        hook = getattr(fam, "dispersion_family", None)
+        lf = hook() if callable(hook) else None
+        return lf if lf is not None and supports_general(lf) else None
+    return None
 
 
 def _unsupported(fam: Any, nAGQ: int, dispformula: Any, ziformula: Any) -> str | None:
-    from interlace.engines import select_engine
-
     if dispformula is not None or ziformula is not None:
         return "dispformula / ziformula"
-    if supports_general(fam):
-        # NB2: the general-likelihood engine's row passes (distributed/general.py)
+    if _general_family(fam) is not None:
+        # the general-likelihood engine's row passes (distributed/general.py)
         return "nAGQ > 1" if int(nAGQ) > 1 else None
     if getattr(fam, "fit_engine", None) is not None:
         return f"family {getattr(fam, 'name', fam)!r} (it has its own engine)"
@@ -51,7 +66,7 @@ def _unsupported(fam: Any, nAGQ: int, dispformula: Any, ziformula: Any) -> str |
     if kind == "lmm":
         return "the Gaussian identity model (lmer)"
     if kind == "general":
-        return f"the {getattr(fam, 'name', fam)} family (its dispersion is estimated by the general engine)"
+        return f"the {getattr(fam, 'name', fam)} family (no likelihood family for its dispersion)"
     if int(nAGQ) > 1:
         return "nAGQ > 1"
     return None
@@ -63,16 +78,16 @@ def glmer_dask(formula: str, data: Any, family: Any, groups: Any = None, random:
     """Fit ``formula`` on a Dask DataFrame with the default (or given) ``distributed.Client``.
 
     The same model as ``interlace.glmer`` on the same rows in memory (Laplace
-    and nAGQ = 0, the exponential families with the Laplace engine; NB2 with
-    the general-likelihood engine, theta fixed or estimated). The
-    rows are read twice from the source (once to find the layout, once to
+    and nAGQ = 0 for the exponential families without a dispersion; the
+    general-likelihood engine for every likelihood family and for the
+    exponential families with a dispersion, family parameters intercept-only).
+    The rows are read twice from the source (once to find the layout, once to
     build each partition's arrays), then never leave the workers.
     """
-    from interlace.families import get_family
-    from interlace.optimize import optimize_glmm
-    from interlace.validation import guard_result, validate_fit_args
-
     fam = get_family(family)
+    lf = _general_family(fam)
+    if lf is not None:
+        fam = lf  # the general engine fits the family's likelihood version (gamma: shape by ML)
     if not isinstance(optimizer, str):
         raise TypeError(f"optimizer must be a string, got {type(optimizer).__name__}")
     optimizer = optimizer.lower()
@@ -150,7 +165,7 @@ def glmer_dask(formula: str, data: Any, family: Any, groups: Any = None, random:
     re = DistributedReStructure(layout.terms, st["pairs"], st["n"])
     rounds = Rounds(client, blocks)
     rounds.count = nround
-    general = supports_general(fam)
+    general = lf is not None
     fin = finalize_general if general else B.finalize
     sat = rounds.replace_blocks(fin, re.row_layout(), st["pairs"], keep if drop else None, int(re.nlev[0]))
     del blocks, st

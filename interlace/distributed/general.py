@@ -82,93 +82,30 @@ class DistributedGeneralObjective(GeneralObjective):
         ch.rhs[...] = 0.0
 
     # ------------------------------------------------------------ start values
-    def x_start(self) -> np.ndarray:
-        """GeneralObjective.x_start with the fixed-only model's sums from the workers."""
-        from interlace.general.optimize import lbfgs_guarded
-
-        fam = self.family
+    # the row passes of GeneralObjective.x_start, as rounds
+    def _start_pieces(self) -> tuple[np.ndarray, float, np.ndarray]:
         st = self.rounds.run(G.start_round, {})
-        beta0 = np.linalg.lstsq(st["XtX"], st["Xtz"], rcond=None)[0]
-        x = np.zeros(self.k)
-        x[: self.nt] = self.re.theta_start()
-        x[self.nt: self.nt + self.p] = beta0
-        for i, b in enumerate(self.blocks):
-            if b.free:
-                # the aux default needs y only for some families; NB2's is a constant
-                x[self.offsets[2 + i]] = float(fam.aux_default(b.name, None))
-        sl = slice(self.nt, self.k)
+        n = max(st["n"], 1.0)
+        m = st["ysum"] / n
+        sd = float(np.sqrt(max(st["y2sum"] / n - m * m, 0.0)))
+        # two values with the rows' mean and variance: what the families' moment starts read
+        return np.linalg.lstsq(st["XtX"], st["Xtz"], rcond=None)[0], st["zsum"] / n, np.array([m - sd, m + sd])
 
-        def f0(xf):
-            xx = x.copy()
-            xx[sl] = xf
-            _t, beta, coefs = self.split(xx)
-            out = self.rounds.run(G.fixed_round, {"beta": beta, "aux": self.aux_rows(coefs), "free": self._free})
-            val = -2.0 * float(out["l"])
-            if not np.isfinite(val):
-                return 1e300, np.zeros(len(xf))
-            g = [-2.0 * out["ge"]] + [np.array([-2.0 * out["ga_" + nm]]) for nm in self._free]
-            return val, np.concatenate(g)
-
-        with np.errstate(all="ignore"):
-            r = lbfgs_guarded(f0, x[sl], np.full(self.k - self.nt, -np.inf), maxiter=500, ftol=1e-12,
-                              gtol=1e-6)
-        if np.all(np.isfinite(r.x)) and np.isfinite(r.fun) and r.fun < 1e299:
-            x[sl] = r.x
-        return x
+    def _fixed_pass(self, beta: np.ndarray, coefs: dict) -> tuple[float, np.ndarray, dict]:
+        out = self.rounds.run(G.fixed_round, {"beta": beta, "aux": self.aux_rows(coefs), "free": self._free})
+        return float(out["l"]), out["ge"], {nm: np.array([out["ga_" + nm]]) for nm in self._free}
 
     # ------------------------------------------------------------ inner Newton on u
     def _newton(self, theta, beta, u, aux, curv: bool = False) -> dict:
         return self.rounds.run(G.newton_round, self._payload(theta, beta, u, aux, curv=curv))
 
-    def inner(self, theta, beta, aux):
-        """GeneralObjective.inner: one round per trial point (sum l, U'e, U'DU
-        there); returns u* and the sums at u*."""
-        re, chol = self.re, self.chol
-        u = self.u.copy() if np.all(np.isfinite(self.u)) else np.zeros(re.q)
-        cur = self._newton(theta, beta, u, aux)
-        pen = -2.0 * cur["l"] + float(u @ u)
-        if not np.isfinite(pen):
-            u = np.zeros(re.q)
-            cur = self._newton(theta, beta, u, aux)
-            pen = -2.0 * cur["l"] + float(u @ u)
-        if not np.isfinite(pen):
-            raise InnerError("the log-likelihood is not finite at the starting random effects")
-        converged = False
-        for _ in range(self.MAX_ITER):
-            self.inner_iters += 1
-            exact = True
-            self._load(cur)
-            try:
-                chol.factor()
-            except np.linalg.LinAlgError:
-                exact = False
-                self._load(self._newton(theta, beta, u, aux, curv=True))
-                chol.factor()
-            g = cur["Ute"] - u
-            delta = chol.solve(g)
-            dec = float(g @ delta)
-            if not np.isfinite(dec):
-                raise InnerError("non-finite Newton step on the random effects")
-            if dec < 1e-20 * (1.0 + abs(pen)):
-                converged = True
-                break
-            step = 1.0
-            for _h in range(self.MAX_HALVINGS):
-                ut = u + step * delta
-                tr = self._newton(theta, beta, ut, aux)
-                pen_t = -2.0 * tr["l"] + float(ut @ ut)
-                if np.isfinite(pen_t) and pen_t <= pen + 1e-13 * abs(pen):
-                    break
-                step *= 0.5
-            else:
-                converged = dec < 1e-8 * (1.0 + abs(pen))
-                break
-            u, cur, pen = ut, tr, pen_t
-            if dec < 1e-11 * (1.0 + abs(pen)) and step == 1.0 and exact:
-                converged = True
-                break
-        self.inner_converged = converged
-        return u, cur
+    # the row passes of GeneralObjective.inner (one loop, in memory and here): one
+    # round per trial point gives sum l, U'e and U'DU there
+    def _pass_at(self, theta, beta, u, aux) -> dict:
+        return self._newton(theta, beta, u, aux)
+
+    def _load_curvature(self, theta, beta, u, aux, cur, exact: bool) -> None:
+        self._load(cur if exact else self._newton(theta, beta, u, aux, curv=True))
 
     # ------------------------------------------------------------ objective
     def deviance(self, x: np.ndarray) -> float:

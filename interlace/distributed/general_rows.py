@@ -77,11 +77,14 @@ def _ut(b: B.PartBlock, v: np.ndarray, zl: np.ndarray) -> np.ndarray:
 
 
 def start_round(b: B.PartBlock, pl: dict) -> dict:
-    """X'X and X'z, z = the family's rough eta minus the offset (the least-squares start)."""
+    """X'X and X'z, z = the family's rough eta minus the offset (the least-squares
+    start), and the response's count, sum and sum of squares (its moments seed the
+    family parameters' starts)."""
     if b.n == 0:
         return {}
     z = np.asarray(b.family.start_eta(b.y), dtype=float) - b.offset
-    return {"XtX": b.X.T @ b.X, "Xtz": b.X.T @ z}
+    return {"XtX": b.X.T @ b.X, "Xtz": b.X.T @ z, "n": float(b.n), "zsum": float(np.sum(z)),
+            "ysum": float(np.sum(b.y)), "y2sum": float(np.sum(b.y * b.y))}
 
 
 def fixed_round(b: B.PartBlock, pl: dict) -> dict:

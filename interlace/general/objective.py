@@ -32,9 +32,12 @@ True
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from interlace.control import DEFAULT_CONTROL
+from interlace.general.optimize import lbfgs_guarded
 from interlace.kernels import general as kgen
 from interlace.model_frame import ModelFrame
 from interlace.objective.protocol import ParamLayout
@@ -175,20 +178,32 @@ class GeneralObjective:
         return self._zl
 
     # ------------------------------------------------------------ fixed-only model (start values)
+    # The row passes of x_start below (the Dask objective overrides them).
+    def _start_pieces(self) -> tuple[np.ndarray, float, np.ndarray]:
+        """(least-squares beta of the family's rough eta, the mean of that eta minus
+        the offset, the response -- or a sample with its mean and variance -- for the
+        family parameters' moment starts)."""
+        z = np.asarray(self.family.start_eta(self.y), dtype=float) - self.offset
+        return np.linalg.lstsq(self.X, z, rcond=None)[0], float(np.mean(z)), self.y
+
+    def _fixed_pass(self, beta: np.ndarray, coefs: dict) -> tuple[float, np.ndarray, dict]:
+        """The model without random effects: (sum l, X'e, per free block its design' dl/da)."""
+        eta = self.X @ beta + self.offset
+        d = self.family.derivs(self.y, self.wt, eta, self.aux_rows(coefs), order=2)
+        ga = {b.name: b.X.T @ d.aux[b.name][0] for b in self.blocks if b.free}
+        return float(np.sum(d.l)), self.X.T @ d.e, ga
+
     def x_start(self) -> np.ndarray:
         """glmmTMB-like start: theta at lme4's identity, beta and aux from the
         model without random effects (fitted by L-BFGS on its exact gradient)."""
-        from interlace.general.optimize import lbfgs_guarded
-
         fam = self.family
-        z = np.asarray(fam.start_eta(self.y), dtype=float) - self.offset
-        beta0 = np.linalg.lstsq(self.X, z, rcond=None)[0]
+        beta0, zmean, ysample = self._start_pieces()
         x = np.zeros(self.k)
         x[: self.nt] = self.re.theta_start()
         x[self.nt: self.nt + self.p] = beta0
         for i, b in enumerate(self.blocks):
             if b.free:
-                a0 = float(fam.aux_default(b.name, self.y))
+                a0 = float(fam.aux_default(b.name, ysample))
                 col = [j for j, s in enumerate(b.names) if s == "Intercept"]
                 if col:
                     x[self.offsets[2 + i] + col[0]] = a0
@@ -198,25 +213,20 @@ class GeneralObjective:
             xx = x.copy()
             xx[sl] = xf
             _t, beta, coefs = self.split(xx)
-            eta = self.X @ beta + self.offset
-            aux = self.aux_rows(coefs)
-            d = fam.derivs(self.y, self.wt, eta, aux, order=2)
-            val = -2.0 * float(np.sum(d.l))
+            l, ge, ga = self._fixed_pass(beta, coefs)
+            val = -2.0 * l
             if not np.isfinite(val):
                 return 1e300, np.zeros(len(xf))
-            g = [-2.0 * (self.X.T @ d.e)]
-            for b in self.blocks:
-                if b.free:
-                    g.append(-2.0 * (b.X.T @ d.aux[b.name][0]))
+            g = [-2.0 * ge] + [-2.0 * np.atleast_1d(ga[b.name]) for b in self.blocks if b.free]
             return val, np.concatenate(g)
 
         with np.errstate(all="ignore"):
             if f0(x[sl])[0] >= 1e299 and "Intercept" in self.mf.fe_names:
                 # the least-squares start leaves the family's support (e.g. eta <= 0
                 # for the inverse link): start from the intercept-only fit instead
-                j = self.mf.fe_names.index("Intercept")
+                j = list(self.mf.fe_names).index("Intercept")
                 x[self.nt: self.nt + self.p] = 0.0
-                x[self.nt + j] = float(np.mean(z))
+                x[self.nt + j] = zmean
             r = lbfgs_guarded(f0, x[sl], np.full(self.k - self.nt, -np.inf), maxiter=500, ftol=1e-12,
                               gtol=1e-6)
         if np.all(np.isfinite(r.x)) and np.isfinite(r.fun) and r.fun < 1e299:
@@ -224,41 +234,52 @@ class GeneralObjective:
         return x
 
     # ------------------------------------------------------------ inner Newton on u
-    def _pen(self, d, u) -> float:
-        return -2.0 * float(np.sum(d.l)) + float(u @ u)
-
-    def inner(self, theta: np.ndarray, base: np.ndarray, aux: dict[str, np.ndarray]):
-        re, chol, fam = self.re, self.chol, self.family
+    # The row passes of the loop below: the Dask objective overrides these two and
+    # runs the same loop with its rows on the workers.
+    def _pass_at(self, theta: np.ndarray, lin: Any, u: np.ndarray, aux: dict) -> dict:
+        """At u: sum of l, U'e (e = dl/deta) and what ``_load_curvature`` needs;
+        ``lin`` is the fixed part of the linear predictor (X beta + offset)."""
         zl = self.zl(theta)
-        y, wt = self.y, self.wt
-        u = self.u.copy() if np.all(np.isfinite(self.u)) else np.zeros(re.q)
+        eta = self.re.eta_re(zl, u, lin)
+        d = self.family.derivs(self.y, self.wt, eta, aux, order=1)
+        Ute = np.zeros(self.re.q)
+        kgen.ut_times(d.e, self.re.codes, zl, self.re.kcol, self.re.kdim, self.re.uoff, Ute)
+        return {"l": float(np.sum(d.l)), "Ute": Ute, "eta": eta, "d": d}
+
+    def _load_curvature(self, theta: np.ndarray, lin: Any, u: np.ndarray, aux: dict, cur: dict,
+                        exact: bool) -> None:
+        """U'DU + I into the factor: D = -d2l/deta2 (exact) or max(D, 0) (a descent direction)."""
+        D = -cur["d"].ee
+        self.chol.accumulate(D if exact else np.maximum(D, 0.0), np.zeros(self.re.n), self.zl(theta))
+
+    def inner(self, theta: np.ndarray, lin: Any, aux: dict) -> tuple[np.ndarray, dict]:
+        """Newton on the spherical random effects u with the observed information,
+        step-halving and Control's caps; returns u* and the pass at u*."""
+        chol, q = self.chol, self.re.q
+        u = self.u.copy() if np.all(np.isfinite(self.u)) else np.zeros(q)
         with np.errstate(all="ignore"):
-            eta = re.eta_re(zl, u, base)
-            d = fam.derivs(y, wt, eta, aux, order=1)
-            pen = self._pen(d, u)
+            cur = self._pass_at(theta, lin, u, aux)
+            pen = -2.0 * cur["l"] + float(u @ u)
             if not np.isfinite(pen):
-                u = np.zeros(re.q)
-                eta = re.eta_re(zl, u, base)
-                d = fam.derivs(y, wt, eta, aux, order=1)
-                pen = self._pen(d, u)
+                u = np.zeros(q)
+                cur = self._pass_at(theta, lin, u, aux)
+                pen = -2.0 * cur["l"] + float(u @ u)
             if not np.isfinite(pen):
                 raise InnerError("the log-likelihood is not finite at the starting random effects")
-            zeros = np.zeros(re.n)
             converged = False
             for _ in range(self.MAX_ITER):
                 self.inner_iters += 1
                 # exact information first (quadratic convergence); where that is not
                 # positive definite, the curvature max(D, 0) (a descent direction)
                 exact = True
-                chol.accumulate(-d.ee, zeros, zl)
+                self._load_curvature(theta, lin, u, aux, cur, exact=True)
                 try:
                     chol.factor()
                 except np.linalg.LinAlgError:
                     exact = False
-                    chol.accumulate(np.maximum(-d.ee, 0.0), zeros, zl)
+                    self._load_curvature(theta, lin, u, aux, cur, exact=False)
                     chol.factor()
-                g = -u.copy()
-                kgen.ut_times(d.e, re.codes, zl, re.kcol, re.kdim, re.uoff, g)
+                g = cur["Ute"] - u
                 delta = chol.solve(g)
                 dec = float(g @ delta)
                 if not np.isfinite(dec):
@@ -269,9 +290,8 @@ class GeneralObjective:
                 step = 1.0
                 for _h in range(self.MAX_HALVINGS):
                     ut = u + step * delta
-                    eta_t = re.eta_re(zl, ut, base)
-                    d_t = fam.derivs(y, wt, eta_t, aux, order=1)
-                    pen_t = self._pen(d_t, ut)
+                    tr = self._pass_at(theta, lin, ut, aux)
+                    pen_t = -2.0 * tr["l"] + float(ut @ ut)
                     if np.isfinite(pen_t) and pen_t <= pen + 1e-13 * abs(pen):
                         break
                     step *= 0.5
@@ -279,12 +299,12 @@ class GeneralObjective:
                     # no decrease possible: at the mode up to rounding, or stuck
                     converged = dec < 1e-8 * (1.0 + abs(pen))
                     break
-                u, eta, d, pen = ut, eta_t, d_t, pen_t
+                u, cur, pen = ut, tr, pen_t
                 if dec < DEFAULT_CONTROL.newton_tol * (1.0 + abs(pen)) and step == 1.0 and exact:
                     converged = True  # quadratic convergence: this step took dec to ~1e-22
                     break
         self.inner_converged = converged
-        return u, eta
+        return u, cur
 
     # ------------------------------------------------------------ objective
     def deviance(self, x: np.ndarray) -> float:
@@ -297,10 +317,11 @@ class GeneralObjective:
         base = self.X @ beta + self.offset
         aux = self.aux_rows(coefs)
         try:
-            u, eta = self.inner(theta, base, aux)
+            u, cur = self.inner(theta, base, aux)
         except (InnerError, np.linalg.LinAlgError):
             self._state = None
             return np.inf
+        eta = cur["eta"]
         with np.errstate(all="ignore"):
             d = self.family.derivs(self.y, self.wt, eta, aux, order=2)
         D = -d.ee
