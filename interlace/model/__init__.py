@@ -17,6 +17,10 @@ from interlace.model.covariance import (
     register_structure,
 )
 
+# the structures defined outside covariance.py register themselves on import
+# (ou, exp, gau, mat, rr); importing them here keeps covariance.py free of a loop
+from interlace.model import reduced_rank, spatial  # noqa: E402,F401
+
 __all__ = ["Covariance", "Unstructured", "Diagonal", "ScaledCorrelation", "CompoundSymmetry", "HomCompoundSymmetry",
            "AR1", "HetAR1", "Toeplitz", "HomToeplitz", "HomDiagonal", "STRUCTURES", "make_structure",
            "register_structure"]

@@ -904,5 +904,3 @@ register_structure("hetar1", HetAR1)
 register_structure("toep", Toeplitz)
 register_structure("homtoep", HomToeplitz)
 register_structure("homdiag", HomDiagonal)
-
-from interlace.model import reduced_rank, spatial  # noqa: E402,F401  (register ou, exp, gau, mat, rr)

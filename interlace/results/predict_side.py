@@ -129,7 +129,7 @@ def _new_rows(result, newdata, allow_new_levels: bool, offset):
     fixed part and offset; cols/z: each term's u columns and covariates, -1 for an unseen level),
     and the complete-row mask."""
     from interlace.data import to_pandas_columns
-    from interlace.results.predict import _needed_columns, _sub_design, newdata_design
+    from interlace.results.newdata import _needed_columns, _sub_design, newdata_design
 
     obj = result.objective
     mf = result.model_frame
