@@ -64,6 +64,11 @@ def truncate_parts(P: Parts, P0: Parts, y: np.ndarray, order: int, has_disp: boo
 class _Truncated:
     """What the three truncated families share (mixed in before their base family)."""
 
+    def zero_inflated_family(self):
+        """None: with a ziformula a truncated family is glmmTMB's hurdle model (the generic
+        zero model of engine_general), not its base family's zero-inflated version."""
+        return None
+
     def derivs(self, y, wt, eta, aux, order=2):
         y = np.asarray(y, dtype=float)
         if np.any(y == 0):  # only a hurdle (ziformula) gives zeros a probability
