@@ -15,10 +15,9 @@ from interlace.control import DEFAULT_CONTROL
 from interlace.kernels import parallel as kpar
 from interlace.kernels import pirls as kp
 from interlace.model_frame import ModelFrame
-from interlace.objective.protocol import ThetaBetaObjective
+from interlace.objective.protocol import ThetaBetaObjective, same_point
 from interlace.objective.predictor import BlockedCholesky, ReStructure
 from interlace.objective.response import GLMResponse
-from interlace.optimize.outer import same_point
 
 
 class PIRLSError(RuntimeError):

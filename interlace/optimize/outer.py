@@ -17,6 +17,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from interlace.control import DEFAULT_CONTROL, Control
+from interlace.objective.protocol import same_point  # re-exported: the point caches' test
 from interlace.optimize.lbfgsb import LbfgsResult, minimize_lbfgsb
 from interlace.optimize.checks import (  # noqa: F401  (re-exported: the checks' old home)
     FAILURE_MARKERS,
@@ -44,21 +45,6 @@ class OptResult:
     gradient: np.ndarray | None = None
     stage1: dict = field(default_factory=dict)
     opt_message: str = ""
-
-
-def same_point(a: np.ndarray | None, b: np.ndarray) -> bool:
-    """``np.array_equal(a, b)`` for the small parameter vectors an optimizer passes,
-    with a byte comparison first: most calls ask again for the very point
-    remembered, and array_equal's own overhead is what a small refit pays for.
-
-    >>> same_point(np.array([0.0, 1.0]), np.array([-0.0, 1.0])), same_point(None, np.zeros(1))
-    (True, False)
-    """
-    if a is None:
-        return False
-    if a.shape == np.shape(b) and a.tobytes() == np.asarray(b, dtype=a.dtype).tobytes():
-        return True
-    return bool(np.array_equal(a, b))
 
 
 def _fd_grad(f, x, lower, h_rel=1e-5):
