@@ -69,7 +69,7 @@ RESPONSE = {
     "hurdle_poisson": "zicount", "truncated_poisson": "poscount", "truncated_nbinom1": "poscount",
     "truncated_nbinom2": "poscount", "truncated_compois": "poscount", "truncated_genpois": "poscount", "skellam": "diff", "gamma": "positive", "inverse_gaussian": "positive",
     "beta": "prop", "ordbeta": "zoprop", "zoib": "zoprop", "betabinomial": "cbind(succ, fail)", "t": "real",
-    "tweedie": "tweedie", "gaussian": "real",
+    "tweedie": "tweedie", "gaussian": "real", "lognormal": "positive",
 }
 
 
@@ -96,7 +96,8 @@ def _rel(a, b) -> float:
 
 
 def test_every_family_is_covered():
-    assert set(available()) <= set(RESPONSE), sorted(set(available()) - set(RESPONSE))
+    builtin = {name for name, dist in available().items() if dist == "interlace"}  # plugins come and go
+    assert builtin <= set(RESPONSE), sorted(builtin - set(RESPONSE))
 
 
 @pytest.mark.parametrize("family", sorted(RESPONSE))
