@@ -193,6 +193,10 @@ def test_deviance_residuals_are_the_family_likelihood_deviance(name):
             if abs(abs(opt.x - eta[i]) - w) > 1e-3 * w or w > 1e4:
                 break
             w *= 4.0
+        if opt.x < eta[i] - 8.0:
+            # The supremum is a limit as mu -> 0 (a truncated count's y = 1), on a tail too flat
+            # for Brent and where 1 - f(0) loses its digits: no reliable numerical reference.
+            continue
         gap = 2.0 * (max(-opt.fun, ll(eta[i], i)) - ll(eta[i], i))
         if gap > 1e-4:
             ratios.append(r[i] ** 2 / gap)
