@@ -38,7 +38,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from interlace.general.jet import family_jet
-from interlace.general.objective import AuxBlock, InnerError, aux_blocks
+from interlace.general.objective import AuxBlock, InnerError, aux_blocks, mode_jacobian
 from interlace.model_frame import ModelFrame
 from interlace.objective.predictor import ReStructure
 
@@ -457,19 +457,7 @@ class MultiObjective:
                 var[idx] = np.einsum("ab,lbc,ac->la", lam, blocks, lam)
                 lam_rows.append(idx)
         if V is not None and np.all(np.isfinite(V)):
-            J = np.zeros((self.q, len(x)))
-            for i in range(len(x)):
-                if V[i, i] <= 0:
-                    continue
-                h = 1e-5 * max(1.0, abs(x[i]))
-                xp, xm = x.copy(), x.copy()
-                xp[i] += h
-                xm[i] -= h
-                if xm[i] < self.lower[i]:
-                    xm[i] = x[i]
-                    J[:, i] = (self.b_at(xp) - self.b_at(xm)) / h
-                else:
-                    J[:, i] = (self.b_at(xp) - self.b_at(xm)) / (2 * h)
+            J = mode_jacobian(self.b_at, x, self.lower, V, self.q)
             var = var + np.einsum("ij,jk,ik->i", J, V, J)
             self.deviance(x)
         out = {}

@@ -43,7 +43,27 @@ from interlace.model_frame import ModelFrame
 from interlace.objective.protocol import ParamLayout
 from interlace.objective.predictor import BlockedCholesky, ReStructure
 
-__all__ = ["GeneralObjective", "AuxBlock", "InnerError"]
+__all__ = ["GeneralObjective", "AuxBlock", "InnerError", "mode_jacobian"]
+
+
+def mode_jacobian(b_at, x: np.ndarray, lower: np.ndarray, V: np.ndarray, q: int) -> np.ndarray:
+    """d b / d x (q x len(x)) by central differences of the conditional modes ``b_at``
+    (one-sided at a lower bound), for the parameters with positive variance in ``V``: the
+    term TMB's sdreport adds to the random effects' conditional variance (J V J')."""
+    J = np.zeros((q, len(x)))
+    for i in range(len(x)):
+        if V[i, i] <= 0:
+            continue
+        h = 1e-5 * max(1.0, abs(x[i]))
+        xp, xm = x.copy(), x.copy()
+        xp[i] += h
+        xm[i] -= h
+        if xm[i] < lower[i]:
+            xm[i] = x[i]
+            J[:, i] = (b_at(xp) - b_at(xm)) / h
+        else:
+            J[:, i] = (b_at(xp) - b_at(xm)) / (2 * h)
+    return J
 
 
 class InnerError(RuntimeError):

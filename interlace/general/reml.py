@@ -67,7 +67,8 @@ class RemlObjective:
         """pen, the gradient -2X's, S and log det A at u*(beta)."""
         o = self.obj
         base = o.X @ beta + o.offset
-        u, eta = o.inner(theta, base, aux)
+        u, cur = o.inner(theta, base, aux)
+        eta = cur["eta"]
         with np.errstate(all="ignore"):
             d = o.family.derivs(o.y, o.wt, eta, aux, order=2)
         pen = -2.0 * float(np.sum(d.l)) + float(u @ u)

@@ -23,6 +23,7 @@ import copy
 import numpy as np
 import pandas as pd
 
+from interlace.general.objective import mode_jacobian
 from interlace.results.build import _theta_names, group_frames, is_singular, variance_components, varcorr_frame
 
 __all__ = ["build_general_result"]
@@ -77,19 +78,7 @@ def _cond_sd(obj, x: np.ndarray, V: np.ndarray) -> list[np.ndarray]:
     extra = np.zeros(re.q)
     good = np.all(np.isfinite(V))
     if good:
-        J = np.zeros((re.q, len(x)))
-        for i in range(len(x)):
-            if V[i, i] <= 0:
-                continue
-            h = 1e-5 * max(1.0, abs(x[i]))
-            xp, xm = x.copy(), x.copy()
-            xp[i] += h
-            xm[i] -= h
-            if xm[i] < obj.lower[i]:
-                xm[i] = x[i]
-                J[:, i] = (obj.b_at(xp) - obj.b_at(xm)) / h
-            else:
-                J[:, i] = (obj.b_at(xp) - obj.b_at(xm)) / (2 * h)
+        J = mode_jacobian(obj.b_at, x, obj.lower, V, re.q)
         extra = np.einsum("ij,jk,ik->i", J, V, J)
         obj.deviance(x)
     out = []
