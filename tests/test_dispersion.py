@@ -182,10 +182,10 @@ def test_every_family_parameter_moves_from_its_start(name, link):
 
 
 @pytest.mark.parametrize("name,link", [("inverse_gaussian", "log"), ("gaussian", "log"), ("gamma", "log")])
-def test_dask_path_refuses_a_dispersion_it_would_fix(name, link):
-    """The Dask path has no general engine for these families: it must refuse
-    them rather than fit with the dispersion held at 1 (the class of error above)."""
+def test_dask_path_fits_the_dispersion_it_used_to_refuse(name, link):
+    """The Dask path now fits these families through the general engine with the dispersion
+    estimated (issue 18 item 3; tests/test_dask_families.py compares the family parameters
+    with the in-memory fit), so it no longer refuses them."""
     from interlace.distributed.fit import _unsupported
 
-    why = _unsupported(interlace.family(name, link=link), 1, None, None)
-    assert why is not None and "dispersion" in why
+    assert _unsupported(interlace.family(name, link=link), 1, None, None) is None
