@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from interlace.formula.fastframe import fast_model_frame
 from interlace.model.re_term import ReTerm  # re-exported: the parse stage's term
 
 
@@ -236,6 +237,12 @@ def build_model_frame(
     if missing not in ("drop", "raise"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
     family = resolve_family(family)  # a name becomes the registered family (ValueError naming it)
+    fast = fast_model_frame(formula, data, family=family, groups=groups, random=random, weights=weights,
+                            offset=offset, dispformula=dispformula, ziformula=ziformula, missing=missing)
+    if fast is not None:  # the common grammar on a pandas frame, without per-column overhead
+        fields, off_parts = fast
+        _check_offset_range(family, fields["offset"], off_parts)
+        return ModelFrame(**fields)
     columns = frame_columns(data)  # TypeError naming `data` for a non-frame
     n_full = frame_len(data)
     if n_full == 0 or not columns:

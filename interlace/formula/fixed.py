@@ -100,8 +100,11 @@ class LazyModelSpec:
 
             from .namespace import RMaterializer
 
+            frame = self._frame
+            if not isinstance(frame, pd.DataFrame):  # fastframe's copied columns
+                frame = frame.frame()
             with np.errstate(all="ignore"):
-                mm = model_matrix(self._text, self._frame, na_action="ignore", materializer=RMaterializer)
+                mm = model_matrix(self._text, frame, na_action="ignore", materializer=RMaterializer)
             self._spec = mm.model_spec
             self._frame = None
         return self._spec
