@@ -31,11 +31,16 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg as sla
+from scipy.linalg.lapack import dpotrf as _dpotrf, dpotri as _dpotri
 
 from interlace.model_frame import ModelFrame
 from interlace.objective.laplace import solve_joint
 from interlace.objective.protocol import ParamLayout
 from interlace.objective.predictor import BlockedCholesky, ReStructure
+
+
+#: largest dense part (levels of all but the largest term, + p + 1) factored densely
+_CROSSED_MAX_DENSE = 3000
 
 
 class LMMObjective:
@@ -73,6 +78,9 @@ class LMMObjective:
         self._merged = self._fast and self.re.m > 1  # u in the merged layout until synced
         if self._fast:
             self._init_fast()
+        self._crossed = (not self._fast) and self._crossed_ok()
+        if self._crossed:
+            self._init_crossed()
 
     def _init_fast(self) -> None:
         from interlace.kernels.lmm_single import lmm1_crossprods
@@ -123,6 +131,123 @@ class LMMObjective:
         self._theta, self._grad, self._stale = theta.copy(), re.chain(theta, grad), True
         return float(dev)
 
+    # ------------------------------------------------------------ several scalar terms
+    def _crossed_ok(self) -> bool:
+        """Several scalar terms (crossed or nested ``(1 | a) + (1 | b)``) whose dense part
+        (all levels but the largest term's, X, y) is small enough to factor densely."""
+        re = self.re
+        if not re.linear or re.m < 2 or np.any(re.kdim != 1) or re.ntheta != re.m:
+            return False
+        N = int(re.q - re.nlev.max()) + self.p + 1
+        return N <= _CROSSED_MAX_DENSE
+
+    def _init_crossed(self) -> None:
+        """Accumulate the blocked cross-products [Z X y]'W[Z X y] once (kernels/lmm_crossed.py)."""
+        from interlace.kernels.lmm_crossed import crossed_setup
+
+        re, p = self.re, self.p
+        f = int(np.argmax(re.nlev))  # the term kept as a diagonal block
+        others = [j for j in range(re.m) if j != f]
+        self._cf, self._co = f, others
+        doff = np.zeros(re.m, dtype=np.int64)
+        off = 0
+        for j in others:
+            doff[j] = off
+            off += int(re.nlev[j])
+        nzd = off
+        N = nzd + p + 1
+        self._cnz, self._cN, self._cdoff = nzd, N, doff
+        term_of = np.full(N, -1, dtype=np.int64)
+        for jj, j in enumerate(others):
+            term_of[doff[j]:doff[j] + re.nlev[j]] = jj
+        self._cterm_of = term_of
+        dcodes = np.ascontiguousarray(np.stack([re.codes[j] + doff[j] for j in others]).astype(np.int64))
+        dz = np.ascontiguousarray(np.stack([re.z[:, re.kcol[j]] for j in others]))
+        yc = self.y - self.offset
+        self._beta0 = np.zeros(p)
+        if p:  # least-squares residuals: pwrss without cancellation (see _init_fast)
+            sw = np.sqrt(self.w)
+            self._beta0 = np.linalg.lstsq(self.X * sw[:, None], yc * sw, rcond=None)[0]
+            yc = yc - self.X @ self._beta0
+        code0 = np.ascontiguousarray(re.codes[f])
+        perm = np.argsort(code0, kind="stable").astype(np.int64)
+        nl0 = int(re.nlev[f])
+        self._cG = np.zeros((N, N))
+        self._cg = np.zeros(nl0)
+        self._cb = crossed_setup(perm, code0, np.ascontiguousarray(re.z[:, re.kcol[f]]), dcodes, dz,
+                                 self.X, np.ascontiguousarray(yc), self.w, nl0, N, self._cG, self._cg)
+        from interlace.kernels.lmm_crossed import crossed_pairs
+
+        self._cp = crossed_pairs(N, *self._cb)
+        self._cM = np.zeros((N, N))
+        self._cW = np.zeros((N, N))
+        self._cstate = None
+
+    def _eval_crossed(self, theta: np.ndarray) -> float:
+        from interlace.kernels.lmm_crossed import crossed_form, crossed_solve
+
+        re, p = self.re, self.p
+        f, others, nzd, N = self._cf, self._co, self._cnz, self._cN
+        t0 = float(theta[f])
+        s = np.ones(N)
+        for j in others:
+            s[self._cdoff[j]:self._cdoff[j] + re.nlev[j]] = theta[j]
+        bptr, bidx, bval = self._cb
+        M = self._cM
+        d = crossed_form(t0, s, nzd, self._cG, self._cg, *self._cp, M, self._cW, True)
+        _, info = _dpotrf(M.T, lower=1, clean=0, overwrite_a=1)
+        if info != 0:
+            self._crossed = False  # not positive definite: the row path raises the usual error
+            self._cstate = None
+            return self.deviance(theta)
+        x2 = np.zeros(N - 1)
+        u0 = np.empty(int(re.nlev[f]))
+        ld_z, ld_x, pwrss = crossed_solve(t0, s, nzd, p, d, bptr, bidx, bval, M, x2, u0)
+        u = np.empty(re.q)
+        u[re.uoff[f]:re.uoff[f + 1]] = u0
+        for j in others:
+            u[re.uoff[j]:re.uoff[j + 1]] = x2[self._cdoff[j]:self._cdoff[j] + re.nlev[j]]
+        self._u = u
+        self.beta = x2[nzd:nzd + p] + self._beta0
+        self.RX = np.tril(M.T[nzd:nzd + p, nzd:nzd + p])
+        self.pwrss = max(float(pwrss), 1e-300)
+        self.last_logdet, self.logdet_rx = float(ld_z), float(ld_x)
+        self._theta, self._grad, self._stale = theta.copy(), None, True
+        nd = self.df_resid
+        dev = ld_z - self.sum_log_w + nd * (1.0 + np.log(2.0 * np.pi * self.pwrss / nd))
+        if self.reml:
+            dev += ld_x
+        self._cstate = (theta.copy(), t0, s, d, float(dev))
+        return float(dev)
+
+    def _sinv_crossed(self, kend: int) -> np.ndarray:
+        """Inverse of S[:kend, :kend] from the current factor (upper triangle, C order)."""
+        Mi = np.array(self._cM[:kend, :kend], order="C")
+        _, info = _dpotri(Mi.T, lower=1, overwrite_c=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("dpotri failed")
+        return Mi
+
+    def _grad_crossed(self) -> np.ndarray:
+        from interlace.kernels.lmm_crossed import crossed_grad_parts
+
+        re = self.re
+        theta, t0, s, d, _ = self._cstate
+        kend = self._cnz + (self.p if self.reml else 0)
+        Sinv = self._sinv_crossed(kend)
+        parts = np.empty(len(self._co) + 1)
+        crossed_grad_parts(t0, s, kend, self._cterm_of, len(self._co), self._cg, d, *self._cp, Sinv,
+                           self._cW, parts)
+        fac = self.df_resid / self.pwrss
+        g = np.zeros(re.ntheta)
+        u = self._u
+        for jj, j in enumerate([self._cf] + self._co):
+            th = float(theta[j])
+            uj = u[re.uoff[j]:re.uoff[j + 1]]
+            dp = -2.0 * float(uj @ uj) / th if th != 0.0 else 0.0
+            g[j] = parts[jj] + fac * dp
+        return g
+
     def _sync(self) -> None:
         """Bring the row-path state (factor of A, eta, residuals) to the last theta."""
         if self._stale:
@@ -146,8 +271,39 @@ class LMMObjective:
 
     @property
     def eta(self) -> np.ndarray:
+        if self._crossed and self._stale:  # from the modes, without the row path's factor
+            re = self.re
+            eta = self.X @ self.beta + self.offset
+            for j in range(re.m):
+                eta += re.z[:, re.kcol[j]] * (self._theta[j] * self._u[re.uoff[j]:re.uoff[j + 1]])[re.codes[j]]
+            return eta
         self._sync()
         return self._eta
+
+    def conditional_variances(self, theta: np.ndarray, scale: float) -> list[np.ndarray] | None:
+        """Per term the (nlevels, k) conditional SDs of b (lme4's condVar) from the
+        crossed path's factor when its state is at theta; None otherwise (the caller
+        then uses the row path's factor)."""
+        if not (self._crossed and self._cstate is not None and np.array_equal(theta, self._cstate[0])):
+            return None
+        from interlace.kernels.lmm_crossed import crossed_quads
+
+        re = self.re
+        _, t0, s, d, _ = self._cstate
+        nzd = self._cnz
+        Sinv = self._sinv_crossed(nzd)
+        bptr, bidx, bval = self._cb
+        quads = np.empty(d.shape[0])
+        crossed_quads(s, nzd, bptr, bidx, bval, Sinv, quads)
+        out: list[np.ndarray] = [np.empty(0)] * re.m
+        f = self._cf
+        out[f] = np.sqrt(np.maximum(t0 * t0 * (1.0 / d + t0 * t0 * quads / (d * d)) * scale, 0.0))[:, None]
+        dg = np.diag(Sinv)
+        for j in self._co:
+            o = self._cdoff[j]
+            th = float(theta[j])
+            out[j] = np.sqrt(np.maximum(th * th * dg[o:o + re.nlev[j]] * scale, 0.0))[:, None]
+        return out
 
     @property
     def RZX(self) -> np.ndarray:
@@ -198,6 +354,11 @@ class LMMObjective:
         theta = np.asarray(theta, dtype=np.float64)
         if self._fast:
             return self._eval_fast(theta)
+        if self._crossed:
+            st = self._cstate
+            if st is not None and np.array_equal(theta, st[0]):
+                return st[4]  # the state is at theta (optimizers ask again at their last iterate)
+            return self._eval_crossed(theta)
         self._solve(theta)
         nd = self.df_resid
         dev = self._chol.logdet - self.sum_log_w + nd * (1.0 + np.log(2.0 * np.pi * self.pwrss / nd))
@@ -215,10 +376,16 @@ class LMMObjective:
         theta = np.asarray(theta, dtype=np.float64)
         if self._grad is not None and self._theta is not None and np.array_equal(theta, self._theta):
             return self._grad.copy()  # computed with the deviance by the compiled single-term path
+        if self._crossed and self._cstate is not None and np.array_equal(theta, self._cstate[0]):
+            self._grad = self._grad_crossed()
+            return self._grad.copy()
         if self._theta is None or not np.array_equal(theta, self._theta):
             self.nfev -= 1  # the state must be at theta; not a deviance evaluation the optimizer asked for
             self.deviance(theta)
             if self._grad is not None:
+                return self._grad.copy()
+            if self._crossed and self._cstate is not None:
+                self._grad = self._grad_crossed()
                 return self._grad.copy()
         return self._theta_gradient(self.df_resid / self.pwrss)
 

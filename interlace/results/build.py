@@ -200,7 +200,9 @@ def build_result(mf: ModelFrame, family, obj, opt, *, nAGQ: int, engine: str, fo
     # pandas objects on first access (results/lazy.py): building a pandas 3 string
     # Index costs more than a small model's numbers.
     b = re.u_to_b(theta, u)
-    csd = conditional_variances(re, obj.chol, theta, scale)
+    csd = getattr(obj, "conditional_variances", lambda *_: None)(theta, scale)  # the LMM's own factor
+    if csd is None:
+        csd = conditional_variances(re, obj.chol, theta, scale)
     vc_cols = _varcorr_columns(re, theta, scale, residual=(engine == "lmm"))
     singular = is_singular(re, theta)
     if singular:
