@@ -1,9 +1,9 @@
 """Wald intervals of the spatial (ou, exp) and rr structures' own parameters, against glmmTMB
 1.1.5 (issue 21 item 4).
 
-Fixture: tests/fixtures/covspatial/make_confint.R refits the ou_poisson, exp_gaussian and
-rr_poisson cases of make_fixtures.R and writes glmmTMB's theta, their SEs
-(``vcov(fit, full = TRUE)``) and ``confint(fit, full = TRUE)``.
+Fixture: tests/fixtures/covspatial/make_confint.R refits the ou_poisson, exp_gaussian,
+gau_binomial, mat_poisson and rr_poisson cases of make_fixtures.R and writes glmmTMB's theta,
+their SEs (``vcov(fit, full = TRUE)``) and ``confint(fit, full = TRUE)``.
 
 - lme4-style ``confint`` (``.sig01`` SD, ``.sig02`` the correlation parameter ...): the SD's
   interval on the log scale, the correlation parameter's (glmmTMB's theta) on its own scale;
@@ -39,16 +39,17 @@ def _rel(a, b, floor=1e-3) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), floor)))
 
 
-@pytest.mark.parametrize("case", ["ou_poisson", "exp_gaussian"])
+@pytest.mark.parametrize("case", ["ou_poisson", "exp_gaussian", "gau_binomial", "mat_poisson"])
 def test_spatial_parameter_rows_are_glmmtmb_wald(case):
     fx, m = _fx(case), _fit(case)
     th, se = np.array(fx["theta"]), np.array(fx["se_theta"])
+    nt = th.size  # mat: log SD, log range, log smoothness
     ci = m.confint(method="Wald", parm="theta_")
-    # .sig01 the SD (log scale, back-transformed), .sig02 the correlation parameter as it is
-    assert list(ci.index[:2]) == [".sig01", ".sig02"]
-    want = np.array([[np.exp(th[0] - Z * se[0]), np.exp(th[0] + Z * se[0])],
-                     [th[1] - Z * se[1], th[1] + Z * se[1]]])
-    assert _rel(ci.iloc[:2].to_numpy(), want) < 1e-3
+    # .sig01 the SD (log scale, back-transformed), .sig02 ... the correlation parameters as they are
+    assert list(ci.index[:nt]) == [f".sig{i + 1:02d}" for i in range(nt)]
+    want = np.array([[np.exp(th[0] - Z * se[0]), np.exp(th[0] + Z * se[0])]]
+                    + [[th[i] - Z * se[i], th[i] + Z * se[i]] for i in range(1, nt)])
+    assert _rel(ci.iloc[:nt].to_numpy(), want) < 1e-3
     # the parameter is also reachable by its name (the structure's parameter name)
     name = m.model_frame.terms[0].cov.param_names(m.model_frame.terms[0].vc_name,
                                                    list(m.model_frame.terms[0].cnames))[1]
@@ -70,6 +71,28 @@ def test_ou_full_confint_matches_glmmtmb_rows():
     cor = got.loc[[i for i in got.index if ".Cor." in i]].to_numpy()
     assert cor.shape == (28, 3)
     assert np.all((cor[:, 0] <= cor[:, 2]) & (cor[:, 2] <= cor[:, 1]))
+
+
+@pytest.mark.parametrize("case", ["gau_binomial", "mat_poisson"])
+def test_gau_mat_full_confint_matches_glmmtmb_rows(case):
+    """glmmTMB's confint(m, full = TRUE) for gau (three replicate fields: 40 SD rows, 780 Cor
+    rows) and mat (70 SD rows, 2415 Cor rows; both correlation parameters moved at once):
+    fixed effects and SDs within 1e-3 relative; the Cor rows (the correlation function at the
+    moved parameters, many of them near 0) within 1e-3 absolute."""
+    fx, m = _fx(case), _fit(case)
+    r = fx["confint_full"]
+    want = pd.DataFrame({"lo": r["lower"], "hi": r["upper"], "est": r["estimate"]}, index=r["names"])
+    got = m.confint(style="glmmTMB")
+    assert len(got) == len(want)
+    kinds = [("Std.Dev" if ".Std.Dev." in i else "Cor" if ".Cor." in i else "beta") for i in got.index]
+    k = m.model_frame.terms[0].cov.k
+    assert kinds == ["beta"] * 2 + ["Std.Dev"] * k + ["Cor"] * (k * (k - 1) // 2)
+    assert all(t == "beta" or f"{t}." in w for t, w in zip(kinds, want.index))
+    cor = np.array([t == "Cor" for t in kinds])
+    assert _rel(got.to_numpy()[~cor], want.to_numpy()[~cor]) < 1e-3
+    assert np.max(np.abs(got.to_numpy()[cor] - want.to_numpy()[cor])) < 1e-3
+    c = got.to_numpy()[cor]
+    assert np.all((c[:, 0] <= c[:, 2]) & (c[:, 2] <= c[:, 1]))
 
 
 def test_rr_loading_rows_are_wald_on_the_loadings():

@@ -106,7 +106,8 @@ def factor_codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
         remap = np.full(len(series.cat.categories), -1, dtype=np.int64)
         remap[used] = np.arange(len(used))
         codes = np.where(raw >= 0, remap[np.maximum(raw, 0)], -1)
-        levels = [_label(series.cat.categories[i]) for i in used]
+        cats = series.cat.categories  # once: the accessor builds a Categorical per call
+        levels = [_label(v) for v in cats.take(used).to_numpy(dtype=object)]
         return codes.astype(np.int64), levels
     if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
         codes, uniq = pd.factorize(series, sort=True, use_na_sentinel=True)
