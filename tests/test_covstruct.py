@@ -5,6 +5,8 @@ interaction, homcs is two nested intercepts, diag is ``||``), VarCorr rows and s
 
 from __future__ import annotations
 
+import re
+
 import warnings
 
 import numpy as np
@@ -148,6 +150,27 @@ def test_diag_equals_double_bar_binomial():
     assert a.llf == pytest.approx(b.llf, abs=1e-6)
 
 
+def test_hom_het_variants_equalities():
+    """glmmTMB 1.1.5 has no hom/het variants, so they are checked by equalities: with two
+    columns ar1, homtoep and homcs are one model (one SD, one correlation); with four, each
+    variant nests the simpler one (ar1 in hetar1 and homtoep, homtoep in toep), and the hom
+    variants report one SD for every column."""
+    df = _long()
+    two = {st: _quiet(interlace.lmer, f"yg ~ x + {st}(0 + t2 | s)", df, REML=False) for st in ("ar1", "homtoep", "homcs")}
+    for st in ("homtoep", "homcs"):
+        assert two[st].llf == pytest.approx(two["ar1"].llf, abs=1e-6)
+        np.testing.assert_allclose(varcorr_matrices(two[st])["s"]["cov"].to_numpy(),
+                                   varcorr_matrices(two["ar1"])["s"]["cov"].to_numpy(), rtol=1e-3, atol=1e-6)
+    four = {st: _quiet(interlace.lmer, f"yg ~ x + {st}(0 + t | s)", df, REML=False)
+            for st in ("ar1", "hetar1", "homtoep", "toep", "homcs", "cs")}
+    for simple, general in (("ar1", "hetar1"), ("ar1", "homtoep"), ("homtoep", "toep"), ("homcs", "cs")):
+        assert four[general].llf >= four[simple].llf - 1e-6, (simple, general)
+    for st in ("homtoep", "homcs", "ar1"):
+        sd = np.sqrt(np.diag(varcorr_matrices(four[st])["s"]["cov"].to_numpy()))
+        np.testing.assert_allclose(sd, sd[0], rtol=1e-12)
+    assert len(four["homtoep"].theta) == 4 and len(four["hetar1"].theta) == 5
+
+
 def test_homdiag_is_an_intercept_on_the_interaction():
     df = _long()
     for fit, resp, kw in ((interlace.lmer, "yg", {"REML": False}), (interlace.glmer, "y", {"family": "poisson"})):
@@ -178,6 +201,29 @@ def test_scalar_structures_with_agq():
         m = _quiet(interlace.glmer, f"yb ~ x + {st}(1 | s)", df, family="binomial", nAGQ=7)
         assert m.nAGQ == 7
         assert m.llf == pytest.approx(ref.llf, abs=1e-6)
+
+
+def test_structured_vector_terms_with_agq():
+    """nAGQ > 1 on a multi-column structured term: interlace integrates a vector term with the
+    product rule (beyond lme4, docs/agq.md), through the structure's Jacobian. With two
+    columns cs, hetar1 and toep are the unstructured covariance, so the AGQ fits agree."""
+    df = _long()
+    ref = _quiet(interlace.glmer, "yb ~ x + (0 + t2 | s)", df, family="binomial", nAGQ=5)
+    S0 = varcorr_matrices(ref)["s"]["cov"].to_numpy()
+    for st in ("cs", "hetar1", "toep", "us"):
+        m = _quiet(interlace.glmer, f"yb ~ x + {st}(0 + t2 | s)", df, family="binomial", nAGQ=5)
+        assert m.nAGQ == 5 and m.converged
+        assert m.llf == pytest.approx(ref.llf, abs=1e-6)
+        np.testing.assert_allclose(m.fe_params.to_numpy(), ref.fe_params.to_numpy(), rtol=1e-4)
+        np.testing.assert_allclose(varcorr_matrices(m)["s"]["cov"].to_numpy(), S0, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("term", ["ar1(0 + t | s)", "exp(numFactor(tn) + 0 | s)"])
+def test_agq_too_many_nodes_names_the_term(term):
+    """A product rule beyond the node limit (25^4 nodes here) is a ValueError naming the term."""
+    df = _long()
+    with pytest.raises(ValueError, match=re.escape(f"on the term {term}")):
+        _quiet(interlace.glmer, f"yb ~ x + {term}", df, family="binomial", nAGQ=25)
 
 
 def test_varcorr_rows_and_summary():

@@ -82,8 +82,11 @@ class AGQObjective(ThetaBetaObjective):
         self.nl = int(re.nlev[0])
         nn = self.nAGQ ** self.k
         if nn > MAX_NODES:
-            raise ValueError(f"nAGQ = {self.nAGQ} with {self.k} random effects per level needs {nn} "
-                             f"quadrature nodes (more than {MAX_NODES}); lower nAGQ")
+            t = obj.mf.terms[0]
+            term = f"{t.cov.name if t.cov is not None else ''}({t.lhs} | {t.group})"
+            raise ValueError(f"nAGQ = {self.nAGQ} on the term {term}: its {self.k} random effects per level "
+                             f"need nAGQ^{self.k} quadrature nodes (more than {MAX_NODES}); lower nAGQ or use "
+                             "the Laplace approximation (nAGQ = 1)")
         self.nodes, self.logw = gh_rule(self.nAGQ, self.k)
         codes = np.asarray(re.codes[0])
         if np.any(codes < 0):
