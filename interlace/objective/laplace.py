@@ -18,6 +18,7 @@ from interlace.model_frame import ModelFrame
 from interlace.objective.protocol import ThetaBetaObjective, same_point
 from interlace.objective.predictor import BlockedCholesky, ReStructure
 from interlace.objective.response import GLMResponse
+from interlace.optimize.trisolve import solve_triangular
 
 
 class PIRLSError(RuntimeError):
@@ -639,6 +640,7 @@ def joint_back_solve(chol: BlockedCholesky, RZX: np.ndarray, RX: np.ndarray, rhs
     with its blocked factor (forward through L and RX, back through RX' and L').
     Returns (x_u, x_b)."""
     cu = chol.solve_L(rhs_u)
-    cx = sla.solve_triangular(RX, rhs_b - RZX.T @ cu, lower=True, check_finite=False)
-    xb = sla.solve_triangular(RX, cx, lower=True, trans="T", check_finite=False)
+    # scipy's trtrs without solve_triangular's argument checks (bitwise the same; optimize/trisolve.py)
+    cx = solve_triangular(RX, rhs_b - RZX.T @ cu, lower=True)
+    xb = solve_triangular(RX, cx, lower=True, trans=True)
     return chol.solve_Lt(cu - RZX @ xb), xb

@@ -29,6 +29,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from interlace.objective.protocol import same_point
+
 
 def _load_setulb() -> Any:
     """scipy's compiled ``setulb``, loaded without running ``scipy.optimize``'s package
@@ -132,7 +134,7 @@ def minimize_lbfgsb(fg: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np
         _SETULB(m, x, low_bnd, upper_bnd, nbd, f, g, factr, gtol, wa, iwa, task, lsave, isave, dsave,
                 maxls, ln_task)
         if task[0] == 3:
-            if last_x is None or not np.array_equal(x, last_x):  # as ScalarFunction: a new x only
+            if last_x is None or not same_point(last_x, x):  # as ScalarFunction: a new x only
                 f_val, gv = fg(x.copy())
                 f = float(f_val)  # what scipy hands setulb after an evaluation
                 g = np.array(gv, dtype=np.float64)

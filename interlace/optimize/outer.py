@@ -14,11 +14,11 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg as sla
 
 from interlace.control import DEFAULT_CONTROL, Control
 from interlace.objective.protocol import same_point  # re-exported: the point caches' test
 from interlace.optimize.lbfgsb import LbfgsResult, minimize_lbfgsb
+from interlace.optimize.trisolve import solve_triangular
 from interlace.optimize.checks import (  # noqa: F401  (re-exported: the checks' old home)
     FAILURE_MARKERS,
     at_bound,
@@ -431,7 +431,7 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
             RX = getattr(obj, "_RX", None)
             T = np.eye(p)
             if RX is not None and RX.shape == (p, p) and np.all(np.isfinite(RX)):
-                T = sla.solve_triangular(RX, np.eye(p), lower=True, trans="T", check_finite=False)
+                T = solve_triangular(RX, np.eye(p), lower=True, trans=True)
 
             # A start far from the optimum (theta0 = 50) can leave stage 1 in a
             # region where the deviance is concave in theta: its L-BFGS memory then

@@ -298,8 +298,10 @@ def vcov_from_hessian(H: np.ndarray | None, nt: int) -> np.ndarray | None:
 
 def _rx_inverse(RX: np.ndarray) -> np.ndarray:
     """(RX RX')^{-1} by triangular solves (no explicit general inverse)."""
-    import scipy.linalg as sla
+    from interlace.optimize.trisolve import solve_triangular
 
-    p = RX.shape[0]
-    Li = sla.solve_triangular(RX, np.eye(p), lower=True)
+    RX = np.asarray(RX)
+    if not np.all(np.isfinite(RX)):  # solve_triangular's check_finite
+        raise ValueError("array must not contain infs or NaNs")
+    Li = solve_triangular(RX, np.eye(RX.shape[0]), lower=True)
     return Li.T @ Li
