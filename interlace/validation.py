@@ -348,7 +348,8 @@ def scale_message(X: np.ndarray, names: Sequence[str], tol: float = 1e3) -> str 
     """
     if X.shape[0] < 2 or X.shape[1] < 1:
         return None
-    cont = [j for j in range(X.shape[1]) if not np.all(np.isin(X[:, j], (0.0, 1.0)))]
+    binary = ((X == 0.0) | (X == 1.0)).all(axis=0)  # np.isin(column, (0, 1)) per column, in one pass
+    cont = [j for j in range(X.shape[1]) if not binary[j]]
     if not cont:
         return None
     sd = X[:, cont].std(axis=0, ddof=1)
@@ -439,7 +440,7 @@ def guard_result(res: Any) -> list[str]:
     >>> r = SimpleNamespace(llf=-1.0, converged=True, fe_params=pd.Series([1.0]), fe_bse=pd.Series([np.nan]),
     ...                     theta=pd.Series([0.5]), optinfo={"messages": []}, warnings=[])
     >>> guard_result(r)[0][:48], r.converged
-    ('the fit did not converge to a usable optimum: s', False)
+    ('the fit did not converge to a usable optimum: st', False)
     """
     if not np.isfinite(getattr(res, "llf", np.nan)):
         raise ValueError("the fit ended without a finite log-likelihood: the model cannot be fitted to these data "

@@ -69,6 +69,7 @@ FAST = [
     ("y ~ x + x + f + (1 | g)", DF, dict(family="poisson")),
     ("y ~ fi + x + (1 | gi)", DF, dict(family="poisson")),
     ("y ~ x + (1 | gi) + (1 | g)", DF, dict(family="poisson")),
+    ("y ~ x + (1 | fi)", DF, dict(family="poisson")),  # integer categories as a grouping factor
     ("y ~ x + (x + xi | g)", DF, dict(family="poisson")),
     ("y ~ x + (0 + x | g)", DF, dict(family="poisson")),
     ("y ~ x + (1 | g)", DF, dict(family="poisson", offset="off")),

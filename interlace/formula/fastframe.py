@@ -250,7 +250,7 @@ def _categorical(arr: Any) -> tuple[np.ndarray, list[Any]] | None:
         return None
     if cats.dtype.kind not in "iu" and not (cats.dtype == "str" or pd.api.types.infer_dtype(cats) == "string"):
         return None
-    return np.asarray(arr.codes, dtype=np.int64), list(cats)
+    return np.asarray(arr.codes, dtype=np.int64), cats.tolist()  # (list(cats) iterates an Arrow Index: 20x slower)
 
 
 def _group_codes(arr: Any) -> tuple[np.ndarray, list[str]] | None:
@@ -258,11 +258,20 @@ def _group_codes(arr: Any) -> tuple[np.ndarray, list[str]] | None:
     from .terms import _label
 
     if isinstance(arr, pd.Categorical):
-        return np.asarray(arr.codes, dtype=np.int64), [_label(c) for c in arr.categories]
+        return np.asarray(arr.codes, dtype=np.int64), _labels(arr.categories.tolist())
     if isinstance(arr, np.ndarray) and arr.dtype.kind in "iu":
         uniq, inverse = np.unique(arr, return_inverse=True)
         return inverse.astype(np.int64).reshape(-1), [_label(u) for u in uniq]
     return None
+
+
+def _labels(values: list) -> list[str]:
+    """``[_label(v) for v in values]``; strings are their own label."""
+    from .terms import _label
+
+    if all(type(v) is str for v in values):
+        return values
+    return [_label(v) for v in values]
 
 
 def fast_model_frame(formula: Any, data: Any, *, family: Any, groups: Any = None, random: Any = None,
