@@ -229,6 +229,33 @@ def schur_lower(indptr, indices, pos, vals, S, c0, c1, cv):
                 S[r1, indices[e2]] -= v1 * cv[e2]
 
 
+@njit(cache=True, nogil=True)
+def schur_lower_rows(indptr, indices, cv, S, r0, r1):
+    """S -= L21 L21' on the rows [r0, r1) of the lower triangle, over all
+    term-0 columns (CSC, row indices sorted within each column; `cv` the values
+    already gathered into CSC order). Every entry is summed in column order,
+    as by :func:`schur_lower`, so row ranges on separate threads give the
+    serial kernel's numbers and need no private copies of S."""
+    for col in range(indptr.shape[0] - 1):
+        a, b = indptr[col], indptr[col + 1]
+        for e1 in range(a, b):
+            r = indices[e1]
+            if r < r0:
+                continue
+            if r >= r1:
+                break
+            v1 = cv[e1]
+            for e2 in range(a, e1 + 1):
+                S[r, indices[e2]] -= v1 * cv[e2]
+
+
+@njit(cache=True, nogil=True)
+def gather(vals, pos, out):
+    """out[e] = vals[pos[e]]."""
+    for e in range(pos.shape[0]):
+        out[e] = vals[pos[e]]
+
+
 @njit(cache=True)
 def block_chol_inverse(L11, out):
     """out[l] = (L11[l] L11[l]')^{-1} for each k x k lower-triangular block."""

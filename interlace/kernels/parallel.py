@@ -450,25 +450,41 @@ def _compute_splits(indptr: np.ndarray, k0: int) -> np.ndarray | None:
     return np.unique(np.concatenate([[0], np.clip(cuts, 0, ncol), [ncol]]))
 
 
+def _row_splits(indptr: np.ndarray, indices: np.ndarray, q2: int) -> np.ndarray | None:
+    """Row boundaries cutting the Schur complement's work (each stored entry
+    costs its position in its column + 1) into CROSS_CHUNKS equal parts, or
+    None when the work is too small to split; cached per pattern like
+    :func:`_column_splits`."""
+    key = ("rows", id(indptr), id(indices), q2, CROSS_MIN_WORK, CROSS_CHUNKS)
+    hit = _SPLITS.get(key)
+    if hit is not None and hit[0]() is indptr:
+        return hit[1]
+    nnz = np.diff(indptr)
+    if float(np.sum(nnz.astype(np.float64) ** 2)) < CROSS_MIN_WORK or q2 < 2:
+        splits = None
+    else:
+        rank = np.arange(indices.shape[0]) - np.repeat(indptr[:-1], nnz) + 1.0
+        work = np.cumsum(np.bincount(indices, weights=rank, minlength=q2))
+        cuts = np.searchsorted(work, work[-1] * np.arange(1, CROSS_CHUNKS) / CROSS_CHUNKS)
+        splits = np.unique(np.concatenate([[0], np.clip(cuts, 0, q2), [q2]])).astype(np.int64)
+    if len(_SPLITS) > 64:
+        _SPLITS.clear()
+    _SPLITS[key] = (weakref.ref(indptr), splits)
+    return splits
+
+
 def schur_lower(indptr, indices, pos, vals, S) -> None:
-    """S -= L21 L21' (lower triangle); see crossprod.schur_lower. Column
-    ranges of equal work on the helper threads, each into its own copy of S
-    after the first, added in range order (deterministic)."""
+    """S -= L21 L21' (lower triangle); see crossprod.schur_lower. Ranges of
+    rows of equal work on the helper threads, each writing its own rows of S
+    (no private copies of S, which is q2 x q2 and dense; every entry summed
+    in the serial kernel's order, so the result does not depend on the split)."""
     cv = np.empty(pos.shape[0])
-    splits = _column_splits(indptr, 1)
+    _kx.gather(vals, pos, cv)
+    splits = _row_splits(indptr, indices, S.shape[0])
     if splits is None or len(splits) <= 2:
-        _kx.schur_lower(indptr, indices, pos, vals, S, 0, indptr.shape[0] - 1, cv)
+        _kx.schur_lower_rows(indptr, indices, cv, S, 0, S.shape[0])
         return
-    nch = len(splits) - 1
-    extra = np.zeros((nch - 1,) + S.shape)
-
-    def work(c: int) -> None:
-        _kx.schur_lower(indptr, indices, pos, vals, S if c == 0 else extra[c - 1],
-                        splits[c], splits[c + 1], cv)
-
-    run_chunks(nch, work)
-    for c in range(nch - 1):
-        S += extra[c]
+    run_chunks(len(splits) - 1, lambda c: _kx.schur_lower_rows(indptr, indices, cv, S, splits[c], splits[c + 1]))
 
 
 def selected_cross_inverse(indptr, indices, pos, Mflat, Ainv22, k0, out, Ainv11) -> None:

@@ -377,3 +377,82 @@ def joint_step(A11, A22, L22, V21, L21vals, kdim, poff, npairs, pcols, pcoff, in
     for i in range(q):
         unew[i] = x[i, 0]
     return logdet
+
+
+@njit(cache=True, nogil=True)
+def matvec_blocked(A11, V21, indptr, indices, pos, A22, x, y):
+    """y = (I + A) x for A = U'WU held unfactored as (A11 full k0 x k0 blocks,
+    V21 the cross blocks in pair order through the CSC map, A22 full dense):
+    the product of the preconditioned solves of large crossed fits
+    (BlockedCholesky.pcg_solve), O(nnz) and O(q2^2), never a factorization."""
+    nl, k0, _ = A11.shape
+    q0 = nl * k0
+    q = x.shape[0]
+    for l in range(nl):
+        o = l * k0
+        for a in range(k0):
+            s = x[o + a]
+            for b in range(k0):
+                s += A11[l, a, b] * x[o + b]
+            y[o + a] = s
+    q2 = q - q0
+    for i in range(q2):
+        s = x[q0 + i]
+        for t in range(q2):
+            s += A22[i, t] * x[q0 + t]
+        y[q0 + i] = s
+    for col in range(q0):
+        xc = x[col]
+        acc = 0.0
+        for e in range(indptr[col], indptr[col + 1]):
+            v = V21[pos[e]]
+            r = q0 + indices[e]
+            y[r] += v * xc
+            acc += v * x[r]
+        y[col] += acc
+
+
+@njit(cache=True, nogil=True)
+def solve_L_sparse_part(L11, L21vals, indptr, indices, pos, x):
+    """The first two steps of solve_L_inplace: x1 <- L11^{-1} x1, x2 -= L21 x1
+    (the caller solves with a large L22 by BLAS)."""
+    nl, k0, _ = L11.shape
+    q0 = nl * k0
+    nc = x.shape[1]
+    for l in range(nl):
+        o = l * k0
+        for c in range(nc):
+            for i in range(k0):
+                s = x[o + i, c]
+                for t in range(i):
+                    s -= L11[l, i, t] * x[o + t, c]
+                x[o + i, c] = s / L11[l, i, i]
+    for col in range(q0):
+        for e in range(indptr[col], indptr[col + 1]):
+            r = q0 + indices[e]
+            v = L21vals[pos[e]]
+            for c in range(nc):
+                x[r, c] -= v * x[col, c]
+
+
+@njit(cache=True, nogil=True)
+def solve_Lt_sparse_part(L11, L21vals, indptr, indices, pos, x):
+    """The last two steps of solve_Lt_inplace (after the caller's L22' solve):
+    x1 -= L21' x2, x1 <- L11^{-T} x1."""
+    nl, k0, _ = L11.shape
+    q0 = nl * k0
+    nc = x.shape[1]
+    for col in range(q0):
+        for e in range(indptr[col], indptr[col + 1]):
+            r = q0 + indices[e]
+            v = L21vals[pos[e]]
+            for c in range(nc):
+                x[col, c] -= v * x[r, c]
+    for l in range(nl):
+        o = l * k0
+        for c in range(nc):
+            for i in range(k0 - 1, -1, -1):
+                s = x[o + i, c]
+                for t in range(i + 1, k0):
+                    s -= L11[l, t, i] * x[o + t, c]
+                x[o + i, c] = s / L11[l, i, i]

@@ -221,6 +221,14 @@ class BlockedCholesky:
         self.L21vals = np.zeros(re.nv21)
         self.L22 = np.zeros((re.q2, re.q2))
         self.logdet = 0.0
+        # A large dense block (q2 >= DENSE_MAX) is factored by LAPACK in place and the
+        # buffers A22 and L22 trade places: two q2 x q2 arrays in all (3,000 crossed
+        # levels: 72 MB each), and the factor of the last point survives the next row
+        # pass (which refills A11, V21, A22), so it can precondition the next solve.
+        self.big = re.q2 >= kp.DENSE_MAX
+        self._L11 = np.zeros_like(self.A11) if self.big else None
+        self.factored = False
+        self.nfactor = 0  # counts factorizations (a preconditioner remembers which one it goes with)
 
     def accumulate(self, w: np.ndarray, zw: np.ndarray, zl: np.ndarray) -> None:
         """Sum U'WU and U'W zw over the rows (zeroes the buffers first)."""
@@ -240,22 +248,81 @@ class BlockedCholesky:
 
     def factor(self) -> float:
         """Factor A (adds the identity); returns log|L|^2. Raises on failure."""
+        self.factored = False
         ld = kp.factor_blocked(*self.factor_args())
         if not np.isfinite(ld):
             raise np.linalg.LinAlgError("random-effects system is not positive definite")
-        if self.re.q2 >= kp.DENSE_MAX:
-            # factor_blocked left A22 + I: the Schur complement on both cores, then LAPACK
+        if self.big:
+            # factor_blocked left A22 + I: the Schur complement on both cores (row
+            # ranges, in place), then LAPACK's potrf in place (the C-ordered lower
+            # triangle is the upper one of the Fortran-ordered transpose)
             re = self.re
+            np.copyto(self._L11, self.A11)
             kpar.schur_lower(re.csc_indptr, re.csc_indices, re.csc_pos, self.L21vals, self.A22)
-            L22 = sla.cholesky(self.A22, lower=True, check_finite=False)
-            self.L22[...] = L22
-            ld += 2.0 * float(np.sum(np.log(np.diag(L22))))
+            _, info = sla.lapack.dpotrf(self.A22.T, lower=0, clean=1, overwrite_a=1)
+            if info != 0:
+                raise np.linalg.LinAlgError("random-effects system is not positive definite")
+            self.A22, self.L22 = self.L22, self.A22
+            ld += 2.0 * float(np.sum(np.log(np.diagonal(self.L22))))
         self.logdet = float(ld)
+        self.factored = True
+        self.nfactor += 1
         return self.logdet
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        """(I + U'WU) x from the unfactored system of the last row pass (valid
+        between a pass and the next factor())."""
+        re = self.re
+        y = np.empty(re.q)
+        kp.matvec_blocked(self.A11, self.V21, re.csc_indptr, re.csc_indices, re.csc_pos, self.A22,
+                          np.ascontiguousarray(x, dtype=np.float64), y)
+        return y
+
+    def pcg_solve(self, b: np.ndarray, x0: np.ndarray, atol: float, rtol: float = 0.0, maxiter: int = 30,
+                  matvec=None, precond=None) -> np.ndarray | None:
+        """Solve (I + U'WU) x = b by conjugate gradients preconditioned with the
+        factor of an earlier point (A at a nearby u or theta: a few iterations,
+        each O(nnz + q2^2), against O(q2^3) for a new dense factor). Stops when
+        the residual's 2-norm is at most max(``atol``, ``rtol`` times the first
+        residual's) (A >= I, so that bounds the error in x too); None when it does not get there in ``maxiter``
+        iterations (the caller factors instead). ``matvec``/``precond`` replace
+        the system and the preconditioner (the joint (u, beta) system)."""
+        if not self.factored:
+            return None
+        mv = self.matvec if matvec is None else matvec
+        pc = self.solve if precond is None else precond
+        x = np.array(x0, dtype=np.float64, copy=True)
+        r = b - mv(x)
+        rn = float(np.sqrt(r @ r))
+        atol = max(atol, rtol * rn)
+        if rn <= atol:
+            return x
+        z = pc(r)
+        pvec = z.copy()
+        rz = float(r @ z)
+        for _ in range(maxiter):
+            ap = mv(pvec)
+            pap = float(pvec @ ap)
+            if not (pap > 0.0 and np.isfinite(pap)):
+                return None
+            alpha = rz / pap
+            x += alpha * pvec
+            r -= alpha * ap
+            rn = float(np.sqrt(r @ r))
+            if rn <= atol:
+                return x
+            z = pc(r)
+            rz_new = float(r @ z)
+            pvec *= rz_new / rz
+            pvec += z
+            rz = rz_new
+        return None
 
     @property
     def L11(self) -> np.ndarray:
-        return self.A11  # factored in place
+        """The factored diagonal blocks of term 0 (A11 factored in place; a copy
+        when the dense block is large, since the next pass refills A11)."""
+        return self._L11 if self.big else self.A11
 
     @property
     def L21(self) -> sp.csr_matrix | None:
@@ -273,8 +340,21 @@ class BlockedCholesky:
         vec = x.ndim == 1
         if vec:
             x = x[:, None]
-        f = kp.solve_Lt_inplace if transpose else kp.solve_L_inplace
-        f(self.A11, self.L21vals, re.csc_indptr, re.csc_indices, re.csc_pos, self.L22, x)
+        if self.big:
+            # the dense block by BLAS (the compiled loops read L22 by columns in the
+            # transposed solve: slow once L22 outgrows the cache); C-ordered lower
+            # L22 is the upper triangle of its Fortran-ordered transpose
+            args = (self.L11, self.L21vals, re.csc_indptr, re.csc_indices, re.csc_pos, x)
+            U = self.L22.T
+            if not transpose:
+                kp.solve_L_sparse_part(*args)
+                x[re.q0:] = sla.solve_triangular(U, x[re.q0:], lower=False, trans="T", check_finite=False)
+            else:
+                x[re.q0:] = sla.solve_triangular(U, x[re.q0:], lower=False, trans="N", check_finite=False)
+                kp.solve_Lt_sparse_part(*args)
+        else:
+            f = kp.solve_Lt_inplace if transpose else kp.solve_L_inplace
+            f(self.L11, self.L21vals, re.csc_indptr, re.csc_indices, re.csc_pos, self.L22, x)
         return x[:, 0] if vec else x
 
     def solve_L(self, b: np.ndarray) -> np.ndarray:
@@ -291,47 +371,66 @@ class BlockedCholesky:
     def _inverse11(self) -> np.ndarray:
         """(L11 L11')^{-1} per block of term 0: compiled for small blocks, LAPACK's potri
         (blocked, BLAS 3) for a wide term (a spatial term of hundreds of columns)."""
-        nl, k0, _ = self.A11.shape
-        Ainv11 = np.empty_like(self.A11)
+        L11 = self.L11
+        nl, k0, _ = L11.shape
+        Ainv11 = np.empty_like(L11)
         if k0 < WIDE_K:
-            kx.block_chol_inverse(self.A11, Ainv11)
+            kx.block_chol_inverse(L11, Ainv11)
             return Ainv11
         for lv in range(nl):
-            inv, info = sla.lapack.dpotri(self.A11[lv], lower=1)
+            inv, info = sla.lapack.dpotri(L11[lv], lower=1)
             if info != 0:
                 raise np.linalg.LinAlgError("random-effects system is not positive definite")
             Ainv11[lv] = np.tril(inv) + np.tril(inv, -1).T
         return Ainv11
 
-    def _inverse22(self) -> np.ndarray:
-        """(L22 L22')^{-1}, the Schur block of A^{-1}, from the factor (LAPACK potri)."""
-        inv, info = sla.lapack.dpotri(self.L22, lower=1)
+    def _inverse22(self, scratch: bool = False) -> np.ndarray:
+        """(L22 L22')^{-1}, the Schur block of A^{-1}, from the factor (LAPACK potri,
+        in place on a copy of L22). ``scratch``: the copy is the A22 buffer, which
+        the next row pass refills (no new q2 x q2 array; for use before that pass)."""
+        if scratch and self.big:
+            out = self.A22
+            np.copyto(out, self.L22)
+        else:
+            out = self.L22.copy()
+        _, info = sla.lapack.dpotri(out.T, lower=0, overwrite_c=1)
         if info != 0:
             raise np.linalg.LinAlgError("random-effects system is not positive definite")
-        return np.tril(inv) + np.tril(inv, -1).T
+        kx.symmetrize_lower(out)
+        return out
 
-    def selected_inverse_pairs(self):
+    def selected_inverse_pairs(self, scratch: bool = False):
         """Like selected_inverse, but the cross block only on the fixed pattern
         of nonzero (level_j, level_0) pairs, in the flat pair layout of V21.
-        Cost grows with the pattern, not with q0 x q2."""
+        Cost grows with the pattern, not with q0 x q2. ``scratch``: a large
+        Ainv22 lives in the A22 buffer (valid until the next row pass)."""
         re = self.re
-        nl, k0, _ = self.A11.shape
+        L11 = self.L11
+        nl, k0, _ = L11.shape
         Ainv11 = self._inverse11()
         if re.m == 1:
             return Ainv11, np.zeros(0), np.zeros((0, 0))
-        Ainv22 = self._inverse22()
+        Ainv22 = self._inverse22(scratch)
         Mflat = np.zeros(re.nv21)
         for j in range(1, re.m):
             kx.pairs_times_linv(self.L21vals, re.poff[j], re.npairs[j], re.kdim[j], k0,
-                                re.pair_cols[j], self.A11, Mflat)
+                                re.pair_cols[j], L11, Mflat)
         out = np.zeros(re.nv21)
         kpar.selected_cross_inverse(re.csc_indptr, re.csc_indices, re.csc_pos, Mflat, Ainv22, k0, out, Ainv11)
         return Ainv11, out, Ainv22
 
+    def selected_inverse_diag(self):
+        """The diagonal blocks of A^{-1}: term 0's k0 x k0 blocks and the dense
+        block among the other terms (q2 x q2), through the pair pattern (no
+        q2 x q0 array). Enough for the conditional variances."""
+        Ainv11, _, Ainv22 = self.selected_inverse_pairs()
+        return Ainv11, Ainv22
+
     def selected_inverse(self):
         """Blocks of A^{-1} touched by any row: the k0 x k0 diagonal blocks for
         term 0, the dense cross block (q2 x q0) and the dense block among the
-        other terms (q2 x q2). Used for gradients and conditional variances."""
+        other terms (q2 x q2). Used for prediction standard errors (rows may
+        pair levels never seen together)."""
         re = self.re
         nl, k0, _ = self.A11.shape
         # (L11 L11')^{-1} per block
@@ -346,7 +445,7 @@ class BlockedCholesky:
             raise MemoryError("cross block too large for the dense selected inverse")
         # right-multiply by block-diagonal L11^{-1}: solve X L11 = Md  <=> L11' X' = Md'
         Xt = np.ascontiguousarray(Md.T)
-        kx.block_solve_lower(self.A11, Xt, True)
+        kx.block_solve_lower(self.L11, Xt, True)
         M = Xt.T
         Ainv21 = -Ainv22 @ M
         # diagonal blocks: Ainv11 += M_l' Ainv22 M_l = -M_l' Ainv21_l

@@ -72,7 +72,7 @@ def varcorr_frame(re, theta: np.ndarray, scale: float, residual: bool) -> pd.Dat
 
 def conditional_variances(re, chol, theta: np.ndarray, scale: float) -> list[np.ndarray]:
     """Per term an (nlevels, k) array of conditional SDs of b (lme4's condVar)."""
-    Ainv11, _Ainv21, Ainv22 = chol.selected_inverse()
+    Ainv11, Ainv22 = chol.selected_inverse_diag()
     lams = re.lambdas(theta)
     out = []
     for j, lam in enumerate(lams):
