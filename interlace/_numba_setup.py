@@ -42,6 +42,7 @@ def compile_notice_shown() -> bool:
 
 def _patch_cache() -> None:
     from numba.core import caching
+    from numba.core.runtime import rtsys
 
     index_cls = caching.IndexDataCacheFile
     load_index, load_data = index_cls._load_index, index_cls._load_data
@@ -64,11 +65,18 @@ def _patch_cache() -> None:
     index_cls._load_data = _load_data
 
     cache_cls = caching.Cache
-    load_overload = cache_cls.load_overload
 
     def _load_overload(self: Any, sig: Any, target_context: Any) -> Any:
+        # numba's own load_overload first calls target_context.refresh(): that imports and
+        # installs every typing and lowering registry (numba.np.arraymath, the cffi
+        # parser, ... about 0.3 s of CPU, most of a warm-cache first fit's numba cost).
+        # Rebuilding cached machine code needs none of them, only the NRT's symbols;
+        # a compilation refreshes the contexts itself (CompilerBase.__init__), and so
+        # does a lowering lookup that misses (BaseContext.get_function).
         try:
-            return load_overload(self, sig, target_context)
+            rtsys.initialize(target_context)
+            with self._guard_against_spurious_io_errors():
+                return self._load_overload(sig, target_context)
         except Exception:  # a readable file whose contents cannot be rebuilt: recompile
             return None
 

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import linalg as sla
-from scipy import optimize as sopt
 
 from interlace.model_frame import ModelFrame
 

@@ -96,3 +96,23 @@ def test_corrupted_cache_files_are_recompiled_not_a_crash(tmp_path):
     third = _run(SCRIPT, NUMBA_CACHE_DIR=str(tmp_path))
     assert abs(_value_and_dir(third)[0] - _expected()) < 1e-12 * _expected()
     assert "compiling" not in third.stderr  # ... and the rewritten cache is used again
+
+
+# a second kernel that the cache above does not hold: compiled after glm_deviance was loaded
+# from the cache (numba's registries are loaded only for compiling; a cache load skips them)
+MIXED = SCRIPT + """
+from interlace.kernels.pirls import dense_cholesky_lower
+S = np.array([[4.0, 2.0], [2.0, 3.0]])
+print(repr(dense_cholesky_lower(S)))
+"""
+
+
+def test_compiling_after_a_cache_load(tmp_path):
+    first = _run(SCRIPT, NUMBA_CACHE_DIR=str(tmp_path))
+    assert "compiling numba kernels" in first.stderr
+    for _ in range(2):  # load + compile, then both loaded
+        proc = _run(MIXED, NUMBA_CACHE_DIR=str(tmp_path))
+        dev, _where, logdet = proc.stdout.strip().splitlines()[-3:]
+        assert abs(float(dev) - _expected()) < 1e-12 * _expected()
+        assert abs(float(logdet) - np.log(8.0)) < 1e-14  # log det [[4, 2], [2, 3]]
+    assert "compiling" not in proc.stderr
