@@ -87,11 +87,9 @@ def fit_frame(mf: ModelFrame, fam: Any, *, engine: str, optimizer: str = "lbfgsb
     (theta, beta): lme4's stage 1, which only finds a start, is skipped.
     """
     formula = formula or mf.formula
-    if not mf.terms and (mf.zi_terms or mf.disp_terms):
-        raise ValueError("random effects in ziformula / dispformula need random effects in the conditional "
-                         "formula too (glmmTMB fits that model; interlace does not yet): add a term such as "
-                         "(1 | group) to the formula")
-    if not mf.terms:  # no random-effect term: a GLM (R's glm, or glmmTMB's fit without random effects)
+    if not mf.terms and not (mf.zi_terms or mf.disp_terms):
+        # no random-effect term anywhere: a GLM (R's glm, or glmmTMB's fit without random effects);
+        # random effects in ziformula / dispformula only go to the general engine's joint Laplace
         return _guarded(fit_glm(mf, fam, formula=formula, optimizer=optimizer))
     if engine == "custom":
         return _guarded(fam.fit_engine(mf, fam, optimizer=optimizer, theta0=theta0, nAGQ=nAGQ, formula=formula))

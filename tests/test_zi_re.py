@@ -20,7 +20,8 @@ from interlace.general.multi import MultiObjective
 from interlace.model_frame import build_model_frame
 
 ZI = Path(__file__).resolve().parent / "fixtures" / "zi"
-CASES = ["zip_re", "zinb2_re", "zinb1_dot", "zigenpois_re", "zib_re", "zigamma_re", "zinb2_fixed", "hurdle_nb2_re"]
+CASES = ["zip_re", "zinb2_re", "zinb1_dot", "zigenpois_re", "zib_re", "zigamma_re", "zinb2_fixed", "hurdle_nb2_re",
+         "zip_zionly_re", "zinb2_zionly_re"]
 
 
 def load(case: str):
@@ -60,7 +61,10 @@ def test_parity_with_glmmtmb(case):
     assert rel(m.fe_bse.to_numpy(), list(d["se"]["cond"].values())) < 1e-3
     assert rel(m.zi_params.to_numpy(), list(d["fixef"]["zi"].values())) < 1e-3
     assert rel(m.zi_bse.to_numpy(), list(d["se"]["zi"].values())) < 1e-3
-    assert rel(m.varcorr["sdcor"].to_numpy(), [v["sd"] for v in d["varcorr"]["cond"].values()]) < 1e-3
+    if d["varcorr"]["cond"] is None:  # random effects in ziformula only: VarCorr(m)$cond is empty
+        assert m.varcorr.empty and m.random_effects == {} and len(m.theta) == 0
+    else:
+        assert rel(m.varcorr["sdcor"].to_numpy(), [v["sd"] for v in d["varcorr"]["cond"].values()]) < 1e-3
     if d["varcorr"]["zi"] is not None:
         # glmmTMB's VarCorr(m)$zi
         assert rel(m.varcorr_zi["sdcor"].to_numpy(), [v["sd"] for v in d["varcorr"]["zi"].values()]) < 1e-3
@@ -69,7 +73,7 @@ def test_parity_with_glmmtmb(case):
         assert rel(list(m.family_params["disp_coef"].values()), list(d["fixef"]["disp"].values())) < 1e-3
 
 
-@pytest.mark.parametrize("case", ["zip_re", "zinb2_re", "zib_re"])
+@pytest.mark.parametrize("case", ["zip_re", "zinb2_re", "zib_re", "zip_zionly_re", "zinb2_zionly_re"])
 def test_zi_random_effects_match_ranef_zi(case):
     d, m = fit(case)
     ref = d["ranef"]["zi"]
@@ -244,7 +248,7 @@ def test_pickled_result_keeps_the_side_models():
     np.testing.assert_allclose(np.asarray(s), np.asarray(s0), rtol=1e-6)
 
 
-@pytest.mark.parametrize("case", ["zip_re", "zinb2_re", "zib_re"])
+@pytest.mark.parametrize("case", ["zip_re", "zinb2_re", "zib_re", "zip_zionly_re"])
 def test_predict_newdata_with_side_random_effects(case):
     """predict(newdata) rebuilds every predictor (fixed part, offset, the side models' random
     effects) from new rows: on the training rows it equals the fitted-row prediction (which
@@ -283,10 +287,50 @@ def test_dispformula_random_effects_gradient_other_families(family):
     _grad_check("y ~ x + (1 | g)", df, fam, dispformula="~ 1 + (1 | g)")
 
 
-def test_side_random_effects_without_conditional_ones_is_a_clear_error():
-    df = interlace.datasets.load("salamanders")
-    with pytest.raises(ValueError, match="need random effects in the conditional"):
-        interlace.glmer("count ~ mined", df, family="poisson", ziformula="~ mined + (1 | site)")
+def _laplace_disp_only(df, beta, sdd, d0):
+    """NB2 with dispformula = ~ 1 + (1 | g) and no conditional random effects: the Laplace
+    log-likelihood per group from scipy's nbinom density (1-D mode by Brent, curvature by
+    central differences)."""
+    tot = 0.0
+    for _, grp in df.groupby("g"):
+        y, x = grp["y"].to_numpy(), grp["x"].to_numpy()
+        mu = np.exp(beta[0] + beta[1] * x)
+
+        def h(b):
+            th = np.exp(d0 + sdd * b)
+            return float(np.sum(stats.nbinom.logpmf(y, th, th / (th + mu))) - 0.5 * b * b)
+
+        bs = optimize.minimize_scalar(lambda b: -h(b), bracket=(-1.0, 1.0), tol=1e-12).x
+        e = 1e-3  # the second difference's rounding error ~ 1e-16 |h| / e^2 stays far below 1e-5
+        curv = -(h(bs + e) - 2.0 * h(bs) + h(bs - e)) / (e * e)
+        tot += h(bs) - 0.5 * np.log(curv)
+    return tot
+
+
+def test_disp_random_effects_without_conditional_ones():
+    """dispformula = ~ 1 + (1 | g) with no random effect in the conditional formula (glmmTMB
+    1.1.5 refuses random effects in dispformula: disp_re_glmmTMB115.json): the joint Laplace
+    fit matches an independent per-group Laplace approximation, and no coordinate move
+    improves it; VarCorr, predict and summary carry the dispersion model's random effects."""
+    df = _sim_disp()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = interlace.glmer("y ~ x", df, family="negativebinomial", dispformula="~ 1 + (1 | g)")
+    beta = m.fe_params.to_numpy()
+    sdd = float(m.varcorr_disp["sdcor"].iloc[0])
+    d0 = float(m.family_params["disp_coef"]["Intercept"])
+    ref = _laplace_disp_only(df, beta, sdd, d0)
+    assert m.converged and abs(m.llf - ref) < 1e-5
+    for s in (1.01, 0.99):
+        assert _laplace_disp_only(df, beta, sdd * s, d0) < m.llf + 1e-6
+        assert _laplace_disp_only(df, beta * s, sdd, d0) < m.llf + 1e-6
+    assert _laplace_disp_only(df, beta, sdd, d0 + 0.01) < m.llf + 1e-6
+    assert m.varcorr.empty and list(m.varcorr_disp["grp"]) == ["g"]
+    f, se = m.predict(type="disp", se_fit=True)
+    f1 = m.predict(df, type="disp")
+    np.testing.assert_allclose(np.asarray(f1), np.asarray(f), rtol=1e-9)
+    assert np.all(np.asarray(se) > 0)
+    assert "Dispersion model" in str(m.summary())
 
 
 def test_side_random_effects_need_a_family_parameter():
@@ -295,12 +339,13 @@ def test_side_random_effects_need_a_family_parameter():
         interlace.glmer("count ~ mined + (1 | site)", df, family="poisson", dispformula="~ 1 + (1 | site)")
 
 
-def test_summary_prints_the_zero_inflation_random_effects():
-    d, m = fit("zinb2_re")
+@pytest.mark.parametrize("case", ["zinb2_re", "zip_zionly_re"])
+def test_summary_prints_the_zero_inflation_random_effects(case):
+    d, m = fit(case)
     text = str(m.summary())
     zi = text[text.index("Zero-inflation model:"):]
-    sd = d["varcorr"]["zi"]["Nest"]["sd"][0] if isinstance(d["varcorr"]["zi"]["Nest"]["sd"], list) \
-        else d["varcorr"]["zi"]["Nest"]["sd"]
+    (grp, info), = d["varcorr"]["zi"].items()
+    sd = info["sd"][0] if isinstance(info["sd"], list) else info["sd"]
     assert "Random effects:" in zi.split("Estimate")[0] and f"{sd:.4g}" in zi.split("Estimate")[0]
 
 

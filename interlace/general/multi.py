@@ -108,10 +108,7 @@ class MultiObjective:
             self.preds.append(pr)
             col += pr.q
             th += pr.nt
-        if self.preds[0].re is None:
-            raise ValueError("random effects in ziformula / dispformula need a conditional model with random "
-                             "effects too")
-        self.re = self.preds[0].re  # the conditional model's layout (results, predict)
+        self.re = self.preds[0].re  # the conditional model's layout (results, predict); None without terms
         self.aux_re = {pr.name for pr in self.preds[1:] if pr.re is not None}
         self.q = col
         self.nt = th

@@ -93,13 +93,13 @@ def build_general_result(mf, family, obj, opt, *, formula: str, optimizer: str, 
     """Assemble the GLMMResult at the optimum of the general engine."""
     from interlace.results.glmm_result import GLMMResult
 
-    re = obj.re
+    re = obj.re  # None: random effects in ziformula / dispformula only
     x = opt.x
     obj.deviance(x)
     theta_all, beta, coefs = obj.split(x)
-    theta = theta_all[: re.ntheta]  # the conditional model's (side models' below)
+    theta = theta_all[: re.ntheta] if re is not None else np.zeros(0)  # the conditional model's
     st = obj._state
-    eta, aux, u = st["eta"], st["aux"], st["u"][: re.q]
+    eta, aux = st["eta"], st["aux"]
     side = getattr(obj, "preds", None)  # random effects in ziformula / dispformula
     n, p, nt = mf.n, obj.p, obj.nt
     index = pd.Index(mf.row_index if mf.row_index is not None else np.arange(n))
@@ -128,21 +128,28 @@ def build_general_result(mf, family, obj, opt, *, formula: str, optimizer: str, 
         if not b.free:
             family_params[f"{b.name}_fixed"] = b.fixed
 
-    b_modes = re.u_to_b(theta, u)
-    ranef = group_frames(re, b_modes)
     side_sd = None
     try:
         if side is not None:
             side_sd = obj.cond_sd(x, V)
-            csd = side_sd["cond"]
+            csd = side_sd.get("cond")
         else:
             csd = _cond_sd(obj, x, V)
     except Exception:  # conditional SDs must not sink the fit
-        csd = [np.full((int(re.nlev[j]), int(re.kdim[j])), np.nan) for j in range(re.m)]
-    ranef_sd = group_frames(re, csd)
+        csd = None
     obj.deviance(x)
-    vc = varcorr_frame(re, theta, 1.0, residual=False)
-    singular = is_singular(re, theta)
+    if re is not None:
+        if csd is None:
+            csd = [np.full((int(re.nlev[j]), int(re.kdim[j])), np.nan) for j in range(re.m)]
+        ranef = group_frames(re, re.u_to_b(theta, st["u"][: re.q]))
+        ranef_sd = group_frames(re, csd)
+        vc = varcorr_frame(re, theta, 1.0, residual=False)
+        singular = is_singular(re, theta)
+        theta_ser = pd.Series(theta, index=_theta_names(re), name="theta")
+    else:  # no conditional random effects (glmmTMB's VarCorr()$cond is empty)
+        ranef, ranef_sd, singular = {}, {}, False
+        vc = pd.DataFrame(columns=["grp", "var1", "var2", "vcov", "sdcor"])
+        theta_ser = pd.Series(dtype=float, name="theta")
     side_models = {}
     if side is not None:
         modes = obj.modes(x)
@@ -168,7 +175,7 @@ def build_general_result(mf, family, obj, opt, *, formula: str, optimizer: str, 
     aic = -2 * llf + 2 * df_model
     bic = -2 * llf + np.log(n) * df_model
     ngroups: dict[str, int] = {}
-    for t in re.terms:
+    for t in (re.terms if re is not None else []):
         ngroups.setdefault(t.group, t.nlevels)
     mean = np.asarray(family.mean(eta, aux), dtype=float)
     disp_rows = family.row_dispersion(aux)
@@ -176,7 +183,7 @@ def build_general_result(mf, family, obj, opt, *, formula: str, optimizer: str, 
         formula=formula, family=fitted_family, fe_params=fe, fe_bse=bse, vcov=vcov,
         random_effects=ranef, random_effects_sd=ranef_sd,
         variance_components=variance_components(vc),
-        varcorr=vc, theta=pd.Series(theta, index=_theta_names(re), name="theta"),
+        varcorr=vc, theta=theta_ser,
         llf=float(llf), aic=float(aic), bic=float(bic), deviance=float(-2 * llf),
         df_model=int(df_model), df_resid=int(n - df_model), nobs=int(n), ngroups=ngroups,
         scale=1.0, fittedvalues=pd.Series(mean, index=index, name="fitted"),
