@@ -52,36 +52,23 @@ class TweedieFamily(LikelihoodFamily):
             self.params[_POWER] = v
 
     def derivs(self, y, wt, eta, aux, order=2):
-        y = np.asarray(y, dtype=float)
-        lphi = np.asarray(aux["disp"], dtype=float)
+        from interlace.kernels.tweedie import tweedie_rows
+
+        y = np.ascontiguousarray(y, dtype=float)
+        lphi = np.ascontiguousarray(np.broadcast_to(np.asarray(aux["disp"], dtype=float), y.shape))
         psi = np.asarray(aux["psi"], dtype=float)
         # the power is one number per fit (glmmTMB's psi has no model)
         p = float(1.0 + special.expit(psi[0])) if psi.size else 1.5
-        iphi = np.exp(-lphi)
-        eta = np.minimum(np.asarray(eta, dtype=float), 700.0)
-        a = y * np.exp((1.0 - p) * eta)  # y mu^(1-p)
-        b = np.exp((2.0 - p) * eta)  # mu^(2-p)
-        E = a / (1.0 - p) - b / (2.0 - p)
-        pos = y > 0
-        la, dla_phi, dla_p = self._series(y, np.ascontiguousarray(np.broadcast_to(lphi, y.shape)), p)
-        with np.errstate(divide="ignore"):
-            logy = np.where(pos, np.log(np.where(pos, y, 1.0)), 0.0)
-        wt = np.asarray(wt, dtype=float)
-        out = Derivs(l=wt * (E * iphi - logy + la))
-        if order < 1:
-            return out
-        ge = (a - b) * iphi
-        gee = ((1.0 - p) * a - (2.0 - p) * b) * iphi
-        out.e, out.ee = wt * ge, wt * gee
-        if order < 2:
-            return out
-        out.eee = wt * ((1.0 - p) ** 2 * a - (2.0 - p) ** 2 * b) * iphi
-        out.aux["disp"] = (wt * (-E * iphi + dla_phi), -wt * ge, -wt * gee)
-        dp_dpsi = (p - 1.0) * (2.0 - p)  # d(1 + plogis(psi)) / dpsi
-        Ep = a * (-eta / (1.0 - p) + 1.0 / (1.0 - p) ** 2) + b * (eta / (2.0 - p) - 1.0 / (2.0 - p) ** 2)
-        gep = (-eta * a + eta * b) * iphi
-        geep = (-a - (1.0 - p) * eta * a + b + (2.0 - p) * eta * b) * iphi
-        out.aux["psi"] = (wt * dp_dpsi * (Ep * iphi + dla_p), wt * dp_dpsi * gep, wt * dp_dpsi * geep)
+        la, dla_phi, dla_p = self._series(y, lphi, p)
+        r = tweedie_rows(y, np.ascontiguousarray(np.broadcast_to(np.asarray(wt, dtype=float), y.shape)),
+                         np.ascontiguousarray(eta, dtype=float), lphi, p, la, dla_phi, dla_p, int(order))
+        out = Derivs(l=r[0])
+        if order >= 1:
+            out.e, out.ee = r[1], r[2]
+        if order >= 2:
+            out.eee = r[3]
+            out.aux["disp"] = r[4:7]
+            out.aux["psi"] = r[7:10]
         return out
 
     def _series(self, y, lphi, p):
@@ -141,9 +128,6 @@ class TweedieFamily(LikelihoodFamily):
         from interlace.families.base import power_dev_resids
 
         return power_dev_resids(y, mu, wt, self.power_of(aux))
-
-    def row_dispersion(self, aux):
-        return np.exp(aux["disp"]) if "disp" in aux else None
 
     def simulate(self, mu, wt, rng, params):
         """Compound Poisson-gamma: N ~ Poisson(mu^(2-p) / (phi (2-p))), Y | N ~ Gamma(N (2-p)/(p-1),
