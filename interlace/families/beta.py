@@ -15,7 +15,7 @@ import numpy as np
 from scipy import special
 
 from interlace.families.base import fitted_param
-from interlace.families.likelihood import LikelihoodFamily, Parts, as_fixed, check_open_unit
+from interlace.families.likelihood import LikelihoodFamily, Parts, check_open_unit
 
 __all__ = ["BetaFamily", "beta_parts"]
 
@@ -73,10 +73,7 @@ class BetaFamily(LikelihoodFamily):
 
     def __init__(self, link: str = "logit", phi: float | None = None) -> None:
         super().__init__(link)
-        ph = as_fixed(phi, "phi")
-        if ph is not None:
-            self.fixed_aux["disp"] = float(np.log(ph))
-            self.params["phi"] = ph
+        self.hold_disp(phi, "phi")
 
     def start_eta(self, y):
         y = np.clip(np.asarray(y, dtype=float), 0.01, 0.99)

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import special
 
 from interlace.families.base import apply_zprob, fitted_param
-from interlace.families.likelihood import LikelihoodFamily, Parts, as_fixed
+from interlace.families.likelihood import LikelihoodFamily, Parts
 
 __all__ = ["BetaBinomialFamily", "betabinomial_parts"]
 
@@ -76,10 +76,7 @@ class BetaBinomialFamily(LikelihoodFamily):
 
     def __init__(self, link: str = "logit", phi: float | None = None) -> None:
         super().__init__(link)
-        ph = as_fixed(phi, "phi")
-        if ph is not None:
-            self.fixed_aux["disp"] = float(np.log(ph))
-            self.params["phi"] = ph
+        self.hold_disp(phi, "phi")
 
     def start_eta(self, y):
         y = np.clip(np.asarray(y, dtype=float), 0.02, 0.98)

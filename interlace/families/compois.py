@@ -29,15 +29,18 @@ import numpy as np
 from scipy import special
 
 from interlace.families.base import apply_zprob, fitted_param
-from interlace.families.likelihood import LikelihoodFamily, Parts, _from_parts, as_fixed, check_counts
+from interlace.families.likelihood import LikelihoodFamily, Parts, _from_parts, central_parts
+from interlace.families.truncated import _Truncated
 
 __all__ = ["CompoisFamily", "TruncatedCompoisFamily"]
 
 _H = 1e-3
 
 
-def _first(y, eta, lphi):
-    """(l, dl/deta, dl/dlog(phi)) per row."""
+def _first(y, eta, lphi, truncated: bool = False):
+    """(l, dl/deta, dl/dlog(phi)) per row. ``truncated``: of f(y) / (1 - f(0)) (-inf at y = 0):
+    g0 = log f(0) = -log Z has dg0/deta = -mu^2 / Var Y, dg0/dnu = E[T] - mu Cov(Y, T) / Var Y,
+    and h = -log(1 - e^g0) adds dh = q dg0, q = f(0) / (1 - f(0))."""
     from interlace.kernels.compois import cmp_loglambda, cmp_moments
 
     nu = np.exp(-lphi)
@@ -49,7 +52,14 @@ def _first(y, eta, lphi):
     l = y * ll - nu * lgy - lz
     le = (y - m) * m / v
     lnu = (y - m) * c / v - lgy + et
-    return l, le, -nu * lnu
+    if not truncated:
+        return l, le, -nu * lnu
+    with np.errstate(over="ignore", divide="ignore"):
+        h = -np.log(-np.expm1(np.minimum(-lz, -1e-300)))
+        q = 1.0 / np.expm1(lz)
+    pos = y > 0
+    return (np.where(pos, l + h, -np.inf), np.where(pos, le + q * (-m * m / v), 0.0),
+            np.where(pos, -nu * (lnu + q * (et - m * c / v)), 0.0))
 
 
 class CompoisFamily(LikelihoodFamily):
@@ -65,41 +75,24 @@ class CompoisFamily(LikelihoodFamily):
 
     def __init__(self, link: str = "log", phi: float | None = None) -> None:
         super().__init__(link)
-        ph = as_fixed(phi, "phi")
-        if ph is not None:
-            self.fixed_aux["disp"] = float(np.log(ph))
-            self.params["phi"] = ph
+        self.hold_disp(phi, "phi")
+
+    truncated = False  # the zero-truncated version's _first adds its normalization
 
     def _first(self, y, eta, lphi):
-        """(l, dl/deta, dl/dlog(phi)) per row (a truncated version adds its normalization)."""
-        return _first(y, eta, lphi)
+        """(l, dl/deta, dl/dlog(phi)) per row."""
+        return _first(y, eta, lphi, self.truncated)
 
     def parts(self, y, eta, lphi, order) -> Parts:
         """Log density and its derivatives in eta and log(phi) (unweighted), the base of zero
         inflation; third orders and the cross ones by central differences of the exact first."""
-        y = np.asarray(y, dtype=float)
-        eta = np.asarray(eta, dtype=float)
-        lphi = np.broadcast_to(np.asarray(lphi, dtype=float), eta.shape)
-        l, le, ls = self._first(y, eta, lphi)
-        P = Parts(g=l)
-        if order < 1:
-            return P
-        _lp, lep, lsp = self._first(y, eta + _H, lphi)
-        _lm, lem, lsm = self._first(y, eta - _H, lphi)
-        P.e, P.ee = le, (lep - lem) / (2.0 * _H)
-        if order >= 2:
-            P.eee = (lep - 2.0 * le + lem) / _H ** 2
-            P.p, P.ep, P.eep = ls, (lsp - lsm) / (2.0 * _H), (lsp - 2.0 * ls + lsm) / _H ** 2
-        return P
+        return central_parts(self._first, y, eta, lphi, order, _H)
 
     def derivs(self, y, wt, eta, aux, order=2):
         return _from_parts(self.parts(y, eta, aux["disp"], order), wt, order, True)
 
     def start_eta(self, y):
         return np.log(np.maximum(np.asarray(y, dtype=float), 0.0) + 0.5)
-
-    def row_dispersion(self, aux):
-        return np.exp(aux["disp"]) if "disp" in aux else None
 
     def _var(self, mu, phi):
         from interlace.kernels.compois import cmp_loglambda, cmp_moments
@@ -142,7 +135,7 @@ class CompoisFamily(LikelihoodFamily):
         return {"phi": float(np.exp(d["Intercept"]))} if list(d) == ["Intercept"] else {}
 
 
-class TruncatedCompoisFamily(CompoisFamily):
+class TruncatedCompoisFamily(_Truncated, CompoisFamily):
     """Zero-truncated Conway-Maxwell-Poisson (glmmTMB's ``truncated_compois``): f(y) / (1 - f(0))
     for y >= 1, f(0) = 1 / Z(lambda, nu); with ``ziformula`` the hurdle CMP. With
     g0 = log f(0) = -log Z: dg0/deta = -mu^2 / Var Y, dg0/dnu = E[T] - mu Cov(Y, T) / Var Y, and
@@ -153,47 +146,16 @@ class TruncatedCompoisFamily(CompoisFamily):
     """
 
     name = "truncated_compois"
+    truncated = True
+    parts = CompoisFamily.parts  # its _first carries the truncation (the mixin's parts truncate a base)
 
-    def _first(self, y, eta, lphi):
+    def p_zero(self, mu, aux):
+        """f(0) = 1 / Z(lambda, nu) at mean mu (the mixin's mean and conditional_mean use it)."""
         from interlace.kernels.compois import cmp_loglambda, cmp_moments
 
-        nu = np.ascontiguousarray(np.broadcast_to(np.exp(-lphi), np.shape(eta)), dtype=float)
-        eta = np.ascontiguousarray(eta, dtype=float)
-        ll = cmp_loglambda(eta, nu)
-        lz, m, v, et, c = cmp_moments(ll, nu)
-        lgy = special.gammaln(y + 1.0)
-        g0 = -lz
-        with np.errstate(over="ignore", divide="ignore"):
-            h = -np.log(-np.expm1(np.minimum(g0, -1e-300)))
-            q = 1.0 / np.expm1(-g0)
-        l = y * ll - nu * lgy - lz + h
-        le = (y - m) * m / v + q * (-m * m / v)
-        lnu = (y - m) * c / v - lgy + et + q * (et - m * c / v)
-        pos = y > 0
-        return np.where(pos, l, -np.inf), np.where(pos, le, 0.0), np.where(pos, -nu * lnu, 0.0)
-
-    def derivs(self, y, wt, eta, aux, order=2):
-        y = np.asarray(y, dtype=float)
-        if np.any(y == 0):
-            raise ValueError(f"the {self.name} family has no zeros: the response has {int((y == 0).sum())} "
-                             "zero(s); add a ziformula (glmmTMB's hurdle model) or drop them")
-        return super().derivs(y, wt, eta, aux, order)
-
-    def mean(self, eta, aux):
-        """E[Y] = mu / (1 - f(0))."""
-        from interlace.kernels.compois import cmp_loglambda, cmp_moments
-
-        eta = np.ascontiguousarray(eta, dtype=float)
+        eta = np.ascontiguousarray(np.log(mu), dtype=float)
         nu = np.ascontiguousarray(np.broadcast_to(np.exp(-np.asarray(aux["disp"], dtype=float)), eta.shape))
-        lz = cmp_moments(cmp_loglambda(eta, nu), nu)[0]
-        return np.exp(eta) / -np.expm1(-lz)
-
-    def conditional_mean(self, eta, aux=None):
-        aux = aux or {"disp": np.full(np.shape(eta), self._aux_values()["disp"])}
-        return self.mean(eta, aux)
-
-    def start_eta(self, y):
-        return np.log(np.maximum(np.asarray(y, dtype=float), 1.0))
+        return np.exp(-cmp_moments(cmp_loglambda(eta, nu), nu)[0])
 
     def simulate(self, mu, wt, rng, params):
         """CMP draws with mean ``mu`` (untruncated), zeros redrawn (at most 1000 rounds)."""
@@ -207,15 +169,3 @@ class TruncatedCompoisFamily(CompoisFamily):
                    if k in ("phi", "dispersion")}
             y[zero] = CompoisFamily.simulate(self, np.broadcast_to(mu, y.shape)[zero], wt, rng, sub)
         return apply_zprob(np.maximum(y, 1.0), params, rng)
-
-    def validate_response(self, y, wt, column):
-        """Counts >= 1 (with a ``ziformula`` only the nonzero rows are checked: the hurdle)."""
-        check_counts(y, column, self.name)
-        y = np.asarray(y, dtype=float)
-        zero = y == 0
-        if np.any(zero):
-            raise ValueError(f"the {self.name} family has no zeros: response {column!r} has {int(zero.sum())} "
-                             "zero(s); add a ziformula (glmmTMB's hurdle model) or drop them")
-        if np.any(y < 1):
-            raise ValueError(f"the {self.name} family needs counts >= 1: response {column!r} has "
-                             f"{int((y < 1).sum())} value(s) between 0 and 1")

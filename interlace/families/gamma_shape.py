@@ -17,7 +17,7 @@ import numpy as np
 from scipy import special
 
 from interlace.families.base import fitted_param
-from interlace.families.likelihood import LikelihoodFamily, Parts, as_fixed, chain_parts, check_positive
+from interlace.families.likelihood import LikelihoodFamily, Parts, chain_parts, check_positive
 
 __all__ = ["GammaShapeFamily"]
 
@@ -43,10 +43,7 @@ class GammaShapeFamily(LikelihoodFamily):
 
     def __init__(self, link: str = "log", shape: float | None = None) -> None:
         super().__init__(link)
-        a = as_fixed(shape, "shape")
-        if a is not None:
-            self.fixed_aux["disp"] = float(np.log(a))
-            self.params["shape"] = a
+        self.hold_disp(shape, "shape")
 
     def start_eta(self, y):
         return np.asarray(self.linkfun(np.asarray(y, dtype=float)), dtype=float)

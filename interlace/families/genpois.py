@@ -24,7 +24,7 @@ import numpy as np
 from scipy import special
 
 from interlace.families.base import apply_zprob, fitted_param
-from interlace.families.likelihood import LikelihoodFamily, Parts, as_fixed, check_counts
+from interlace.families.likelihood import LikelihoodFamily, Parts, check_counts
 
 __all__ = ["GeneralizedPoissonFamily", "genpois_parts"]
 
@@ -72,10 +72,7 @@ class GeneralizedPoissonFamily(LikelihoodFamily):
 
     def __init__(self, link: str = "log", phi: float | None = None) -> None:
         super().__init__(link)
-        ph = as_fixed(phi, "phi")
-        if ph is not None:
-            self.fixed_aux["disp"] = float(np.log(ph))
-            self.params["phi"] = ph
+        self.hold_disp(phi, "phi")
 
     def parts(self, y, eta, lphi, order) -> Parts:
         return genpois_parts(y, eta, lphi, order)

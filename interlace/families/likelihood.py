@@ -38,7 +38,7 @@ from interlace.families.base import FamilyTraits, poisson_dev_resids
 from interlace.families.links import Link, get_link
 
 __all__ = ["Parts", "Derivs", "LikelihoodFamily", "zero_inflate", "hurdle", "chain_parts", "check_counts",
-           "check_open_unit", "check_positive"]
+           "check_open_unit", "check_positive", "central_parts", "SigmaScale"]
 
 
 def _arr(x) -> np.ndarray:
@@ -114,6 +114,14 @@ class LikelihoodFamily(FamilyTraits):
         self.params: dict[str, float] = {}
         self.param_bounds: dict[str, tuple[float, float]] = {}
         self.param_start: dict[str, float] = {}
+
+    def hold_disp(self, value: Any, name: str) -> None:
+        """Hold the dispersion block at log(``value``) when a value is given (``params[name]``
+        reports it): the ``phi=`` / ``theta=`` / ``sigma=`` / ``shape=`` argument of a family."""
+        v = as_fixed(value, name)
+        if v is not None:
+            self.fixed_aux["disp"] = float(np.log(v))
+            self.params[name] = v
 
     # ---- protocol pieces (GLMMFamily) -------------------------------------------
     def linkfun(self, mu):
@@ -222,6 +230,43 @@ class LikelihoodFamily(FamilyTraits):
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}(link={self.link.name!r}{extra})"
+
+
+class SigmaScale:
+    """Families whose dispersion block is log(sigma), sigma a constant data-scale SD (glmmTMB's
+    t and lognormal): ``sigma()`` per row is the base ``row_dispersion``, Var(Y) = sigma^2 (the
+    variance function, constant in mu) and squared-residual deviance residuals."""
+
+    def variance(self, mu):
+        """sigma^2 at the fitted sigma (constant in mu)."""
+        sig = self.params.get("sigma", 1.0)
+        return np.full_like(np.asarray(mu, dtype=float), sig * sig)
+
+    def pearson_variance(self, mu, aux):
+        return np.broadcast_to(np.exp(2.0 * np.asarray(aux["disp"], dtype=float)), np.shape(mu)).copy()
+
+    def dev_resids(self, y, mu, wt):
+        return np.asarray(wt, float) * (np.asarray(y, float) - np.asarray(mu, float)) ** 2
+
+
+def central_parts(first, y, eta, lphi, order: int, h: float) -> Parts:
+    """Parts of a log density from its exact first derivatives ``first(y, eta, lphi) ->
+    (l, dl/deta, dl/dlphi)`` (unweighted): the second and third orders in eta and the cross
+    ones by central differences of those in eta (step ``h``)."""
+    y = np.asarray(y, dtype=float)
+    eta = np.asarray(eta, dtype=float)
+    lphi = np.broadcast_to(np.asarray(lphi, dtype=float), eta.shape)
+    l, le, ls = first(y, eta, lphi)
+    P = Parts(g=l)
+    if order < 1:
+        return P
+    _lp, lep, lsp = first(y, eta + h, lphi)
+    _lm, lem, lsm = first(y, eta - h, lphi)
+    P.e, P.ee = le, (lep - lem) / (2.0 * h)
+    if order >= 2:
+        P.eee = (lep - 2.0 * le + lem) / h ** 2
+        P.p, P.ep, P.eep = ls, (lsp - lsm) / (2.0 * h), (lsp - 2.0 * ls + lsm) / h ** 2
+    return P
 
 
 def _from_parts(P: Parts, wt, order: int, has_disp: bool) -> Derivs:

@@ -28,7 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 from interlace.families.base import fitted_param
-from interlace.families.likelihood import LikelihoodFamily, Parts, _from_parts, as_fixed, check_positive
+from interlace.families.likelihood import (LikelihoodFamily, Parts, SigmaScale, _from_parts, central_parts,
+                                          check_positive)
 
 __all__ = ["LognormalFamily"]
 
@@ -48,7 +49,7 @@ def _first(y, eta, lsig):
     return l, r / S - lS * dS, lS * dS
 
 
-class LognormalFamily(LikelihoodFamily):
+class LognormalFamily(SigmaScale, LikelihoodFamily):
     """Log-normal with log link, mean mu and data-scale SD sigma; ``sigma`` given -> held fixed.
 
     >>> LognormalFamily(sigma=2.0).params
@@ -61,26 +62,10 @@ class LognormalFamily(LikelihoodFamily):
 
     def __init__(self, link: str = "log", sigma: float | None = None) -> None:
         super().__init__(link)
-        sg = as_fixed(sigma, "sigma")
-        if sg is not None:
-            self.fixed_aux["disp"] = float(np.log(sg))
-            self.params["sigma"] = sg
+        self.hold_disp(sigma, "sigma")
 
     def parts(self, y, eta, lsig, order) -> Parts:
-        y = np.asarray(y, dtype=float)
-        eta = np.asarray(eta, dtype=float)
-        lsig = np.broadcast_to(np.asarray(lsig, dtype=float), eta.shape)
-        l, le, ls = _first(y, eta, lsig)
-        P = Parts(g=l)
-        if order < 1:
-            return P
-        _a, lep, lsp = _first(y, eta + _H, lsig)
-        _b, lem, lsm = _first(y, eta - _H, lsig)
-        P.e, P.ee = le, (lep - lem) / (2.0 * _H)
-        if order >= 2:
-            P.eee = (lep - 2.0 * le + lem) / _H ** 2
-            P.p, P.ep, P.eep = ls, (lsp - lsm) / (2.0 * _H), (lsp - 2.0 * ls + lsm) / _H ** 2
-        return P
+        return central_parts(_first, y, eta, lsig, order, _H)
 
     def derivs(self, y, wt, eta, aux, order=2):
         return _from_parts(self.parts(y, eta, aux["disp"], order), wt, order, True)
@@ -94,21 +79,6 @@ class LognormalFamily(LikelihoodFamily):
 
     def initialize(self, y, wt):
         return np.asarray(y, dtype=float)
-
-    def row_dispersion(self, aux):
-        """sigma per row (the data-scale SD)."""
-        return np.exp(aux["disp"]) if "disp" in aux else None
-
-    def variance(self, mu):
-        """Var(Y) = sigma^2 (constant in mu at a fixed sigma)."""
-        sig = self.params.get("sigma", 1.0)
-        return np.full_like(np.asarray(mu, dtype=float), sig * sig)
-
-    def pearson_variance(self, mu, aux):
-        return np.broadcast_to(np.exp(2.0 * np.asarray(aux["disp"], dtype=float)), np.shape(mu)).copy()
-
-    def dev_resids(self, y, mu, wt):
-        return np.asarray(wt, float) * (np.asarray(y, float) - np.asarray(mu, float)) ** 2
 
     def simulate(self, mu, wt, rng, params):
         sig = np.broadcast_to(fitted_param(params, "sigma", self.name), mu.shape)

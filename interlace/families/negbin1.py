@@ -15,7 +15,7 @@ import numpy as np
 from scipy import special
 
 from interlace.families.base import fitted_param
-from interlace.families.likelihood import LikelihoodFamily, Parts, as_fixed
+from interlace.families.likelihood import LikelihoodFamily, Parts
 
 __all__ = ["NegativeBinomial1Family"]
 
@@ -40,10 +40,7 @@ class NegativeBinomial1Family(LikelihoodFamily):
 
     def __init__(self, phi: float | None = None, link: str = "log") -> None:
         super().__init__(link)
-        ph = as_fixed(phi, "phi")
-        if ph is not None:
-            self.fixed_aux["disp"] = float(np.log(ph))
-            self.params["phi"] = ph
+        self.hold_disp(phi, "phi")
 
     def parts(self, y, eta, lphi, order) -> Parts:
         # k = mu / phi is the NB size; log f = lgamma(y + k) - lgamma(k) - lgamma(y + 1)

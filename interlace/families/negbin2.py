@@ -18,7 +18,7 @@ import numpy as np
 
 from interlace.families import get_family
 from interlace.families.base import apply_zprob, fitted_param
-from interlace.families.likelihood import LikelihoodFamily, Parts, as_fixed, nbinom2_parts
+from interlace.families.likelihood import LikelihoodFamily, Parts, nbinom2_parts
 
 __all__ = ["NegativeBinomial2Family"]
 
@@ -48,10 +48,7 @@ class NegativeBinomial2Family(LikelihoodFamily):
 
     def __init__(self, theta: float | None = None, link: str = "log") -> None:
         super().__init__(link)
-        th = as_fixed(theta, "theta")
-        if th is not None:
-            self.fixed_aux["disp"] = float(np.log(th))
-            self.params["theta"] = th
+        self.hold_disp(theta, "theta")
 
     def parts(self, y, eta, lphi, order) -> Parts:
         return nbinom2_parts(y, eta, lphi, order)

@@ -113,9 +113,6 @@ class OrderedBetaFamily(LikelihoodFamily):
         """plogis(eta), glmmTMB 1.1.5's ``predict(type = "response")`` for ordbeta."""
         return special.expit(np.asarray(eta, dtype=float))
 
-    def row_dispersion(self, aux):
-        return np.exp(aux["disp"]) if "disp" in aux else None
-
     def variance(self, mu):
         """glmmTMB's ordbeta variance function mu (1 - mu)."""
         mu = np.asarray(mu, dtype=float)

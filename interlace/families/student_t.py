@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from interlace.families.likelihood import LikelihoodFamily, as_fixed
+from interlace.families.likelihood import LikelihoodFamily, SigmaScale, as_fixed
 from interlace.families.mean_chain import derivs_from_mean
 
 __all__ = ["StudentTFamily"]
@@ -24,7 +24,7 @@ __all__ = ["StudentTFamily"]
 _DF = "Student-t df"
 
 
-class StudentTFamily(LikelihoodFamily):
+class StudentTFamily(SigmaScale, LikelihoodFamily):
     """Student t regression, links identity (default), log or inverse.
 
     log f = lgamma((df + 1)/2) - lgamma(df/2) - log(df pi)/2 - log sigma
@@ -94,21 +94,6 @@ class StudentTFamily(LikelihoodFamily):
 
     def mean(self, eta, aux):
         return np.asarray(self.linkinv(eta), dtype=float)
-
-    def row_dispersion(self, aux):
-        """sigma per row (glmmTMB's ``sigma()``)."""
-        return np.exp(aux["disp"]) if "disp" in aux else None
-
-    def variance(self, mu):
-        """glmmTMB's t variance function: sigma^2 (constant; the df is not in it)."""
-        sig = self.params.get("sigma", 1.0)
-        return np.full_like(np.asarray(mu, dtype=float), sig * sig)
-
-    def pearson_variance(self, mu, aux):
-        return np.broadcast_to(np.exp(2.0 * np.asarray(aux["disp"], dtype=float)), np.shape(mu)).copy()
-
-    def dev_resids(self, y, mu, wt):
-        return np.asarray(wt, float) * (np.asarray(y, float) - np.asarray(mu, float)) ** 2
 
     def dev_resids_at(self, y, mu, wt, aux):
         """The likelihood deviance at the fitted sigma and df: the density is maximal at mu = y,

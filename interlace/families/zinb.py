@@ -35,10 +35,7 @@ class ZeroInflatedNB2Family(LikelihoodFamily):
 
     def __init__(self, link: str = "log", theta: float | None = None, pi: float | None = None) -> None:
         super().__init__(link)
-        th = as_fixed(theta, "theta")
-        if th is not None:
-            self.fixed_aux["disp"] = float(np.log(th))
-            self.params["theta"] = th
+        self.hold_disp(theta, "theta")
         if pi is not None:
             p = as_fixed(pi, "pi")
             if p >= 1:

@@ -20,7 +20,7 @@ from scipy import special
 
 from interlace.families.beta import beta_parts
 from interlace.families.base import fitted_param
-from interlace.families.likelihood import Derivs, LikelihoodFamily, as_fixed
+from interlace.families.likelihood import Derivs, LikelihoodFamily
 
 __all__ = ["ZeroOneInflatedBetaFamily"]
 
@@ -41,10 +41,7 @@ class ZeroOneInflatedBetaFamily(LikelihoodFamily):
 
     def __init__(self, link: str = "logit", phi: float | None = None) -> None:
         super().__init__(link)
-        ph = as_fixed(phi, "phi")
-        if ph is not None:
-            self.fixed_aux["disp"] = float(np.log(ph))
-            self.params["phi"] = ph
+        self.hold_disp(phi, "phi")
 
     def start_eta(self, y):
         y = np.clip(np.asarray(y, dtype=float), 0.01, 0.99)
