@@ -37,8 +37,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
+from interlace.control import DEFAULT_CONTROL
 from interlace.general.jet import family_jet
-from interlace.general.objective import AuxBlock, InnerError, aux_blocks, mode_jacobian
+from interlace.general.objective import (AuxBlock, FixedPart, InnerError, aux_blocks, mode_jacobian,
+                                         newton_modes)
 from interlace.model_frame import ModelFrame
 from interlace.objective.predictor import ReStructure
 
@@ -75,12 +77,12 @@ class _Predictor:
         return np.ascontiguousarray(self.re.zlambda(theta_k).reshape(self.cols.shape[0], -1))
 
 
-class MultiObjective:
+class MultiObjective(FixedPart):
     """Laplace deviance and exact gradient over x = (theta_cond, theta of each side model,
     beta, aux coefficients), the random effects of all predictors in one u."""
 
-    MAX_ITER = 100
-    MAX_HALVINGS = 30
+    MAX_ITER = DEFAULT_CONTROL.newton_max_iter
+    MAX_HALVINGS = DEFAULT_CONTROL.newton_max_halvings
 
     def __init__(self, mf: ModelFrame, fam) -> None:
         self.mf = mf
@@ -125,23 +127,9 @@ class MultiObjective:
         self._state: dict | None = None
 
     # ------------------------------------------------------------ layout
-    def split(self, x: np.ndarray):
-        theta = x[: self.nt]
-        beta = x[self.nt: self.nt + self.p]
-        coefs = {}
-        for i, b in enumerate(self.blocks):
-            coefs[b.name] = x[self.offsets[2 + i]: self.offsets[3 + i]]
-        return theta, beta, coefs
-
     def theta_of(self, theta: np.ndarray, k: int) -> np.ndarray:
         pr = self.preds[k]
         return theta[pr.theta0: pr.theta0 + pr.nt]
-
-    def aux_rows(self, coefs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = {}
-        for b in self.blocks:
-            out[b.name] = np.full(self.mf.n, b.fixed) if b.fixed is not None else b.X @ coefs[b.name]
-        return out
 
     def param_names(self) -> list[str]:
         names = []
@@ -213,102 +201,39 @@ class MultiObjective:
         A[np.diag_indices(q)] += 1.0
         return A
 
-    # ------------------------------------------------------------ start values
-    def x_start(self) -> np.ndarray:
-        """theta at lme4's identity start, beta and aux from the model without random effects."""
-        from interlace.general.optimize import lbfgs_guarded
-
-        fam = self.family
-        z = np.asarray(fam.start_eta(self.y), dtype=float) - self.offset
-        beta0 = np.linalg.lstsq(self.X, z, rcond=None)[0]
-        x = np.zeros(self.k)
-        x[: self.nt] = np.concatenate([pr.re.theta_start() for pr in self.preds if pr.re is not None])
-        x[self.nt: self.nt + self.p] = beta0
-        for i, b in enumerate(self.blocks):
-            if b.free:
-                col = [j for j, s in enumerate(b.names) if s == "Intercept"]
-                if col:
-                    x[self.offsets[2 + i] + col[0]] = float(fam.aux_default(b.name, self.y))
-        sl = slice(self.nt, self.k)
-
-        def f0(xf):
-            xx = x.copy()
-            xx[sl] = xf
-            _t, beta, coefs = self.split(xx)
-            aux = self.aux_rows(coefs)
-            with np.errstate(all="ignore"):
-                d = fam.derivs(self.y, self.wt, self.X @ beta + self.offset, aux, order=2)
-            val = -2.0 * float(np.sum(d.l))
-            if not np.isfinite(val):
-                return 1e300, np.zeros(len(xf))
-            g = [-2.0 * (self.X.T @ d.e)]
-            for b in self.blocks:
-                if b.free:
-                    g.append(-2.0 * (b.X.T @ d.aux[b.name][0]))
-            return val, np.concatenate(g)
-
-        with np.errstate(all="ignore"):
-            r = lbfgs_guarded(f0, x[sl], np.full(self.k - self.nt, -np.inf), maxiter=500, ftol=1e-12, gtol=1e-6)
-        if np.all(np.isfinite(r.x)) and np.isfinite(r.fun) and r.fun < 1e299:
-            x[sl] = r.x
-        return x
+    def _theta_start(self) -> np.ndarray:
+        """lme4's identity start for every predictor's terms (FixedPart.x_start)."""
+        return np.concatenate([pr.re.theta_start() for pr in self.preds if pr.re is not None])
 
     # ------------------------------------------------------------ inner Newton on u
     def inner(self, bases, vals):
-        u = self.u.copy() if np.all(np.isfinite(self.u)) else np.zeros(self.q)
+        """Newton on the joint u (:func:`newton_modes`); returns u*, the predictors there and
+        (l, G, H, the exact Cholesky factor of A at u* when the last step computed it, else None):
+        the deviance reuses them."""
 
-        def pen_at(u):  # the penalized objective alone (the step halving needs no derivatives)
+        def evaluate(u):  # the penalized objective alone (the step halving needs no derivatives)
             etas = self._etas(bases, vals, u)
-            return -2.0 * float(np.sum(self._loglik(etas))) + float(u @ u), etas
+            return -2.0 * float(np.sum(self._loglik(etas))) + float(u @ u), {"etas": etas}
 
-        pen, etas = pen_at(u)
-        if not np.isfinite(pen):
-            u = np.zeros(self.q)
-            pen, etas = pen_at(u)
-        if not np.isfinite(pen):
-            raise InnerError("the log-likelihood is not finite at the starting random effects")
-        l, G, H, _ = self._jet(etas, 2)
-        converged = False
-        cf_u = None  # the exact Cholesky factor at the current u, when it is known
-        for _ in range(self.MAX_ITER):
-            self.inner_iters += 1
+        def newton_step(u, cur):
+            cur["jet"] = l, G, H, _ = self._jet(cur["etas"], 2)
             W = -H
+            exact = True
             try:
-                cf = sla.cho_factor(self._hessian_u(vals, W), lower=True, check_finite=True)
-                cf_u = cf
+                cf = cur["cf"] = sla.cho_factor(self._hessian_u(vals, W), lower=True, check_finite=True)
             except (np.linalg.LinAlgError, ValueError):
-                cf_u = None
+                exact = False
                 # not positive definite: the rows' curvature projected onto PSD (a descent direction)
                 ev, evec = np.linalg.eigh(W)
                 Wp = np.einsum("nij,nj,nkj->nik", evec, np.maximum(ev, 0.0), evec)
                 cf = sla.cho_factor(self._hessian_u(vals, Wp), lower=True)
             g = self._ut(vals, G) - u
             delta = sla.cho_solve(cf, g)
-            dec = float(g @ delta)
-            if not np.isfinite(dec):
-                raise InnerError("non-finite Newton step on the random effects")
-            if dec < 1e-20 * (1.0 + abs(pen)):
-                converged = True
-                break
-            step = 1.0
-            for _h in range(self.MAX_HALVINGS):
-                ut = u + step * delta
-                pen_t, etas_t = pen_at(ut)
-                if np.isfinite(pen_t) and pen_t <= pen + 1e-13 * abs(pen):
-                    break
-                step *= 0.5
-            else:
-                converged = dec < 1e-8 * (1.0 + abs(pen))
-                break
-            u, pen, etas = ut, pen_t, etas_t
-            l, G, H, _ = self._jet(etas, 2)
-            cf_u = None
-            if dec < 1e-11 * (1.0 + abs(pen)) and step == 1.0:
-                converged = True  # quadratic convergence: this step took the decrement to ~1e-22
-                break
-        self.inner_converged = converged
-        # the derivatives at u* (and the factor, when current): the deviance reuses them
-        return u, etas, (l, G, H, cf_u)
+            return delta, float(g @ delta), exact
+
+        u, cur = newton_modes(self, self.u, evaluate, newton_step)
+        l, G, H, _ = cur["jet"] if "jet" in cur else self._jet(cur["etas"], 2)
+        return u, cur["etas"], (l, G, H, cur.get("cf"))
 
     # ------------------------------------------------------------ objective
     def deviance(self, x: np.ndarray) -> float:

@@ -43,7 +43,7 @@ from interlace.model_frame import ModelFrame
 from interlace.objective.protocol import ParamLayout
 from interlace.objective.predictor import BlockedCholesky, ReStructure
 
-__all__ = ["GeneralObjective", "AuxBlock", "InnerError", "mode_jacobian"]
+__all__ = ["GeneralObjective", "FixedPart", "AuxBlock", "InnerError", "mode_jacobian", "newton_modes"]
 
 
 def mode_jacobian(b_at, x: np.ndarray, lower: np.ndarray, V: np.ndarray, q: int) -> np.ndarray:
@@ -68,6 +68,52 @@ def mode_jacobian(b_at, x: np.ndarray, lower: np.ndarray, V: np.ndarray, q: int)
 
 class InnerError(RuntimeError):
     """Newton on the random effects could not reduce the penalized objective."""
+
+
+def newton_modes(obj, u0: np.ndarray, evaluate, newton_step) -> tuple[np.ndarray, Any]:
+    """The one inner loop of the general engine: Newton on the spherical random effects u
+    with the observed information, steps halved until the penalized objective
+    pen = -2 l + |u|^2 does not increase, and Control's caps (``obj.MAX_ITER``,
+    ``obj.MAX_HALVINGS``). ``evaluate(u) -> (pen, cur)``: pen and what the step needs at u;
+    ``newton_step(u, cur) -> (delta, decrement g'delta, exact)``, exact when the observed
+    information was positive definite (else a descent direction). Starts at ``u0`` (at zero
+    when pen is not finite there); counts ``obj.inner_iters``, sets ``obj.inner_converged``;
+    returns (u*, cur at u*). Used by :class:`GeneralObjective` (blocked factor, Dask passes)
+    and :class:`~interlace.general.multi.MultiObjective` (several linear predictors)."""
+    u = u0.copy() if np.all(np.isfinite(u0)) else np.zeros(u0.shape[0])
+    with np.errstate(all="ignore"):
+        pen, cur = evaluate(u)
+        if not np.isfinite(pen):
+            u = np.zeros(u.shape[0])
+            pen, cur = evaluate(u)
+        if not np.isfinite(pen):
+            raise InnerError("the log-likelihood is not finite at the starting random effects")
+        converged = False
+        for _ in range(obj.MAX_ITER):
+            obj.inner_iters += 1
+            delta, dec, exact = newton_step(u, cur)
+            if not np.isfinite(dec):
+                raise InnerError("non-finite Newton step on the random effects")
+            if dec < 1e-20 * (1.0 + abs(pen)):
+                converged = True
+                break
+            step = 1.0
+            for _h in range(obj.MAX_HALVINGS):
+                ut = u + step * delta
+                pen_t, tr = evaluate(ut)
+                if np.isfinite(pen_t) and pen_t <= pen + 1e-13 * abs(pen):
+                    break
+                step *= 0.5
+            else:
+                # no decrease possible: at the mode up to rounding, or stuck
+                converged = dec < 1e-8 * (1.0 + abs(pen))
+                break
+            u, cur, pen = ut, tr, pen_t
+            if dec < DEFAULT_CONTROL.newton_tol * (1.0 + abs(pen)) and step == 1.0 and exact:
+                converged = True  # quadratic convergence: this step took dec to ~1e-22
+                break
+    obj.inner_converged = converged
+    return u, cur
 
 
 class AuxBlock:
@@ -115,7 +161,85 @@ def aux_blocks(mf: ModelFrame, fam) -> list[AuxBlock]:
     return blocks
 
 
-class GeneralObjective:
+class FixedPart:
+    """What the general engine's objectives share over x = (theta, beta, aux coefficients):
+    the split of x, the family-parameter rows, and the start values."""
+
+    def split(self, x: np.ndarray):
+        theta = x[: self.nt]
+        beta = x[self.nt: self.nt + self.p]
+        coefs = {}
+        for i, b in enumerate(self.blocks):
+            coefs[b.name] = x[self.offsets[2 + i]: self.offsets[3 + i]]
+        return theta, beta, coefs
+
+    def aux_rows(self, coefs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = {}
+        for b in self.blocks:
+            out[b.name] = np.full(self.mf.n, b.fixed) if b.fixed is not None else b.X @ coefs[b.name]
+        return out
+
+    def _theta_start(self) -> np.ndarray:
+        return self.re.theta_start()
+
+    # ------------------------------------------------------------ fixed-only model (start values)
+    # The row passes of x_start below (the Dask objective overrides them).
+    def _start_pieces(self) -> tuple[np.ndarray, float, np.ndarray]:
+        """(least-squares beta of the family's rough eta, the mean of that eta minus
+        the offset, the response -- or a sample with its mean and variance -- for the
+        family parameters' moment starts)."""
+        z = np.asarray(self.family.start_eta(self.y), dtype=float) - self.offset
+        return np.linalg.lstsq(self.X, z, rcond=None)[0], float(np.mean(z)), self.y
+
+    def _fixed_pass(self, beta: np.ndarray, coefs: dict) -> tuple[float, np.ndarray, dict]:
+        """The model without random effects: (sum l, X'e, per free block its design' dl/da)."""
+        eta = self.X @ beta + self.offset
+        d = self.family.derivs(self.y, self.wt, eta, self.aux_rows(coefs), order=2)
+        ga = {b.name: b.X.T @ d.aux[b.name][0] for b in self.blocks if b.free}
+        return float(np.sum(d.l)), self.X.T @ d.e, ga
+
+    def x_start(self) -> np.ndarray:
+        """glmmTMB-like start: theta at lme4's identity, beta and aux from the
+        model without random effects (fitted by L-BFGS on its exact gradient)."""
+        fam = self.family
+        beta0, zmean, ysample = self._start_pieces()
+        x = np.zeros(self.k)
+        x[: self.nt] = self._theta_start()
+        x[self.nt: self.nt + self.p] = beta0
+        for i, b in enumerate(self.blocks):
+            if b.free:
+                a0 = float(fam.aux_default(b.name, ysample))
+                col = [j for j, s in enumerate(b.names) if s == "Intercept"]
+                if col:
+                    x[self.offsets[2 + i] + col[0]] = a0
+        sl = slice(self.nt, self.k)
+
+        def f0(xf):
+            xx = x.copy()
+            xx[sl] = xf
+            _t, beta, coefs = self.split(xx)
+            l, ge, ga = self._fixed_pass(beta, coefs)
+            val = -2.0 * l
+            if not np.isfinite(val):
+                return 1e300, np.zeros(len(xf))
+            g = [-2.0 * ge] + [-2.0 * np.atleast_1d(ga[b.name]) for b in self.blocks if b.free]
+            return val, np.concatenate(g)
+
+        with np.errstate(all="ignore"):
+            if f0(x[sl])[0] >= 1e299 and "Intercept" in self.mf.fe_names:
+                # the least-squares start leaves the family's support (e.g. eta <= 0
+                # for the inverse link): start from the intercept-only fit instead
+                j = list(self.mf.fe_names).index("Intercept")
+                x[self.nt: self.nt + self.p] = 0.0
+                x[self.nt + j] = zmean
+            r = lbfgs_guarded(f0, x[sl], np.full(self.k - self.nt, -np.inf), maxiter=500, ftol=1e-12,
+                              gtol=1e-6)
+        if np.all(np.isfinite(r.x)) and np.isfinite(r.fun) and r.fun < 1e299:
+            x[sl] = r.x
+        return x
+
+
+class GeneralObjective(FixedPart):
     """Laplace deviance and its exact gradient over x = (theta, beta, aux)."""
 
     MAX_ITER = DEFAULT_CONTROL.newton_max_iter
@@ -170,20 +294,6 @@ class GeneralObjective:
         """The spherical conditional modes u at the last evaluation."""
         return np.asarray(self.u, dtype=float).copy()
 
-    def split(self, x: np.ndarray):
-        theta = x[: self.nt]
-        beta = x[self.nt: self.nt + self.p]
-        coefs = {}
-        for i, b in enumerate(self.blocks):
-            coefs[b.name] = x[self.offsets[2 + i]: self.offsets[3 + i]]
-        return theta, beta, coefs
-
-    def aux_rows(self, coefs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = {}
-        for b in self.blocks:
-            out[b.name] = np.full(self.mf.n, b.fixed) if b.fixed is not None else b.X @ coefs[b.name]
-        return out
-
     def param_names(self) -> list[str]:
         names = [f"theta.{s}" for s in self.re.theta_names()] + list(self.mf.fe_names)
         for b in self.blocks:
@@ -196,62 +306,6 @@ class GeneralObjective:
             self._zl = self.re.zlambda(theta)
             self._zl_theta = np.array(theta, copy=True)
         return self._zl
-
-    # ------------------------------------------------------------ fixed-only model (start values)
-    # The row passes of x_start below (the Dask objective overrides them).
-    def _start_pieces(self) -> tuple[np.ndarray, float, np.ndarray]:
-        """(least-squares beta of the family's rough eta, the mean of that eta minus
-        the offset, the response -- or a sample with its mean and variance -- for the
-        family parameters' moment starts)."""
-        z = np.asarray(self.family.start_eta(self.y), dtype=float) - self.offset
-        return np.linalg.lstsq(self.X, z, rcond=None)[0], float(np.mean(z)), self.y
-
-    def _fixed_pass(self, beta: np.ndarray, coefs: dict) -> tuple[float, np.ndarray, dict]:
-        """The model without random effects: (sum l, X'e, per free block its design' dl/da)."""
-        eta = self.X @ beta + self.offset
-        d = self.family.derivs(self.y, self.wt, eta, self.aux_rows(coefs), order=2)
-        ga = {b.name: b.X.T @ d.aux[b.name][0] for b in self.blocks if b.free}
-        return float(np.sum(d.l)), self.X.T @ d.e, ga
-
-    def x_start(self) -> np.ndarray:
-        """glmmTMB-like start: theta at lme4's identity, beta and aux from the
-        model without random effects (fitted by L-BFGS on its exact gradient)."""
-        fam = self.family
-        beta0, zmean, ysample = self._start_pieces()
-        x = np.zeros(self.k)
-        x[: self.nt] = self.re.theta_start()
-        x[self.nt: self.nt + self.p] = beta0
-        for i, b in enumerate(self.blocks):
-            if b.free:
-                a0 = float(fam.aux_default(b.name, ysample))
-                col = [j for j, s in enumerate(b.names) if s == "Intercept"]
-                if col:
-                    x[self.offsets[2 + i] + col[0]] = a0
-        sl = slice(self.nt, self.k)
-
-        def f0(xf):
-            xx = x.copy()
-            xx[sl] = xf
-            _t, beta, coefs = self.split(xx)
-            l, ge, ga = self._fixed_pass(beta, coefs)
-            val = -2.0 * l
-            if not np.isfinite(val):
-                return 1e300, np.zeros(len(xf))
-            g = [-2.0 * ge] + [-2.0 * np.atleast_1d(ga[b.name]) for b in self.blocks if b.free]
-            return val, np.concatenate(g)
-
-        with np.errstate(all="ignore"):
-            if f0(x[sl])[0] >= 1e299 and "Intercept" in self.mf.fe_names:
-                # the least-squares start leaves the family's support (e.g. eta <= 0
-                # for the inverse link): start from the intercept-only fit instead
-                j = list(self.mf.fe_names).index("Intercept")
-                x[self.nt: self.nt + self.p] = 0.0
-                x[self.nt + j] = zmean
-            r = lbfgs_guarded(f0, x[sl], np.full(self.k - self.nt, -np.inf), maxiter=500, ftol=1e-12,
-                              gtol=1e-6)
-        if np.all(np.isfinite(r.x)) and np.isfinite(r.fun) and r.fun < 1e299:
-            x[sl] = r.x
-        return x
 
     # ------------------------------------------------------------ inner Newton on u
     # The row passes of the loop below: the Dask objective overrides these two and
@@ -273,58 +327,30 @@ class GeneralObjective:
         self.chol.accumulate(D if exact else np.maximum(D, 0.0), np.zeros(self.re.n), self.zl(theta))
 
     def inner(self, theta: np.ndarray, lin: Any, aux: dict) -> tuple[np.ndarray, dict]:
-        """Newton on the spherical random effects u with the observed information,
-        step-halving and Control's caps; returns u* and the pass at u*."""
-        chol, q = self.chol, self.re.q
-        u = self.u.copy() if np.all(np.isfinite(self.u)) else np.zeros(q)
-        with np.errstate(all="ignore"):
+        """Newton on the spherical random effects u (:func:`newton_modes`); returns u* and the
+        pass at u*."""
+        chol = self.chol
+
+        def evaluate(u):
             cur = self._pass_at(theta, lin, u, aux)
-            pen = -2.0 * cur["l"] + float(u @ u)
-            if not np.isfinite(pen):
-                u = np.zeros(q)
-                cur = self._pass_at(theta, lin, u, aux)
-                pen = -2.0 * cur["l"] + float(u @ u)
-            if not np.isfinite(pen):
-                raise InnerError("the log-likelihood is not finite at the starting random effects")
-            converged = False
-            for _ in range(self.MAX_ITER):
-                self.inner_iters += 1
-                # exact information first (quadratic convergence); where that is not
-                # positive definite, the curvature max(D, 0) (a descent direction)
-                exact = True
-                self._load_curvature(theta, lin, u, aux, cur, exact=True)
-                try:
-                    chol.factor()
-                except np.linalg.LinAlgError:
-                    exact = False
-                    self._load_curvature(theta, lin, u, aux, cur, exact=False)
-                    chol.factor()
-                g = cur["Ute"] - u
-                delta = chol.solve(g)
-                dec = float(g @ delta)
-                if not np.isfinite(dec):
-                    raise InnerError("non-finite Newton step on the random effects")
-                if dec < 1e-20 * (1.0 + abs(pen)):
-                    converged = True
-                    break
-                step = 1.0
-                for _h in range(self.MAX_HALVINGS):
-                    ut = u + step * delta
-                    tr = self._pass_at(theta, lin, ut, aux)
-                    pen_t = -2.0 * tr["l"] + float(ut @ ut)
-                    if np.isfinite(pen_t) and pen_t <= pen + 1e-13 * abs(pen):
-                        break
-                    step *= 0.5
-                else:
-                    # no decrease possible: at the mode up to rounding, or stuck
-                    converged = dec < 1e-8 * (1.0 + abs(pen))
-                    break
-                u, cur, pen = ut, tr, pen_t
-                if dec < DEFAULT_CONTROL.newton_tol * (1.0 + abs(pen)) and step == 1.0 and exact:
-                    converged = True  # quadratic convergence: this step took dec to ~1e-22
-                    break
-        self.inner_converged = converged
-        return u, cur
+            return -2.0 * cur["l"] + float(u @ u), cur
+
+        def newton_step(u, cur):
+            # exact information first (quadratic convergence); where that is not
+            # positive definite, the curvature max(D, 0) (a descent direction)
+            exact = True
+            self._load_curvature(theta, lin, u, aux, cur, exact=True)
+            try:
+                chol.factor()
+            except np.linalg.LinAlgError:
+                exact = False
+                self._load_curvature(theta, lin, u, aux, cur, exact=False)
+                chol.factor()
+            g = cur["Ute"] - u
+            delta = chol.solve(g)
+            return delta, float(g @ delta), exact
+
+        return newton_modes(self, self.u, evaluate, newton_step)
 
     # ------------------------------------------------------------ objective
     def deviance(self, x: np.ndarray) -> float:
