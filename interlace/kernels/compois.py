@@ -35,38 +35,24 @@ def _row(l: float, nu: float):
     lt0 = mode * l - nu * math.lgamma(mode + 1.0)
     s0 = s1 = s2 = st = syt = 0.0
     lmax = lt0
-    k = mode
-    for _ in range(_MAXTERMS):
-        lg = math.lgamma(k + 1.0)
-        lt = k * l - nu * lg
-        if lt > lmax:
-            lmax = lt
-        w = math.exp(lt - lt0)
-        s0 += w
-        s1 += w * k
-        s2 += w * k * k
-        st += w * lg
-        syt += w * k * lg
-        if lt < lmax - _DROP:
-            break
-        k += 1.0
-    k = mode - 1.0
-    for _ in range(_MAXTERMS):
-        if k < 0.0:
-            break
-        lg = math.lgamma(k + 1.0)
-        lt = k * l - nu * lg
-        if lt > lmax:
-            lmax = lt
-        w = math.exp(lt - lt0)
-        s0 += w
-        s1 += w * k
-        s2 += w * k * k
-        st += w * lg
-        syt += w * k * lg
-        if lt < lmax - _DROP:
-            break
-        k -= 1.0
+    for direction in (1.0, -1.0):  # outward from the mode: up, then down from mode - 1
+        k = mode if direction > 0 else mode - 1.0
+        for _ in range(_MAXTERMS):
+            if k < 0.0:
+                break
+            lg = math.lgamma(k + 1.0)
+            lt = k * l - nu * lg
+            if lt > lmax:
+                lmax = lt
+            w = math.exp(lt - lt0)
+            s0 += w
+            s1 += w * k
+            s2 += w * k * k
+            st += w * lg
+            syt += w * k * lg
+            if lt < lmax - _DROP:
+                break
+            k += direction
     m = s1 / s0
     et = st / s0
     return lt0 + math.log(s0), m, s2 / s0 - m * m, et, syt / s0 - m * et
