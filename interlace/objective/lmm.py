@@ -248,6 +248,41 @@ class LMMObjective:
             g[j] = parts[jj] + fac * dp
         return g
 
+    def theta_start(self) -> np.ndarray:
+        """The optimizer's start. lme4's (Lambda = I) in general; with several scalar
+        terms (the crossed path) a moment estimate when its deviance is lower: per
+        term, the between-level variance of the least-squares residuals less the
+        within-level share, over the residual variance left. It starts the
+        optimizer near the optimum (InstEval: 45 -> 12 evaluations)."""
+        start = self.re.theta_start()
+        if not self._crossed:
+            return start
+        yc = self.y - self.offset
+        sw = np.sqrt(self.w)
+        beta = np.linalg.lstsq(self.X * sw[:, None], yc * sw, rcond=None)[0] if self.p else np.zeros(0)
+        r = yc - self.X @ beta
+        rss = float(np.sum(self.w * r * r))
+        n = self.n
+        s2 = rss / max(n - self.p, 1)
+        vs = np.zeros(self.re.m)
+        for j, t in enumerate(self.re.terms):
+            z = self.re.z[:, self.re.kcol[j]]
+            nn = np.bincount(t.codes, self.w * z * z, minlength=t.nlevels)
+            sm = np.bincount(t.codes, self.w * z * r, minlength=t.nlevels)
+            between = float(np.sum(sm[nn > 0] ** 2 / nn[nn > 0]))
+            within = (rss - between) / max(n - t.nlevels, 1)
+            vs[j] = max((between - t.nlevels * within) / max(float(np.sum(nn)), 1e-300), 0.0)
+        se = max(s2 - float(vs.sum()), 0.05 * s2)
+        mom = np.maximum(np.sqrt(vs / se), 0.05)
+        if not np.all(np.isfinite(mom)):
+            return start
+        try:
+            d_start = self.deviance(start)
+            d_mom = self.deviance(mom)
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            return start
+        return mom if np.isfinite(d_mom) and d_mom <= d_start else start
+
     def _sync(self) -> None:
         """Bring the row-path state (factor of A, eta, residuals) to the last theta."""
         if self._stale:

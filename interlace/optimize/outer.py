@@ -525,7 +525,8 @@ def optimize_lmm(obj, optimizer: str = "lbfgsb", theta0=None, control: Control =
     re = obj.re
     lower = re.theta_lower
     nt = re.ntheta
-    theta = re.theta_start() if theta0 is None else np.asarray(theta0, dtype=float)
+    start = getattr(obj, "theta_start", re.theta_start)  # the LMM's own (moment) start
+    theta = start() if theta0 is None else np.asarray(theta0, dtype=float)
     f = obj.deviance
 
     def fg(t):
@@ -549,7 +550,7 @@ def optimize_lmm(obj, optimizer: str = "lbfgsb", theta0=None, control: Control =
     def finish(x):
         f(x)
         g = obj.gradient(x)
-        hess = hessian_from_gradient(grad, x, np.full(nt, -np.inf))
+        hess = hessian_from_gradient(grad, x, np.full(nt, -np.inf), g0=g)  # forward: nt gradients
         x, g = _newton_polish(f, grad, x, g, hess, lower, nt)
         return x, f(x), g, hess  # the objective's state (u, beta, sigma) at the optimum
 
