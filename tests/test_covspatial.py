@@ -180,3 +180,55 @@ def test_wide_term_passes_equal_the_compiled_ones():
     wide_term.gradient_pass(s, w, hh, v1, X, z, codes, zl, kcol, kdim, uoff, u, xi, xxi, Ainv11, a, b, gb2, gt2, True)
     np.testing.assert_allclose(gb2, gb1, rtol=1e-10)
     np.testing.assert_allclose(gt2, gt1, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_wide_term_pirls_passes_equal_the_compiled_ones(family):
+    """The wide-term PIRLS passes (working weights by the compiled kernel, the cross-products by
+    BLAS per level) give glm.pirls_pass / pirls_pass_joint / crossprod.accumulate_re's numbers."""
+    from interlace.families import get_family
+    from interlace.kernels import crossprod as kx
+    from interlace.kernels import glm as kg
+    from interlace.kernels import wide_term
+
+    from interlace.objective.response import _fast_codes
+
+    fc, lc = _fast_codes(get_family(family))
+    rng = np.random.default_rng(7)
+    n, k, nl, p = 300, 40, 3, 2
+    codes = rng.integers(0, nl, size=(1, n)).astype(np.int64)
+    z = np.zeros((n, k))
+    z[np.arange(n), rng.integers(0, k, n)] = 1.0
+    zl = np.ascontiguousarray(z @ np.tril(rng.normal(scale=0.3, size=(k, k))))
+    kcol, kdim, uoff = np.array([0, k]), np.array([k]), np.array([0, nl * k])
+    pairidx, poff = np.zeros((1, n), np.int64), np.zeros(2, np.int64)
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    beta, off, u = np.array([0.2, 0.3]), rng.normal(scale=0.1, size=n), rng.normal(scale=0.5, size=nl * k)
+    y = (rng.uniform(size=n) < 0.4).astype(float) if family == "binomial" else rng.poisson(1.5, n).astype(float)
+    wt = np.ones(n)
+
+    def bufs():
+        return [np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.zeros((nl, k, k)), np.zeros(0),
+                np.zeros((0, 0)), np.zeros(nl * k)]
+
+    a, b = bufs(), bufs()
+    d1 = kg.pirls_pass(fc, lc, y, wt, off, codes, zl, kcol, kdim, uoff, u, pairidx, poff, *a)
+    d2 = wide_term.pirls_pass(fc, lc, y, wt, off, codes, zl, kcol, kdim, uoff, u, pairidx, poff, *b)
+    assert d2 == pytest.approx(d1, rel=1e-12)
+    for x1, x2 in zip(a, b):
+        np.testing.assert_allclose(x2, x1, rtol=1e-10, atol=1e-12)
+    a, b = bufs(), bufs()
+    ja = [np.zeros((nl * k, p)), np.zeros((p, p)), np.zeros(p)]
+    jb = [np.zeros((nl * k, p)), np.zeros((p, p)), np.zeros(p)]
+    d1 = kg.pirls_pass_joint(fc, lc, y, wt, X, beta, off, codes, zl, kcol, kdim, uoff, u, pairidx, poff, *a, *ja)
+    d2 = wide_term.pirls_pass_joint(fc, lc, y, wt, X, beta, off, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
+                                    *b, *jb)
+    assert d2 == pytest.approx(d1, rel=1e-12)
+    for x1, x2 in zip(a + ja, b + jb):
+        np.testing.assert_allclose(x2, x1, rtol=1e-10, atol=1e-12)
+    zw, w = rng.normal(size=n), rng.uniform(0.5, 2, n)
+    A1, A2, r1, r2 = np.zeros((nl, k, k)), np.zeros((nl, k, k)), np.zeros(nl * k), np.zeros(nl * k)
+    kx.accumulate_re(w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A1, np.zeros(0), np.zeros((0, 0)), r1)
+    wide_term.accumulate_re(w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A2, np.zeros(0), np.zeros((0, 0)), r2)
+    np.testing.assert_allclose(A2, A1, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(r2, r1, rtol=1e-10, atol=1e-12)

@@ -304,6 +304,9 @@ def pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, 
 
     Same arguments and return value as :func:`interlace.kernels.glm.pirls_pass`.
     """
+    if _wide.is_wide(codes, kdim):  # one term of many columns (spatial): BLAS by level
+        return _wide.pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
+                                eta, mu_out, w_out, r_out, A11, V21, A22, rhs)
     args = (fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, poff, eta, mu_out, w_out, r_out,
             A11, V21, A22, rhs)
     n = y.shape[0]
@@ -316,6 +319,9 @@ def pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, 
 def pirls_pass_joint(fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
                      eta, mu_out, w_out, r_out, A11, V21, A22, rhs, UtWX, XtWX, xrhs) -> float:
     """glm.pirls_pass_joint, chunked over the rows when there are many."""
+    if _wide.is_wide(codes, kdim):  # one term of many columns (spatial): BLAS by level
+        return _wide.pirls_pass_joint(fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, uoff, u, pairidx,
+                                      poff, eta, mu_out, w_out, r_out, A11, V21, A22, rhs, UtWX, XtWX, xrhs)
     args = (fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
             eta, mu_out, w_out, r_out, A11, V21, A22, rhs, UtWX, XtWX, xrhs)
     n = y.shape[0]
@@ -386,6 +392,8 @@ def tangent_rhs(w, r, X, dbeta, codes, zl, zld, kcol, kdim, uoff, u, rhs_u, rhs_
 
 def accumulate_re(w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A22, rhs) -> None:
     """crossprod.accumulate_re, chunked over the rows when there are many."""
+    if _wide.is_wide(codes, kdim):  # one term of many columns (spatial): BLAS by level
+        return _wide.accumulate_re(w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A22, rhs)
     args = (w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A22, rhs)
     n = w.shape[0]
     nch = _chunks_for(n, (A11, V21, A22, rhs))

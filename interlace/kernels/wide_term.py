@@ -6,7 +6,10 @@ O(k^2) scalar work per row there; grouped by level the same sums are matrix prod
 
 - leverage: d_i = U_i A_l^-1 U_i' for the rows i of level l: rowsum((U_l A_l^-1) * U_l);
 - gradient: r_i = g_i u_l + s_i xi_l + 2 w_i (U_i A_l^-1), and Lambda's entry (a, b) gets
-  sum_i z_ia r_ib: the lower triangle of Z_l' R_l.
+  sum_i z_ia r_ib: the lower triangle of Z_l' R_l;
+- PIRLS passes (glm.pirls_pass, glm.pirls_pass_joint, crossprod.accumulate_re): the per-row
+  working weights and residuals from the compiled kernel run with a zero-width term (eta's
+  random part U u added to the offset first), then U_l' W U_l, U_l' W zw and U_l' W X_l.
 
 Same arguments and results as the compiled passes (tests/test_covspatial.py compares them);
 kernels/parallel.py sends a single term of at least ``WIDE_K`` columns here.
@@ -21,7 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["WIDE_K", "is_wide", "leverage_pass", "gradient_pass"]
+__all__ = ["WIDE_K", "is_wide", "leverage_pass", "gradient_pass", "pirls_pass", "pirls_pass_joint",
+           "accumulate_re"]
 
 #: a single term with at least this many columns takes the BLAS passes
 WIDE_K = 32
@@ -70,3 +74,66 @@ def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, u, xi, xxi, Ai
     if with_beta:
         gbeta += X.T @ g_all
     gtheta += G[th_a, th_b]
+
+
+def _re_part(codes, zl, kdim, uoff, u) -> np.ndarray:
+    """(U u)_i for one wide term."""
+    k = int(kdim[0])
+    out = np.zeros(zl.shape[0])
+    for lv, rows in _levels(codes):
+        o = uoff[0] + lv * k
+        out[rows] = zl[rows, :k] @ u[o:o + k]
+    return out
+
+
+def _no_re(codes, kdim):
+    """A zero-width stand-in for the term (the compiled row pass then does the per-row work only)."""
+    k0 = np.zeros_like(kdim)
+    return k0, np.zeros((0, 0, 0)), np.zeros(0)
+
+
+def accumulate_re(w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A22, rhs) -> None:
+    """A11 += U_l' W U_l and rhs += U_l' W zw per level (crossprod.accumulate_re for one wide term)."""
+    k = int(kdim[0])
+    for lv, rows in _levels(codes):
+        U = zl[rows, :k]
+        wr = w[rows]
+        A11[lv] += U.T @ (wr[:, None] * U)
+        rhs[uoff[0] + lv * k: uoff[0] + (lv + 1) * k] += U.T @ (wr * zw[rows])
+
+
+def pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
+               eta, mu_out, w_out, r_out, A11, V21, A22, rhs) -> float:
+    """glm.pirls_pass for one wide term (buffers zeroed by the caller)."""
+    from interlace.kernels import glm as _kg
+
+    ure = _re_part(codes, zl, kdim, uoff, u)
+    k0, a0, r0 = _no_re(codes, kdim)
+    dev = _kg.pirls_pass(fam, link, y, wt, base + ure, codes, zl, kcol, k0, uoff, u, pairidx, poff,
+                         eta, mu_out, w_out, r_out, a0, V21, A22, r0)
+    accumulate_re(w_out, eta - base + r_out, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A22, rhs)
+    return float(dev)
+
+
+def pirls_pass_joint(fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, uoff, u, pairidx, poff,
+                     eta, mu_out, w_out, r_out, A11, V21, A22, rhs, UtWX, XtWX, xrhs) -> float:
+    """glm.pirls_pass_joint for one wide term (buffers zeroed by the caller)."""
+    from interlace.kernels import glm as _kg
+
+    k = int(kdim[0])
+    ure = _re_part(codes, zl, kdim, uoff, u)
+    k0, a0, r0 = _no_re(codes, kdim)
+    # eta = offset + U u + X beta; the kernel's X'W zw misses W U u (its offset holds it)
+    dev = _kg.pirls_pass_joint(fam, link, y, wt, X, beta, offset + ure, codes, zl, kcol, k0, uoff, u, pairidx,
+                               poff, eta, mu_out, w_out, r_out, a0, V21, A22, r0, np.zeros((0, X.shape[1])),
+                               XtWX, xrhs)
+    xrhs += X.T @ (w_out * ure)
+    wz = w_out * (eta - offset + r_out)
+    for lv, rows in _levels(codes):
+        U = zl[rows, :k]
+        wr = w_out[rows]
+        o = uoff[0] + lv * k
+        A11[lv] += U.T @ (wr[:, None] * U)
+        rhs[o:o + k] += U.T @ wz[rows]
+        UtWX[o:o + k] += U.T @ (wr[:, None] * X[rows])
+    return float(dev)
