@@ -14,6 +14,7 @@ import scipy.linalg as sla
 from interlace.control import DEFAULT_CONTROL
 from interlace.kernels import parallel as kpar
 from interlace.kernels import pirls as kp
+from interlace.kernels import wide_term
 from interlace.model_frame import ModelFrame
 from interlace.objective.protocol import ThetaBetaObjective, same_point
 from interlace.objective.predictor import BlockedCholesky, ReStructure
@@ -66,7 +67,9 @@ class LaplaceObjective(ThetaBetaObjective):
         self.joint_u_tol = DEFAULT_CONTROL.pirls_u_tol
         # whole PIRLS loops compiled; the Python loops remain for row passes
         # that run chunked in parallel (large n), where their overhead is nil
-        self.compiled_loop = self.re.n < kpar.PARALLEL_MIN_ROWS and self.re.q2 < kp.DENSE_MAX
+        # (not for one wide term, a spatial one: its row passes and factor go through BLAS/LAPACK)
+        self.compiled_loop = (self.re.n < kpar.PARALLEL_MIN_ROWS and self.re.q2 < kp.DENSE_MAX
+                              and not wide_term.is_wide(self.re.codes, self.re.kdim))
         self._joint_cache = None
         # the last converged mode, for tangent warm starts: (system version,
         # theta, beta, (RZX, RX) of the joint system or None); the version
