@@ -440,12 +440,18 @@ def test_every_engine_objective_satisfies_the_protocol():
 
 def test_dask_objectives_implement_the_protocol():
     """The Dask objectives are the in-memory ones with their rows on the workers: the
-    same protocol members, inherited or their own (their numbers: tests/test_dask.py)."""
-    from interlace.distributed.general import DistributedGeneralObjective
+    same protocol members, inherited or their own (their numbers: tests/test_dask.py);
+    the general engine is GeneralObjective itself over the rounds (a RowBackend)."""
     from interlace.distributed.objective import DistributedLaplaceObjective
-    from interlace.objective.protocol import Objective
+    from interlace.distributed.rounds import Rounds
+    from interlace.general.objective import GeneralObjective
+    from interlace.objective.protocol import Objective, RowBackend
+    from interlace.objective.rows import LocalRows
 
-    for cls in (DistributedLaplaceObjective, DistributedGeneralObjective):
+    for cls in (LocalRows, Rounds):
+        assert callable(getattr(cls, "run", None)), cls.__name__
+    assert isinstance(Rounds(None, []), RowBackend)
+    for cls in (DistributedLaplaceObjective, GeneralObjective):
         for member in ("layout", "deviance_at", "gradient_at", "mode"):
             assert hasattr(cls, member), (cls.__name__, member)
     assert set(Objective.__protocol_attrs__ if hasattr(Objective, "__protocol_attrs__") else ()) <= {

@@ -17,54 +17,16 @@ Example
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from interlace.kernels import crossprod as kx
-from interlace.kernels import glm as kg
 from interlace.distributed.layout import normalize_strings, unify_levels
 from interlace.kernels import gradient as kgr
+from interlace.objective.rows import PartBlock, RowLayout, _eta, _re_sums, _x_sums, sum_parts
 
-
-@dataclass
-class RowLayout:
-    """The random-effects layout a row pass needs (copied from the driver's ReStructure)."""
-
-    kcol: np.ndarray
-    kdim: np.ndarray
-    uoff: np.ndarray
-    poff: np.ndarray
-    nlev0: int
-    q: int
-    q2: int
-    nv21: int
-    theta_term: np.ndarray
-    theta_a: np.ndarray
-    theta_b: np.ndarray
-
-
-@dataclass
-class PartBlock:
-    """One partition's numeric arrays (rows with missing values removed)."""
-
-    y: np.ndarray
-    wt: np.ndarray
-    offset: np.ndarray
-    X: np.ndarray
-    codes: np.ndarray  # (m, n_i) int64
-    z: np.ndarray  # (n_i, sum k) float64
-    family: Any
-    pairidx: np.ndarray | None = None
-    lay: RowLayout | None = None
-    resp: Any = None  # GLMResponse: the per-row working arrays
-    cache: dict = field(default_factory=dict)
-
-    @property
-    def n(self) -> int:
-        return int(self.y.shape[0])
+__all__ = ["PartBlock", "RowLayout", "sum_parts", "materialize", "finalize", "merge_stats"]
 
 
 # ----------------------------------------------------------------------------- materialize
@@ -146,10 +108,17 @@ def materialize(pdf: pd.DataFrame, layout: Any, family: Any) -> tuple[PartBlock,
     return block, stats
 
 
+class _NoResponse:
+    """The general engine keeps no GLM working arrays; the saturated constant is 0."""
+
+    sat_const = 0.0
+
+
 def finalize(block: PartBlock, lay: RowLayout, pair_keys: list[np.ndarray], keep: list[int] | None,
-             n0: int) -> PartBlock:
+             n0: int, glm: bool = True) -> PartBlock:
     """Index each row's (level_j, level_0) pair in the global pattern, drop
-    aliased X columns and attach the response module (its working arrays)."""
+    aliased X columns and attach the response module (its working arrays;
+    ``glm=False``: none, the general engine's passes need none)."""
     from interlace.objective.response import GLMResponse
 
     m = block.codes.shape[0]
@@ -160,7 +129,7 @@ def finalize(block: PartBlock, lay: RowLayout, pair_keys: list[np.ndarray], keep
     X = block.X if keep is None else np.ascontiguousarray(block.X[:, keep])
     out = PartBlock(y=block.y, wt=block.wt, offset=block.offset, X=X, codes=block.codes, z=block.z,
                     family=block.family, pairidx=pairidx, lay=lay)
-    out.resp = GLMResponse(out.y, out.wt, out.offset, out.family)
+    out.resp = GLMResponse(out.y, out.wt, out.offset, out.family) if glm else _NoResponse()
     return out
 
 
@@ -174,45 +143,6 @@ def block_stat(block: PartBlock, what: str) -> Any:
 
 
 # ----------------------------------------------------------------------------- row passes
-
-
-def _zl(b: PartBlock, lams: list[np.ndarray]) -> np.ndarray:
-    """Rows of U = Z Lambda (as ReStructure.zlambda)."""
-    L = b.lay
-    if len(lams) == 1 and lams[0].shape == (1, 1):
-        return b.z * lams[0][0, 0]
-    parts = [b.z[:, L.kcol[j]:L.kcol[j + 1]] @ lam for j, lam in enumerate(lams)]
-    return np.ascontiguousarray(np.hstack(parts))
-
-
-def _eta(b: PartBlock, pl: dict):
-    zl = _zl(b, pl["lams"])
-    base = b.X @ pl["beta"] + b.offset
-    eta = np.empty(b.n)
-    L = b.lay
-    kg.linear_predictor(base, b.codes, zl, L.kcol, L.kdim, L.uoff, pl["u"], eta)
-    return zl, base, eta
-
-
-def _re_sums(b: PartBlock, w: np.ndarray, zw: np.ndarray, zl: np.ndarray) -> dict:
-    L = b.lay
-    k0 = int(L.kdim[0])
-    A11 = np.zeros((L.nlev0, k0, k0))
-    V21 = np.zeros(L.nv21)
-    A22 = np.zeros((L.q2, L.q2))
-    rhs = np.zeros(L.q)
-    kx.accumulate_re(w, zw, b.codes, zl, L.kcol, L.kdim, L.uoff, b.pairidx, L.poff, A11, V21, A22, rhs)
-    return {"A11": A11, "V21": V21, "A22": A22, "rhs": rhs}
-
-
-def _x_sums(b: PartBlock, w: np.ndarray, zw: np.ndarray, zl: np.ndarray) -> dict:
-    L = b.lay
-    p = b.X.shape[1]
-    UtWX = np.zeros((L.q, p))
-    XtWX = np.zeros((p, p))
-    xrhs = np.zeros(p)
-    kx.accumulate_x(w, zw, b.X, b.codes, zl, L.kcol, L.kdim, L.uoff, UtWX, XtWX, xrhs)
-    return {"UtWX": UtWX, "XtWX": XtWX, "xrhs": xrhs}
 
 
 def _m2ll(b: PartBlock) -> float:
@@ -317,18 +247,6 @@ def gradient_round(b: PartBlock, pl: dict) -> dict:
                       gb, gt, pl["with_beta"])
     b.cache.pop("grad", None)
     return {"gb": gb, "gt": gt}
-
-
-def sum_parts(parts: list[dict]) -> dict:
-    """Add the partitions' sums key by key, in partition order (deterministic)."""
-    out: dict = {}
-    for d in parts:
-        for k, v in d.items():
-            if k not in out:
-                out[k] = np.array(v, dtype=np.float64, copy=True) if isinstance(v, np.ndarray) else v
-            else:
-                out[k] = out[k] + v
-    return out
 
 
 # ----------------------------------------------------------------------------- post-fit

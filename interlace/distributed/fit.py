@@ -30,13 +30,13 @@ from interlace.distributed import blocks as B
 from interlace.distributed import layout as L
 from interlace.distributed.frames import native_dask
 from interlace.distributed.general import fit_general_dask, supports_general
-from interlace.distributed.general_rows import finalize_general
 from interlace.distributed.objective import DistributedLaplaceObjective, DistributedReStructure
 from interlace.distributed.result import build_dask_result, meta_model_frame
 from interlace.distributed.rounds import Rounds
 from interlace.engines import select_engine
 from interlace.errors import emit_warnings
 from interlace.families import get_family
+from interlace.objective.rows import row_layout
 from interlace.optimize import optimize_glmm
 from interlace.validation import guard_result, validate_fit_args
 
@@ -166,8 +166,8 @@ def glmer_dask(formula: str, data: Any, family: Any, groups: Any = None, random:
     rounds = Rounds(client, blocks)
     rounds.count = nround
     general = lf is not None
-    fin = finalize_general if general else B.finalize
-    sat = rounds.replace_blocks(fin, re.row_layout(), st["pairs"], keep if drop else None, int(re.nlev[0]))
+    sat = rounds.replace_blocks(B.finalize, row_layout(re), st["pairs"], keep if drop else None, int(re.nlev[0]),
+                                not general)
     del blocks, st
     ntheta = re.ntheta
     validate_fit_args(optimizer=optimizer, theta0_len_expected=ntheta, theta0=theta0, nAGQ=nAGQ,

@@ -1,11 +1,10 @@
-"""The general-likelihood Laplace engine (glmmTMB's NB2) with the rows on Dask.
+"""The general-likelihood Laplace engine (glmmTMB's families) with the rows on Dask.
 
-:class:`DistributedGeneralObjective` is :class:`GeneralObjective` with every
-pass over the rows replaced by a map/reduce round of ``general_rows``; the
-driver keeps x = (theta, beta, log theta_NB), u, the blocked Cholesky factor
-of H = U'DU + I and its selected inverse. The loops (start values, Newton on
-u with step-halving, Laplace deviance, exact gradient) are those of the
-in-memory objective with the same rules, so the optimizer
+The objective is :class:`~interlace.general.objective.GeneralObjective` itself,
+its :class:`~interlace.objective.protocol.RowBackend` the fit's ``Rounds``: each
+pass over the rows (``objective.rows``) is a map/reduce round; the driver keeps
+x = (theta, beta, family parameters), u, the blocked Cholesky factor of
+H = U'DU + I and its selected inverse. The optimizer
 (``general.optimize.optimize_general``) and the covariance (``general.result``)
 run unchanged on top of it; only the order of the additions differs.
 
@@ -13,9 +12,8 @@ Family parameters are intercept-only here: no dispformula / ziformula.
 
 Example
 -------
->>> from interlace.distributed.general import DistributedGeneralObjective
->>> DistributedGeneralObjective.MAX_ITER > 0
-True
+>>> supports_general(object())
+False
 """
 
 from __future__ import annotations
@@ -27,11 +25,9 @@ import numpy as np
 import pandas as pd
 
 from interlace.distributed import blocks as B
-from interlace.distributed import general_rows as G
-from interlace.general.objective import GeneralObjective, InnerError, aux_blocks
-from interlace.objective.predictor import BlockedCholesky
+from interlace.general.objective import GeneralObjective
 
-__all__ = ["DistributedGeneralObjective", "supports_general", "fit_general_dask"]
+__all__ = ["supports_general", "fit_general_dask"]
 
 
 def supports_general(fam: Any) -> bool:
@@ -39,122 +35,6 @@ def supports_general(fam: Any) -> bool:
     family (its own ``derivs`` and ``aux_blocks``; the family parameters are
     intercept-only here)."""
     return callable(getattr(fam, "derivs", None)) and getattr(fam, "aux_blocks", None) is not None
-
-
-class DistributedGeneralObjective(GeneralObjective):
-    """GeneralObjective whose rows stay on the workers (same interface)."""
-
-    def __init__(self, mf, fam, re, rounds) -> None:
-        # no GeneralObjective.__init__: it would read the rows
-        self.mf = mf
-        self.family = fam
-        self.re = re
-        self.rounds = rounds
-        self.chol = BlockedCholesky(re)
-        self.p = len(mf.fe_names)
-        self.blocks = aux_blocks(mf, fam)  # intercept-only (mf carries no dispformula / ziformula)
-        self.nt = re.ntheta
-        self._set_layout()
-        self.u = np.zeros(re.q)
-        self.nfev = self.ngev = self.inner_iters = 0
-        self.inner_converged = True
-        self.nonpd = False
-        self._state: dict | None = None
-        self._token = 0
-        self._free = [b.name for b in self.blocks if b.free]
-
-    # ------------------------------------------------------------ payloads
-    def aux_rows(self, coefs: dict[str, np.ndarray]) -> dict[str, float]:
-        """One value per aux block (intercept-only): the payload's ``aux``."""
-        return {b.name: float(b.fixed) if b.fixed is not None else float(coefs[b.name][0]) for b in self.blocks}
-
-    def _payload(self, theta, beta, u, aux, **kw) -> dict:
-        pl = {"lams": self.re.lambdas(theta), "beta": np.asarray(beta, float), "u": np.asarray(u, float),
-              "aux": aux, "free": self._free}
-        pl.update(kw)
-        return pl
-
-    def _load(self, out: dict) -> None:
-        ch = self.chol
-        ch.A11[...] = out["A11"]
-        ch.V21[...] = out["V21"]
-        ch.A22[...] = out["A22"]
-        ch.rhs[...] = 0.0
-
-    # ------------------------------------------------------------ start values
-    # the row passes of GeneralObjective.x_start, as rounds
-    def _start_pieces(self) -> tuple[np.ndarray, float, np.ndarray]:
-        st = self.rounds.run(G.start_round, {})
-        n = max(st["n"], 1.0)
-        m = st["ysum"] / n
-        sd = float(np.sqrt(max(st["y2sum"] / n - m * m, 0.0)))
-        # two values with the rows' mean and variance: what the families' moment starts read
-        return np.linalg.lstsq(st["XtX"], st["Xtz"], rcond=None)[0], st["zsum"] / n, np.array([m - sd, m + sd])
-
-    def _fixed_pass(self, beta: np.ndarray, coefs: dict) -> tuple[float, np.ndarray, dict]:
-        out = self.rounds.run(G.fixed_round, {"beta": beta, "aux": self.aux_rows(coefs), "free": self._free})
-        return float(out["l"]), out["ge"], {nm: np.array([out["ga_" + nm]]) for nm in self._free}
-
-    # ------------------------------------------------------------ inner Newton on u
-    def _newton(self, theta, beta, u, aux, curv: bool = False) -> dict:
-        return self.rounds.run(G.newton_round, self._payload(theta, beta, u, aux, curv=curv))
-
-    # the row passes of GeneralObjective.inner (one loop, in memory and here): one
-    # round per trial point gives sum l, U'e and U'DU there
-    def _pass_at(self, theta, beta, u, aux) -> dict:
-        return self._newton(theta, beta, u, aux)
-
-    def _load_curvature(self, theta, beta, u, aux, cur, exact: bool) -> None:
-        self._load(cur if exact else self._newton(theta, beta, u, aux, curv=True))
-
-    # ------------------------------------------------------------ objective
-    def deviance(self, x: np.ndarray) -> float:
-        """Laplace deviance at x (GeneralObjective.deviance); leaves the factor at u*."""
-        x = np.asarray(x, dtype=float)
-        if self._state is not None and np.array_equal(self._state["x"], x):
-            return self._state["dev"]
-        self.nfev += 1
-        theta, beta, coefs = self.split(x)
-        aux = self.aux_rows(coefs)
-        try:
-            u, cur = self.inner(theta, beta, aux)
-        except (InnerError, np.linalg.LinAlgError):
-            self._state = None
-            return np.inf
-        # the sums at u* hold U'DU with the exact D (D >= 0 was not imposed there)
-        self._load(cur)
-        try:
-            logdet = self.chol.factor()
-            self.nonpd = False
-        except np.linalg.LinAlgError:
-            self._state = None
-            self.nonpd = True
-            return np.inf
-        dev = -2.0 * float(cur["l"]) + float(u @ u) + logdet
-        if not np.isfinite(dev):
-            self._state = None
-            return np.inf
-        self.u = u
-        self._state = {"x": x.copy(), "dev": dev, "u": u, "aux": aux, "theta": theta, "beta": beta,
-                       "logdet": logdet}
-        return dev
-
-    def gradient(self, x: np.ndarray) -> np.ndarray:
-        """Exact d dev / dx at x: two rounds (leverages, then the gradient pass)."""
-        x = np.asarray(x, dtype=float)
-        if self._state is None or not np.array_equal(self._state["x"], x):
-            if not np.isfinite(self.deviance(x)):
-                return np.full(self.k, np.nan)
-        self.ngev += 1
-        st = self._state
-        self._token += 1
-        pl = self._payload(st["theta"], st["beta"], st["u"], st["aux"], ainv=self.chol.selected_inverse_pairs(),
-                           token=self._token)
-        Utv = self.rounds.run(G.lev_round, pl)["Utv"]
-        pl["xi"] = self.chol.solve(Utv)
-        g = self.rounds.run(G.grad_round, pl)
-        return np.concatenate([self.re.chain(st["theta"], g["gt"]), g["gb"]]
-                              + [np.array([g["ga_" + nm]]) for nm in self._free])
 
 
 # ----------------------------------------------------------------------------- result
@@ -249,7 +129,7 @@ def fit_general_dask(mf, fam, re, rounds, *, optimizer: str, theta0, formula: st
     """Optimize the distributed general objective and build the result."""
     from interlace.general.optimize import optimize_general
 
-    obj = DistributedGeneralObjective(mf, fam, re, rounds)
+    obj = GeneralObjective(mf, fam, rows=rounds, re=re)
     opt = optimize_general(obj, optimizer, theta0)
     if not np.isfinite(opt.deviance):
         raise RuntimeError(f"the {fam.name} model has no finite Laplace log-likelihood at the optimizer's "

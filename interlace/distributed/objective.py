@@ -42,10 +42,6 @@ class DistributedReStructure(ReStructure):
         self.pairidx = np.zeros((self.m, 0), dtype=np.int64)
         self._layout_pairs([np.zeros(0, np.int64)] + [self._pair_keys[j] for j in range(1, self.m)])
 
-    def row_layout(self) -> B.RowLayout:
-        return B.RowLayout(kcol=self.kcol, kdim=self.kdim, uoff=self.uoff, poff=self.poff,
-                           nlev0=int(self.nlev[0]), q=self.q, q2=self.q2, nv21=self.nv21,
-                           theta_term=self.theta_term, theta_a=self.theta_a, theta_b=self.theta_b)
 
 
 class DistributedLaplaceObjective(ThetaBetaObjective):

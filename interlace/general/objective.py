@@ -38,9 +38,9 @@ import numpy as np
 
 from interlace.control import DEFAULT_CONTROL
 from interlace.general.optimize import lbfgs_guarded
-from interlace.kernels import general as kgen
 from interlace.model_frame import ModelFrame
-from interlace.objective.protocol import ParamLayout
+from interlace.objective import rows as R
+from interlace.objective.protocol import ParamLayout, RowBackend
 from interlace.objective.predictor import BlockedCholesky, ReStructure
 
 __all__ = ["GeneralObjective", "FixedPart", "AuxBlock", "InnerError", "mode_jacobian", "newton_modes"]
@@ -239,16 +239,25 @@ class FixedPart:
         return x
 
 
+def _intercept_only(X: np.ndarray) -> bool:
+    return X.shape[1] == 1 and bool(np.all(X == 1.0))
+
+
 class GeneralObjective(FixedPart):
-    """Laplace deviance and its exact gradient over x = (theta, beta, aux)."""
+    """Laplace deviance and its exact gradient over x = (theta, beta, aux).
+
+    Every pass over the rows goes through ``rows`` (a :class:`RowBackend`): the
+    model frame's rows by default, a Dask fit's partitions when
+    ``distributed.general`` passes its rounds (then ``mf`` carries no rows and
+    ``re`` is the layout found over the partitions)."""
 
     MAX_ITER = DEFAULT_CONTROL.newton_max_iter
     MAX_HALVINGS = DEFAULT_CONTROL.newton_max_halvings
 
-    def __init__(self, mf: ModelFrame, fam) -> None:
+    def __init__(self, mf: ModelFrame, fam, rows: RowBackend | None = None, re: ReStructure | None = None) -> None:
         self.mf = mf
         self.family = fam
-        self.re = ReStructure(mf.terms)
+        self.re = re if re is not None else ReStructure(mf.terms)
         self.chol = BlockedCholesky(self.re)
         self.X = np.ascontiguousarray(mf.X, dtype=np.float64)
         self.y = np.ascontiguousarray(mf.y, dtype=np.float64)
@@ -256,6 +265,10 @@ class GeneralObjective(FixedPart):
         self.offset = np.ascontiguousarray(mf.offset, dtype=np.float64)
         self.blocks = aux_blocks(mf, fam)
         self.nt, self.p = self.re.ntheta, self.X.shape[1]
+        self._free = [b.name for b in self.blocks if b.free]
+        self.rows = rows if rows is not None else R.LocalRows.from_model(
+            mf, self.re, fam, {b.name: b.X for b in self.blocks if b.free and not _intercept_only(b.X)})
+        self._token = 0
         self._set_layout()
         self.u = np.zeros(self.re.q)
         self.nfev = self.ngev = self.inner_iters = 0
@@ -307,24 +320,55 @@ class GeneralObjective(FixedPart):
             self._zl_theta = np.array(theta, copy=True)
         return self._zl
 
-    # ------------------------------------------------------------ inner Newton on u
-    # The row passes of the loop below: the Dask objective overrides these two and
-    # runs the same loop with its rows on the workers.
-    def _pass_at(self, theta: np.ndarray, lin: Any, u: np.ndarray, aux: dict) -> dict:
-        """At u: sum of l, U'e (e = dl/deta) and what ``_load_curvature`` needs;
-        ``lin`` is the fixed part of the linear predictor (X beta + offset)."""
-        zl = self.zl(theta)
-        eta = self.re.eta_re(zl, u, lin)
-        d = self.family.derivs(self.y, self.wt, eta, aux, order=1)
-        Ute = np.zeros(self.re.q)
-        kgen.ut_times(d.e, self.re.codes, zl, self.re.kcol, self.re.kdim, self.re.uoff, Ute)
-        return {"l": float(np.sum(d.l)), "Ute": Ute, "eta": eta, "d": d}
+    def aux_coefs(self, coefs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The family parameters' coefficients a pass needs (a held parameter: its value)."""
+        return {b.name: np.array([float(b.fixed)]) if b.fixed is not None else np.asarray(coefs[b.name], dtype=float)
+                for b in self.blocks}
 
-    def _load_curvature(self, theta: np.ndarray, lin: Any, u: np.ndarray, aux: dict, cur: dict,
+    # ------------------------------------------------------------ fixed-only model (start values)
+    def _start_pieces(self) -> tuple[np.ndarray, float, np.ndarray]:
+        """(least-squares beta of the family's rough eta, the mean of that eta minus
+        the offset, the response -- or two values with its mean and variance when
+        the rows are elsewhere -- for the family parameters' moment starts)."""
+        local = getattr(self.rows, "block", None)
+        if local is not None:  # the rows are here: QR least squares and the response itself
+            z = np.asarray(self.family.start_eta(local.y), dtype=float) - local.offset
+            return np.linalg.lstsq(local.X, z, rcond=None)[0], float(np.mean(z)), local.y
+        st = self.rows.run(R.start_pass, {})
+        n = max(st["n"], 1.0)
+        m = st["ysum"] / n
+        sd = float(np.sqrt(max(st["y2sum"] / n - m * m, 0.0)))
+        return np.linalg.lstsq(st["XtX"], st["Xtz"], rcond=None)[0], st["zsum"] / n, np.array([m - sd, m + sd])
+
+    def _fixed_pass(self, beta: np.ndarray, coefs: dict) -> tuple[float, np.ndarray, dict]:
+        """The model without random effects: (sum l, X'e, per free block its design' dl/da)."""
+        out = self.rows.run(R.fixed_pass, {"beta": beta, "aux": self.aux_coefs(coefs), "free": self._free})
+        return float(out["l"]), out["ge"], {nm: out["ga_" + nm] for nm in self._free}
+
+    # ------------------------------------------------------------ inner Newton on u
+    def _payload(self, theta, beta, u, aux, **kw) -> dict:
+        pl = {"lams": self.re.lambdas(theta), "beta": np.asarray(beta, dtype=float), "u": np.asarray(u, dtype=float),
+              "aux": aux, "free": self._free}
+        pl.update(kw)
+        return pl
+
+    def _pass_at(self, theta: np.ndarray, beta: np.ndarray, u: np.ndarray, aux: dict, curv: bool = False) -> dict:
+        """At u: sum l, U'e and the blocks of U'DU (``objective.rows.newton_pass``)."""
+        return self.rows.run(R.newton_pass, self._payload(theta, beta, u, aux, curv=curv))
+
+    def _load(self, out: dict) -> None:
+        """Summed blocks of U'DU into the factor's buffers."""
+        ch = self.chol
+        ch.A11[...] = out["A11"]
+        ch.V21[...] = out["V21"]
+        ch.A22[...] = out["A22"]
+        ch.rhs[...] = 0.0
+
+    def _load_curvature(self, theta: np.ndarray, beta: np.ndarray, u: np.ndarray, aux: dict, cur: dict,
                         exact: bool) -> None:
-        """U'DU + I into the factor: D = -d2l/deta2 (exact) or max(D, 0) (a descent direction)."""
-        D = -cur["d"].ee
-        self.chol.accumulate(D if exact else np.maximum(D, 0.0), np.zeros(self.re.n), self.zl(theta))
+        """U'DU + I into the factor: D = -d2l/deta2 (exact: the pass at u holds it) or
+        max(D, 0) (a descent direction; one more pass)."""
+        self._load(cur if exact else self._pass_at(theta, beta, u, aux, curv=True))
 
     def inner(self, theta: np.ndarray, lin: Any, aux: dict) -> tuple[np.ndarray, dict]:
         """Newton on the spherical random effects u (:func:`newton_modes`); returns u* and the
@@ -360,19 +404,14 @@ class GeneralObjective(FixedPart):
             return self._state["dev"]
         self.nfev += 1
         theta, beta, coefs = self.split(x)
-        base = self.X @ beta + self.offset
-        aux = self.aux_rows(coefs)
+        aux = self.aux_coefs(coefs)
         try:
-            u, cur = self.inner(theta, base, aux)
+            u, cur = self.inner(theta, beta, aux)
         except (InnerError, np.linalg.LinAlgError):
             self._state = None
             return np.inf
-        eta = cur["eta"]
-        with np.errstate(all="ignore"):
-            d = self.family.derivs(self.y, self.wt, eta, aux, order=2)
-        D = -d.ee
-        zl = self.zl(theta)
-        self.chol.accumulate(D, np.zeros(self.re.n), zl)
+        # the pass at u* holds U'DU with the exact D (D >= 0 was not imposed there)
+        self._load(cur)
         try:
             logdet = self.chol.factor()
             self.nonpd = False
@@ -381,46 +420,34 @@ class GeneralObjective(FixedPart):
             self._state = None
             self.nonpd = True
             return np.inf
-        dev = -2.0 * float(np.sum(d.l)) + float(u @ u) + logdet
+        dev = -2.0 * float(cur["l"]) + float(u @ u) + logdet
         if not np.isfinite(dev):
             self._state = None
             return np.inf
         self.u = u
-        self._state = {"x": x.copy(), "dev": dev, "u": u, "eta": eta, "d": d, "aux": aux, "theta": theta,
+        self._state = {"x": x.copy(), "dev": dev, "u": u, "auxc": aux, "theta": theta, "beta": beta,
                        "logdet": logdet}
+        if self.mf.n:  # the per-row predictors the in-memory result reads
+            self._state["eta"] = self.re.eta_re(self.zl(theta), u, self.X @ beta + self.offset)
+            self._state["aux"] = self.aux_rows(coefs)
         return dev
 
     def gradient(self, x: np.ndarray) -> np.ndarray:
-        """Exact d dev / dx at x."""
+        """Exact d dev / dx at x: two passes (the leverages and U'v; then the
+        gradient's row parts given xi = H^{-1} U'v)."""
         x = np.asarray(x, dtype=float)
         if self._state is None or not np.array_equal(self._state["x"], x):
             if not np.isfinite(self.deviance(x)):
                 return np.full(self.k, np.nan)
         self.ngev += 1
         st = self._state
-        re, chol = self.re, self.chol
-        theta, u, d = st["theta"], st["u"], st["d"]
-        zl = self.zl(theta)
-        s, D, Dp = d.e, -d.ee, -d.eee
-        Ainv11, Adense, dense = self.h_inverse()
-        lev = np.empty(re.n)
-        kgen.leverage(re.codes, zl, re.kcol, re.kdim, re.uoff, Ainv11, Adense, dense, lev)
-        v = Dp * lev
-        Utv = np.zeros(re.q)
-        kgen.ut_times(v, re.codes, zl, re.kcol, re.kdim, re.uoff, Utv)
-        xi = chol.solve(Utv)
-        gb = np.zeros(self.p)
-        gt = np.zeros(re.nentries)  # in Lambda's entries; re.chain maps to theta
-        kgen.gradient_pass(s, D, v, self.X, re.z, re.codes, zl, re.kcol, re.kdim, re.uoff, u, xi,
-                           Ainv11, Adense, dense, re.theta_term, re.theta_a, re.theta_b, gb, gt)
-        out = [re.chain(theta, gt), gb]
-        uxi = re.eta_re(zl, xi)
-        for b in self.blocks:
-            if b.free:
-                a, ea, eea = d.aux[b.name]
-                c = -2.0 * a - lev * eea + uxi * ea
-                out.append(b.X.T @ c)
-        return np.concatenate(out)
+        self._token += 1
+        pl = self._payload(st["theta"], st["beta"], st["u"], st["auxc"], ainv=self.chol.selected_inverse_pairs(),
+                           token=self._token)
+        pl["xi"] = self.chol.solve(self.rows.run(R.lev_pass, pl)["Utv"])
+        g = self.rows.run(R.grad_pass, pl)
+        return np.concatenate([self.re.chain(st["theta"], g["gt"]), g["gb"]]
+                              + [np.atleast_1d(g["ga_" + nm]) for nm in self._free])
 
     def h_inverse(self):
         """The entries of H^{-1} that rows touch, at the current factor: per-level

@@ -67,8 +67,8 @@ class RemlObjective:
         """pen, the gradient -2X's, S and log det A at u*(beta)."""
         o = self.obj
         base = o.X @ beta + o.offset
-        u, cur = o.inner(theta, base, aux)
-        eta = cur["eta"]
+        u, _cur = o.inner(theta, beta, self._auxc)
+        eta = o.re.eta_re(o.zl(theta), u, base)
         with np.errstate(all="ignore"):
             d = o.family.derivs(o.y, o.wt, eta, aux, order=2)
         pen = -2.0 * float(np.sum(d.l)) + float(u @ u)
@@ -94,6 +94,7 @@ class RemlObjective:
         x = self.full(phi, self.beta if self.beta is not None else o.x_start()[self.bidx])
         theta, beta, coefs = o.split(x)
         aux = o.aux_rows(coefs)
+        self._auxc = o.aux_coefs(coefs)  # what the objective's passes take
         beta = beta.copy()
         try:
             pen, g, S, logdetA = self._profile(theta, beta, aux)

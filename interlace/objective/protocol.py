@@ -25,11 +25,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["ParamLayout", "Objective", "ThetaBetaObjective", "same_point"]
+__all__ = ["ParamLayout", "Objective", "RowBackend", "ThetaBetaObjective", "same_point"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,53 @@ class Objective(Protocol):
     def gradient_at(self, x: np.ndarray) -> np.ndarray: ...
 
     def mode(self) -> np.ndarray: ...
+
+
+@runtime_checkable
+class RowBackend(Protocol):
+    """Where the rows are: the one thing an engine asks of them is the sums of a pass.
+
+    A *pass* is a function ``pass_(rows, payload) -> dict`` over one chunk of
+    rows (``objective.rows.PartBlock``) whose result over all rows is the
+    key-by-key sum of its results over any split of the rows; the payload is
+    small (q- and p-sized: Lambda's blocks, beta, u, the family parameters'
+    coefficients, blocks of A^{-1}). ``run(pass_, payload)`` returns that sum.
+    Two implementations: ``objective.rows.LocalRows`` (the model frame's rows
+    in this process, one chunk, the chunked-parallel numba kernels) and
+    ``distributed.rounds.Rounds`` (one chunk per persisted Dask partition, a
+    map/reduce round; the client receives only the sums). An engine holds one
+    as ``rows`` and calls nothing else over the rows, so it fits on Dask
+    unchanged.
+
+    The passes and the sums they return (U = Z Lambda with rows U_i; e and D
+    the first and minus the second derivative of the log-likelihood l in eta;
+    "the blocks" are ``A11, V21, A22, rhs`` of ``BlockedCholesky``):
+
+    - PIRLS pass (``distributed.blocks.pirls_round``; Laplace, Fisher weights W):
+      ``dev`` (the sum of deviance residuals) and the blocks of U'WU and U'Wz;
+      mode "joint" also ``UtWX, XtWX, xrhs`` (U'WX, X'WX, X'Wz); ``m2ll`` when
+      the family has no saturated constant.
+    - deviance pass (``deviance_round``): ``dev`` at a trial point (step-halving).
+    - GLM start (``init_round``): ``XtWX, xrhs`` at the family's mustart.
+    - gradient passes (``leverage_round``, then ``gradient_round``): ``Utv``
+      (v_i = dw_i/deta U_i A^{-1} U_i'), the observed information's blocks where
+      the link is not canonical; then ``gb`` (d dev / d beta) and ``gt`` (d dev
+      / d Lambda's entries; ``re.chain`` maps them to theta).
+    - general likelihood (``objective.rows``): ``start_pass`` (``XtX, Xtz, n,
+      zsum, ysum, y2sum``), ``fixed_pass`` (``l, ge, ga_<block>``: the model
+      without random effects), ``newton_pass`` (``l`` = sum l, ``Ute`` = U'e and
+      the blocks of U'DU: one Newton step on u, fused with its trial point),
+      ``lev_pass`` (``Utv``, v_i = -(d3 l/deta3)_i U_i H^{-1} U_i') and
+      ``grad_pass`` (``gb, gt, ga_<block>``: the exact gradient's row parts
+      given xi = H^{-1} U'v).
+
+    ``count`` and ``by_kind`` count the passes run (a Dask fit reports them
+    as ``optinfo["dask_rounds"]``).
+    """
+
+    count: int
+
+    def run(self, fn: Callable[[Any, dict], dict], payload: dict) -> dict: ...
 
 
 class ThetaBetaObjective:
