@@ -93,6 +93,7 @@ def materialize(pdf: pd.DataFrame, layout: Any, family: Any) -> tuple[PartBlock,
     n0 = len(layout.terms[0].levels)
     pairs = [np.zeros(0, np.int64)] + [np.unique(codes[j] * n0 + codes[0]) for j in range(1, m)]
     X = np.ascontiguousarray(X, dtype=np.float64)
+    aux_X = {b: _side_design(getattr(layout.spec, f"{b}_spec"), sub) for b in getattr(layout, "side_names", {})}
     stats = {
         "n": n,
         "XtX": X.T @ X,
@@ -104,8 +105,20 @@ def materialize(pdf: pd.DataFrame, layout: Any, family: Any) -> tuple[PartBlock,
         "pairs": pairs,
     }
     block = PartBlock(y=y, wt=np.ascontiguousarray(wts, dtype=np.float64), offset=np.ascontiguousarray(off),
-                      X=X, codes=codes, z=z, family=family)
+                      X=X, codes=codes, z=z, family=family, aux_X=aux_X)
     return block, stats
+
+
+def _side_design(spec: Any, frame: pd.DataFrame) -> np.ndarray:
+    """A dispformula / ziformula design on a partition's rows (the sample's spec)."""
+    X = np.asarray(spec.get_model_matrix(frame), dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.shape[0] != len(frame):  # an intercept-only spec gives one row
+        X = np.broadcast_to(X, (len(frame), X.shape[1]))
+    if not np.all(np.isfinite(X)):
+        raise ValueError("a dispformula / ziformula column has non-finite values")
+    return np.ascontiguousarray(X)
 
 
 class _NoResponse:
@@ -128,7 +141,7 @@ def finalize(block: PartBlock, lay: RowLayout, pair_keys: list[np.ndarray], keep
         pairidx[j] = np.searchsorted(pair_keys[j], key)
     X = block.X if keep is None else np.ascontiguousarray(block.X[:, keep])
     out = PartBlock(y=block.y, wt=block.wt, offset=block.offset, X=X, codes=block.codes, z=block.z,
-                    family=block.family, pairidx=pairidx, lay=lay)
+                    family=block.family, pairidx=pairidx, lay=lay, aux_X=block.aux_X)
     out.resp = GLMResponse(out.y, out.wt, out.offset, out.family) if glm else _NoResponse()
     return out
 

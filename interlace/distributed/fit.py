@@ -41,10 +41,15 @@ from interlace.optimize import optimize_glmm
 from interlace.validation import guard_result, validate_fit_args
 
 
-def _general_family(fam: Any) -> Any:
+def _general_family(fam: Any, dispformula: Any = None, ziformula: Any = None) -> Any:
     """The family the general engine fits for ``fam`` on Dask (a likelihood family
-    itself; an exponential family with a dispersion: its maximum-likelihood version,
-    as in memory), or None when the Laplace engine fits it."""
+    itself; an exponential family with a dispersion: its maximum-likelihood version;
+    with a ziformula its zero-inflated version, as in memory), or None when the
+    Laplace engine fits it."""
+    if dispformula is not None or ziformula is not None:
+        from interlace.engine_general import as_likelihood_family
+
+        return as_likelihood_family(fam, zero_inflated=ziformula is not None)
     if supports_general(fam):
         return fam
     if select_engine(fam) == "general":
@@ -54,10 +59,8 @@ def _general_family(fam: Any) -> Any:
     return None
 
 
-def _unsupported(fam: Any, nAGQ: int, dispformula: Any, ziformula: Any) -> str | None:
-    if dispformula is not None or ziformula is not None:
-        return "dispformula / ziformula"
-    if _general_family(fam) is not None:
+def _unsupported(fam: Any, nAGQ: int, general: bool) -> str | None:
+    if general:
         # the general-likelihood engine's row passes (distributed/general.py)
         return "nAGQ > 1" if int(nAGQ) > 1 else None
     if getattr(fam, "fit_engine", None) is not None:
@@ -85,13 +88,13 @@ def glmer_dask(formula: str, data: Any, family: Any, groups: Any = None, random:
     build each partition's arrays), then never leave the workers.
     """
     fam = get_family(family)
-    lf = _general_family(fam)
+    lf = _general_family(fam, dispformula, ziformula)
     if lf is not None:
         fam = lf  # the general engine fits the family's likelihood version (gamma: shape by ML)
     if not isinstance(optimizer, str):
         raise TypeError(f"optimizer must be a string, got {type(optimizer).__name__}")
     optimizer = optimizer.lower()
-    why = _unsupported(fam, nAGQ, dispformula, ziformula)
+    why = _unsupported(fam, nAGQ, lf is not None)
     if why is not None:
         raise NotImplementedError(f"fitting on a Dask frame does not support {why} yet; fit in memory")
     if missing not in ("drop", "raise"):
@@ -106,7 +109,12 @@ def glmer_dask(formula: str, data: Any, family: Any, groups: Any = None, random:
                                "(Client() for a local cluster, Client('tcp://scheduler:8786') for an "
                                "existing one)") from exc
     ddf = native_dask(data)
-    cols = L.model_columns(formula, [str(c) for c in ddf.columns], groups, random, weights, offset)
+    cols = L.model_columns(formula, [str(c) for c in ddf.columns], groups, random, weights, offset,
+                           dispformula, ziformula)
+    for block, bars in cols.side_bars.items():
+        arg = "ziformula" if block == "zi" else "dispformula"
+        raise NotImplementedError(f"fitting on a Dask frame does not support random effects in {arg} yet "
+                                  f"({', '.join(b.text() for b in bars)}); fit in memory")
     meta = ddf._meta
     pure = set(cols.pure_groups)
     cols.factor_columns = [c for c in cols.used if c not in pure and L.is_factor_dtype(meta[c].dtype)]

@@ -55,6 +55,8 @@ class ModelColumns:
     weights_expr: str | None = None
     offset_expr: str | None = None
     factor_columns: list[str] = field(default_factory=list)  # set from the frame's dtypes
+    side: dict[str, str] = field(default_factory=dict)  # "disp"/"zi" -> its formula as given
+    side_bars: dict[str, list] = field(default_factory=dict)  # "disp"/"zi" -> its random-effect terms
 
 
 def _vec_arg(v: Any, arg: str) -> str | None:
@@ -67,11 +69,12 @@ def _vec_arg(v: Any, arg: str) -> str | None:
 
 
 def model_columns(formula: str, columns: list[str], groups: Any = None, random: Any = None,
-                  weights: Any = None, offset: Any = None) -> ModelColumns:
+                  weights: Any = None, offset: Any = None, dispformula: str | None = None,
+                  ziformula: str | None = None) -> ModelColumns:
     """The columns the model reads (as ``build_model_frame`` selects them), checked against ``columns``."""
     from interlace.data import identifiers
     from interlace.formula.bars import Bar, expand_bars, group_parts, parse_bar, scan_formula
-    from interlace.model_frame import _as_list
+    from interlace.model_frame import _as_list, _side_formula, _split_side
 
     parsed = scan_formula(formula)
     if parsed.response is None:
@@ -107,6 +110,18 @@ def model_columns(formula: str, columns: list[str], groups: Any = None, random: 
         if miss:
             raise ValueError(f"grouping factor {', '.join(miss)} of term {b.text()} is not a column of data")
         gmap[b.group] = gp
+    side, side_bars = {}, {}
+    for block, text, arg in (("disp", dispformula, "dispformula"), ("zi", ziformula, "ziformula")):
+        fixed, sbars = _split_side(_side_formula(text, arg), parsed, arg)
+        if fixed is None:
+            continue
+        side[block] = text
+        other += need([fixed], arg)
+        if sbars:
+            side_bars[block] = sbars
+            for b in sbars:
+                other += need([b.lhs], f"random-effect term {b.text()} of {arg}")
+                other += need([b.group], f"random-effect term {b.text()} of {arg}")
     w_expr, o_expr = _vec_arg(weights, "weights"), _vec_arg(offset, "offset")
     for expr, arg in ((w_expr, "weights"), (o_expr, "offset")):
         if expr is not None:
@@ -115,7 +130,7 @@ def model_columns(formula: str, columns: list[str], groups: Any = None, random: 
     used = list(dict.fromkeys(resp + other + gcols))
     pure = [c for c in dict.fromkeys(gcols) if c not in set(resp) | set(other)]
     return ModelColumns(used=used, response=parsed.response, bars=bars, groups=gmap, pure_groups=pure,
-                        weights_expr=w_expr, offset_expr=o_expr)
+                        weights_expr=w_expr, offset_expr=o_expr, side=side, side_bars=side_bars)
 
 
 def is_factor_dtype(dtype: Any) -> bool:
@@ -193,6 +208,7 @@ class Layout:
     messages: list[str]
     response_dtypes: dict[str, Any]  # global categorical dtypes of factor response columns
     unify: dict[str, Any] = field(default_factory=dict)  # categorical columns recoded by value in every partition
+    side_names: dict[str, list[str]] = field(default_factory=dict)  # "disp"/"zi" -> its design's column names
 
 
 def _sort_key(v: Any) -> tuple:
@@ -314,7 +330,7 @@ def build_layout(merged: dict, cols: ModelColumns, meta: pd.DataFrame, formula: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mf = build_model_frame(f"{SYNTH_Y} ~ {rhs}", sample, family="poisson", groups=groups, random=random,
-                               offset=offset)
+                               offset=offset, dispformula=cols.side.get("disp"), ziformula=cols.side.get("zi"))
     spec = mf.spec
     stateful = spec.stateful_parts() + ([cols.weights_expr] if stateful_calls(cols.weights_expr) else [])
     if stateful:  # their state (a mean, knots) would come from this sample, not the whole data as in R
@@ -362,9 +378,10 @@ def build_layout(merged: dict, cols: ModelColumns, meta: pd.DataFrame, formula: 
             if c == plain:
                 _check_factor_response(c, meta[c], vals, family)
             resp_dtypes[c] = _global_dtype(unify.get(c, meta[c].dtype), vals)
+    side_names = {b: list(nm) for b, nm in (("disp", mf.disp_names), ("zi", mf.zi_names)) if nm is not None}
     return Layout(cols=cols, spec=spec, terms=terms, fe_names_all=names_all, n=merged["n"],
                   n_dropped=merged["n_na"], na_cols=merged["na_cols"], messages=messages,
-                  response_dtypes=resp_dtypes, unify=unify)
+                  response_dtypes=resp_dtypes, unify=unify, side_names=side_names)
 
 
 def aliased_from_gram(G: np.ndarray, tol: float = 1e-7) -> list[int]:

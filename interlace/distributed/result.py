@@ -153,7 +153,9 @@ def build_dask_result(mf: ModelFrame, family, obj, opt, *, formula: str, optimiz
 def meta_model_frame(layout, spec, fe_names: list[str], dropped: list[str], messages: list[str]) -> ModelFrame:
     """A ModelFrame carrying the recipe (spec, terms, names) and no rows."""
     p = len(fe_names)
+    side = {f"{b}_X": np.zeros((0, len(nm))) for b, nm in layout.side_names.items()}
+    side.update({f"{b}_names": list(nm) for b, nm in layout.side_names.items()})
     return ModelFrame(y=np.zeros(0), X=np.zeros((0, p)), fe_names=fe_names, terms=layout.terms,
                       weights=np.zeros(0), offset=np.zeros(0), response_name=layout.cols.response,
                       formula=spec.formula, spec=copy.copy(spec), row_index=None, n_dropped=layout.n_dropped,
-                      dropped_columns=dropped, messages=messages)
+                      dropped_columns=dropped, messages=messages, **side)
