@@ -1,7 +1,8 @@
 """The Laplace objective with its row passes run on the cluster.
 
 The driver holds everything q- and p-sized (theta, beta, u, the blocked
-Cholesky factor, blocks of A^{-1}); every pass over the rows is a round of
+Cholesky factor, blocks of A^{-1}); every pass over the rows is
+``rows.run(pass, payload)`` on its RowBackend -- on Dask a round of
 ``Rounds.run`` whose partitions run the engine's numba kernels. The loops
 are those of ``objective.laplace.LaplaceObjective`` (its fused PIRLS: the
 pass at a trial point also sums the next iteration's system, so a PIRLS
@@ -21,9 +22,8 @@ import numpy as np
 
 from interlace.control import DEFAULT_CONTROL
 from interlace.distributed import blocks as B
-from interlace.distributed.rounds import Rounds
 from interlace.objective.laplace import LaplaceObjective, PIRLSError, joint_back_solve, joint_factor
-from interlace.objective.protocol import ThetaBetaObjective
+from interlace.objective.protocol import RowBackend, ThetaBetaObjective
 from interlace.objective.predictor import BlockedCholesky, ReStructure
 from interlace.objective.response import GLMResponse
 
@@ -51,10 +51,10 @@ class DistributedLaplaceObjective(ThetaBetaObjective):
     MAX_ITER = LaplaceObjective.MAX_ITER
     MAX_HALVINGS = LaplaceObjective.MAX_HALVINGS
 
-    def __init__(self, re: DistributedReStructure, rounds: Rounds, family, p: int, sat_const: float,
+    def __init__(self, re: DistributedReStructure, rows: RowBackend, family, p: int, sat_const: float,
                  tol: float = DEFAULT_CONTROL.pirls_tol) -> None:
         self.re = re
-        self.rounds = rounds
+        self.rows = rows  # the RowBackend: every pass over the rows is rows.run(pass, payload)
         self.family = family
         self.chol = BlockedCholesky(re)
         self.p = int(p)
@@ -88,13 +88,13 @@ class DistributedLaplaceObjective(ThetaBetaObjective):
         chol.rhs[...] = out["rhs"]
 
     def _fused(self, theta, beta, u, mode: str) -> float:
-        out = self.rounds.run(B.pirls_round, self._payload(theta, beta, u, mode=mode, ll=self.need_ll))
+        out = self.rows.run(B.pirls_round, self._payload(theta, beta, u, mode=mode, ll=self.need_ll))
         self._load(self.chol, out)
         self._last = out
         return float(out["dev"])
 
     def _dev_only(self, theta, beta, u) -> float:
-        return float(self.rounds.run(B.deviance_round, self._payload(theta, beta, u))["dev"])
+        return float(self.rows.run(B.deviance_round, self._payload(theta, beta, u))["dev"])
 
     def _m2ll(self, dev: float) -> float:
         return dev + self.sat_const if not self.need_ll else float(self._last["m2ll"])
@@ -166,7 +166,7 @@ class DistributedLaplaceObjective(ThetaBetaObjective):
         ainv = chol.selected_inverse_pairs()
         pl = self._payload(theta, beta, self.u, ainv=ainv, token=self._next_token(), canonical=canonical,
                            joint=False)
-        lev = self.rounds.run(B.leverage_round, pl)
+        lev = self.rows.run(B.leverage_round, pl)
         if canonical:
             xi = chol.solve(lev["Utv"])
         else:
@@ -176,7 +176,7 @@ class DistributedLaplaceObjective(ThetaBetaObjective):
             ch.factor()
             xi = ch.solve(lev["Utv"])
         pl.update(xi=xi, xb=None, with_beta=with_beta)
-        g = self.rounds.run(B.gradient_round, pl)
+        g = self.rows.run(B.gradient_round, pl)
         gt = self.re.chain(theta, g["gt"])  # Lambda's entries -> theta
         return np.concatenate([gt, g["gb"]]) if with_beta else gt
 
@@ -188,7 +188,7 @@ class DistributedLaplaceObjective(ThetaBetaObjective):
         ainv = chol.selected_inverse_pairs()
         pl = self._payload(theta, self.beta, self.u, ainv=ainv, token=self._next_token(), canonical=canonical,
                            joint=True)
-        lev = self.rounds.run(B.leverage_round, pl)
+        lev = self.rows.run(B.leverage_round, pl)
         ch = chol if canonical else BlockedCholesky(re)
         self._load(ch, lev)
         ch.factor()
@@ -199,7 +199,7 @@ class DistributedLaplaceObjective(ThetaBetaObjective):
             self._load(ch, lev)
             ch.factor()
         pl.update(xi=xu, xb=xb, with_beta=False)
-        return self.re.chain(theta, self.rounds.run(B.gradient_round, pl)["gt"])
+        return self.re.chain(theta, self.rows.run(B.gradient_round, pl)["gt"])
 
     # ---------------------------------------------------------------- nAGQ = 0
     def _joint_solve_loaded(self):
@@ -213,7 +213,7 @@ class DistributedLaplaceObjective(ThetaBetaObjective):
         return u, beta
 
     def _initial_beta(self) -> np.ndarray:
-        out = self.rounds.run(B.init_round, {})
+        out = self.rows.run(B.init_round, {})
         return np.linalg.lstsq(out["XtWX"], out["xrhs"], rcond=None)[0]
 
     def pirls_joint(self, theta: np.ndarray, tol: float | None = None, u_tol: float | None = None) -> float:
