@@ -422,8 +422,10 @@ class BlockedCholesky:
     def selected_inverse_diag(self):
         """The diagonal blocks of A^{-1}: term 0's k0 x k0 blocks and the dense
         block among the other terms (q2 x q2), through the pair pattern (no
-        q2 x q0 array). Enough for the conditional variances."""
-        Ainv11, _, Ainv22 = self.selected_inverse_pairs()
+        q2 x q0 array). Enough for the conditional variances. A large Ainv22 lives
+        in the A22 buffer (no third q2 x q2 array; valid until the next row pass):
+        read it, do not keep it."""
+        Ainv11, _, Ainv22 = self.selected_inverse_pairs(scratch=True)
         return Ainv11, Ainv22
 
     def selected_inverse(self):
