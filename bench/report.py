@@ -131,6 +131,24 @@ def peers_table(rows: list[dict], peers: list[str]) -> str:
     return "\n".join(lines)
 
 
+def r_cpu_table(rows: list[dict]) -> str:
+    """CPU seconds of our warm fit against each R variant's CPU seconds timed in this run
+    (R's user + system time from ``system.time``), and R's CPU over ours (> 1: we use less)."""
+    lines = ["| case | ours CPU (s) | " + " | ".join(f"R {v} CPU (s) | {v} / ours" for v in VARIANTS)
+             + " |", "|" + "---|" * (2 + 2 * len(VARIANTS))]
+    for row in rows:
+        cpu = row.get("r_live_cpu") or {}
+        ours = row.get("warm_cpu_s")
+        if row.get("error") or not cpu or not ours:
+            continue
+        cells = [row["case"], _f(ours, ".4f")]
+        for v in VARIANTS:
+            c = cpu.get(v)
+            cells += [_f(c, ".3f"), _f(c / ours if c else None, ".1f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def evaluate_targets(rows: list[dict], source: str) -> list[tuple[str, str, str]]:
     """The issue's targets as (target, PASS/FAIL/N/A, evidence), using R times from ``source``."""
     out: list[tuple[str, str, str]] = []
@@ -270,6 +288,9 @@ def write_markdown(rows: list[dict], info: dict, source: str, peers: list[str],
         parts += ["", "## The same against the recorded R timings (fixture JSONs)", "",
                   markdown_table(rows, "recorded"), "",
                   targets_markdown(evaluate_targets(rows, "recorded"))]
+    if source == "live" and any(r.get("r_live_cpu") for r in rows):
+        parts += ["", "## CPU seconds against R's CPU seconds (both timed in this run)", "",
+                  r_cpu_table(rows)]
     if peers:
         parts += ["", "## Python peers (median warm fit, same data)", "",
                   peers_table(rows, peers)]

@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             recs = r_res.get(row["case"], {})
             row["r_live"] = {v: rec["median"] for v, rec in recs.items()
                              if rec.get("median") is not None}
+            row["r_live_cpu"] = {v: rec["cpu_median"] for v, rec in recs.items()
+                                 if rec.get("cpu_median") is not None}
             row["r_live_loglik"] = {v: rec.get("loglik") for v, rec in recs.items()}
             row["r_live_errors"] = {v: rec["error"] for v, rec in recs.items() if rec.get("error")}
         info["r_seconds_total"] = f"{time.perf_counter() - t:.0f}"
