@@ -104,12 +104,12 @@ def factor_blocked(A11, A22, L22, V21, L21vals, kdim, poff, npairs, pcols, pcoff
     return ld
 
 
-@njit(cache=True)
-def solve_L_inplace(L11, L21vals, indptr, indices, pos, L22, x):
-    """x <- L^{-1} x for x of shape (q, c)."""
+# The pieces of the blocked triangular solves, shared by the whole solves (solve_L_inplace,
+# solve_Lt_inplace) and the sparse parts used when the caller solves with a large L22 by BLAS.
+@njit(cache=True, nogil=True)
+def _solve_L11(L11, x):
+    """x1 <- L11^{-1} x1, one k0 x k0 lower block per level."""
     nl, k0, _ = L11.shape
-    q0 = nl * k0
-    q = x.shape[0]
     nc = x.shape[1]
     for l in range(nl):
         o = l * k0
@@ -119,14 +119,58 @@ def solve_L_inplace(L11, L21vals, indptr, indices, pos, L22, x):
                 for t in range(i):
                     s -= L11[l, i, t] * x[o + t, c]
                 x[o + i, c] = s / L11[l, i, i]
+
+
+@njit(cache=True, nogil=True)
+def _solve_L11t(L11, x):
+    """x1 <- L11^{-T} x1."""
+    nl, k0, _ = L11.shape
+    nc = x.shape[1]
+    for l in range(nl):
+        o = l * k0
+        for c in range(nc):
+            for i in range(k0 - 1, -1, -1):
+                s = x[o + i, c]
+                for t in range(i + 1, k0):
+                    s -= L11[l, t, i] * x[o + t, c]
+                x[o + i, c] = s / L11[l, i, i]
+
+
+@njit(cache=True, nogil=True)
+def _sub_L21(L21vals, indptr, indices, pos, q0, x):
+    """x2 -= L21 x1 (L21 in CSC over the term-0 columns)."""
+    nc = x.shape[1]
+    for col in range(q0):
+        for e in range(indptr[col], indptr[col + 1]):
+            r = q0 + indices[e]
+            v = L21vals[pos[e]]
+            for c in range(nc):
+                x[r, c] -= v * x[col, c]
+
+
+@njit(cache=True, nogil=True)
+def _sub_L21t(L21vals, indptr, indices, pos, q0, x):
+    """x1 -= L21' x2."""
+    nc = x.shape[1]
+    for col in range(q0):
+        for e in range(indptr[col], indptr[col + 1]):
+            r = q0 + indices[e]
+            v = L21vals[pos[e]]
+            for c in range(nc):
+                x[col, c] -= v * x[r, c]
+
+
+@njit(cache=True)
+def solve_L_inplace(L11, L21vals, indptr, indices, pos, L22, x):
+    """x <- L^{-1} x for x of shape (q, c)."""
+    nl, k0, _ = L11.shape
+    q0 = nl * k0
+    q = x.shape[0]
+    nc = x.shape[1]
+    _solve_L11(L11, x)
     if q > q0:
         # x2 -= L21 x1 (CSC over term-0 columns), then L22 forward
-        for col in range(q0):
-            for e in range(indptr[col], indptr[col + 1]):
-                r = q0 + indices[e]
-                v = L21vals[pos[e]]
-                for c in range(nc):
-                    x[r, c] -= v * x[col, c]
+        _sub_L21(L21vals, indptr, indices, pos, q0, x)
         q2 = q - q0
         for c in range(nc):
             for i in range(q2):
@@ -151,20 +195,8 @@ def solve_Lt_inplace(L11, L21vals, indptr, indices, pos, L22, x):
                 for t in range(i + 1, q2):
                     s -= L22[t, i] * x[q0 + t, c]
                 x[q0 + i, c] = s / L22[i, i]
-        for col in range(q0):
-            for e in range(indptr[col], indptr[col + 1]):
-                r = q0 + indices[e]
-                v = L21vals[pos[e]]
-                for c in range(nc):
-                    x[col, c] -= v * x[r, c]
-    for l in range(nl):
-        o = l * k0
-        for c in range(nc):
-            for i in range(k0 - 1, -1, -1):
-                s = x[o + i, c]
-                for t in range(i + 1, k0):
-                    s -= L11[l, t, i] * x[o + t, c]
-                x[o + i, c] = s / L11[l, i, i]
+        _sub_L21t(L21vals, indptr, indices, pos, q0, x)
+    _solve_L11t(L11, x)
 
 
 @njit(cache=True)
@@ -418,21 +450,8 @@ def solve_L_sparse_part(L11, L21vals, indptr, indices, pos, x):
     (the caller solves with a large L22 by BLAS)."""
     nl, k0, _ = L11.shape
     q0 = nl * k0
-    nc = x.shape[1]
-    for l in range(nl):
-        o = l * k0
-        for c in range(nc):
-            for i in range(k0):
-                s = x[o + i, c]
-                for t in range(i):
-                    s -= L11[l, i, t] * x[o + t, c]
-                x[o + i, c] = s / L11[l, i, i]
-    for col in range(q0):
-        for e in range(indptr[col], indptr[col + 1]):
-            r = q0 + indices[e]
-            v = L21vals[pos[e]]
-            for c in range(nc):
-                x[r, c] -= v * x[col, c]
+    _solve_L11(L11, x)
+    _sub_L21(L21vals, indptr, indices, pos, q0, x)
 
 
 @njit(cache=True, nogil=True)
@@ -441,18 +460,5 @@ def solve_Lt_sparse_part(L11, L21vals, indptr, indices, pos, x):
     x1 -= L21' x2, x1 <- L11^{-T} x1."""
     nl, k0, _ = L11.shape
     q0 = nl * k0
-    nc = x.shape[1]
-    for col in range(q0):
-        for e in range(indptr[col], indptr[col + 1]):
-            r = q0 + indices[e]
-            v = L21vals[pos[e]]
-            for c in range(nc):
-                x[col, c] -= v * x[r, c]
-    for l in range(nl):
-        o = l * k0
-        for c in range(nc):
-            for i in range(k0 - 1, -1, -1):
-                s = x[o + i, c]
-                for t in range(i + 1, k0):
-                    s -= L11[l, t, i] * x[o + t, c]
-                x[o + i, c] = s / L11[l, i, i]
+    _sub_L21t(L21vals, indptr, indices, pos, q0, x)
+    _solve_L11t(L11, x)
