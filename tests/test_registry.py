@@ -8,6 +8,7 @@ import textwrap
 import types
 import warnings
 from importlib import metadata
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -199,14 +200,24 @@ def test_family_registry_standalone():
         reg.get("gamma")
 
 
-def test_installed_cauchit_plugin_found_via_entry_point():
-    """When plugins/interlace-cauchit is pip-installed, its family is in the registry."""
-    eps = [ep for ep in metadata.entry_points(group="interlace.families") if ep.name == "cauchit"]
+def test_installed_delaporte_plugin_found_via_entry_point():
+    """When plugins/interlace-delaporte is pip-installed, its family is in the registry."""
+    eps = [ep for ep in metadata.entry_points(group="interlace.families") if ep.name == "delaporte"]
     if not eps:
-        pytest.skip("interlace-cauchit is not installed (pip install ./plugins/interlace-cauchit)")
+        pytest.skip("interlace-delaporte is not installed (pip install ./plugins/interlace-delaporte)")
     manager.reset()
-    assert families.available()["binomial_cauchit"] == "interlace-cauchit"
-    assert interlace.family("binomial_cauchit").link.name == "cauchit"
+    assert families.available()["delaporte"] == "interlace-delaporte"
+    fam = interlace.family("delaporte", nu=0.25)
+    assert fam.aux_blocks == ("disp", "nu") and fam.params == {"nu": 0.25}
+
+
+def test_every_example_plugin_is_known():
+    """Each plugins/*/ distribution is in the unknown-family hint table, and nothing else is."""
+    from interlace.plugins.known import KNOWN_PLUGIN_FAMILIES
+
+    root = Path(__file__).resolve().parents[1] / "plugins"
+    dists = {p.name for p in root.iterdir() if (p / "pyproject.toml").is_file()}
+    assert set(KNOWN_PLUGIN_FAMILIES.values()) == dists
 
 
 # ---- issue 25 item 8: plugins cannot hijack a family or end the program ---------------------

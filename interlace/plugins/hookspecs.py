@@ -6,10 +6,13 @@ families to the registry it is handed.
 Example
 -------
 >>> from interlace.plugins import hookimpl
->>> from interlace.families import BinomialFamily, CauchitLink
+>>> from interlace.families import PoissonFamily
 >>> @hookimpl
 ... def interlace_register_families(registry):
-...     registry.add("binomial_cauchit", lambda: BinomialFamily(link=CauchitLink()))
+...     registry.add("poisson_sqrt", lambda: PoissonFamily(link="sqrt"))
+
+The example plugins of the repository's ``plugins/`` folder (``interlace-skellam``,
+``interlace-nbp``, ``interlace-delaporte``) each implement this hook in one module.
 """
 
 from __future__ import annotations

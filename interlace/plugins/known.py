@@ -19,8 +19,7 @@ __all__ = ["KNOWN_PLUGIN_FAMILIES", "install_hint"]
 KNOWN_PLUGIN_FAMILIES: dict[str, str] = {
     "skellam": "interlace-skellam",
     "nbp": "interlace-nbp",
-    "binomial_cauchit": "interlace-cauchit",
-    "binomial-cauchit": "interlace-cauchit",
+    "delaporte": "interlace-delaporte",
 }
 
 
