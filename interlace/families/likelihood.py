@@ -38,7 +38,7 @@ from interlace.families.base import FamilyTraits, poisson_dev_resids
 from interlace.families.links import Link, get_link
 
 __all__ = ["Parts", "Derivs", "LikelihoodFamily", "zero_inflate", "hurdle", "chain_parts", "check_counts",
-           "check_open_unit", "check_positive", "central_parts", "SigmaScale"]
+           "check_open_unit", "check_positive", "central_parts", "SigmaScale", "nb2_tables"]
 
 
 def _arr(x) -> np.ndarray:
@@ -462,11 +462,60 @@ def _special(fn, y: np.ndarray, th: np.ndarray) -> np.ndarray:
     return fn(u + th[0])[inv]
 
 
+_NB2_TABLES: dict = {"y": None, "th": None, "tabs": None}
+
+
+def nb2_tables(y: np.ndarray, lth) -> tuple | None:
+    """When log(theta) ``lth`` is the same on every row of a large response ``y`` with few
+    distinct counts (the case ``_special`` tabulates): (th, inv, gammaln(u + th),
+    digamma(u + th), trigamma(u + th), gammaln(u + 1), gammaln(th), digamma(th),
+    trigamma(th)) for the distinct counts u (``inv`` maps rows to them), the tables the
+    compiled NB2 kernels (``kernels.zi_jet``) read. None otherwise."""
+    if not (isinstance(y, np.ndarray) and y.ndim == 1 and y.dtype == np.float64 and y.size >= 256
+            and isinstance(lth, np.ndarray) and lth.shape == y.shape):
+        return None
+    if lth[0] != lth[-1] or np.ptp(lth) != 0.0:
+        return None
+    if _UNIQ["y"] is not y:
+        u, inv = np.unique(y, return_inverse=True)
+        _UNIQ.update(y=y, u=u, inv=inv)
+    u, inv = _UNIQ["u"], _UNIQ["inv"]
+    if u.size > y.size // 4:
+        return None
+    th = np.exp(lth[:1])[0]
+    if _NB2_TABLES["y"] is y and _NB2_TABLES["th"] == th:
+        return _NB2_TABLES["tabs"]
+    x = u + th
+    tabs = (float(th), np.ascontiguousarray(inv, dtype=np.int64), special.gammaln(x), special.digamma(x),
+            _trigamma(x), special.gammaln(u + 1.0), float(special.gammaln(th)), float(special.digamma(th)),
+            float(_trigamma(th)))
+    _NB2_TABLES.update(y=y, th=th, tabs=tabs)
+    return tabs
+
+
 def nbinom2_parts(y: np.ndarray, eta: np.ndarray, lth: np.ndarray, order: int) -> Parts:
     """NB2 with log link, theta = exp(lth): Var = mu + mu^2 / theta.
 
     With m = mu / (mu + theta): dl/deta = y - (y + theta) m, dm/deta = m (1 - m),
-    dm/dlog(theta) = -m (1 - m)."""
+    dm/dlog(theta) = -m (1 - m). With one theta for all rows of a large data set the
+    rows are one compiled pass (``kernels.zi_jet.nb2_parts_rows``, the same formulas with
+    the special functions tabulated per distinct count)."""
+    tabs = nb2_tables(y, lth) if np.shape(eta) == np.shape(y) else None
+    if tabs is not None:
+        from interlace.kernels.zi_jet import nb2_parts_rows
+
+        th, inv, tlg, tdg, ttg, lg1, lgth, dgth, tgth = tabs
+        n = y.shape[0]
+        arrs = [np.empty(n) for _ in range(8 if order >= 2 else (3 if order >= 1 else 1))]
+        arrs += [arrs[0]] * (8 - len(arrs))
+        nb2_parts_rows(y, inv, np.ascontiguousarray(eta, dtype=np.float64), float(lth[0]), th, tlg, tdg, ttg,
+                       lg1, lgth, dgth, tgth, int(order), *arrs)
+        P = Parts(g=arrs[0])
+        if order >= 1:
+            P.e, P.ee = arrs[1], arrs[2]
+        if order >= 2:
+            P.eee, P.p, P.ep, P.eep, P.pp = arrs[3:8]
+        return P
     th = np.exp(lth)
     lmt = np.logaddexp(eta, lth)  # log(mu + theta)
     one = np.ones_like(th)

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import special
 
 from interlace.families.base import apply_zprob, fitted_param
-from interlace.families.likelihood import LikelihoodFamily, as_fixed, nbinom2_parts, zero_inflate
+from interlace.families.likelihood import Derivs, LikelihoodFamily, as_fixed, nb2_tables, nbinom2_parts, zero_inflate
 
 __all__ = ["ZeroInflatedNB2Family"]
 
@@ -43,15 +43,56 @@ class ZeroInflatedNB2Family(LikelihoodFamily):
             self.fixed_aux["zi"] = float(special.logit(p))
             self.params["pi"] = p
 
+    def _fused(self, y, wt, eta, aux):
+        """(tables, contiguous eta, zi predictor, weights) when the rows can take the compiled
+        one-pass kernels (one theta for all rows, see ``nb2_tables``), else None."""
+        z = aux.get("zi")
+        if z is None or np.shape(eta) != np.shape(y):
+            return None
+        tabs = nb2_tables(y, aux.get("disp"))
+        if tabs is None:
+            return None
+        n = y.shape[0]
+        return (tabs, np.ascontiguousarray(eta, dtype=np.float64),
+                np.ascontiguousarray(np.broadcast_to(np.asarray(z, dtype=np.float64), (n,))),
+                np.ascontiguousarray(np.broadcast_to(np.asarray(wt, dtype=np.float64), (n,))))
+
     def derivs(self, y, wt, eta, aux, order=2):
+        if order == 0:  # the log-likelihood alone (step halving): NB2 and the mixing in one pass
+            f = self._fused(y, wt, eta, aux)
+            if f is not None:
+                from interlace.kernels.zi_jet import zinb2_loglik  # numba: loaded at the first fit
+
+                (th, inv, tlg, _tdg, _ttg, lg1, lgth, _dg, _tg), e, z, lw = f
+                l = np.empty(y.shape[0])
+                zinb2_loglik(y, inv, e, float(aux["disp"][0]), th, tlg, lg1, lgth, z, lw, l)
+                return Derivs(l=l)
         P = nbinom2_parts(y, eta, aux["disp"], order)
         return zero_inflate(P, y, wt, aux["zi"], order, True)
 
     def jet(self, y, wt, eta, aux, names, order=3, aux_re=None):
-        """Exact per-row derivatives in every predictor (random effects in the side models)."""
+        """Exact per-row derivatives in every predictor (random effects in the side models).
+        Without random effects in the dispersion model and with one theta for all rows:
+        one compiled pass (``kernels.zi_jet.zinb2_jet``, the formulas of ``zi_jet`` over
+        ``nbinom2_parts``)."""
         from interlace.families.negbin2 import NegativeBinomial2Family
         from interlace.families.zi import ZeroInflatedFamily
 
+        f = (self._fused(y, wt, eta, aux) if aux_re is not None and "disp" not in aux_re and "disp" in names
+             and "zi" in names else None)
+        if f is not None:
+            from interlace.kernels.zi_jet import zinb2_jet
+
+            (th, inv, tlg, tdg, ttg, lg1, lgth, dgth, tgth), e, z, lw = f
+            n, K = y.shape[0], len(names)
+            l = np.empty(n)
+            G = np.empty((n, K))
+            H = np.empty((n, K, K))
+            T = np.empty((n, K, K, K)) if order >= 3 else np.empty((1, 1, 1, 1))
+            bad = zinb2_jet(y, inv, e, float(aux["disp"][0]), th, tlg, tdg, ttg, lg1, lgth, dgth, tgth, z, lw,
+                            K, names.index("disp"), names.index("zi"), l, G, H, T, int(order))
+            if bad == 0:
+                return l, G, H, (T if order >= 3 else None)
         return ZeroInflatedFamily(NegativeBinomial2Family()).jet(y, wt, eta, aux, names, order, aux_re=aux_re)
 
     def mean(self, eta, aux):

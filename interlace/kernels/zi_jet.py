@@ -10,84 +10,80 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["zi_tensors"]
+__all__ = ["zi_tensors", "zi_mix", "accumulate_hessian", "nb2_parts_rows", "zinb2_loglik", "zinb2_jet"]
+
+
+@njit(cache=True, inline="always")
+def _zi_row(i, K, ip, iz, ri, sz, wt, e, ee, eee, p, ep, eep, pp, epp, ppp, G, H, T, order,
+            g1, g2, g3, w):  # pragma: no cover
+    """Row i of G, H (and T when order >= 3) from the base derivatives (scratch g1, g2, g3, w)."""
+    g1[:] = 0.0
+    g2[:, :] = 0.0
+    g1[0] = e
+    g2[0, 0] = ee
+    if ip >= 0:
+        g1[ip] = p
+        g2[0, ip] = ep
+        g2[ip, 0] = ep
+        g2[ip, ip] = pp
+    rr = ri * (1.0 - ri)
+    s2 = sz * (1.0 - sz)
+    for a in range(K):
+        w[a] = g1[a]
+    w[iz] -= 1.0
+    for a in range(K):
+        G[i, a] = wt * ri * g1[a]
+    G[i, iz] += wt * (1.0 - ri - sz)
+    for a in range(K):
+        for b in range(K):
+            H[i, a, b] = wt * (rr * w[a] * w[b] + ri * g2[a, b])
+    H[i, iz, iz] -= wt * s2
+    if order >= 3:
+        g3[:, :, :] = 0.0
+        g3[0, 0, 0] = eee
+        if ip >= 0:
+            g3[0, 0, ip] = eep
+            g3[0, ip, 0] = eep
+            g3[ip, 0, 0] = eep
+            g3[0, ip, ip] = epp
+            g3[ip, 0, ip] = epp
+            g3[ip, ip, 0] = epp
+            g3[ip, ip, ip] = ppp
+        rr3 = rr * (1.0 - 2.0 * ri)
+        s3 = s2 * (1.0 - 2.0 * sz)
+        for a in range(K):  # symmetric: each a <= b <= c once, written to its permutations
+            for b in range(a, K):
+                for c in range(b, K):
+                    v = wt * (rr3 * w[a] * w[b] * w[c] + ri * g3[a, b, c]
+                              + rr * (g2[a, b] * w[c] + g2[a, c] * w[b] + g2[b, c] * w[a]))
+                    if a == iz and b == iz and c == iz:
+                        v -= wt * s3
+                    T[i, a, b, c] = v
+                    T[i, a, c, b] = v
+                    T[i, b, a, c] = v
+                    T[i, b, c, a] = v
+                    T[i, c, a, b] = v
+                    T[i, c, b, a] = v
 
 
 @njit(cache=True)
 def zi_tensors(K, ip, iz, r, s1, lw, e, ee, eee, p, ep, eep, pp, epp, ppp, G, H, T, order):  # pragma: no cover
-    n = r.shape[0]
     g1 = np.zeros(K)
     g2 = np.zeros((K, K))
     g3 = np.zeros((K, K, K))
     w = np.zeros(K)
-    for i in range(n):
-        g1[:] = 0.0
-        g2[:, :] = 0.0
-        g1[0] = e[i]
-        g2[0, 0] = ee[i]
-        if ip >= 0:
-            g1[ip] = p[i]
-            g2[0, ip] = ep[i]
-            g2[ip, 0] = ep[i]
-            g2[ip, ip] = pp[i]
-        ri = r[i]
-        rr = ri * (1.0 - ri)
-        sz = s1[i]
-        s2 = sz * (1.0 - sz)
-        wt = lw[i]
-        for a in range(K):
-            w[a] = g1[a]
-        w[iz] -= 1.0
-        for a in range(K):
-            G[i, a] = wt * ri * g1[a]
-        G[i, iz] += wt * (1.0 - ri - sz)
-        for a in range(K):
-            for b in range(K):
-                H[i, a, b] = wt * (rr * w[a] * w[b] + ri * g2[a, b])
-        H[i, iz, iz] -= wt * s2
-        if order >= 3:
-            g3[:, :, :] = 0.0
-            g3[0, 0, 0] = eee[i]
-            if ip >= 0:
-                g3[0, 0, ip] = eep[i]
-                g3[0, ip, 0] = eep[i]
-                g3[ip, 0, 0] = eep[i]
-                g3[0, ip, ip] = epp[i]
-                g3[ip, 0, ip] = epp[i]
-                g3[ip, ip, 0] = epp[i]
-                g3[ip, ip, ip] = ppp[i]
-            rr3 = rr * (1.0 - 2.0 * ri)
-            s3 = s2 * (1.0 - 2.0 * sz)
-            for a in range(K):
-                for b in range(K):
-                    for c in range(K):
-                        T[i, a, b, c] = wt * (rr3 * w[a] * w[b] * w[c] + ri * g3[a, b, c]
-                                              + rr * (g2[a, b] * w[c] + g2[a, c] * w[b] + g2[b, c] * w[a]))
-            T[i, iz, iz, iz] -= wt * s3
+    for i in range(r.shape[0]):
+        _zi_row(i, K, ip, iz, r[i], s1[i], lw[i], e[i], ee[i], eee[i], p[i], ep[i], eep[i], pp[i], epp[i],
+                ppp[i], G, H, T, order, g1, g2, g3, w)
 
 
 @njit(cache=True)
 def zi_mix(g, z, zero, lw, l, r, s1):  # pragma: no cover
     """Per row the zero-inflated log-likelihood l (weighted), r = plogis(g - z) at zeros
     (1 elsewhere) and s1 = plogis(z), in log space."""
-    n = g.shape[0]
-    for i in range(n):
-        zi = z[i]
-        sp = zi + np.log1p(np.exp(-zi)) if zi > 0 else np.log1p(np.exp(zi))  # softplus(z)
-        s1[i] = 1.0 / (1.0 + np.exp(-zi)) if zi >= 0 else np.exp(zi) / (1.0 + np.exp(zi))
-        gi = g[i]
-        if zero[i]:
-            if gi == -np.inf:
-                l[i] = lw[i] * (zi - sp)
-                r[i] = 0.0
-            else:
-                m = max(zi, gi)
-                l[i] = lw[i] * (m + np.log(np.exp(zi - m) + np.exp(gi - m)) - sp)
-                d = gi - zi
-                r[i] = 1.0 / (1.0 + np.exp(-d)) if d >= 0 else np.exp(d) / (1.0 + np.exp(d))
-        else:
-            l[i] = lw[i] * (gi - sp)
-            r[i] = 1.0
+    for i in range(g.shape[0]):
+        li, r[i], s1[i] = _zi_mix_row(0.0 if zero[i] else 1.0, g[i], z[i], 1)
+        l[i] = lw[i] * li
 
 
 @njit(cache=True)
@@ -104,3 +100,169 @@ def accumulate_hessian(A, cols_a, vals_a, cols_b, vals_b, W_ab):  # pragma: no c
             ca = cols_a[i, s]
             for t in range(rb):
                 A[ca, cols_b[i, t]] += va * vals_b[i, t]
+
+
+# ---------------------------------------------------------------- NB2 with one theta for every row
+# The formulas of likelihood.nbinom2_parts and of zi_mix / zi_tensors, with the exponentials
+# shared: one exp(-|a - b|) gives both logaddexp(a, b) = max + log1p(.) and the logistic
+# weights (m = mu / (mu + theta), 1 - m, plogis), each without cancellation.
+
+
+@njit(cache=True, inline="always")
+def _nb2_row(yi, k, eta_i, lth, th, tlg, tdg, ttg, lg1, lgth, dgth, tgth, order):  # pragma: no cover
+    """One row of ``likelihood.nbinom2_parts`` (the special functions of y + theta read from
+    tables per distinct count, index k): (g, e, ee, eee, p, ep, eep, pp)."""
+    d = eta_i - lth
+    t = np.exp(-abs(d))
+    lmt = (eta_i if d > 0 else lth) + np.log1p(t)  # log(mu + theta)
+    g = tlg[k] - lgth - lg1[k] + th * (lth - lmt) + yi * (eta_i - lmt)
+    e = ee = eee = p = ep = eep = pp = 0.0
+    if order >= 1:
+        if d > 0:  # m = mu / (mu + theta), sm = 1 - m = theta / (mu + theta)
+            m = 1.0 / (1.0 + t)
+            sm = t / (1.0 + t)
+        else:
+            m = t / (1.0 + t)
+            sm = 1.0 / (1.0 + t)
+        mm = m * sm
+        yt = yi + th
+        e = yi - yt * m
+        ee = -yt * mm
+        if order >= 2:
+            eee = -yt * mm * (1.0 - 2.0 * m)
+            R = yt * (sm / th)  # (y + theta) / (mu + theta)
+            p = th * (tdg[k] - dgth + lth - lmt + 1.0 - R)
+            ep = -th * m + yt * mm
+            eep = -th * mm + yt * (1.0 - 2.0 * m) * mm
+            D1 = ttg[k] - tgth
+            pp = p + th * (th * D1 + 1.0 - 2.0 * sm + sm * R)
+    return g, e, ee, eee, p, ep, eep, pp
+
+
+@njit(cache=True, inline="always")
+def _zi_mix_row(yi, g, zi, order):  # pragma: no cover
+    """(unweighted l, r, s1) of ``zi_mix`` for one row (r and s1 only when order >= 1)."""
+    ez = np.exp(-abs(zi))
+    sp = (zi if zi > 0 else 0.0) + np.log1p(ez)  # softplus(z)
+    s1 = 0.0
+    if order >= 1:
+        s1 = 1.0 / (1.0 + ez) if zi >= 0 else ez / (1.0 + ez)  # plogis(z)
+    if yi == 0:
+        if g == -np.inf:
+            return zi - sp, 0.0, s1
+        dz = g - zi
+        t = np.exp(-abs(dz))
+        li = (g if dz > 0 else zi) + np.log1p(t) - sp
+        r = 0.0
+        if order >= 1:
+            r = 1.0 / (1.0 + t) if dz >= 0 else t / (1.0 + t)  # plogis(g - z)
+        return li, r, s1
+    return g - sp, 1.0, s1
+
+
+@njit(cache=True)
+def nb2_parts_rows(y, inv, eta, lth, th, tlg, tdg, ttg, lg1, lgth, dgth, tgth, order,
+                   g, e, ee, eee, p, ep, eep, pp):  # pragma: no cover
+    """NB2 parts of every row (one pass) when theta is the same on every row."""
+    for i in range(y.shape[0]):
+        r = _nb2_row(y[i], inv[i], eta[i], lth, th, tlg, tdg, ttg, lg1, lgth, dgth, tgth, order)
+        g[i] = r[0]
+        if order >= 1:
+            e[i] = r[1]
+            ee[i] = r[2]
+        if order >= 2:
+            eee[i] = r[3]
+            p[i] = r[4]
+            ep[i] = r[5]
+            eep[i] = r[6]
+            pp[i] = r[7]
+
+
+@njit(cache=True)
+def zinb2_loglik(y, inv, eta, lth, th, tlg, lg1, lgth, z, lw, l):  # pragma: no cover
+    """The zero-inflated NB2 log-likelihood per row (weighted), one pass: NB2's g as
+    ``nb2_parts_rows``, then the mixing of ``zi_mix``."""
+    for i in range(y.shape[0]):
+        yi = y[i]
+        g = _nb2_row(yi, inv[i], eta[i], lth, th, tlg, tlg, tlg, lg1, lgth, lgth, lgth, 0)[0]
+        l[i] = lw[i] * _zi_mix_row(yi, g, z[i], 0)[0]
+
+
+@njit(cache=True, inline="always")
+def _put6(T, i, a, b, c, v):  # pragma: no cover
+    T[i, a, b, c] = v
+    T[i, a, c, b] = v
+    T[i, b, a, c] = v
+    T[i, b, c, a] = v
+    T[i, c, a, b] = v
+    T[i, c, b, a] = v
+
+
+@njit(cache=True, inline="always")
+def _zi3_row(i, ip, iz, ri, sz, wt, e, ee, eee, p, ep, eep, pp, G, H, T, order):  # pragma: no cover
+    """``_zi_row`` for the predictors (cond, disp, zi) at positions (0, ip, iz), no random
+    effects in "disp" (epp = ppp = 0), every quantity a scalar: in canonical order
+    w = (e, p, -1), Hess g = [[ee, ep, 0], [ep, pp, 0], [0, 0, 0]], and the third
+    derivatives of g eee at (0, 0, 0), eep at (0, 0, 1)."""
+    rr = ri * (1.0 - ri)
+    s2 = sz * (1.0 - sz)
+    G[i, 0] = wt * ri * e
+    G[i, ip] = wt * ri * p
+    G[i, iz] = wt * (1.0 - ri - sz)
+    h00 = wt * (rr * e * e + ri * ee)
+    h01 = wt * (rr * e * p + ri * ep)
+    h02 = -wt * rr * e
+    h11 = wt * (rr * p * p + ri * pp)
+    h12 = -wt * rr * p
+    h22 = wt * rr - wt * s2
+    H[i, 0, 0] = h00
+    H[i, 0, ip] = h01
+    H[i, ip, 0] = h01
+    H[i, 0, iz] = h02
+    H[i, iz, 0] = h02
+    H[i, ip, ip] = h11
+    H[i, ip, iz] = h12
+    H[i, iz, ip] = h12
+    H[i, iz, iz] = h22
+    if order >= 3:
+        rr3 = rr * (1.0 - 2.0 * ri)
+        s3 = s2 * (1.0 - 2.0 * sz)
+        _put6(T, i, 0, 0, 0, wt * (rr3 * e * e * e + ri * eee + 3.0 * rr * ee * e))
+        _put6(T, i, 0, 0, ip, wt * (rr3 * e * e * p + ri * eep + rr * (ee * p + 2.0 * ep * e)))
+        _put6(T, i, 0, 0, iz, wt * (-rr3 * e * e - rr * ee))
+        _put6(T, i, 0, ip, ip, wt * (rr3 * e * p * p + rr * (2.0 * ep * p + pp * e)))
+        _put6(T, i, 0, ip, iz, wt * (-rr3 * e * p - rr * ep))
+        _put6(T, i, 0, iz, iz, wt * rr3 * e)
+        _put6(T, i, ip, ip, ip, wt * (rr3 * p * p * p + 3.0 * rr * pp * p))
+        _put6(T, i, ip, ip, iz, wt * (-rr3 * p * p - rr * pp))
+        _put6(T, i, ip, iz, iz, wt * rr3 * p)
+        T[i, iz, iz, iz] = -wt * rr3 - wt * s3
+
+
+@njit(cache=True)
+def zinb2_jet(y, inv, eta, lth, th, tlg, tdg, ttg, lg1, lgth, dgth, tgth, z, lw, K, ip, iz,
+              l, G, H, T, order):  # pragma: no cover
+    """``zi_jet`` of the zero-inflated NB2 in one pass (theta the same on every row, no
+    random effects in the dispersion model: its second and third derivatives within
+    "disp" beyond NB2's pp are zero). Returns the number of zero rows whose base density
+    is not finite (the caller then takes the general path)."""
+    bad = 0
+    g1 = np.zeros(K)
+    g2 = np.zeros((K, K))
+    g3 = np.zeros((K, K, K))
+    w = np.zeros(K)
+    for i in range(y.shape[0]):
+        yi = y[i]
+        g, e, ee, eee, p, ep, eep, pp = _nb2_row(yi, inv[i], eta[i], lth, th, tlg, tdg, ttg, lg1, lgth, dgth,
+                                                 tgth, 2)
+        if yi == 0 and not np.isfinite(g):
+            bad += 1
+        li, ri, sz = _zi_mix_row(yi, g, z[i], 1)
+        wt = lw[i]
+        l[i] = wt * li
+        if K == 3:
+            _zi3_row(i, ip, iz, ri, sz, wt, e, ee, eee, p, ep, eep, pp, G, H, T, order)
+        else:
+            _zi_row(i, K, ip, iz, ri, sz, wt, e, ee, eee, p, ep, eep, pp, 0.0, 0.0, G, H, T, order, g1, g2, g3,
+                    w)
+    return bad
