@@ -77,6 +77,132 @@ class _Predictor:
         return np.ascontiguousarray(self.re.zlambda(theta_k).reshape(self.cols.shape[0], -1))
 
 
+class _BlockLayout:
+    """The u-Hessian's block structure: u indices that some row links (through all
+    predictors' random-effect columns) form one block; A is block diagonal in that
+    order. ``blk[c]``, ``slot[c]``: the block and position of u index c; ``idx[b, s]``
+    the u index at slot s of block b (-1: padding, an identity entry)."""
+
+    MAX_BLOCK = 16  # larger groups: the dense factor
+
+    def __init__(self, q: int, cols: list[np.ndarray]):
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        allc = np.hstack(cols)
+        r = allc.shape[1]
+        src = np.repeat(allc[:, :1], max(r - 1, 1), axis=1).ravel()
+        dst = allc[:, 1:].ravel() if r > 1 else allc[:, 0]
+        graph = coo_matrix((np.ones(src.shape[0]), (src, dst)), shape=(q, q))
+        nb, lab = connected_components(graph, directed=False)
+        sizes = np.bincount(lab, minlength=nb)
+        self.s = int(sizes.max()) if q else 0
+        self.nb = int(nb)
+        order = np.argsort(lab, kind="stable")
+        start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        self.blk = np.ascontiguousarray(lab, dtype=np.int64)
+        self.slot = np.empty(q, dtype=np.int64)
+        self.slot[order] = np.arange(q) - start[lab[order]]
+        self.idx = np.full((self.nb, max(self.s, 1)), -1, dtype=np.int64)
+        self.idx[self.blk, self.slot] = np.arange(q)
+        self.pad = self.idx < 0
+
+    @staticmethod
+    def worth(q: int, cols: list[np.ndarray]) -> "_BlockLayout | None":
+        """The layout when its blocks are small (else None: the dense factor)."""
+        if q < 8 or not cols:
+            return None
+        lay = _BlockLayout(q, cols)
+        return lay if lay.s <= _BlockLayout.MAX_BLOCK and lay.nb * lay.s ** 3 * 8 <= q ** 3 else None
+
+    def empty(self) -> np.ndarray:
+        B = np.zeros((self.nb, self.s, self.s))
+        b, j = np.nonzero(self.pad)
+        B[b, j, j] = 1.0
+        return B
+
+
+class _DenseFactor:
+    """Cholesky factor of the dense A (scipy's cho_factor)."""
+
+    def __init__(self, A: np.ndarray, check_finite: bool = True):
+        self.cf = sla.cho_factor(A, lower=True, check_finite=check_finite)
+        self._inv: np.ndarray | None = None
+
+    def logdet(self) -> float:
+        return 2.0 * float(np.sum(np.log(np.diag(self.cf[0]))))
+
+    def solve(self, g: np.ndarray) -> np.ndarray:
+        return sla.cho_solve(self.cf, g)
+
+    def inverse(self) -> np.ndarray:
+        """A^-1, dense and symmetric."""
+        if self._inv is None:
+            # the inverse from the Cholesky factor (LAPACK potri: half the work of solving with I)
+            Ai, info = sla.lapack.dpotri(self.cf[0], lower=1)
+            if info != 0:
+                Ai = sla.cho_solve(self.cf, np.eye(self.cf[0].shape[0]))
+            else:
+                Ai = np.tril(Ai) + np.tril(Ai, -1).T
+            self._inv = 0.5 * (Ai + Ai.T)
+        return self._inv
+
+    def entries(self, ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
+        """A^-1[ca, cb] (broadcast index arrays)."""
+        return self.inverse()[ca, cb]
+
+
+class _BlockFactor:
+    """Cholesky factor of a block-diagonal A (:class:`_BlockLayout`), block by block."""
+
+    def __init__(self, B: np.ndarray, lay: _BlockLayout):
+        from interlace.kernels.zi_jet import block_cholesky
+
+        if not block_cholesky(B):
+            raise np.linalg.LinAlgError("the u-Hessian is not positive definite")
+        self.L = B
+        self.lay = lay
+        self._inv: np.ndarray | None = None
+
+    def logdet(self) -> float:
+        return 2.0 * float(np.sum(np.log(np.diagonal(self.L, axis1=1, axis2=2))))
+
+    def solve(self, g: np.ndarray) -> np.ndarray:
+        from interlace.kernels.zi_jet import block_solve
+
+        out = np.empty(g.shape[0])
+        block_solve(self.L, self.lay.idx, np.ascontiguousarray(g, dtype=np.float64), out)
+        return out
+
+    def block_inverse(self) -> np.ndarray:
+        if self._inv is None:
+            from interlace.kernels.zi_jet import block_inverse
+
+            self._inv = np.empty_like(self.L)
+            block_inverse(self.L, self._inv)
+        return self._inv
+
+    def entries(self, ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
+        """A^-1[ca, cb] (broadcast index arrays): zero across blocks."""
+        lay = self.lay
+        ca, cb = np.broadcast_arrays(ca, cb)
+        ba, bb = lay.blk[ca], lay.blk[cb]
+        out = self.block_inverse()[ba, lay.slot[ca], lay.slot[cb]]
+        return np.where(ba == bb, out, 0.0)
+
+    def inverse(self) -> np.ndarray:
+        """A^-1, dense (zero across blocks)."""
+        q = self.lay.blk.shape[0]
+        Ai = np.zeros((q, q))
+        Bi = self.block_inverse()
+        lay = self.lay
+        for b in range(lay.nb):
+            ix = lay.idx[b][lay.idx[b] >= 0]
+            k = ix.shape[0]
+            Ai[np.ix_(ix, ix)] = Bi[b, :k, :k]
+        return Ai
+
+
 class MultiObjective(FixedPart):
     """Laplace deviance and exact gradient over x = (theta_cond, theta of each side model,
     beta, aux coefficients), the random effects of all predictors in one u."""
@@ -111,6 +237,7 @@ class MultiObjective(FixedPart):
             col += pr.q
             th += pr.nt
         self.re = self.preds[0].re  # the conditional model's layout (results, predict); None without terms
+        self._blocks = _BlockLayout.worth(col, [pr.cols for pr in self.preds if pr.re is not None])
         self.aux_re = {pr.name for pr in self.preds[1:] if pr.re is not None}
         self.q = col
         self.nt = th
@@ -186,20 +313,36 @@ class MultiObjective(FixedPart):
         return out
 
     def _hessian_u(self, vals, W: np.ndarray) -> np.ndarray:
-        """A = I + sum_i U_i' W_i U_i (dense, q x q)."""
-        from interlace.kernels.zi_jet import accumulate_hessian
+        """A = I + sum_i U_i' W_i U_i (dense, q x q; or its blocks, nb x s x s, when A is
+        block diagonal with small blocks)."""
+        from interlace.kernels.zi_jet import accumulate_blocks, accumulate_hessian
 
         q = self.q
-        A = np.zeros((q, q))
+        lay = self._blocks
+        A = np.zeros((q, q)) if lay is None else lay.empty()
         for a, pa in enumerate(self.preds):
             if pa.re is None:
                 continue
             for b, pb in enumerate(self.preds):
                 if pb.re is None:
                     continue
-                accumulate_hessian(A, pa.cols, vals[a], pb.cols, vals[b], np.ascontiguousarray(W[:, a, b]))
-        A[np.diag_indices(q)] += 1.0
+                Wab = np.ascontiguousarray(W[:, a, b])
+                if lay is None:
+                    accumulate_hessian(A, pa.cols, vals[a], pb.cols, vals[b], Wab)
+                else:
+                    accumulate_blocks(A, lay.blk, lay.slot, pa.cols, vals[a], pb.cols, vals[b], Wab)
+        if lay is None:
+            A[np.diag_indices(q)] += 1.0
+        else:
+            A[lay.blk, lay.slot, lay.slot] += 1.0
         return A
+
+    def _factor(self, A: np.ndarray, check_finite: bool = True):
+        """The Cholesky factor of A from :meth:`_hessian_u` (raises LinAlgError or
+        ValueError when A is not positive definite)."""
+        if self._blocks is None:
+            return _DenseFactor(A, check_finite)
+        return _BlockFactor(A, self._blocks)
 
     def _theta_start(self) -> np.ndarray:
         """lme4's identity start for every predictor's terms (FixedPart.x_start)."""
@@ -220,15 +363,15 @@ class MultiObjective(FixedPart):
             W = -H
             exact = True
             try:
-                cf = cur["cf"] = sla.cho_factor(self._hessian_u(vals, W), lower=True, check_finite=True)
+                cf = cur["cf"] = self._factor(self._hessian_u(vals, W))
             except (np.linalg.LinAlgError, ValueError):
                 exact = False
                 # not positive definite: the rows' curvature projected onto PSD (a descent direction)
                 ev, evec = np.linalg.eigh(W)
                 Wp = np.einsum("nij,nj,nkj->nik", evec, np.maximum(ev, 0.0), evec)
-                cf = sla.cho_factor(self._hessian_u(vals, Wp), lower=True)
+                cf = self._factor(self._hessian_u(vals, Wp), check_finite=False)
             g = self._ut(vals, G) - u
-            delta = sla.cho_solve(cf, g)
+            delta = cf.solve(g)
             return delta, float(g @ delta), exact
 
         u, cur = newton_modes(self, self.u, evaluate, newton_step)
@@ -250,13 +393,13 @@ class MultiObjective(FixedPart):
         # third derivatives: in gradient(), when asked
         if cf is None:
             try:
-                cf = sla.cho_factor(self._hessian_u(vals, -H), lower=True)
+                cf = self._factor(self._hessian_u(vals, -H))
             except (np.linalg.LinAlgError, ValueError):
                 self._state = None
                 self.nonpd = True
                 return np.inf
         self.nonpd = False
-        logdet = 2.0 * float(np.sum(np.log(np.diag(cf[0]))))
+        logdet = cf.logdet()
         dev = -2.0 * float(np.sum(l)) + float(u @ u) + logdet
         if not np.isfinite(dev):
             self._state = None
@@ -268,21 +411,15 @@ class MultiObjective(FixedPart):
         return dev
 
     def a_inverse(self) -> np.ndarray:
-        st = self._state
-        if "Ainv" not in st:
-            # the inverse from the Cholesky factor (LAPACK potri: half the work of solving with I)
-            Ai, info = sla.lapack.dpotri(st["cf"][0], lower=1)
-            if info != 0:
-                Ai = sla.cho_solve(st["cf"], np.eye(self.q))
-            else:
-                Ai = np.tril(Ai) + np.tril(Ai, -1).T
-            st["Ainv"] = 0.5 * (Ai + Ai.T)
-        return st["Ainv"]
+        """A^-1 at the current state (dense q x q)."""
+        return self._state["cf"].inverse()
 
-    def _pa(self, Ai: np.ndarray) -> dict:
+    def _pa(self) -> dict:
         """PA[(a, b)][i, s, t] = A^-1[cols_a[i, s], cols_b[i, t]] for the predictors with random effects."""
         re_k = [k for k, pr in enumerate(self.preds) if pr.re is not None]
-        return {(a, b): Ai[self.preds[a].cols[:, :, None], self.preds[b].cols[:, None, :]] for a in re_k for b in re_k}
+        cf = self._state["cf"]
+        return {(a, b): cf.entries(self.preds[a].cols[:, :, None], self.preds[b].cols[:, None, :])
+                for a in re_k for b in re_k}
 
     def _row_cov(self, vals, PA) -> np.ndarray:
         n, K = self.mf.n, len(self.preds)
@@ -295,7 +432,7 @@ class MultiObjective(FixedPart):
         """(n, K, K): M_i = U_i A^-1 U_i', the conditional covariance of row i's predictors
         given the fixed parameters (at the current state)."""
         st = self._state
-        return self._row_cov(st["vals"], self._pa(self.a_inverse()))
+        return self._row_cov(st["vals"], self._pa())
 
     def gradient(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=float)
@@ -308,13 +445,12 @@ class MultiObjective(FixedPart):
             st["T"] = self._jet(st["etas"], 3)[3]
         vals, G, H, T, u, theta = st["vals"], st["G"], st["H"], st["T"], st["u"], st["theta"]
         W = -H
-        Ai = self.a_inverse()
         n, K = G.shape
         re_k = [k for k, pr in enumerate(self.preds) if pr.re is not None]
-        PA = self._pa(Ai)
+        PA = self._pa()
         M = self._row_cov(vals, PA)
         v = np.einsum("iab,iabm->im", M, T)
-        xi = sla.cho_solve(st["cf"], self._ut(vals, v))
+        xi = st["cf"].solve(self._ut(vals, v))
         Uxi = self._u_rows(vals, xi)
         c = -2.0 * G - v - np.einsum("ikm,im->ik", H, Uxi)
         out_theta = []
@@ -365,7 +501,7 @@ class MultiObjective(FixedPart):
         uncertainty of the fixed parameters (J V J', J = db*/dx by central differences)."""
         self.deviance(x)
         theta = x[: self.nt]
-        Ai = self.a_inverse().copy()
+        cf = self._state["cf"]
         var = np.zeros(self.q)
         lam_rows = []
         for k, pr in enumerate(self.preds):
@@ -375,7 +511,7 @@ class MultiObjective(FixedPart):
             for j, lam in enumerate(re.lambdas(self.theta_of(theta, k))):
                 kd, nl = int(re.kdim[j]), int(re.nlev[j])
                 idx = pr.col0 + int(re.uoff[j]) + np.arange(nl)[:, None] * kd + np.arange(kd)[None, :]
-                blocks = Ai[idx[:, :, None], idx[:, None, :]]
+                blocks = cf.entries(idx[:, :, None], idx[:, None, :])
                 var[idx] = np.einsum("ab,lbc,ac->la", lam, blocks, lam)
                 lam_rows.append(idx)
         if V is not None and np.all(np.isfinite(V)):

@@ -266,3 +266,98 @@ def zinb2_jet(y, inv, eta, lth, th, tlg, tdg, ttg, lg1, lgth, dgth, tgth, z, lw,
             _zi_row(i, K, ip, iz, ri, sz, wt, e, ee, eee, p, ep, eep, pp, 0.0, 0.0, G, H, T, order, g1, g2, g3,
                     w)
     return bad
+
+
+# ---------------------------------------------------------------- block-diagonal u-Hessian (general/multi.py)
+# When the random effects of all predictors fall apart into small groups that no row links
+# (the side models share the conditional model's grouping factor: one block per level), the
+# u-Hessian A is block diagonal after a permutation; it is kept as blocks B (nb, s, s),
+# padded with the identity, and factored block by block.
+
+
+@njit(cache=True)
+def accumulate_blocks(B, blk, slot, cols_a, vals_a, cols_b, vals_b, W_ab):  # pragma: no cover
+    """``accumulate_hessian`` into the blocks: u index c lives at B[blk[c], slot[c], .]."""
+    n, ra = cols_a.shape
+    rb = cols_b.shape[1]
+    for i in range(n):
+        w = W_ab[i]
+        if w == 0.0:
+            continue
+        for s in range(ra):
+            ca = cols_a[i, s]
+            va = vals_a[i, s] * w
+            b = blk[ca]
+            sa = slot[ca]
+            for t in range(rb):
+                B[b, sa, slot[cols_b[i, t]]] += va * vals_b[i, t]
+
+
+@njit(cache=True)
+def block_cholesky(B):  # pragma: no cover
+    """In place lower Cholesky factor of every block; False when one is not positive
+    definite (or not finite)."""
+    nb, s, _ = B.shape
+    for b in range(nb):
+        for j in range(s):
+            d = B[b, j, j]
+            for k in range(j):
+                d -= B[b, j, k] * B[b, j, k]
+            if not (d > 0.0) or not np.isfinite(d):
+                return False
+            d = np.sqrt(d)
+            B[b, j, j] = d
+            for i in range(j + 1, s):
+                v = B[b, i, j]
+                for k in range(j):
+                    v -= B[b, i, k] * B[b, j, k]
+                B[b, i, j] = v / d
+            for i in range(j):
+                B[b, i, j] = 0.0
+    return True
+
+
+@njit(cache=True)
+def block_solve(L, idx, g, out):  # pragma: no cover
+    """out = A^-1 g with A's blocks factored in L; idx[b, s] the u index of slot s (-1: padding)."""
+    nb, s, _ = L.shape
+    x = np.zeros(s)
+    for b in range(nb):
+        for j in range(s):
+            c = idx[b, j]
+            v = g[c] if c >= 0 else 0.0
+            for k in range(j):
+                v -= L[b, j, k] * x[k]
+            x[j] = v / L[b, j, j]
+        for j in range(s - 1, -1, -1):
+            v = x[j]
+            for k in range(j + 1, s):
+                v -= L[b, k, j] * x[k]
+            x[j] = v / L[b, j, j]
+        for j in range(s):
+            c = idx[b, j]
+            if c >= 0:
+                out[c] = x[j]
+
+
+@njit(cache=True)
+def block_inverse(L, Ai):  # pragma: no cover
+    """Ai[b] = (L[b] L[b]')^-1 for every block."""
+    nb, s, _ = L.shape
+    Li = np.zeros((s, s))
+    for b in range(nb):
+        Li[:, :] = 0.0
+        for j in range(s):  # Li = L^-1, column by column
+            Li[j, j] = 1.0 / L[b, j, j]
+            for i in range(j + 1, s):
+                v = 0.0
+                for k in range(j, i):
+                    v -= L[b, i, k] * Li[k, j]
+                Li[i, j] = v / L[b, i, i]
+        for i in range(s):  # A^-1 = Li' Li
+            for j in range(i + 1):
+                v = 0.0
+                for k in range(i, s):
+                    v += Li[k, i] * Li[k, j]
+                Ai[b, i, j] = v
+                Ai[b, j, i] = v
