@@ -237,7 +237,13 @@ class MultiObjective(FixedPart):
             col += pr.q
             th += pr.nt
         self.re = self.preds[0].re  # the conditional model's layout (results, predict); None without terms
-        self._blocks = _BlockLayout.worth(col, [pr.cols for pr in self.preds if pr.re is not None])
+        re_preds = [(k, pr) for k, pr in enumerate(self.preds) if pr.re is not None]
+        self._blocks = _BlockLayout.worth(col, [pr.cols for _k, pr in re_preds])
+        # every predictor's random-effect columns side by side, and each column's predictor
+        self._allcols = np.ascontiguousarray(np.hstack([pr.cols for _k, pr in re_preds]), dtype=np.int64) \
+            if re_preds else None
+        self._kp = np.concatenate([np.full(pr.cols.shape[1], k, dtype=np.int64) for k, pr in re_preds]) \
+            if re_preds else None
         self.aux_re = {pr.name for pr in self.preds[1:] if pr.re is not None}
         self.q = col
         self.nt = th
@@ -312,25 +318,17 @@ class MultiObjective(FixedPart):
                 out[:, k] = np.sum(vals[k] * v[pr.cols], axis=1)
         return out
 
-    def _hessian_u(self, vals, W: np.ndarray) -> np.ndarray:
-        """A = I + sum_i U_i' W_i U_i (dense, q x q; or its blocks, nb x s x s, when A is
-        block diagonal with small blocks)."""
-        from interlace.kernels.zi_jet import accumulate_blocks, accumulate_hessian
+    def _hessian_u(self, vals, H: np.ndarray, sign: float = -1.0) -> np.ndarray:
+        """A = I + sum_i U_i' W_i U_i with W = sign H (dense, q x q; or its blocks, nb x s x s,
+        when A is block diagonal with small blocks), in one pass over the rows."""
+        from interlace.kernels.zi_jet import accumulate_all
 
         q = self.q
         lay = self._blocks
         A = np.zeros((q, q)) if lay is None else lay.empty()
-        for a, pa in enumerate(self.preds):
-            if pa.re is None:
-                continue
-            for b, pb in enumerate(self.preds):
-                if pb.re is None:
-                    continue
-                Wab = np.ascontiguousarray(W[:, a, b])
-                if lay is None:
-                    accumulate_hessian(A, pa.cols, vals[a], pb.cols, vals[b], Wab)
-                else:
-                    accumulate_blocks(A, lay.blk, lay.slot, pa.cols, vals[a], pb.cols, vals[b], Wab)
+        allvals = np.ascontiguousarray(np.hstack([vals[k] for k, pr in enumerate(self.preds) if pr.re is not None]))
+        accumulate_all(A, None if lay is None else lay.blk, None if lay is None else lay.slot, self._allcols,
+                       allvals, self._kp, np.ascontiguousarray(H, dtype=np.float64), float(sign))
         if lay is None:
             A[np.diag_indices(q)] += 1.0
         else:
@@ -354,28 +352,31 @@ class MultiObjective(FixedPart):
         (l, G, H, the exact Cholesky factor of A at u* when the last step computed it, else None):
         the deviance reuses them."""
 
-        def evaluate(u):  # the penalized objective alone (the step halving needs no derivatives)
+        def evaluate(u):
+            # the penalized objective with the rows' derivatives: every point the step halving
+            # accepts needs them next (a Newton step, or the deviance at u*), and the jet's l
+            # is the log-likelihood, so the value alone would be a second pass over the rows
             etas = self._etas(bases, vals, u)
-            return -2.0 * float(np.sum(self._loglik(etas))) + float(u @ u), {"etas": etas}
+            jet = self._jet(etas, 2)
+            return -2.0 * float(np.sum(jet[0])) + float(u @ u), {"etas": etas, "jet": jet}
 
         def newton_step(u, cur):
-            cur["jet"] = l, G, H, _ = self._jet(cur["etas"], 2)
-            W = -H
+            l, G, H, _ = cur["jet"]
             exact = True
             try:
-                cf = cur["cf"] = self._factor(self._hessian_u(vals, W))
+                cf = cur["cf"] = self._factor(self._hessian_u(vals, H))
             except (np.linalg.LinAlgError, ValueError):
                 exact = False
                 # not positive definite: the rows' curvature projected onto PSD (a descent direction)
-                ev, evec = np.linalg.eigh(W)
+                ev, evec = np.linalg.eigh(-H)
                 Wp = np.einsum("nij,nj,nkj->nik", evec, np.maximum(ev, 0.0), evec)
-                cf = self._factor(self._hessian_u(vals, Wp), check_finite=False)
+                cf = self._factor(self._hessian_u(vals, Wp, 1.0), check_finite=False)
             g = self._ut(vals, G) - u
             delta = cf.solve(g)
             return delta, float(g @ delta), exact
 
         u, cur = newton_modes(self, self.u, evaluate, newton_step)
-        l, G, H, _ = cur["jet"] if "jet" in cur else self._jet(cur["etas"], 2)
+        l, G, H, _ = cur["jet"]
         return u, cur["etas"], (l, G, H, cur.get("cf"))
 
     # ------------------------------------------------------------ objective
@@ -393,7 +394,7 @@ class MultiObjective(FixedPart):
         # third derivatives: in gradient(), when asked
         if cf is None:
             try:
-                cf = self._factor(self._hessian_u(vals, -H))
+                cf = self._factor(self._hessian_u(vals, H))
             except (np.linalg.LinAlgError, ValueError):
                 self._state = None
                 self.nonpd = True

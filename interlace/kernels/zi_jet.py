@@ -361,3 +361,26 @@ def block_inverse(L, Ai):  # pragma: no cover
                     v += Li[k, i] * Li[k, j]
                 Ai[b, i, j] = v
                 Ai[b, j, i] = v
+
+
+@njit(cache=True)
+def accumulate_all(A, blk, slot, cols, vals, kp, H, sign):  # pragma: no cover
+    """A += sum_i U_i' (sign H_i) U_i over every pair of predictors in one pass: ``cols``,
+    ``vals`` (n, R) all predictors' random-effect columns side by side, ``kp[s]`` the
+    predictor of column s. A dense (q x q; blk None) or blocks (nb, s, s) addressed by
+    ``blk``/``slot`` as in :func:`accumulate_blocks`."""
+    n, R = cols.shape
+    for i in range(n):
+        for s in range(R):
+            ca = cols[i, s]
+            ka = kp[s]
+            vs = vals[i, s]
+            for t in range(R):
+                w = sign * H[i, ka, kp[t]]
+                if w == 0.0:
+                    continue
+                cb = cols[i, t]
+                if blk is None:
+                    A[ca, cb] += vs * w * vals[i, t]
+                else:
+                    A[blk[ca], slot[ca], slot[cb]] += vs * w * vals[i, t]
