@@ -39,8 +39,7 @@ import scipy.linalg as sla
 
 from interlace.control import DEFAULT_CONTROL
 from interlace.general.jet import family_jet
-from interlace.general.objective import (AuxBlock, FixedPart, InnerError, aux_blocks, mode_jacobian,
-                                         newton_modes)
+from interlace.general.objective import AuxBlock, FixedPart, InnerError, aux_blocks, newton_modes
 from interlace.model_frame import ModelFrame
 from interlace.objective.predictor import ReStructure
 
@@ -479,13 +478,52 @@ class MultiObjective(FixedPart):
     def b_at(self, x: np.ndarray) -> np.ndarray:
         """Conditional modes b = Lambda u* of every predictor, stacked as u."""
         self.deviance(x)
+        return self._b_of(x, self.u)
+
+    def _b_of(self, x: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """b = Lambda(theta) u of every predictor, stacked as u (theta from x)."""
         theta = x[: self.nt]
         out = []
         for k, pr in enumerate(self.preds):
             if pr.re is not None:
-                uk = self.u[pr.col0: pr.col0 + pr.q]
+                uk = u[pr.col0: pr.col0 + pr.q]
                 out += [bj.ravel() for bj in pr.re.u_to_b(self.theta_of(theta, k), uk)]
         return np.concatenate(out)
+
+    def _score_u(self, x: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """r(u, x) = sum_i U_i' G_i - u, the gradient of the penalized log-likelihood in u
+        (zero at the mode u*(x))."""
+        _theta, bases, vals = self._bases(x)
+        G = self._jet(self._etas(bases, vals, u), 2)[1]
+        return self._ut(vals, G) - u
+
+    def mode_jacobian(self, x: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """d b* / d x (q x len(x)) for the parameters with positive variance in ``V``, by the
+        implicit function theorem at u*: r(u*(x), x) = 0 and dr/du = -A give
+        du*/dx = A^-1 dr/dx, and db*/dx = Lambda du*/dx + (dLambda/dx) u*; the partial
+        derivatives at fixed u by central differences (one-sided at a lower bound), the steps
+        of ``objective.mode_jacobian`` (which differences the modes themselves: an inner
+        Newton solve per step). Leaves the state at x."""
+        self.deviance(x)
+        st = self._state
+        u, cf = st["u"].copy(), st["cf"]
+        J = np.zeros((self.q, len(x)))
+        with np.errstate(all="ignore"):
+            for i in range(len(x)):
+                if V[i, i] <= 0:
+                    continue
+                h = 1e-5 * max(1.0, abs(x[i]))
+                xp, xm = x.copy(), x.copy()
+                xp[i] += h
+                xm[i] -= h
+                if xm[i] < self.lower[i]:
+                    xm[i] = x[i]
+                    den = h
+                else:
+                    den = 2.0 * h
+                dr = (self._score_u(xp, u) - self._score_u(xm, u)) / den
+                J[:, i] = self._b_of(x, cf.solve(dr)) + (self._b_of(xp, u) - self._b_of(xm, u)) / den
+        return J
 
     def modes(self, x: np.ndarray) -> dict[str, list[np.ndarray]]:
         """Per predictor with random effects, per term (nlevels, k) conditional modes b."""
@@ -499,7 +537,7 @@ class MultiObjective(FixedPart):
 
     def cond_sd(self, x: np.ndarray, V: np.ndarray | None) -> dict[str, list[np.ndarray]]:
         """Per predictor, per term (nlevels, k) conditional SDs of b, with TMB's term for the
-        uncertainty of the fixed parameters (J V J', J = db*/dx by central differences)."""
+        uncertainty of the fixed parameters (J V J', J = db*/dx from :meth:`mode_jacobian`)."""
         self.deviance(x)
         theta = x[: self.nt]
         cf = self._state["cf"]
@@ -516,9 +554,8 @@ class MultiObjective(FixedPart):
                 var[idx] = np.einsum("ab,lbc,ac->la", lam, blocks, lam)
                 lam_rows.append(idx)
         if V is not None and np.all(np.isfinite(V)):
-            J = mode_jacobian(self.b_at, x, self.lower, V, self.q)
+            J = self.mode_jacobian(x, V)
             var = var + np.einsum("ij,jk,ik->i", J, V, J)
-            self.deviance(x)
         out = {}
         for k, pr in enumerate(self.preds):
             if pr.re is None:
