@@ -18,16 +18,35 @@ from numba import njit
 
 
 @njit(cache=True, inline="always")
+def nz_range(zl, i, c0, k):
+    """(lo, hi): the columns a in [lo, hi) of zl[i, c0:c0 + k] outside which the
+    row is zero. A term over the levels of a factor (``0 + t``: one indicator per
+    row) has one nonzero column of Z, so its row of Z Lambda is a row of Lambda:
+    one column for diag, the first t + 1 for the lower-triangular factor of us,
+    cs, ar1 or toep. Loops over [lo, hi) skip only exact zeros, whose products
+    add nothing: the sums are the same numbers in the same order."""
+    lo = 0
+    while lo < k and zl[i, c0 + lo] == 0.0:
+        lo += 1
+    hi = k
+    while hi > lo and zl[i, c0 + hi - 1] == 0.0:
+        hi -= 1
+    return lo, hi
+
+
+@njit(cache=True, inline="always")
 def add_row_re(i, wi, wz, codes, zl, kcol, kdim, uoff, pairidx, poff, q0, A11, V21, A22, rhs):
     """Add row i's share of U'WU (blocks) and U'W zw: w_i z_i z_i' and
-    w_i zw_i z_i, z_i the row of U = Z Lambda (shared by every row pass)."""
+    w_i zw_i z_i, z_i the row of U = Z Lambda (shared by every row pass).
+    Only the row's nonzero column range of each term is visited (nz_range)."""
     m = codes.shape[0]
     k0 = kdim[0]
     c0 = codes[0, i]
-    for a in range(k0):
+    lo0, hi0 = nz_range(zl, i, 0, k0)
+    for a in range(lo0, hi0):
         za = zl[i, a]
         rhs[c0 * k0 + a] += za * wz
-        for b in range(k0):
+        for b in range(lo0, hi0):
             A11[c0, a, b] += wi * za * zl[i, b]
     for j in range(1, m):
         cj = codes[j, i]
@@ -35,18 +54,20 @@ def add_row_re(i, wi, wz, codes, zl, kcol, kdim, uoff, pairidx, poff, q0, A11, V
         colj = kcol[j]
         base = poff[j] + pairidx[j, i] * kj * k0
         rowj = uoff[j] - q0 + cj * kj
-        for a in range(kj):
+        loj, hij = nz_range(zl, i, colj, kj)
+        for a in range(loj, hij):
             za = zl[i, colj + a]
             wza = wi * za
             rhs[uoff[j] + cj * kj + a] += za * wz
-            for b in range(k0):
+            for b in range(lo0, hi0):
                 V21[base + a * k0 + b] += wza * zl[i, b]
             for jj in range(1, m):
                 cjj = codes[jj, i]
                 kjj = kdim[jj]
                 coljj = kcol[jj]
                 rowjj = uoff[jj] - q0 + cjj * kjj
-                for b in range(kjj):
+                lojj, hijj = nz_range(zl, i, coljj, kjj)
+                for b in range(lojj, hijj):
                     A22[rowj + a, rowjj + b] += wza * zl[i, coljj + b]
 
 
@@ -258,21 +279,26 @@ def gather(vals, pos, out):
 
 @njit(cache=True)
 def block_chol_inverse(L11, out):
-    """out[l] = (L11[l] L11[l]')^{-1} for each k x k lower-triangular block."""
+    """out[l] = (L11[l] L11[l]')^{-1} for each k x k lower-triangular block.
+
+    M = L^{-1} is lower triangular too: column c of M has its nonzeros in rows
+    i >= c, and (M'M)[a, b] sums over t >= max(a, b) (the skipped terms are
+    exact zeros, so the sums are the same numbers in the same order)."""
     nl, k, _ = L11.shape
     li = np.zeros((k, k))
     for l in range(nl):
         li[:, :] = 0.0
         for c in range(k):
-            # forward substitution: L x = e_c
-            for i in range(k):
+            # forward substitution: L x = e_c (x_i = 0 for i < c)
+            for i in range(c, k):
                 s = 1.0 if i == c else 0.0
-                for t in range(i):
+                for t in range(c, i):
                     s -= L11[l, i, t] * li[t, c]
                 li[i, c] = s / L11[l, i, i]
         for a in range(k):
-            for b in range(k):
+            for b in range(a + 1):
                 s = 0.0
-                for t in range(k):
+                for t in range(a, k):
                     s += li[t, a] * li[t, b]
                 out[l, a, b] = s
+                out[l, b, a] = s

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from interlace.kernels.crossprod import nz_range
+
 
 @njit(cache=True, inline="always")
 def _ainv(i, j1, l1, a1, j2, l2, a2, k0, q0, uoff, kdim, pairidx, poff, Ainv11, Ainv21, Ainv22):
@@ -29,27 +31,32 @@ def _ainv(i, j1, l1, a1, j2, l2, a2, k0, q0, uoff, kdim, pairidx, poff, Ainv11, 
 
 @njit(cache=True, nogil=True)
 def leverage_pass(wd, codes, zl, kcol, kdim, uoff, pairidx, poff, Ainv11, Ainv21, Ainv22, v, Utv):
-    """v_i = (dw_i/deta) * U_i A^{-1} U_i'; Utv = U'v (Utv zeroed by caller)."""
+    """v_i = (dw_i/deta) * U_i A^{-1} U_i'; Utv = U'v (Utv zeroed by caller).
+    Each term's loops cover the row's nonzero column range only (nz_range)."""
     n = wd.shape[0]
     m = codes.shape[0]
     k0 = kdim[0]
     q0 = uoff[1] if m > 1 else 0
+    lo = np.empty(m, np.int64)
+    hi = np.empty(m, np.int64)
     for i in range(n):
+        for j in range(m):
+            lo[j], hi[j] = nz_range(zl, i, kcol[j], kdim[j])
         d = 0.0
         for j1 in range(m):
             l1 = codes[j1, i]
-            for a1 in range(kdim[j1]):
+            for a1 in range(lo[j1], hi[j1]):
                 z1 = zl[i, kcol[j1] + a1]
                 for j2 in range(m):
                     l2 = codes[j2, i]
-                    for a2 in range(kdim[j2]):
+                    for a2 in range(lo[j2], hi[j2]):
                         d += z1 * zl[i, kcol[j2] + a2] * _ainv(i, j1, l1, a1, j2, l2, a2, k0, q0, uoff, kdim,
                                                                 pairidx, poff, Ainv11, Ainv21, Ainv22)
         vi = wd[i] * d
         v[i] = vi
         for j1 in range(m):
             l1 = codes[j1, i]
-            for a1 in range(kdim[j1]):
+            for a1 in range(lo[j1], hi[j1]):
                 Utv[uoff[j1] + l1 * kdim[j1] + a1] += zl[i, kcol[j1] + a1] * vi
 
 
@@ -68,11 +75,15 @@ def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff,
     # per row, the factor of Lambda's entry (a, b) of term j is z[i, a] * r[b]: r is computed
     # once per column b (O((sum k)^2) per row, not O(k^3) for a k-column term)
     r = np.empty(kcol[m])
+    lo = np.empty(m, np.int64)
+    hi = np.empty(m, np.int64)
     for i in range(n):
+        for j in range(m):
+            lo[j], hi[j] = nz_range(zl, i, kcol[j], kdim[j])
         uxi = xxi[i]
         for j in range(m):
             l = codes[j, i]
-            for a in range(kdim[j]):
+            for a in range(lo[j], hi[j]):
                 uxi += zl[i, kcol[j] + a] * xi[uoff[j] + l * kdim[j] + a]
         g = -2.0 * s[i] + v[i] - hh[i] * uxi
         if with_beta:
@@ -86,7 +97,7 @@ def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff,
                 ua = 0.0
                 for j1 in range(m):
                     l1 = codes[j1, i]
-                    for a1 in range(kdim[j1]):
+                    for a1 in range(lo[j1], hi[j1]):
                         # A^{-1} is symmetric: (col, a1) read along a row of the stored block
                         zv = zl[i, kcol[j1] + a1]
                         if zv != 0.0:  # Z Lambda rows of an indicator term (0 + f) are sparse

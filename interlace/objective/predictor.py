@@ -54,6 +54,18 @@ class ReStructure:
                 raise ValueError(f"the covariance structure of the term on {t.group!r} has dimension {cov.k}, "
                                  f"the term {t.k} columns")
         self.linear = all(isinstance(c, Unstructured) for c in self.covs)
+        # per term of k >= 2 columns with at most one nonzero per row (a term over a
+        # factor's levels, ``0 + t``): that column and its value, so the rows of
+        # Z_j Lambda_j are gathered rows of Lambda_j, not an (n x k) (k x k) product
+        self._onehot: list[tuple[np.ndarray, np.ndarray | None] | None] = []
+        for j in range(self.m):
+            zj = self.z[:, self.kcol[j]:self.kcol[j + 1]]
+            hot = None
+            if zj.shape[1] >= 2 and np.all(np.count_nonzero(zj, axis=1) <= 1):
+                col = np.argmax(zj != 0.0, axis=1)
+                val = zj[np.arange(self.n), col][:, None]
+                hot = (col, None if np.all(val == 1.0) else val)
+            self._onehot.append(hot)
         th_term, th_a, th_b = [], [], []
         for j, cov in enumerate(self.covs):
             th_term += [j] * cov.nentries
@@ -184,10 +196,21 @@ class ReStructure:
         lams = self.lambdas(theta)
         if self.m == 1 and self.kdim[0] == 1:
             return self.z * lams[0][0, 0]
-        parts = []
+        out = np.empty((self.n, int(self.kcol[-1])))
         for j, lam in enumerate(lams):
-            parts.append(self.z[:, self.kcol[j]:self.kcol[j + 1]] @ lam)
-        return np.ascontiguousarray(np.hstack(parts))
+            hot = self._onehot[j]
+            if hot is None:
+                out[:, self.kcol[j]:self.kcol[j + 1]] = self.z[:, self.kcol[j]:self.kcol[j + 1]] @ lam
+            else:
+                # row i is z_i,c * Lambda[c, :] (the other products are exact zeros)
+                oj = out[:, self.kcol[j]:self.kcol[j + 1]]
+                if self.m == 1:
+                    np.take(lam, hot[0], axis=0, out=oj)
+                else:
+                    oj[...] = lam[hot[0]]
+                if hot[1] is not None:
+                    np.multiply(oj, hot[1], out=oj)
+        return out
 
     def u_to_b(self, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
         """Per term an (nlevels, k) array of b = Lambda u."""
