@@ -189,13 +189,27 @@ class SpatialCovariance(Covariance):
                              f"the fitted ones {self.coords.shape[1]}")
         return coords
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_last_factor", None)  # a cache, not part of the structure (k x k floats)
+        return state
+
     def _factor(self, par: np.ndarray) -> np.ndarray:
+        # Lambda and its Jacobian are asked at the same parameters once per gradient:
+        # the k x k Cholesky factor of the last parameters is kept (read-only)
+        key = np.asarray(par, dtype=float).tobytes()
+        cached = getattr(self, "_last_factor", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         C = self.correlation(par)
         try:
-            return np.linalg.cholesky(C)
+            L = np.linalg.cholesky(C)
         except np.linalg.LinAlgError:
             raise np.linalg.LinAlgError(
                 f"the {self.name}() correlation matrix is not positive definite at {par.tolist()}") from None
+        L.flags.writeable = False
+        self._last_factor = (key, L)
+        return L
 
     # ------------------------------------------------------------ Covariance interface
     @property
@@ -215,7 +229,7 @@ class SpatialCovariance(Covariance):
             dC = np.where(self._off, dC, 0.0)
             M = sla.solve_triangular(L, dC, lower=True, check_finite=False)           # L^-1 dC
             X = sla.solve_triangular(L, M.T, lower=True, check_finite=False)          # L^-1 dC L^-T
-            dL = L @ _phi(X)
+            dL = sla.blas.dtrmm(1.0, L, _phi(X), lower=1)  # L Phi(X), L triangular
             J[:, j + 1] = par[0] * dL[self.rows, self.cols]
         return J
 
