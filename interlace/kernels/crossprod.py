@@ -302,3 +302,19 @@ def block_chol_inverse(L11, out):
                     s += li[t, a] * li[t, b]
                 out[l, a, b] = s
                 out[l, b, a] = s
+
+@njit(cache=True, nogil=True)
+def gather_rows(lam, col, val, out, c0):
+    """out[i, c0:c0 + k] = val[i] * lam[col[i], :] (val empty: 1): the rows of
+    Z Lambda for a term whose Z has one nonzero per row (a gather, not a product)."""
+    k = lam.shape[1]
+    scaled = val.shape[0] > 0
+    for i in range(col.shape[0]):
+        r = col[i]
+        if scaled:
+            v = val[i]
+            for b in range(k):
+                out[i, c0 + b] = v * lam[r, b]
+        else:
+            for b in range(k):
+                out[i, c0 + b] = lam[r, b]

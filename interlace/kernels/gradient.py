@@ -77,6 +77,20 @@ def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff,
     r = np.empty(kcol[m])
     lo = np.empty(m, np.int64)
     hi = np.empty(m, np.int64)
+    # the entries t of each (term, column a) in increasing t: CSR over kcol[j] + a
+    # (each gtheta[t] still gets the same terms in row order)
+    ent_ptr = np.zeros(kcol[m] + 1, np.int64)
+    for t in range(nth):
+        ent_ptr[kcol[th_term[t]] + th_a[t] + 1] += 1
+    for c in range(kcol[m]):
+        ent_ptr[c + 1] += ent_ptr[c]
+    ent_idx = np.empty(nth, np.int64)
+    stamp = np.full(kcol[m], -1, np.int64)  # the row whose r[b] is stored
+    fill = ent_ptr[:-1].copy()
+    for t in range(nth):
+        c = kcol[th_term[t]] + th_a[t]
+        ent_idx[fill[c]] = t
+        fill[c] += 1
     for i in range(n):
         for j in range(m):
             lo[j], hi[j] = nz_range(zl, i, kcol[j], kdim[j])
@@ -89,26 +103,35 @@ def gradient_pass(s, w, hh, v, X, z, codes, zl, kcol, kdim, uoff, pairidx, poff,
         if with_beta:
             for c in range(p):
                 gbeta[c] += g * X[i, c]
+        # Lambda's entries (a, b) by the column a of z they need: only the row's
+        # nonzero range of z is visited (a term over a factor's levels has one), and
+        # r[b] = g u_b + s xi_b + 2 w (U_i A^{-1})_b only for the b an entry asks for
+        # (each gtheta[t] still gets the same terms in row order)
         for j in range(m):
             l = codes[j, i]
-            for b in range(kdim[j]):
-                col = uoff[j] + l * kdim[j] + b
-                # (U_i A^{-1})[col]
-                ua = 0.0
-                for j1 in range(m):
-                    l1 = codes[j1, i]
-                    for a1 in range(lo[j1], hi[j1]):
-                        # A^{-1} is symmetric: (col, a1) read along a row of the stored block
-                        zv = zl[i, kcol[j1] + a1]
-                        if zv != 0.0:  # Z Lambda rows of an indicator term (0 + f) are sparse
-                            ua += zv * _ainv(i, j, l, b, j1, l1, a1, k0, q0, uoff, kdim,
-                                             pairidx, poff, Ainv11, Ainv21, Ainv22)
-                r[kcol[j] + b] = g * u[col] + s[i] * xi[col] + 2.0 * w[i] * ua
-        for t in range(nth):
-            j = th_term[t]
-            za = z[i, kcol[j] + th_a[t]]
-            if za != 0.0:  # indicator columns: most entries miss row i
-                gtheta[t] += za * r[kcol[j] + th_b[t]]
+            zlo, zhi = nz_range(z, i, kcol[j], kdim[j])
+            for a in range(zlo, zhi):
+                za = z[i, kcol[j] + a]
+                if za == 0.0:
+                    continue
+                for e in range(ent_ptr[kcol[j] + a], ent_ptr[kcol[j] + a + 1]):
+                    t = ent_idx[e]
+                    b = th_b[t]
+                    if stamp[kcol[j] + b] != i:
+                        col = uoff[j] + l * kdim[j] + b
+                        # (U_i A^{-1})[col]
+                        ua = 0.0
+                        for j1 in range(m):
+                            l1 = codes[j1, i]
+                            for a1 in range(lo[j1], hi[j1]):
+                                # A^{-1} is symmetric: (col, a1) read along a row of the stored block
+                                zv = zl[i, kcol[j1] + a1]
+                                if zv != 0.0:  # Z Lambda rows of an indicator term (0 + f) are sparse
+                                    ua += zv * _ainv(i, j, l, b, j1, l1, a1, k0, q0, uoff, kdim,
+                                                     pairidx, poff, Ainv11, Ainv21, Ainv22)
+                        r[kcol[j] + b] = g * u[col] + s[i] * xi[col] + 2.0 * w[i] * ua
+                        stamp[kcol[j] + b] = i
+                    gtheta[t] += za * r[kcol[j] + b]
 
 
 @njit(cache=True, nogil=True)

@@ -57,14 +57,14 @@ class ReStructure:
         # per term of k >= 2 columns with at most one nonzero per row (a term over a
         # factor's levels, ``0 + t``): that column and its value, so the rows of
         # Z_j Lambda_j are gathered rows of Lambda_j, not an (n x k) (k x k) product
-        self._onehot: list[tuple[np.ndarray, np.ndarray | None] | None] = []
+        self._onehot: list[tuple[np.ndarray, np.ndarray] | None] = []
         for j in range(self.m):
             zj = self.z[:, self.kcol[j]:self.kcol[j + 1]]
             hot = None
             if zj.shape[1] >= 2 and np.all(np.count_nonzero(zj, axis=1) <= 1):
                 col = np.argmax(zj != 0.0, axis=1)
-                val = zj[np.arange(self.n), col][:, None]
-                hot = (col, None if np.all(val == 1.0) else val)
+                val = zj[np.arange(self.n), col]
+                hot = (col.astype(np.int64), np.zeros(0) if np.all(val == 1.0) else np.ascontiguousarray(val))
             self._onehot.append(hot)
         th_term, th_a, th_b = [], [], []
         for j, cov in enumerate(self.covs):
@@ -203,13 +203,7 @@ class ReStructure:
                 out[:, self.kcol[j]:self.kcol[j + 1]] = self.z[:, self.kcol[j]:self.kcol[j + 1]] @ lam
             else:
                 # row i is z_i,c * Lambda[c, :] (the other products are exact zeros)
-                oj = out[:, self.kcol[j]:self.kcol[j + 1]]
-                if self.m == 1:
-                    np.take(lam, hot[0], axis=0, out=oj)
-                else:
-                    oj[...] = lam[hot[0]]
-                if hot[1] is not None:
-                    np.multiply(oj, hot[1], out=oj)
+                kx.gather_rows(np.ascontiguousarray(lam, dtype=np.float64), hot[0], hot[1], out, int(self.kcol[j]))
         return out
 
     def u_to_b(self, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
