@@ -78,8 +78,8 @@ class ZeroInflatedNB2Family(LikelihoodFamily):
         from interlace.families.negbin2 import NegativeBinomial2Family
         from interlace.families.zi import ZeroInflatedFamily
 
-        f = (self._fused(y, wt, eta, aux) if aux_re is not None and "disp" not in aux_re and "disp" in names
-             and "zi" in names else None)
+        f = (self._fused(y, wt, eta, aux) if aux_re is not None and "disp" not in aux_re and len(names) == 3
+             and names[0] == "cond" and "disp" in names and "zi" in names else None)
         if f is not None:
             from interlace.kernels.zi_jet import zinb2_jet
 
@@ -90,7 +90,7 @@ class ZeroInflatedNB2Family(LikelihoodFamily):
             H = np.empty((n, K, K))
             T = np.empty((n, K, K, K)) if order >= 3 else np.empty((1, 1, 1, 1))
             bad = zinb2_jet(y, inv, e, float(aux["disp"][0]), th, tlg, tdg, ttg, lg1, lgth, dgth, tgth, z, lw,
-                            K, names.index("disp"), names.index("zi"), l, G, H, T, int(order))
+                            names.index("disp"), names.index("zi"), l, G, H, T, int(order))
             if bad == 0:
                 return l, G, H, (T if order >= 3 else None)
         return ZeroInflatedFamily(NegativeBinomial2Family()).jet(y, wt, eta, aux, names, order, aux_re=aux_re)

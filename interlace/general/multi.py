@@ -150,6 +150,11 @@ class _DenseFactor:
         """A^-1[ca, cb] (broadcast index arrays)."""
         return self.inverse()[ca, cb]
 
+    def blocks(self):
+        """A^-1 as one block: (Bi (1, q, q), blk, slot) for the compiled row passes."""
+        q = self.cf[0].shape[0]
+        return self.inverse()[None], np.zeros(q, dtype=np.int64), np.arange(q, dtype=np.int64)
+
 
 class _BlockFactor:
     """Cholesky factor of a block-diagonal A (:class:`_BlockLayout`), block by block."""
@@ -188,6 +193,10 @@ class _BlockFactor:
         ba, bb = lay.blk[ca], lay.blk[cb]
         out = self.block_inverse()[ba, lay.slot[ca], lay.slot[cb]]
         return np.where(ba == bb, out, 0.0)
+
+    def blocks(self):
+        """A^-1 in blocks: (Bi (nb, s, s), blk, slot) for the compiled row passes."""
+        return self.block_inverse(), self.lay.blk, self.lay.slot
 
     def inverse(self) -> np.ndarray:
         """A^-1, dense (zero across blocks)."""
@@ -444,29 +453,33 @@ class MultiObjective(FixedPart):
         if st["T"] is None:
             st["T"] = self._jet(st["etas"], 3)[3]
         vals, G, H, T, u, theta = st["vals"], st["G"], st["H"], st["T"], st["u"], st["theta"]
-        W = -H
+        from interlace.kernels.zi_jet import grad_rows_q, grad_rows_v
+
         n, K = G.shape
         re_k = [k for k, pr in enumerate(self.preds) if pr.re is not None]
-        PA = self._pa()
-        M = self._row_cov(vals, PA)
-        v = np.einsum("iab,iabm->im", M, T)
+        Bi, blk, slot = st["cf"].blocks()
+        allvals = np.ascontiguousarray(np.hstack([vals[k] for k in re_k]))
+        H = np.ascontiguousarray(H)
+        # M_i = U_i A^-1 U_i' and v_i = sum_ab M_i,ab T_i,ab. (compiled; the order of the numpy sums)
+        M = np.empty((n, K, K))
+        v = np.empty((n, K))
+        grad_rows_v(Bi, blk, slot, self._allcols, allvals, self._kp, np.ascontiguousarray(T), M, v)
         xi = st["cf"].solve(self._ut(vals, v))
-        Uxi = self._u_rows(vals, xi)
-        c = -2.0 * G - v - np.einsum("ikm,im->ik", H, Uxi)
+        c = np.empty((n, K))
+        Q = np.empty(self._allcols.shape)
+        grad_rows_q(Bi, blk, slot, self._allcols, allvals, self._kp, np.asarray(re_k, dtype=np.int64),
+                    np.ascontiguousarray(G), H, v, xi, u, np.empty(K), c, Q)
         out_theta = []
+        c0 = 0
         for k in re_k:
             pr = self.preds[k]
-            cols = pr.cols
-            # (W_i U_i A^-1)[k, cols_k[i, t]] = sum_m W_ikm sum_s vals_m[i, s] PA[(m, k)][i, s, t]
-            WP = np.zeros(cols.shape)
-            for m in re_k:
-                WP += W[:, k, m, None] * np.einsum("is,ist->it", vals[m], PA[(m, k)])
-            Q = c[:, k, None] * u[cols] + 2.0 * WP - G[:, k, None] * xi[cols]
+            Qk = np.ascontiguousarray(Q[:, c0: c0 + pr.cols.shape[1]])  # the layout (and BLAS strides) of before
+            c0 += pr.cols.shape[1]
             re = pr.re
             gt = np.zeros(re.nentries)
             for e in range(re.nentries):
                 j, a, b = int(re.theta_term[e]), int(re.theta_a[e]), int(re.theta_b[e])
-                gt[e] = float(re.z[:, re.kcol[j] + a] @ Q[:, re.kcol[j] + b])
+                gt[e] = float(re.z[:, re.kcol[j] + a] @ Qk[:, re.kcol[j] + b])
             out_theta.append(re.chain(self.theta_of(theta, k), gt))
         out = out_theta + [self.X.T @ c[:, 0]]
         for i, b in enumerate(self.blocks):

@@ -13,68 +13,57 @@ from numba import njit
 __all__ = ["zi_tensors", "zi_mix", "accumulate_hessian", "nb2_parts_rows", "zinb2_loglik", "zinb2_jet"]
 
 
-@njit(cache=True, inline="always")
-def _zi_row(i, K, ip, iz, ri, sz, wt, e, ee, eee, p, ep, eep, pp, epp, ppp, G, H, T, order,
-            g1, g2, g3, w):  # pragma: no cover
-    """Row i of G, H (and T when order >= 3) from the base derivatives (scratch g1, g2, g3, w)."""
-    g1[:] = 0.0
-    g2[:, :] = 0.0
-    g1[0] = e
-    g2[0, 0] = ee
-    if ip >= 0:
-        g1[ip] = p
-        g2[0, ip] = ep
-        g2[ip, 0] = ep
-        g2[ip, ip] = pp
-    rr = ri * (1.0 - ri)
-    s2 = sz * (1.0 - sz)
-    for a in range(K):
-        w[a] = g1[a]
-    w[iz] -= 1.0
-    for a in range(K):
-        G[i, a] = wt * ri * g1[a]
-    G[i, iz] += wt * (1.0 - ri - sz)
-    for a in range(K):
-        for b in range(K):
-            H[i, a, b] = wt * (rr * w[a] * w[b] + ri * g2[a, b])
-    H[i, iz, iz] -= wt * s2
-    if order >= 3:
-        g3[:, :, :] = 0.0
-        g3[0, 0, 0] = eee
-        if ip >= 0:
-            g3[0, 0, ip] = eep
-            g3[0, ip, 0] = eep
-            g3[ip, 0, 0] = eep
-            g3[0, ip, ip] = epp
-            g3[ip, 0, ip] = epp
-            g3[ip, ip, 0] = epp
-            g3[ip, ip, ip] = ppp
-        rr3 = rr * (1.0 - 2.0 * ri)
-        s3 = s2 * (1.0 - 2.0 * sz)
-        for a in range(K):  # symmetric: each a <= b <= c once, written to its permutations
-            for b in range(a, K):
-                for c in range(b, K):
-                    v = wt * (rr3 * w[a] * w[b] * w[c] + ri * g3[a, b, c]
-                              + rr * (g2[a, b] * w[c] + g2[a, c] * w[b] + g2[b, c] * w[a]))
-                    if a == iz and b == iz and c == iz:
-                        v -= wt * s3
-                    T[i, a, b, c] = v
-                    T[i, a, c, b] = v
-                    T[i, b, a, c] = v
-                    T[i, b, c, a] = v
-                    T[i, c, a, b] = v
-                    T[i, c, b, a] = v
-
-
 @njit(cache=True)
 def zi_tensors(K, ip, iz, r, s1, lw, e, ee, eee, p, ep, eep, pp, epp, ppp, G, H, T, order):  # pragma: no cover
+    n = r.shape[0]
     g1 = np.zeros(K)
     g2 = np.zeros((K, K))
     g3 = np.zeros((K, K, K))
     w = np.zeros(K)
-    for i in range(r.shape[0]):
-        _zi_row(i, K, ip, iz, r[i], s1[i], lw[i], e[i], ee[i], eee[i], p[i], ep[i], eep[i], pp[i], epp[i],
-                ppp[i], G, H, T, order, g1, g2, g3, w)
+    for i in range(n):
+        g1[:] = 0.0
+        g2[:, :] = 0.0
+        g1[0] = e[i]
+        g2[0, 0] = ee[i]
+        if ip >= 0:
+            g1[ip] = p[i]
+            g2[0, ip] = ep[i]
+            g2[ip, 0] = ep[i]
+            g2[ip, ip] = pp[i]
+        ri = r[i]
+        rr = ri * (1.0 - ri)
+        sz = s1[i]
+        s2 = sz * (1.0 - sz)
+        wt = lw[i]
+        for a in range(K):
+            w[a] = g1[a]
+        w[iz] -= 1.0
+        for a in range(K):
+            G[i, a] = wt * ri * g1[a]
+        G[i, iz] += wt * (1.0 - ri - sz)
+        for a in range(K):
+            for b in range(K):
+                H[i, a, b] = wt * (rr * w[a] * w[b] + ri * g2[a, b])
+        H[i, iz, iz] -= wt * s2
+        if order >= 3:
+            g3[:, :, :] = 0.0
+            g3[0, 0, 0] = eee[i]
+            if ip >= 0:
+                g3[0, 0, ip] = eep[i]
+                g3[0, ip, 0] = eep[i]
+                g3[ip, 0, 0] = eep[i]
+                g3[0, ip, ip] = epp[i]
+                g3[ip, 0, ip] = epp[i]
+                g3[ip, ip, 0] = epp[i]
+                g3[ip, ip, ip] = ppp[i]
+            rr3 = rr * (1.0 - 2.0 * ri)
+            s3 = s2 * (1.0 - 2.0 * sz)
+            for a in range(K):
+                for b in range(K):
+                    for c in range(K):
+                        T[i, a, b, c] = wt * (rr3 * w[a] * w[b] * w[c] + ri * g3[a, b, c]
+                                              + rr * (g2[a, b] * w[c] + g2[a, c] * w[b] + g2[b, c] * w[a]))
+            T[i, iz, iz, iz] -= wt * s3
 
 
 @njit(cache=True)
@@ -109,13 +98,14 @@ def accumulate_hessian(A, cols_a, vals_a, cols_b, vals_b, W_ab):  # pragma: no c
 
 
 @njit(cache=True, inline="always")
-def _nb2_row(yi, k, eta_i, lth, th, tlg, tdg, ttg, lg1, lgth, dgth, tgth, order):  # pragma: no cover
-    """One row of ``likelihood.nbinom2_parts`` (the special functions of y + theta read from
-    tables per distinct count, index k): (g, e, ee, eee, p, ep, eep, pp)."""
+def _nb2_row(yi, lgk, dgk, tgk, lg1k, eta_i, lth, th, lgth, dgth, tgth, order):  # pragma: no cover
+    """One row of ``likelihood.nbinom2_parts`` (gammaln, digamma, trigamma of y + theta and
+    gammaln(y + 1) given, from the tables per distinct count): (g, e, ee, eee, p, ep, eep, pp).
+    Scalars only: array arguments would cost reference counting on every call."""
     d = eta_i - lth
     t = np.exp(-abs(d))
     lmt = (eta_i if d > 0 else lth) + np.log1p(t)  # log(mu + theta)
-    g = tlg[k] - lgth - lg1[k] + th * (lth - lmt) + yi * (eta_i - lmt)
+    g = lgk - lgth - lg1k + th * (lth - lmt) + yi * (eta_i - lmt)
     e = ee = eee = p = ep = eep = pp = 0.0
     if order >= 1:
         if d > 0:  # m = mu / (mu + theta), sm = 1 - m = theta / (mu + theta)
@@ -131,10 +121,10 @@ def _nb2_row(yi, k, eta_i, lth, th, tlg, tdg, ttg, lg1, lgth, dgth, tgth, order)
         if order >= 2:
             eee = -yt * mm * (1.0 - 2.0 * m)
             R = yt * (sm / th)  # (y + theta) / (mu + theta)
-            p = th * (tdg[k] - dgth + lth - lmt + 1.0 - R)
+            p = th * (dgk - dgth + lth - lmt + 1.0 - R)
             ep = -th * m + yt * mm
             eep = -th * mm + yt * (1.0 - 2.0 * m) * mm
-            D1 = ttg[k] - tgth
+            D1 = tgk - tgth
             pp = p + th * (th * D1 + 1.0 - 2.0 * sm + sm * R)
     return g, e, ee, eee, p, ep, eep, pp
 
@@ -165,7 +155,8 @@ def nb2_parts_rows(y, inv, eta, lth, th, tlg, tdg, ttg, lg1, lgth, dgth, tgth, o
                    g, e, ee, eee, p, ep, eep, pp):  # pragma: no cover
     """NB2 parts of every row (one pass) when theta is the same on every row."""
     for i in range(y.shape[0]):
-        r = _nb2_row(y[i], inv[i], eta[i], lth, th, tlg, tdg, ttg, lg1, lgth, dgth, tgth, order)
+        k = inv[i]
+        r = _nb2_row(y[i], tlg[k], tdg[k], ttg[k], lg1[k], eta[i], lth, th, lgth, dgth, tgth, order)
         g[i] = r[0]
         if order >= 1:
             e[i] = r[1]
@@ -184,87 +175,107 @@ def zinb2_loglik(y, inv, eta, lth, th, tlg, lg1, lgth, z, lw, l):  # pragma: no 
     ``nb2_parts_rows``, then the mixing of ``zi_mix``."""
     for i in range(y.shape[0]):
         yi = y[i]
-        g = _nb2_row(yi, inv[i], eta[i], lth, th, tlg, tlg, tlg, lg1, lgth, lgth, lgth, 0)[0]
+        k = inv[i]
+        g = _nb2_row(yi, tlg[k], 0.0, 0.0, lg1[k], eta[i], lth, th, lgth, 0.0, 0.0, 0)[0]
         l[i] = lw[i] * _zi_mix_row(yi, g, z[i], 0)[0]
 
 
 @njit(cache=True, inline="always")
-def _put6(T, i, a, b, c, v):  # pragma: no cover
-    T[i, a, b, c] = v
-    T[i, a, c, b] = v
-    T[i, b, a, c] = v
-    T[i, b, c, a] = v
-    T[i, c, a, b] = v
-    T[i, c, b, a] = v
-
-
-@njit(cache=True, inline="always")
-def _zi3_row(i, ip, iz, ri, sz, wt, e, ee, eee, p, ep, eep, pp, G, H, T, order):  # pragma: no cover
-    """``_zi_row`` for the predictors (cond, disp, zi) at positions (0, ip, iz), no random
-    effects in "disp" (epp = ppp = 0), every quantity a scalar: in canonical order
-    w = (e, p, -1), Hess g = [[ee, ep, 0], [ep, pp, 0], [0, 0, 0]], and the third
-    derivatives of g eee at (0, 0, 0), eep at (0, 0, 1)."""
+def _zi3_vals(ri, sz, wt, e, ee, eee, p, ep, eep, pp, order):  # pragma: no cover
+    """``zi_tensors``' row for the predictors (cond, disp, zi), no random effects in "disp"
+    (epp = ppp = 0), as scalars: in canonical order w = (e, p, -1), Hess g = [[ee, ep, 0],
+    [ep, pp, 0], [0, 0, 0]], third derivatives of g eee at (0, 0, 0) and eep at (0, 0, 1).
+    Returns G (3), H's (00, 01, 02, 11, 12, 22) and T's ten distinct entries (a <= b <= c)."""
     rr = ri * (1.0 - ri)
     s2 = sz * (1.0 - sz)
-    G[i, 0] = wt * ri * e
-    G[i, ip] = wt * ri * p
-    G[i, iz] = wt * (1.0 - ri - sz)
+    g0 = wt * ri * e
+    gp = wt * ri * p
+    gz = wt * (1.0 - ri - sz)
     h00 = wt * (rr * e * e + ri * ee)
     h01 = wt * (rr * e * p + ri * ep)
     h02 = -wt * rr * e
     h11 = wt * (rr * p * p + ri * pp)
     h12 = -wt * rr * p
     h22 = wt * rr - wt * s2
-    H[i, 0, 0] = h00
-    H[i, 0, ip] = h01
-    H[i, ip, 0] = h01
-    H[i, 0, iz] = h02
-    H[i, iz, 0] = h02
-    H[i, ip, ip] = h11
-    H[i, ip, iz] = h12
-    H[i, iz, ip] = h12
-    H[i, iz, iz] = h22
+    t000 = t001 = t002 = t011 = t012 = t022 = t111 = t112 = t122 = t222 = 0.0
     if order >= 3:
         rr3 = rr * (1.0 - 2.0 * ri)
         s3 = s2 * (1.0 - 2.0 * sz)
-        _put6(T, i, 0, 0, 0, wt * (rr3 * e * e * e + ri * eee + 3.0 * rr * ee * e))
-        _put6(T, i, 0, 0, ip, wt * (rr3 * e * e * p + ri * eep + rr * (ee * p + 2.0 * ep * e)))
-        _put6(T, i, 0, 0, iz, wt * (-rr3 * e * e - rr * ee))
-        _put6(T, i, 0, ip, ip, wt * (rr3 * e * p * p + rr * (2.0 * ep * p + pp * e)))
-        _put6(T, i, 0, ip, iz, wt * (-rr3 * e * p - rr * ep))
-        _put6(T, i, 0, iz, iz, wt * rr3 * e)
-        _put6(T, i, ip, ip, ip, wt * (rr3 * p * p * p + 3.0 * rr * pp * p))
-        _put6(T, i, ip, ip, iz, wt * (-rr3 * p * p - rr * pp))
-        _put6(T, i, ip, iz, iz, wt * rr3 * p)
-        T[i, iz, iz, iz] = -wt * rr3 - wt * s3
+        t000 = wt * (rr3 * e * e * e + ri * eee + 3.0 * rr * ee * e)
+        t001 = wt * (rr3 * e * e * p + ri * eep + rr * (ee * p + 2.0 * ep * e))
+        t002 = wt * (-rr3 * e * e - rr * ee)
+        t011 = wt * (rr3 * e * p * p + rr * (2.0 * ep * p + pp * e))
+        t012 = wt * (-rr3 * e * p - rr * ep)
+        t022 = wt * rr3 * e
+        t111 = wt * (rr3 * p * p * p + 3.0 * rr * pp * p)
+        t112 = wt * (-rr3 * p * p - rr * pp)
+        t122 = wt * rr3 * p
+        t222 = -wt * rr3 - wt * s3
+    return (g0, gp, gz, h00, h01, h02, h11, h12, h22,
+            t000, t001, t002, t011, t012, t022, t111, t112, t122, t222)
 
 
 @njit(cache=True)
-def zinb2_jet(y, inv, eta, lth, th, tlg, tdg, ttg, lg1, lgth, dgth, tgth, z, lw, K, ip, iz,
+def zinb2_jet(y, inv, eta, lth, th, tlg, tdg, ttg, lg1, lgth, dgth, tgth, z, lw, ip, iz,
               l, G, H, T, order):  # pragma: no cover
-    """``zi_jet`` of the zero-inflated NB2 in one pass (theta the same on every row, no
-    random effects in the dispersion model: its second and third derivatives within
-    "disp" beyond NB2's pp are zero). Returns the number of zero rows whose base density
-    is not finite (the caller then takes the general path)."""
+    """``zi_jet`` of the zero-inflated NB2 in one pass, the predictors (cond, disp, zi) at
+    positions (0, ip, iz) (theta the same on every row, no random effects in the dispersion
+    model: its second and third derivatives within "disp" beyond NB2's pp are zero).
+    Returns the number of zero rows whose base density is not finite (the caller then
+    takes the general path)."""
     bad = 0
-    g1 = np.zeros(K)
-    g2 = np.zeros((K, K))
-    g3 = np.zeros((K, K, K))
-    w = np.zeros(K)
     for i in range(y.shape[0]):
         yi = y[i]
-        g, e, ee, eee, p, ep, eep, pp = _nb2_row(yi, inv[i], eta[i], lth, th, tlg, tdg, ttg, lg1, lgth, dgth,
+        k = inv[i]
+        g, e, ee, eee, p, ep, eep, pp = _nb2_row(yi, tlg[k], tdg[k], ttg[k], lg1[k], eta[i], lth, th, lgth, dgth,
                                                  tgth, 2)
         if yi == 0 and not np.isfinite(g):
             bad += 1
         li, ri, sz = _zi_mix_row(yi, g, z[i], 1)
         wt = lw[i]
         l[i] = wt * li
-        if K == 3:
-            _zi3_row(i, ip, iz, ri, sz, wt, e, ee, eee, p, ep, eep, pp, G, H, T, order)
-        else:
-            _zi_row(i, K, ip, iz, ri, sz, wt, e, ee, eee, p, ep, eep, pp, 0.0, 0.0, G, H, T, order, g1, g2, g3,
-                    w)
+        r = _zi3_vals(ri, sz, wt, e, ee, eee, p, ep, eep, pp, order)
+        G[i, 0] = r[0]
+        G[i, ip] = r[1]
+        G[i, iz] = r[2]
+        H[i, 0, 0] = r[3]
+        H[i, 0, ip] = r[4]
+        H[i, ip, 0] = r[4]
+        H[i, 0, iz] = r[5]
+        H[i, iz, 0] = r[5]
+        H[i, ip, ip] = r[6]
+        H[i, ip, iz] = r[7]
+        H[i, iz, ip] = r[7]
+        H[i, iz, iz] = r[8]
+        if order >= 3:
+            # the ten distinct entries to their permutations
+            T[i, 0, 0, 0] = r[9]
+            T[i, 0, 0, ip] = r[10]
+            T[i, 0, ip, 0] = r[10]
+            T[i, ip, 0, 0] = r[10]
+            T[i, 0, 0, iz] = r[11]
+            T[i, 0, iz, 0] = r[11]
+            T[i, iz, 0, 0] = r[11]
+            T[i, 0, ip, ip] = r[12]
+            T[i, ip, 0, ip] = r[12]
+            T[i, ip, ip, 0] = r[12]
+            T[i, 0, ip, iz] = r[13]
+            T[i, 0, iz, ip] = r[13]
+            T[i, ip, 0, iz] = r[13]
+            T[i, ip, iz, 0] = r[13]
+            T[i, iz, 0, ip] = r[13]
+            T[i, iz, ip, 0] = r[13]
+            T[i, 0, iz, iz] = r[14]
+            T[i, iz, 0, iz] = r[14]
+            T[i, iz, iz, 0] = r[14]
+            T[i, ip, ip, ip] = r[15]
+            T[i, ip, ip, iz] = r[16]
+            T[i, ip, iz, ip] = r[16]
+            T[i, iz, ip, ip] = r[16]
+            T[i, ip, iz, iz] = r[17]
+            T[i, iz, ip, iz] = r[17]
+            T[i, iz, iz, ip] = r[17]
+            T[i, iz, iz, iz] = r[18]
     return bad
 
 
@@ -384,3 +395,66 @@ def accumulate_all(A, blk, slot, cols, vals, kp, H, sign):  # pragma: no cover
                     A[ca, cb] += vs * w * vals[i, t]
                 else:
                     A[blk[ca], slot[ca], slot[cb]] += vs * w * vals[i, t]
+
+
+# ---------------------------------------------------------------- the gradient's row parts (general/multi.py)
+# A^-1 is read as blocks Bi (nb, s, s) with u index c at (blk[c], slot[c]) (a dense A^-1 is
+# one block); every sum runs in the order of the numpy expressions it replaces.
+
+
+@njit(cache=True)
+def grad_rows_v(Bi, blk, slot, cols, vals, kp, T, M, v):  # pragma: no cover
+    """M_i = U_i A^-1 U_i' (n, K, K; zero where a predictor has no random effects) and
+    v_i,m = sum_ab M_i,ab T_i,abm."""
+    n, R = cols.shape
+    K = M.shape[1]
+    for i in range(n):
+        for a in range(K):
+            for b in range(K):
+                M[i, a, b] = 0.0
+        for s in range(R):
+            ca = cols[i, s]
+            ba = blk[ca]
+            for t in range(R):
+                cb = cols[i, t]
+                ai = Bi[ba, slot[ca], slot[cb]] if blk[cb] == ba else 0.0  # A^-1[ca, cb]
+                M[i, kp[s], kp[t]] += vals[i, s] * ai * vals[i, t]
+        for m in range(K):
+            acc = 0.0
+            for a in range(K):
+                for b in range(K):
+                    acc += M[i, a, b] * T[i, a, b, m]
+            v[i, m] = acc
+
+
+@njit(cache=True)
+def grad_rows_q(Bi, blk, slot, cols, vals, kp, re_k, G, H, v, xi, u, uxi, c, Q):  # pragma: no cover
+    """Per row: U_i xi, c_i = -2 G_i - v_i - H_i U_i xi, and per random-effect column t of
+    predictor k, Q_it = c_ik u_t + 2 (W_i U_i A^-1)_kt - G_ik xi_t (W = -H)."""
+    n, R = cols.shape
+    K = G.shape[1]
+    for i in range(n):
+        for k in range(K):
+            uxi[k] = 0.0
+        for s in range(R):
+            uxi[kp[s]] += vals[i, s] * xi[cols[i, s]]
+        for k in range(K):
+            acc = 0.0
+            for m in range(K):
+                acc += H[i, k, m] * uxi[m]
+            c[i, k] = -2.0 * G[i, k] - v[i, k] - acc
+        for t in range(R):
+            k = kp[t]
+            ct = cols[i, t]
+            bt = blk[ct]
+            wp = 0.0
+            for j in range(re_k.shape[0]):
+                m = re_k[j]
+                w = 0.0
+                for s in range(R):
+                    if kp[s] == m:
+                        cs = cols[i, s]
+                        ai = Bi[bt, slot[cs], slot[ct]] if blk[cs] == bt else 0.0  # A^-1[cs, ct]
+                        w += vals[i, s] * ai
+                wp += (-H[i, k, m]) * w
+            Q[i, t] = c[i, k] * u[ct] + 2.0 * wp - G[i, k] * xi[ct]
