@@ -124,3 +124,15 @@ def test_zinb_loglik_is_the_log_space_mixture():
          + y * (eta - np.logaddexp(eta, lth)))
     ref = wt * (np.where(y == 0, np.logaddexp(z, g), g) - np.logaddexp(0.0, z))
     _close(ZeroInflatedNB2Family().derivs(y, wt, eta, {"disp": lth, "zi": z}, order=0).l, ref, 1e-12)
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_zinb_derivs_are_zero_inflate_of_the_nb2_parts(order):
+    y, eta, lth, z, wt = _rows()
+    d = ZeroInflatedNB2Family().derivs(y, wt, eta, {"disp": lth, "zi": z}, order=order)
+    ref = L.zero_inflate(L.nbinom2_parts(y, eta, lth, order), y, wt, z, order, True)
+    pairs = [(d.l, ref.l), (d.e, ref.e), (d.ee, ref.ee)]
+    if order == 2:
+        pairs += [(d.eee, ref.eee)] + [(a, b) for k in ("zi", "disp") for a, b in zip(d.aux[k], ref.aux[k])]
+    for a, b in pairs:
+        np.testing.assert_array_equal(a, b)  # the same operations in the same order

@@ -67,6 +67,23 @@ class ZeroInflatedNB2Family(LikelihoodFamily):
                 l = np.empty(y.shape[0])
                 zinb2_loglik(y, inv, e, float(aux["disp"][0]), th, tlg, lg1, lgth, z, lw, l)
                 return Derivs(l=l)
+        if order in (1, 2):
+            f = self._fused(y, wt, eta, aux)
+            if f is not None:  # zero_inflate(nbinom2_parts(...)) in one compiled pass, bit for bit
+                from interlace.kernels.zi_jet import zinb2_derivs
+
+                (th, inv, tlg, tdg, ttg, lg1, lgth, dgth, tgth), e, z, lw = f
+                n = y.shape[0]
+                a = [np.empty(n) for _ in range(10 if order == 2 else 3)]
+                a += [a[0]] * (10 - len(a))
+                zinb2_derivs(y, inv, e, float(aux["disp"][0]), th, tlg, tdg, ttg, lg1, lgth, dgth, tgth, z, lw,
+                             int(order), *a)
+                d = Derivs(l=a[0], e=a[1], ee=a[2])
+                if order == 2:
+                    d.eee = a[3]
+                    d.aux["zi"] = (a[4], a[5], a[6])
+                    d.aux["disp"] = (a[7], a[8], a[9])
+                return d
         P = nbinom2_parts(y, eta, aux["disp"], order)
         return zero_inflate(P, y, wt, aux["zi"], order, True)
 

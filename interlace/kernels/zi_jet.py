@@ -458,3 +458,52 @@ def grad_rows_q(Bi, blk, slot, cols, vals, kp, re_k, G, H, v, xi, u, uxi, c, Q):
                         w += vals[i, s] * ai
                 wp += (-H[i, k, m]) * w
             Q[i, t] = c[i, k] * u[ct] + 2.0 * wp - G[i, k] * xi[ct]
+
+
+# ---------------------------------------------------------------- likelihood.zero_inflate over NB2, compiled
+_LOGE2 = 0.693147180559945309417232121458176568
+
+
+@njit(cache=True, inline="always")
+def _logaddexp(x, y):  # pragma: no cover
+    """numpy's logaddexp, operation for operation."""
+    if x == y:
+        return x + _LOGE2
+    tmp = x - y
+    if tmp > 0:
+        return x + np.log1p(np.exp(-tmp))
+    elif tmp <= 0:
+        return y + np.log1p(np.exp(tmp))
+    return tmp
+
+
+@njit(cache=True)
+def zinb2_derivs(y, inv, eta, lth, th, tlg, tdg, ttg, lg1, lgth, dgth, tgth, z, lw, order,
+                 l, e, ee, eee, z0, z1, z2, d0, d1, d2):  # pragma: no cover
+    """``likelihood.zero_inflate`` of ``nbinom2_parts`` (order 1 or 2) in one pass, every
+    operation in the order of the numpy expressions (scipy's expit is 1 / (1 + exp(-x)),
+    ``**3`` is pow): l, e, ee (, eee, the "zi" and "disp" triples) weighted."""
+    for i in range(y.shape[0]):
+        yi = y[i]
+        k = inv[i]
+        g, pe, pee, peee, pp, pep, peep, _pp2 = _nb2_row(yi, tlg[k], tdg[k], ttg[k], lg1[k], eta[i], lth, th, lgth,
+                                                        dgth, tgth, order)
+        zi = z[i]
+        wt = lw[i]
+        zero = yi == 0
+        li = _logaddexp(zi, g) if zero else g
+        l[i] = wt * (li - _logaddexp(0.0, zi))
+        r = 1.0 / (1.0 + np.exp(-(g - zi))) if zero else 1.0
+        rr = r * (1.0 - r)
+        e[i] = wt * (r * pe)
+        ee[i] = wt * (r * pee + rr * (pe * pe))
+        if order >= 2:
+            q = 1.0 - 2.0 * r
+            eee[i] = wt * (r * peee + 3.0 * rr * pe * pee + q * rr * np.power(pe, 3.0))
+            pz = 1.0 / (1.0 + np.exp(-zi))
+            z0[i] = wt * ((1.0 - r if zero else 0.0) - pz)
+            z1[i] = wt * (-rr * pe)
+            z2[i] = wt * (-rr * pee - q * rr * (pe * pe))
+            d0[i] = wt * (r * pp)
+            d1[i] = wt * (r * pep + rr * pp * pe)
+            d2[i] = wt * (rr * pp * pee + r * peep + q * rr * pp * (pe * pe) + 2.0 * rr * pe * pep)
