@@ -46,7 +46,8 @@ def add_row_re(i, wi, wz, codes, zl, kcol, kdim, uoff, pairidx, poff, q0, A11, V
     for a in range(lo0, hi0):
         za = zl[i, a]
         rhs[c0 * k0 + a] += za * wz
-        for b in range(lo0, hi0):
+        # the lower triangle only: the pass's caller mirrors it (mirror_blocks) once
+        for b in range(lo0, a + 1):
             A11[c0, a, b] += wi * za * zl[i, b]
     for j in range(1, m):
         cj = codes[j, i]
@@ -71,6 +72,17 @@ def add_row_re(i, wi, wz, codes, zl, kcol, kdim, uoff, pairidx, poff, q0, A11, V
                     A22[rowj + a, rowjj + b] += wza * zl[i, coljj + b]
 
 
+@njit(cache=True, inline="always")
+def mirror_blocks(A11):
+    """Copy each k x k block's lower triangle to its upper one (add_row_re sums
+    the lower triangle only: half the work on the rows, O(levels k^2) here)."""
+    nl, k, _ = A11.shape
+    for l in range(nl):
+        for a in range(1, k):
+            for b in range(a):
+                A11[l, b, a] = A11[l, a, b]
+
+
 @njit(cache=True, nogil=True)
 def accumulate_re(w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A22, rhs):
     """Add U'WU (in blocks) and U'W zw to the output arrays (zeroed by the caller)."""
@@ -82,6 +94,7 @@ def accumulate_re(w, zw, codes, zl, kcol, kdim, uoff, pairidx, poff, A11, V21, A
         if wi == 0.0:
             continue
         add_row_re(i, wi, wi * zw[i], codes, zl, kcol, kdim, uoff, pairidx, poff, q0, A11, V21, A22, rhs)
+    mirror_blocks(A11)
 
 
 @njit(cache=True, inline="always")
@@ -99,7 +112,8 @@ def add_row_x(i, wi, wz, X, codes, zl, kcol, kdim, uoff, UtWX, XtWX, xrhs):
         kj = kdim[j]
         colj = kcol[j]
         r0 = uoff[j] + cj * kj
-        for a in range(kj):
+        lo, hi = nz_range(zl, i, colj, kj)
+        for a in range(lo, hi):
             wza = wi * zl[i, colj + a]
             for c in range(p):
                 UtWX[r0 + a, c] += wza * X[i, c]

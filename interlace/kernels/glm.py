@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
-from interlace.kernels.crossprod import add_row_re, add_row_x, symmetrize_lower
+from interlace.kernels.crossprod import add_row_re, add_row_x, mirror_blocks, symmetrize_lower
 
 LINK_CODES = {"logit": 0, "probit": 1, "cloglog": 2, "log": 3, "identity": 4}
 
@@ -224,6 +224,7 @@ def pirls_pass(fam, link, y, wt, base, codes, zl, kcol, kdim, uoff, u, pairidx, 
         if wi != 0.0:
             add_row_re(i, wi, wi * (eta[i] - base[i] + r_out[i]), codes, zl, kcol, kdim, uoff, pairidx, poff, q0,
                        A11, V21, A22, rhs)
+    mirror_blocks(A11)
     return dev
 
 
@@ -253,6 +254,7 @@ def pirls_pass_joint(fam, link, y, wt, X, beta, offset, codes, zl, kcol, kdim, u
         if wi != 0.0:
             add_row_re(i, wi, wi * (eta[i] - offset[i] + r_out[i]), codes, zl, kcol, kdim, uoff, pairidx, poff,
                        q0, A11, V21, A22, rhs)
+    mirror_blocks(A11)
     for i in range(y.shape[0]):
         wi = w_out[i]
         if wi != 0.0:

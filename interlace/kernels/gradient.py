@@ -157,7 +157,8 @@ def tangent_rhs(w, r, X, dbeta, codes, zl, zld, kcol, kdim, uoff, u, rhs_u, rhs_
         for j in range(m):
             o = uoff[j] + codes[j, i] * kdim[j]
             c0 = kcol[j]
-            for a in range(kdim[j]):
+            dlo, dhi = nz_range(zld, i, c0, kdim[j])
+            for a in range(dlo, dhi):
                 g += zld[i, c0 + a] * u[o + a]
         wi = w[i]
         wg = wi * g
@@ -165,7 +166,13 @@ def tangent_rhs(w, r, X, dbeta, codes, zl, zld, kcol, kdim, uoff, u, rhs_u, rhs_
         for j in range(m):
             o = uoff[j] + codes[j, i] * kdim[j]
             c0 = kcol[j]
-            for a in range(kdim[j]):
+            # the columns where zl or zld is nonzero (elsewhere both terms are exact zeros)
+            dlo, dhi = nz_range(zld, i, c0, kdim[j])
+            zlo, zhi = nz_range(zl, i, c0, kdim[j])
+            if zhi > zlo:
+                dlo = min(dlo, zlo) if dhi > dlo else zlo
+                dhi = max(dhi, zhi)
+            for a in range(dlo, dhi):
                 d = zld[i, c0 + a]
                 rhs_u[o + a] += d * si - (zl[i, c0 + a] - d) * wg
         if joint:
