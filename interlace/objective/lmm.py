@@ -41,6 +41,9 @@ from interlace.objective.predictor import BlockedCholesky, ReStructure
 
 #: largest dense part (levels of all but the largest term, + p + 1) factored densely
 _CROSSED_MAX_DENSE = 3000
+#: below this |theta_j| the crossed gradient sums over W instead of using Sinv's diagonal
+#: ((1 - Sinv_cc) / theta_j loses ~eps / theta_j^2 relative to cancellation)
+_DIAG_IDENTITY_MIN = 1e-3
 
 
 class LMMObjective:
@@ -194,7 +197,9 @@ class LMMObjective:
             s[self._cdoff[j]:self._cdoff[j] + re.nlev[j]] = theta[j]
         bptr, bidx, bval = self._cb
         M = self._cM
-        d = crossed_form(t0, s, nzd, self._cG, self._cg, *self._cp, M, self._cW, True)
+        # the gradient reads W only when a dense term's theta is near 0 (crossed_grad_parts)
+        want_w = bool(min(abs(float(theta[j])) for j in others) < _DIAG_IDENTITY_MIN)
+        d = crossed_form(t0, s, nzd, self._cG, self._cg, *self._cp, M, self._cW, want_w)
         _, info = _dpotrf(M.T, lower=1, clean=0, overwrite_a=1)
         if info != 0:
             self._crossed = False  # not positive definite: the row path raises the usual error
@@ -217,7 +222,7 @@ class LMMObjective:
         dev = ld_z - self.sum_log_w + nd * (1.0 + np.log(2.0 * np.pi * self.pwrss / nd))
         if self.reml:
             dev += ld_x
-        self._cstate = (theta.copy(), t0, s, d, float(dev))
+        self._cstate = (theta.copy(), t0, s, d, float(dev), want_w)
         return float(dev)
 
     def _sinv_crossed(self, kend: int) -> np.ndarray:
@@ -232,12 +237,12 @@ class LMMObjective:
         from interlace.kernels.lmm_crossed import crossed_grad_parts
 
         re = self.re
-        theta, t0, s, d, _ = self._cstate
+        theta, t0, s, d, _, want_w = self._cstate
         kend = self._cnz + (self.p if self.reml else 0)
         Sinv = self._sinv_crossed(kend)
         parts = np.empty(len(self._co) + 1)
-        crossed_grad_parts(t0, s, kend, self._cterm_of, len(self._co), self._cg, d, *self._cp, Sinv,
-                           self._cW, parts)
+        crossed_grad_parts(t0, s, kend, self._cterm_of, len(self._co), self._cg, d, *self._cb, Sinv,
+                           self._cW, not want_w, parts)
         fac = self.df_resid / self.pwrss
         g = np.zeros(re.ntheta)
         u = self._u
@@ -324,7 +329,7 @@ class LMMObjective:
         from interlace.kernels.lmm_crossed import crossed_quads
 
         re = self.re
-        _, t0, s, d, _ = self._cstate
+        _, t0, s, d, _, _ = self._cstate
         nzd = self._cnz
         Sinv = self._sinv_crossed(nzd)
         bptr, bidx, bval = self._cb

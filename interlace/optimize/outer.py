@@ -518,6 +518,28 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
                      v.messages, hess, g, stage1, str(res.message))
 
 
+#: optimize_lmm on the crossed LMM path: L-BFGS-B's gradient tolerance before the
+#: Newton finish, the most Newton steps, and the Newton decrement g'H^-1 g / 2
+#: (deviance units) below which the finish stops
+_LMM_NEWTON_GTOL = 1e-1
+_LMM_NEWTON_STEPS = 3
+_LMM_NEWTON_DEC = 1e-11
+
+
+def _newton_decrement(g, hess, x, lower) -> float:
+    """g' H^-1 g / 2 over the parameters off their bounds (what a Newton step
+    would lower a quadratic by); inf where H is not positive definite there."""
+    free = ~(np.isfinite(lower) & (x <= lower + 1e-4))
+    if not np.any(free):
+        return 0.0
+    try:
+        c = np.linalg.cholesky(hess[np.ix_(free, free)])
+    except np.linalg.LinAlgError:
+        return np.inf
+    z = np.linalg.solve(c, g[free])
+    return 0.5 * float(z @ z)
+
+
 def optimize_lmm(obj, optimizer: str = "lbfgsb", theta0=None, control: Control = DEFAULT_CONTROL) -> OptResult:
     """Optimize the profiled ML deviance of an LMM over theta (exact gradient
     with L-BFGS-B; derivative-free otherwise); the boundary probe and the
@@ -536,8 +558,14 @@ def optimize_lmm(obj, optimizer: str = "lbfgsb", theta0=None, control: Control =
         f(z)
         return obj.gradient(z)
 
+    # The crossed path (several scalar terms, objective/lmm.py) pays ~0.1 s per
+    # evaluation: L-BFGS-B stops at a looser gradient and Newton steps with the
+    # final Hessian (which the verdict needs anyway) finish, converging
+    # quadratically where L-BFGS-B creeps (InstEval: 17 -> 15 gradient calls).
+    newton_finish = optimizer == "lbfgsb" and bool(getattr(obj, "_crossed", False))
+    gtol = _LMM_NEWTON_GTOL if newton_finish else 1e-8
     if optimizer == "lbfgsb":
-        res = minimize_lbfgsb(fg, np.maximum(theta, lower), maxiter=2000, ftol=1e-15, gtol=1e-8, maxls=60)
+        res = minimize_lbfgsb(fg, np.maximum(theta, lower), maxiter=2000, ftol=1e-15, gtol=gtol, maxls=60)
         diag_t = np.flatnonzero(re.even_params).tolist()
         x_esc, r_esc = _escape_zero_diagonal(fg, res.x, diag_t)
         if r_esc is not None:
@@ -551,8 +579,26 @@ def optimize_lmm(obj, optimizer: str = "lbfgsb", theta0=None, control: Control =
         f(x)
         g = obj.gradient(x)
         hess = hessian_from_gradient(grad, x, np.full(nt, -np.inf), g0=g)  # forward: nt gradients
+        if not newton_finish:
+            x, g = _newton_polish(f, grad, x, g, hess, lower, nt)
+            return x, f(x), g, hess  # the objective's state (u, beta, sigma) at the optimum
+        for _ in range(_LMM_NEWTON_STEPS):
+            if _newton_decrement(g, hess, x, lower) < _LMM_NEWTON_DEC:
+                return x, f(x), g, hess  # converged: a step would lower the deviance by < 1e-11
+            xn, gn = _newton_polish(f, grad, x, g, hess, lower, nt)
+            if xn is x:
+                break  # no Newton step here (indefinite, a bound, or uphill)
+            x, g = xn, gn
+        if _newton_decrement(g, hess, x, lower) < _LMM_NEWTON_DEC:
+            return x, f(x), g, hess
+        # Newton did not finish: L-BFGS-B to the usual tolerance, then one polish
+        r = minimize_lbfgsb(fg, x, maxiter=2000, ftol=1e-15, gtol=1e-8, maxls=60)
+        x = re.canonical_theta(r.x)
+        f(x)
+        g = obj.gradient(x)
+        hess = hessian_from_gradient(grad, x, np.full(nt, -np.inf), g0=g)
         x, g = _newton_polish(f, grad, x, g, hess, lower, nt)
-        return x, f(x), g, hess  # the objective's state (u, beta, sigma) at the optimum
+        return x, f(x), g, hess
 
     restart = restarter(fg if optimizer == "lbfgsb" else None, f, lower, optimizer, re.canonical_theta, nt, 1e-8)
     x, dev, g, hess, res, gain = settle_boundary(f, (*finish(x), res), lower, nt, finish, restart, control)
