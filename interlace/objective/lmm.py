@@ -218,6 +218,7 @@ class LMMObjective:
         self.pwrss = max(float(pwrss), 1e-300)
         self.last_logdet, self.logdet_rx = float(ld_z), float(ld_x)
         self._theta, self._grad, self._stale = theta.copy(), None, True
+        self._csinv = None
         nd = self.df_resid
         dev = ld_z - self.sum_log_w + nd * (1.0 + np.log(2.0 * np.pi * self.pwrss / nd))
         if self.reml:
@@ -233,6 +234,23 @@ class LMMObjective:
             raise np.linalg.LinAlgError("dpotri failed")
         return Mi
 
+    def _sinv_z_cached(self, theta: np.ndarray) -> np.ndarray | None:
+        """Inverse of S's Z block from the last gradient's inverse at theta (None if
+        there is none): for REML that inverse also spans X's rows, and the leading
+        block's inverse is its own block less a rank-p correction,
+        (S_ZZ)^-1 = Si_ZZ - Si_ZX Si_XX^-1 Si_XZ (upper triangles filled)."""
+        c = getattr(self, "_csinv", None)
+        if c is None or not np.array_equal(c[0], theta):
+            return None
+        _, kend, Sinv = c
+        nzd = self._cnz
+        if kend == nzd:
+            return Sinv
+        B = Sinv[:nzd, nzd:kend]  # a < b: the stored (upper) triangle
+        T = np.triu(Sinv[nzd:kend, nzd:kend])
+        T = T + np.triu(T, 1).T
+        return Sinv[:nzd, :nzd] - B @ np.linalg.solve(T, B.T)
+
     def _grad_crossed(self) -> np.ndarray:
         from interlace.kernels.lmm_crossed import crossed_grad_parts
 
@@ -240,6 +258,7 @@ class LMMObjective:
         theta, t0, s, d, _, want_w = self._cstate
         kend = self._cnz + (self.p if self.reml else 0)
         Sinv = self._sinv_crossed(kend)
+        self._csinv = (theta, kend, Sinv)  # conditional_variances at the optimum reuses it
         parts = np.empty(len(self._co) + 1)
         crossed_grad_parts(t0, s, kend, self._cterm_of, len(self._co), self._cg, d, *self._cb, Sinv,
                            self._cW, not want_w, parts)
@@ -331,7 +350,9 @@ class LMMObjective:
         re = self.re
         _, t0, s, d, _, _ = self._cstate
         nzd = self._cnz
-        Sinv = self._sinv_crossed(nzd)
+        Sinv = self._sinv_z_cached(theta)
+        if Sinv is None:
+            Sinv = self._sinv_crossed(nzd)
         bptr, bidx, bval = self._cb
         quads = np.empty(d.shape[0])
         crossed_quads(s, nzd, bptr, bidx, bval, Sinv, quads)
