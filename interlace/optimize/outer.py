@@ -522,6 +522,7 @@ def optimize_glmm(obj, optimizer: str = "lbfgsb", theta0=None, nAGQ: int = 1, ag
 #: Newton finish, the most Newton steps, and the Newton decrement g'H^-1 g / 2
 #: (deviance units) below which the finish stops
 _LMM_NEWTON_GTOL = 1e-1
+_LMM_NEWTON_GTOL_SCALED = 1e-2
 _LMM_NEWTON_STEPS = 3
 _LMM_NEWTON_DEC = 1e-11
 
@@ -564,7 +565,26 @@ def optimize_lmm(obj, optimizer: str = "lbfgsb", theta0=None, control: Control =
     # quadratically where L-BFGS-B creeps (InstEval: 17 -> 15 gradient calls).
     newton_finish = optimizer == "lbfgsb" and bool(getattr(obj, "_crossed", False))
     gtol = _LMM_NEWTON_GTOL if newton_finish else 1e-8
-    if optimizer == "lbfgsb":
+    if newton_finish and np.all(np.isfinite(theta)) and theta.shape == re.nlev.shape:
+        # one scalar theta per term: L-BFGS-B on x_j = theta_j sqrt(2 n_j) / theta0_j, where the
+        # deviance's curvature is about one per unit (a variance component's -2 log-likelihood
+        # has curvature ~2 n_j in log theta_j): the first step (unit length, before any
+        # curvature is known) is about a standard error, not a unit of theta
+        sc = np.sqrt(2.0 * re.nlev.astype(float)) / np.maximum(np.abs(theta), 0.05)
+
+        def fg_scaled(xs):
+            dv, gr = fg(xs / sc)
+            return dv, gr / sc
+
+        res = minimize_lbfgsb(fg_scaled, np.maximum(theta, lower) * sc, lower=lower * sc, maxiter=2000,
+                              ftol=1e-15, gtol=_LMM_NEWTON_GTOL_SCALED, maxls=60)
+        res.x = res.x / sc
+        diag_t = np.flatnonzero(re.even_params).tolist()
+        x_esc, r_esc = _escape_zero_diagonal(fg, res.x, diag_t)
+        if r_esc is not None:
+            res = r_esc
+        x = re.canonical_theta(x_esc)
+    elif optimizer == "lbfgsb":
         res = minimize_lbfgsb(fg, np.maximum(theta, lower), maxiter=2000, ftol=1e-15, gtol=gtol, maxls=60)
         diag_t = np.flatnonzero(re.even_params).tolist()
         x_esc, r_esc = _escape_zero_diagonal(fg, res.x, diag_t)
