@@ -234,22 +234,40 @@ class LMMObjective:
             raise np.linalg.LinAlgError("dpotri failed")
         return Mi
 
-    def _sinv_z_cached(self, theta: np.ndarray) -> np.ndarray | None:
-        """Inverse of S's Z block from the last gradient's inverse at theta (None if
-        there is none): for REML that inverse also spans X's rows, and the leading
-        block's inverse is its own block less a rank-p correction,
-        (S_ZZ)^-1 = Si_ZZ - Si_ZX Si_XX^-1 Si_XZ (upper triangles filled)."""
+    def _z_quads(self, theta: np.ndarray, s: np.ndarray, nl0: int) -> tuple[np.ndarray, np.ndarray]:
+        """(quads, dg): per first-block level (s o b_l)' (S_ZZ)^-1 (s o b_l) over the Z
+        indices, and the diagonal of (S_ZZ)^-1. From the last gradient's inverse when it
+        is at theta: for REML that inverse also spans X's rows, and the Z block's
+        inverse is its block less a rank-p correction, (S_ZZ)^-1 = Si_ZZ - B T^-1 B'
+        (B = Si_ZX, T = Si_XX), applied to the quadratic forms and the diagonal only
+        (O(nnz p), not a new k x k matrix). Otherwise from a new inverse."""
+        from interlace.kernels.lmm_crossed import crossed_quads
+
+        nzd = self._cnz
+        bptr, bidx, bval = self._cb
+        quads = np.empty(nl0)
         c = getattr(self, "_csinv", None)
         if c is None or not np.array_equal(c[0], theta):
-            return None
+            Sinv = self._sinv_crossed(nzd)
+            crossed_quads(s, nzd, bptr, bidx, bval, Sinv, quads)
+            return quads, np.diag(Sinv).copy()
         _, kend, Sinv = c
-        nzd = self._cnz
+        crossed_quads(s, nzd, bptr, bidx, bval, Sinv, quads)  # reads only the Z indices
+        dg = np.diag(Sinv)[:nzd].copy()
         if kend == nzd:
-            return Sinv
+            return quads, dg
         B = Sinv[:nzd, nzd:kend]  # a < b: the stored (upper) triangle
         T = np.triu(Sinv[nzd:kend, nzd:kend])
-        T = T + np.triu(T, 1).T
-        return Sinv[:nzd, :nzd] - B @ np.linalg.solve(T, B.T)
+        Ti = np.linalg.inv(T + np.triu(T, 1).T)
+        mask = bidx < nzd
+        lev = np.repeat(np.arange(nl0), np.diff(bptr))[mask]
+        cols = bidx[mask]
+        vals = s[cols] * bval[mask]
+        W = np.column_stack([np.bincount(lev, weights=vals * B[cols, k], minlength=nl0)
+                             for k in range(kend - nzd)])  # (s o b_l)' B per level
+        quads -= np.einsum("lp,pq,lq->l", W, Ti, W)
+        dg -= np.einsum("cp,pq,cq->c", B, Ti, B)
+        return quads, dg
 
     def _grad_crossed(self) -> np.ndarray:
         from interlace.kernels.lmm_crossed import crossed_grad_parts
@@ -345,21 +363,12 @@ class LMMObjective:
         then uses the row path's factor)."""
         if not (self._crossed and self._cstate is not None and np.array_equal(theta, self._cstate[0])):
             return None
-        from interlace.kernels.lmm_crossed import crossed_quads
-
         re = self.re
         _, t0, s, d, _, _ = self._cstate
-        nzd = self._cnz
-        Sinv = self._sinv_z_cached(theta)
-        if Sinv is None:
-            Sinv = self._sinv_crossed(nzd)
-        bptr, bidx, bval = self._cb
-        quads = np.empty(d.shape[0])
-        crossed_quads(s, nzd, bptr, bidx, bval, Sinv, quads)
+        quads, dg = self._z_quads(theta, s, d.shape[0])
         out: list[np.ndarray] = [np.empty(0)] * re.m
         f = self._cf
         out[f] = np.sqrt(np.maximum(t0 * t0 * (1.0 / d + t0 * t0 * quads / (d * d)) * scale, 0.0))[:, None]
-        dg = np.diag(Sinv)
         for j in self._co:
             o = self._cdoff[j]
             th = float(theta[j])
