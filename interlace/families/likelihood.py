@@ -462,7 +462,7 @@ def _special(fn, y: np.ndarray, th: np.ndarray) -> np.ndarray:
     return fn(u + th[0])[inv]
 
 
-_NB2_TABLES: dict = {"y": None, "th": None, "tabs": None}
+_NB2_TABLES: dict = {}  # "u": (y, distinct counts, inverse), "tabs": (y, theta, tables); tuples, read in one step
 
 
 def nb2_tables(y: np.ndarray, lth) -> tuple | None:
@@ -476,20 +476,22 @@ def nb2_tables(y: np.ndarray, lth) -> tuple | None:
         return None
     if lth[0] != lth[-1] or np.ptp(lth) != 0.0:
         return None
-    if _UNIQ["y"] is not y:
+    th = np.exp(lth[:1])[0]
+    ent = _NB2_TABLES.get("tabs")
+    if ent is not None and ent[0] is y and ent[1] == th:
+        return ent[2]
+    uq = _NB2_TABLES.get("u")
+    if uq is None or uq[0] is not y:
         u, inv = np.unique(y, return_inverse=True)
-        _UNIQ.update(y=y, u=u, inv=inv)
-    u, inv = _UNIQ["u"], _UNIQ["inv"]
+        uq = (y, u, np.ascontiguousarray(inv, dtype=np.int64))
+        _NB2_TABLES["u"] = uq
+    _y, u, inv = uq
     if u.size > y.size // 4:
         return None
-    th = np.exp(lth[:1])[0]
-    if _NB2_TABLES["y"] is y and _NB2_TABLES["th"] == th:
-        return _NB2_TABLES["tabs"]
     x = u + th
-    tabs = (float(th), np.ascontiguousarray(inv, dtype=np.int64), special.gammaln(x), special.digamma(x),
-            _trigamma(x), special.gammaln(u + 1.0), float(special.gammaln(th)), float(special.digamma(th)),
-            float(_trigamma(th)))
-    _NB2_TABLES.update(y=y, th=th, tabs=tabs)
+    tabs = (float(th), inv, special.gammaln(x), special.digamma(x), _trigamma(x), special.gammaln(u + 1.0),
+            float(special.gammaln(th)), float(special.digamma(th)), float(_trigamma(th)))
+    _NB2_TABLES["tabs"] = (y, th, tabs)
     return tabs
 
 
