@@ -136,7 +136,20 @@ def group_codes(frame: pd.DataFrame, group: str) -> tuple[np.ndarray, list[str]]
     coded = [factor_codes(frame[p]) for p in parts]
     keys = np.stack([c for c, _ in coded], axis=1)
     # R's a:b orders levels with the first factor varying slowest; factor() drops absent ones.
-    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    sizes = [max(len(lab), 1) for _, lab in coded]
+    if keys.min(initial=0) >= 0 and float(np.prod(sizes, dtype=float)) < 2.0 ** 62:
+        # one mixed-radix integer per row sorts as the rows do (first factor slowest):
+        # np.unique on int64, not on rows (axis=0 sorts a void view, ~0.15 s on 73k rows)
+        key = np.zeros(len(keys), dtype=np.int64)
+        for j in range(len(parts)):
+            key = key * sizes[j] + keys[:, j]
+        ukey, inverse = np.unique(key, return_inverse=True)
+        uniq = np.empty((len(ukey), len(parts)), dtype=np.int64)
+        for j in range(len(parts) - 1, -1, -1):
+            uniq[:, j] = ukey % sizes[j]
+            ukey = ukey // sizes[j]
+    else:
+        uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
     levels = [":".join(coded[j][1][row[j]] for j in range(len(parts))) for row in uniq]
     return inverse.astype(np.int64).ravel(), levels
 
