@@ -292,13 +292,14 @@ class MultiObjective(FixedPart):
         return theta, bases, vals
 
     def _etas(self, bases, vals, u):
-        out = []
-        for k, pr in enumerate(self.preds):
-            e = bases[k].copy()
-            if pr.re is not None:
-                e += np.sum(vals[k] * u[pr.cols], axis=1)
-            out.append(e)
-        return out
+        """Every predictor's eta_k = base_k + Z_k Lambda_k u_k (one compiled pass)."""
+        from interlace.kernels.zi_jet import etas_rows
+
+        allvals = np.ascontiguousarray(np.hstack([vals[k] for k, pr in enumerate(self.preds) if pr.re is not None]))
+        out = np.empty((len(self.preds), self.mf.n))
+        etas_rows(self._allcols, allvals, self._kp, np.ascontiguousarray(u, dtype=np.float64),
+                  np.ascontiguousarray(np.vstack(bases)), out)
+        return [row.copy() for row in out]  # separate arrays, as each predictor had
 
     def _jet(self, etas, order):
         aux = {b.name: etas[1 + i] for i, b in enumerate(self.blocks)}
@@ -312,10 +313,11 @@ class MultiObjective(FixedPart):
 
     def _ut(self, vals, R: np.ndarray) -> np.ndarray:
         """sum_i U_i' R_i for R (n, K)."""
+        from interlace.kernels.zi_jet import ut_rows
+
         g = np.zeros(self.q)
-        for k, pr in enumerate(self.preds):
-            if pr.re is not None:
-                g += np.bincount(pr.cols.ravel(), weights=(vals[k] * R[:, k, None]).ravel(), minlength=self.q)
+        allvals = np.ascontiguousarray(np.hstack([vals[k] for k, pr in enumerate(self.preds) if pr.re is not None]))
+        ut_rows(self._allcols, allvals, self._kp, np.ascontiguousarray(R, dtype=np.float64), g)
         return g
 
     def _u_rows(self, vals, v: np.ndarray) -> np.ndarray:

@@ -507,3 +507,32 @@ def zinb2_derivs(y, inv, eta, lth, th, tlg, tdg, ttg, lg1, lgth, dgth, tgth, z, 
             d0[i] = wt * (r * pp)
             d1[i] = wt * (r * pep + rr * pp * pe)
             d2[i] = wt * (rr * pp * pee + r * peep + q * rr * pp * (pe * pe) + 2.0 * rr * pe * pep)
+
+
+@njit(cache=True)
+def ut_rows(cols, vals, kp, R, g):  # pragma: no cover
+    """g += sum_i U_i' R_i: g[cols[i, s]] += vals[i, s] R[i, kp[s]], rows in order (the sums
+    of numpy's bincount over each predictor's columns)."""
+    n, S = cols.shape
+    for i in range(n):
+        for s in range(S):
+            g[cols[i, s]] += vals[i, s] * R[i, kp[s]]
+
+
+@njit(cache=True)
+def etas_rows(cols, vals, kp, u, base, out):  # pragma: no cover
+    """out[k, i] = base[k, i] + sum_s vals[i, s] u[cols[i, s]] over predictor k's columns
+    (the random-effect part summed first, in column order, as numpy's row sum)."""
+    n, S = cols.shape
+    K = base.shape[0]
+    acc = np.zeros(K)
+    has = np.zeros(K, dtype=np.bool_)
+    for s in range(S):
+        has[kp[s]] = True
+    for i in range(n):
+        for k in range(K):
+            acc[k] = 0.0
+        for s in range(S):
+            acc[kp[s]] += vals[i, s] * u[cols[i, s]]
+        for k in range(K):
+            out[k, i] = base[k, i] + acc[k] if has[k] else base[k, i]
