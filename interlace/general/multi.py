@@ -39,7 +39,7 @@ import scipy.linalg as sla
 
 from interlace.control import DEFAULT_CONTROL
 from interlace.general.jet import family_jet
-from interlace.general.objective import AuxBlock, FixedPart, InnerError, aux_blocks, newton_modes
+from interlace.general.objective import AuxBlock, FixedPart, InnerError, aux_blocks, central_steps, newton_modes
 from interlace.model_frame import ModelFrame
 from interlace.objective.predictor import ReStructure
 
@@ -527,15 +527,7 @@ class MultiObjective(FixedPart):
             for i in range(len(x)):
                 if V[i, i] <= 0:
                     continue
-                h = 1e-5 * max(1.0, abs(x[i]))
-                xp, xm = x.copy(), x.copy()
-                xp[i] += h
-                xm[i] -= h
-                if xm[i] < self.lower[i]:
-                    xm[i] = x[i]
-                    den = h
-                else:
-                    den = 2.0 * h
+                xp, xm, den = central_steps(x, i, self.lower)
                 dr = (self._score_u(xp, u) - self._score_u(xm, u)) / den
                 J[:, i] = self._b_of(x, cf.solve(dr)) + (self._b_of(xp, u) - self._b_of(xm, u)) / den
         return J

@@ -46,6 +46,19 @@ from interlace.objective.predictor import BlockedCholesky, ReStructure
 __all__ = ["GeneralObjective", "FixedPart", "AuxBlock", "InnerError", "mode_jacobian", "newton_modes"]
 
 
+def central_steps(x: np.ndarray, i: int, lower: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(x + h e_i, x - h e_i, 2h) with h = 1e-5 max(1, |x_i|); one-sided (x, h) when the
+    lower point would cross ``lower[i]``. The difference quotient is (f(xp) - f(xm)) / den."""
+    h = 1e-5 * max(1.0, abs(x[i]))
+    xp, xm = x.copy(), x.copy()
+    xp[i] += h
+    xm[i] -= h
+    if xm[i] < lower[i]:
+        xm[i] = x[i]
+        return xp, xm, h
+    return xp, xm, 2.0 * h
+
+
 def mode_jacobian(b_at, x: np.ndarray, lower: np.ndarray, V: np.ndarray, q: int) -> np.ndarray:
     """d b / d x (q x len(x)) by central differences of the conditional modes ``b_at``
     (one-sided at a lower bound), for the parameters with positive variance in ``V``: the
@@ -54,15 +67,8 @@ def mode_jacobian(b_at, x: np.ndarray, lower: np.ndarray, V: np.ndarray, q: int)
     for i in range(len(x)):
         if V[i, i] <= 0:
             continue
-        h = 1e-5 * max(1.0, abs(x[i]))
-        xp, xm = x.copy(), x.copy()
-        xp[i] += h
-        xm[i] -= h
-        if xm[i] < lower[i]:
-            xm[i] = x[i]
-            J[:, i] = (b_at(xp) - b_at(xm)) / h
-        else:
-            J[:, i] = (b_at(xp) - b_at(xm)) / (2 * h)
+        xp, xm, den = central_steps(x, i, lower)
+        J[:, i] = (b_at(xp) - b_at(xm)) / den
     return J
 
 
